@@ -1,0 +1,112 @@
+"""The `vigil` command: run | validate | components | version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+
+from agent import __version__, config as config_module
+from agent.component import Kind
+from agent.config import ConfigError, LogsTelemetryConfig, VigilConfig
+from agent.default_config import default_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="Vigil: an OpenTelemetry-style agent "
+                                     "for hosts that serve ML models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("-c", "--config", help="YAML config file (default: a built-in config "
+                     "that needs no backend)")
+    run.set_defaults(func=_run)
+
+    validate = sub.add_parser("validate", help="check a config file and exit")
+    validate.add_argument("-c", "--config", required=True, help="YAML config file")
+    validate.set_defaults(func=_validate)
+
+    components = sub.add_parser("components", help="list the available component types")
+    components.set_defaults(func=_components)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=lambda _: print(f"vigil {__version__}") or 0)
+    return parser
+
+
+def _load(path: str | None) -> VigilConfig:
+    if path is None:
+        return config_module.from_dict(default_config(dict(os.environ)), "<built-in default>")
+    return config_module.load(path)
+
+
+def _run(args: argparse.Namespace) -> int:
+    _setup_logging(LogsTelemetryConfig())
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    _setup_logging(config.service.telemetry.logs)
+    for warning in config.warnings:
+        logging.getLogger("vigil.config").warning("%s: %s", config.source, warning)
+    from agent import service  # imported late: `vigil version` should not load grpc
+
+    return asyncio.run(service.run(config))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        print(f"{config.source}: warning: {warning}", file=sys.stderr)
+    print(f"{config.source}: valid ({len(config.pipelines)} pipelines)")
+    return 0
+
+
+def _components(_: argparse.Namespace) -> int:
+    from agent import registry
+
+    for kind in Kind:
+        print(f"{kind.section}:")
+        for type_, factory in sorted(registry.factories(kind).items()):
+            signals = ", ".join(s.value for s in sorted(factory.signals, key=lambda s: s.value))
+            print(f"  {type_:<12} {factory.description} [{signals}]")
+    return 0
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+                 "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(config: LogsTelemetryConfig) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.encoding == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    level = "WARNING" if config.level == "warn" else config.level.upper()
+    root.setLevel(level)

@@ -1,0 +1,105 @@
+"""What every component is: the protocols, the settings a factory gets, and the factory.
+
+A receiver produces batches into one consumer per signal; a processor is one
+step of one pipeline and passes batches on to its `next` consumer; an exporter
+consumes from every pipeline that lists it. Components never hold references
+to one another: `agent.pipeline` hands each its consumers.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from agent.signals import Batch, Signal
+from agent.telemetry import SelfTelemetry
+
+
+class Kind(enum.Enum):
+    RECEIVER = "receiver"
+    PROCESSOR = "processor"
+    EXPORTER = "exporter"
+
+    @property
+    def section(self) -> str:
+        """The top-level config section that defines components of this kind."""
+        return self.value + "s"
+
+
+@dataclass(frozen=True, order=True)
+class ComponentId:
+    """`type` or `type/name`, as in the Collector: `otlp`, `otlp/signoz`."""
+
+    type: str
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> ComponentId:
+        type_, _, name = text.strip().partition("/")
+        if not type_ or (_ and not name):
+            raise ValueError(f"invalid component id {text!r}: expected 'type' or 'type/name'")
+        return cls(type_, name)
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.name}" if self.name else self.type
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    async def consume(self, batch: Batch) -> None:
+        """Accept `batch` or raise a `ConsumerError`; once this returns, Vigil owns the data."""
+
+
+@runtime_checkable
+class Component(Protocol):
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class Receiver(Component, Protocol):
+    pass
+
+
+class Processor(Component, Consumer, Protocol):
+    # A processor that changes batches in place says so; the fan-out then gives it a copy.
+    mutates_data: bool
+
+
+class Exporter(Component, Consumer, Protocol):
+    pass
+
+
+@dataclass
+class Settings:
+    """What a factory gets besides the component's own config."""
+
+    id: ComponentId
+    telemetry: SelfTelemetry
+    logger: logging.Logger = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.logger is None:
+            self.logger = logging.getLogger(f"vigil.{self.id}")
+
+
+@dataclass(frozen=True)
+class Factory:
+    """How to make one type of component: its config model and its constructor.
+
+    `create` is called as:
+      receiver:  create(config, settings, consumers: dict[Signal, Consumer])
+      processor: create(config, settings, signal, next: Consumer)
+      exporter:  create(config, settings)
+    """
+
+    kind: Kind
+    type: str
+    config_model: type[BaseModel]
+    create: Callable[..., Any]
+    signals: frozenset[Signal]
+    description: str

@@ -1,0 +1,306 @@
+"""Loading and checking the YAML config.
+
+The shape is the OpenTelemetry Collector's: `receivers`, `processors` and
+`exporters` define components by id (`type` or `type/name`), and
+`service.pipelines` wires them per signal. `${env:NAME}` and
+`${env:NAME:-default}` are replaced in every string value, `$$` is a literal
+`$`. Every problem is reported with the file and the YAML path of the field,
+all at once, so one run of `vigil validate` shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from agent.component import ComponentId, Factory, Kind
+from agent.signals import Signal
+
+log = logging.getLogger("vigil.config")
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, defaults live in the model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- durations -------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Go-style duration (`200ms`, `10s`, `1m30s`) to seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if not isinstance(value, str):
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 200ms, 10s, 5m")
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if not match:
+            raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 200ms, 10s, 5m")
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos == 0:
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 200ms, 10s, 5m")
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration in the config, held as seconds."""
+
+
+# --- the document ------------------------------------------------------------
+
+
+class PipelineConfig(StrictModel):
+    receivers: list[str] = Field(min_length=1)
+    processors: list[str] = []
+    exporters: list[str] = Field(min_length=1)
+
+
+class LogsTelemetryConfig(StrictModel):
+    level: Literal["debug", "info", "warn", "warning", "error"] = "info"
+    encoding: Literal["console", "json"] = "console"
+
+
+class TelemetryConfig(StrictModel):
+    logs: LogsTelemetryConfig = LogsTelemetryConfig()
+
+
+class ServiceConfig(StrictModel):
+    pipelines: dict[str, PipelineConfig] = Field(min_length=1)
+    telemetry: TelemetryConfig = TelemetryConfig()
+    # How long shutdown may take in all: processors flush, exporters drain their queues.
+    shutdown_timeout: Duration = 30.0
+
+
+class _Document(StrictModel):
+    receivers: dict[str, dict[str, Any] | None] = {}
+    processors: dict[str, dict[str, Any] | None] = {}
+    exporters: dict[str, dict[str, Any] | None] = {}
+    service: ServiceConfig
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One resolved pipeline: `traces`, `metrics/ml`, ..."""
+
+    id: ComponentId
+    signal: Signal
+    receivers: tuple[ComponentId, ...]
+    processors: tuple[ComponentId, ...]
+    exporters: tuple[ComponentId, ...]
+
+
+@dataclass(frozen=True)
+class Component:
+    id: ComponentId
+    factory: Factory
+    config: BaseModel
+
+
+@dataclass
+class VigilConfig:
+    """A checked config: every component's typed config and the resolved pipelines."""
+
+    source: str
+    components: dict[tuple[Kind, ComponentId], Component]
+    pipelines: dict[ComponentId, Pipeline]
+    service: ServiceConfig
+    warnings: list[str] = field(default_factory=list)
+
+    def component(self, kind: Kind, id: ComponentId) -> Component:
+        return self.components[(kind, id)]
+
+
+class ConfigError(Exception):
+    """The config is not valid; `problems` holds one `path: what is wrong` per problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+# --- environment substitution ------------------------------------------------
+
+_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_ENV_REFERENCE = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.S)
+
+
+def _substitute(value: Any, path: str, problems: list[str], environ: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, _join(path, str(k)), problems, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", problems, environ) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        ref = _ENV_REFERENCE.fullmatch(match.group(1))
+        if ref is None:
+            problems.append(f"{path}: unsupported reference {match.group(0)!r}: use ${{env:NAME}} "
+                            f"or ${{env:NAME:-default}} (and $$ for a literal $)")
+            return match.group(0)
+        name, default = ref.group(1), ref.group(2)
+        if name in environ:
+            return environ[name]
+        if default is None:
+            # As the Collector does: an unset variable becomes empty, with a warning.
+            log.warning("%s: environment variable %s is not set; using an empty value", path, name)
+            return ""
+        return default
+
+    whole = _REFERENCE.fullmatch(value)
+    result = _REFERENCE.sub(replace, value)
+    if whole is not None and whole.group(0) != "$$":
+        # A value that is one reference takes the YAML type of what it expands to (a port, a bool).
+        try:
+            typed = yaml.safe_load(result) if result else result
+        except yaml.YAMLError:
+            return result
+        if isinstance(typed, (int, float, bool)) or typed is None:
+            return typed if typed is not None else result
+    return result
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# --- errors ------------------------------------------------------------------
+
+
+def format_validation_error(error: ValidationError, prefix: str) -> list[str]:
+    """Turn pydantic's errors into `path: message` lines."""
+    problems = []
+    for err in error.errors():
+        path = prefix
+        for part in err["loc"]:
+            path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(
+                    err["input"], (dict, list)):
+                message += f" (got {err['input']!r})"
+        problems.append(f"{path}: {message}")
+    return problems
+
+
+# --- loading -----------------------------------------------------------------
+
+
+def load(path: str | os.PathLike) -> VigilConfig:
+    """Read, substitute and check the config file at `path`."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    return parse(text, source)
+
+
+def parse(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> VigilConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+    return from_dict(raw, source, environ)
+
+
+def from_dict(raw: Any, source: str = "<config>", environ: dict[str, str] | None = None) -> VigilConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the config must be a mapping with receivers, processors, "
+                                   "exporters and service"])
+    problems: list[str] = []
+    raw = _substitute(raw, "", problems, dict(os.environ) if environ is None else environ)
+    try:
+        document = _Document.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, problems + format_validation_error(exc, "")) from None
+
+    from agent import registry  # the registry imports every component module
+
+    components: dict[tuple[Kind, ComponentId], Component] = {}
+    for kind, section in ((Kind.RECEIVER, document.receivers), (Kind.PROCESSOR, document.processors),
+                          (Kind.EXPORTER, document.exporters)):
+        for key, body in section.items():
+            path = f"{kind.section}.{key}"
+            try:
+                cid = ComponentId.parse(key)
+            except ValueError as exc:
+                problems.append(f"{path}: {exc}")
+                continue
+            factory = registry.lookup(kind, cid.type)
+            if factory is None:
+                known = ", ".join(sorted(registry.factories(kind)))
+                problems.append(f"{path}: unknown {kind.value} type {cid.type!r} (available: {known})")
+                continue
+            try:
+                model = factory.config_model.model_validate(body or {})
+            except ValidationError as exc:
+                problems.extend(format_validation_error(exc, path))
+                continue
+            components[(kind, cid)] = Component(cid, factory, model)
+    # Ids that failed their own checks are still "defined" for the pipeline checks below.
+    raw_ids = {Kind.RECEIVER: set(document.receivers), Kind.PROCESSOR: set(document.processors),
+               Kind.EXPORTER: set(document.exporters)}
+
+    pipelines: dict[ComponentId, Pipeline] = {}
+    used: set[tuple[Kind, ComponentId]] = set()
+    for key, spec in document.service.pipelines.items():
+        path = f"service.pipelines.{key}"
+        try:
+            pid = ComponentId.parse(key)
+            signal = Signal(pid.type)
+        except ValueError:
+            problems.append(f"{path}: a pipeline id is traces, metrics or logs, optionally "
+                            f"followed by /name (got {key!r})")
+            continue
+        resolved: dict[Kind, list[ComponentId]] = {}
+        for kind, names in ((Kind.RECEIVER, spec.receivers), (Kind.PROCESSOR, spec.processors),
+                            (Kind.EXPORTER, spec.exporters)):
+            ids = resolved[kind] = []
+            for i, name in enumerate(names):
+                where = f"{path}.{kind.section}[{i}]"
+                if name not in raw_ids[kind]:
+                    problems.append(f"{where}: {kind.value} {name!r} is not defined in {kind.section}")
+                    continue
+                if name in names[:i]:
+                    problems.append(f"{where}: {kind.value} {name!r} is listed twice")
+                    continue
+                cid = ComponentId.parse(name)
+                ids.append(cid)
+                used.add((kind, cid))
+                component = components.get((kind, cid))
+                if component is not None and signal not in component.factory.signals:
+                    problems.append(f"{where}: {kind.value} {name!r} does not support {signal.value}")
+        pipelines[pid] = Pipeline(pid, signal, tuple(resolved[Kind.RECEIVER]),
+                                  tuple(resolved[Kind.PROCESSOR]), tuple(resolved[Kind.EXPORTER]))
+
+    if problems:
+        raise ConfigError(source, problems)
+    warnings = [f"{kind.section}.{cid}: defined but not used in any pipeline"
+                for (kind, cid) in components if (kind, cid) not in used]
+    return VigilConfig(source, components, pipelines, document.service, warnings)

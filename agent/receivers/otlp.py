@@ -1,0 +1,279 @@
+"""The `otlp` receiver: OTLP over gRPC and over HTTP (protobuf and JSON), all three signals.
+
+Status codes follow the OTLP spec: a body that does not parse is
+INVALID_ARGUMENT / 400 with a message; a pipeline refusing for load is
+UNAVAILABLE / 503, which SDKs retry. Over HTTP, a wrong path is 404, a wrong
+method 405, an unknown content type 415 and a body over the limit 413 (also
+when it only grows over the limit once decompressed: a gzip bomb is stopped
+as it inflates). The gRPC services take the raw request bytes, so an
+unchanged batch is forwarded as it arrived and a malformed one is answered
+with INVALID_ARGUMENT rather than gRPC's generic decoding error.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, status_pb2
+from pydantic import Field, model_validator
+
+from agent import otlp_json
+from agent.component import Consumer, Factory, Kind, Settings
+from agent.config import StrictModel
+from agent.errors import ConsumerError, InvalidDataError, RefusedError
+from agent.netconfig import ListenEndpoint, split_host_port
+from agent.signals import Batch, Signal
+
+_MIB = 1024 * 1024
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+class GrpcConfig(StrictModel):
+    endpoint: ListenEndpoint = "127.0.0.1:4317"
+    max_recv_msg_size_mib: int = Field(4, gt=0)
+    max_concurrent_streams: int = Field(0, ge=0)  # 0: gRPC's own default
+
+
+class HttpConfig(StrictModel):
+    endpoint: ListenEndpoint = "127.0.0.1:4318"
+    # Applies to the body as sent and, separately, to the body once decompressed.
+    max_request_body_size: int = Field(20 * _MIB, gt=0)
+    traces_url_path: str = "/v1/traces"
+    metrics_url_path: str = "/v1/metrics"
+    logs_url_path: str = "/v1/logs"
+
+
+class ProtocolsConfig(StrictModel):
+    grpc: GrpcConfig | None = None
+    http: HttpConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_defaults(cls, data: Any) -> Any:
+        # `grpc:` with nothing after it turns the protocol on with its defaults, as in the Collector.
+        if isinstance(data, dict):
+            return {k: ({} if v is None else v) for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> ProtocolsConfig:
+        if self.grpc is None and self.http is None:
+            raise ValueError("at least one protocol (grpc or http) must be enabled")
+        return self
+
+
+class OtlpReceiverConfig(StrictModel):
+    protocols: ProtocolsConfig = ProtocolsConfig(grpc=GrpcConfig(), http=HttpConfig())
+
+
+class _Counters:
+    def __init__(self, settings: Settings) -> None:
+        self._id = str(settings.id)
+        t = settings.telemetry
+        self._accepted = {s: t.counter(f"vigil_receiver_accepted_{s.item_name}",
+                                       f"{s.item_name} accepted into the pipelines") for s in Signal}
+        self._refused = {s: t.counter(f"vigil_receiver_refused_{s.item_name}",
+                                      f"{s.item_name} refused (bad data or load)") for s in Signal}
+
+    def accepted(self, signal: Signal, transport: str, n: int) -> None:
+        self._accepted[signal].add(n, {"receiver": self._id, "transport": transport})
+
+    def refused(self, signal: Signal, transport: str, n: int) -> None:
+        self._refused[signal].add(n, {"receiver": self._id, "transport": transport})
+
+
+class OtlpReceiver:
+    def __init__(self, config: OtlpReceiverConfig, settings: Settings,
+                 consumers: dict[Signal, Consumer]) -> None:
+        self._config = config
+        self._consumers = consumers
+        self._log = settings.logger
+        self._counters = _Counters(settings)
+        self._grpc_server: grpc.aio.Server | None = None
+        self._http_runner: web.AppRunner | None = None
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+
+    async def start(self) -> None:
+        protocols = self._config.protocols
+        if protocols.grpc is not None:
+            await self._start_grpc(protocols.grpc)
+        if protocols.http is not None:
+            await self._start_http(protocols.http)
+
+    async def shutdown(self) -> None:
+        # Stop taking new requests; requests in flight finish within the grace period.
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(grace=5)
+            self._grpc_server = None
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None
+
+    async def _receive(self, batch: Batch, transport: str) -> None:
+        """Hand `batch` to the pipelines and count the outcome; raises what they raise."""
+        try:
+            await self._consumers[batch.signal].consume(batch)
+        except ConsumerError:
+            self._counters.refused(batch.signal, transport, batch.items)
+            raise
+        except Exception:
+            self._counters.refused(batch.signal, transport, batch.items)
+            self._log.exception("pipeline failed on a %s batch; answered as retryable", batch.signal.value)
+            raise RefusedError("internal error in the pipeline") from None
+        self._counters.accepted(batch.signal, transport, batch.items)
+
+    # --- gRPC ------------------------------------------------------------------
+
+    async def _start_grpc(self, config: GrpcConfig) -> None:
+        options = [("grpc.max_receive_message_length", config.max_recv_msg_size_mib * _MIB)]
+        if config.max_concurrent_streams:
+            options.append(("grpc.max_concurrent_streams", config.max_concurrent_streams))
+        server = grpc.aio.server(options=options)
+        for signal in self._consumers:
+            service, method = signal.grpc_method.lstrip("/").split("/")
+            # No deserializer: the handler gets the request's bytes and keeps them.
+            handler = grpc.unary_unary_rpc_method_handler(self._grpc_handler(signal))
+            server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, {method: handler})])
+        host, port = split_host_port(config.endpoint)
+        try:
+            self.grpc_port = server.add_insecure_port(config.endpoint)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen for gRPC on {config.endpoint}: {exc}") from None
+        await server.start()
+        self._grpc_server = server
+        self._log.info("OTLP/gRPC listening on %s:%d", host, self.grpc_port)
+
+    def _grpc_handler(self, signal: Signal):
+        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                batch = Batch.from_wire(signal, request)
+            except DecodeError as exc:
+                self._counters.refused(signal, "grpc", 0)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"malformed OTLP {signal.value} protobuf: {exc}")
+            try:
+                await self._receive(batch, "grpc")
+            except RefusedError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            except InvalidDataError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return b""  # an empty Export*ServiceResponse: everything accepted
+
+        return export
+
+    # --- HTTP ------------------------------------------------------------------
+
+    async def _start_http(self, config: HttpConfig) -> None:
+        app = web.Application(client_max_size=config.max_request_body_size)
+        paths = {Signal.TRACES: config.traces_url_path, Signal.METRICS: config.metrics_url_path,
+                 Signal.LOGS: config.logs_url_path}
+        for signal in self._consumers:
+            app.router.add_post(paths[signal], self._http_handler(signal, config.max_request_body_size))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = split_host_port(config.endpoint)
+        site = web.TCPSite(runner, host, port, shutdown_timeout=5)
+        await site.start()
+        self._http_runner = runner
+        self.http_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        self._log.info("OTLP/HTTP listening on %s:%d", host, self.http_port)
+
+    def _http_handler(self, signal: Signal, max_size: int):
+        async def export(request: web.Request) -> web.Response:
+            content_type = request.content_type
+            if content_type not in (PROTOBUF, JSON):
+                return _status_response(JSON, 415, code_pb2.INVALID_ARGUMENT,
+                                        f"unsupported content type {content_type!r}: "
+                                        f"use {PROTOBUF} or {JSON}")
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return _status_response(content_type, 413, code_pb2.INVALID_ARGUMENT,
+                                        f"request body larger than {max_size} bytes")
+            try:
+                body = _decompress(body, request.headers.get("Content-Encoding", ""), max_size)
+                if content_type == PROTOBUF:
+                    batch = Batch.from_wire(signal, body)
+                else:
+                    batch = Batch(signal, otlp_json.decode(signal, body))
+            except _TooLarge as exc:
+                return _status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, str(exc))
+            except DecodeError as exc:
+                self._counters.refused(signal, "http", 0)
+                return _status_response(content_type, 400, code_pb2.INVALID_ARGUMENT,
+                                        f"malformed OTLP {signal.value} protobuf: {exc}")
+            except ValueError as exc:  # bad encoding or OTLP/JSON
+                self._counters.refused(signal, "http", 0)
+                return _status_response(content_type, 400, code_pb2.INVALID_ARGUMENT, str(exc))
+            try:
+                await self._receive(batch, "http")
+            except RefusedError as exc:
+                headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
+                return _status_response(content_type, 503, code_pb2.UNAVAILABLE, str(exc), headers)
+            except InvalidDataError as exc:
+                return _status_response(content_type, 400, code_pb2.INVALID_ARGUMENT, str(exc))
+            if content_type == PROTOBUF:
+                return web.Response(body=b"", content_type=PROTOBUF)
+            return web.Response(body=b"{}", content_type=JSON)
+
+        return export
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _decompress(body: bytes, encoding: str, max_size: int) -> bytes:
+    """Undo `Content-Encoding`, refusing to inflate past `max_size` bytes."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity", "none"):
+        return body
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip header, detected
+    else:
+        raise ValueError(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
+    try:
+        out = inflater.decompress(body, max_size + 1)
+    except zlib.error as exc:
+        raise ValueError(f"body is not valid {encoding}: {exc}") from None
+    if len(out) > max_size:
+        raise _TooLarge(f"request body larger than {max_size} bytes once decompressed")
+    if not inflater.eof:
+        raise ValueError(f"body is not valid {encoding}: truncated stream")
+    return out
+
+
+def _status_response(content_type: str, http_status: int, code: int, message: str,
+                     headers: dict[str, str] | None = None) -> web.Response:
+    """An error answer: a google.rpc.Status in the request's encoding, as the OTLP spec asks."""
+    status = status_pb2.Status(code=code, message=message)
+    if content_type == PROTOBUF:
+        body = status.SerializeToString()
+    else:
+        content_type = JSON
+        body = json_format.MessageToJson(status, indent=None).encode()
+    return web.Response(status=http_status, body=body, content_type=content_type, headers=headers)
+
+
+def _create(config: OtlpReceiverConfig, settings: Settings, consumers: dict[Signal, Consumer]) -> OtlpReceiver:
+    return OtlpReceiver(config, settings, consumers)
+
+
+FACTORY = Factory(
+    kind=Kind.RECEIVER,
+    type="otlp",
+    config_model=OtlpReceiverConfig,
+    create=_create,
+    signals=frozenset(Signal),
+    description="OTLP over gRPC and HTTP (protobuf and JSON), all signals",
+)

@@ -1,0 +1,37 @@
+"""Every component type Vigil knows, by kind and type name (the Collector's names)."""
+
+from __future__ import annotations
+
+from agent.component import Factory, Kind
+from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp
+from agent.processors import batch, resource
+from agent.receivers import otlp as otlp_receiver
+
+_FACTORIES: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}
+
+
+def register(factory: Factory) -> None:
+    known = _FACTORIES[factory.kind]
+    if factory.type in known:
+        raise ValueError(f"{factory.kind.value} type {factory.type!r} is registered twice")
+    known[factory.type] = factory
+
+
+for _factory in (
+    otlp_receiver.FACTORY,
+    batch.FACTORY,
+    resource.FACTORY,
+    otlp_exporter.FACTORY,
+    otlphttp.FACTORY,
+    file.FACTORY,
+    debug.FACTORY,
+):
+    register(_factory)
+
+
+def factories(kind: Kind) -> dict[str, Factory]:
+    return dict(_FACTORIES[kind])
+
+
+def lookup(kind: Kind, type_: str) -> Factory | None:
+    return _FACTORIES[kind].get(type_)
