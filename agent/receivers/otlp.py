@@ -177,10 +177,10 @@ class OtlpReceiver:
                  Signal.LOGS: config.logs_url_path}
         for signal in self._consumers:
             app.router.add_post(paths[signal], self._http_handler(signal, config.max_request_body_size))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
         await runner.setup()
         host, port = split_host_port(config.endpoint)
-        site = web.TCPSite(runner, host, port, shutdown_timeout=5)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         self._http_runner = runner
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
