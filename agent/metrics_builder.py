@@ -1,0 +1,101 @@
+"""Writing OTLP metrics directly: metric specs and a builder for one export request.
+
+Scrapers (host, GPU) and the processors that derive metrics declare each
+metric once as a `MetricSpec` (name, unit, instrument kind, description, as
+the semantic conventions give them) and record points against it; the
+builder groups points by resource and metric name into an
+`ExportMetricsServiceRequest`. Cumulative sums take their own start time (boot
+time for host counters, process start for process counters), which an SDK
+instrument cannot express.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from agent import __version__
+from agent.attributes import set_any_value
+from agent.signals import Batch, Signal
+
+
+class Instrument(enum.Enum):
+    GAUGE = "gauge"
+    COUNTER = "counter"  # cumulative, monotonic sum
+    UPDOWN = "updowncounter"  # cumulative, non-monotonic sum
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    unit: str
+    instrument: Instrument
+    description: str
+
+
+class ResourceMetrics:
+    """The metrics of one resource within a request being built."""
+
+    def __init__(self, message: Any, time_ns: int) -> None:
+        self._scope = message.scope_metrics.add()
+        self._scope.scope.name = "vigil"
+        self._scope.scope.version = __version__
+        self._time_ns = time_ns
+        self._metrics: dict[str, Any] = {}
+
+    def record(self, spec: MetricSpec, value: float | int, attributes: Mapping[str, Any] | None = None,
+               start_ns: int = 0) -> None:
+        """Add one point; `start_ns` is the start of a cumulative sum (ignored for gauges)."""
+        metric = self._metrics.get(spec.name)
+        if metric is None:
+            metric = self._metrics[spec.name] = self._scope.metrics.add(
+                name=spec.name, unit=spec.unit, description=spec.description)
+            if spec.instrument is Instrument.GAUGE:
+                metric.gauge.SetInParent()
+            else:
+                metric.sum.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+                metric.sum.is_monotonic = spec.instrument is Instrument.COUNTER
+        points = metric.gauge.data_points if spec.instrument is Instrument.GAUGE else metric.sum.data_points
+        point = points.add(time_unix_nano=self._time_ns)
+        if spec.instrument is not Instrument.GAUGE and start_ns:
+            point.start_time_unix_nano = start_ns
+        if isinstance(value, int) and not isinstance(value, bool):
+            point.as_int = value
+        else:
+            point.as_double = float(value)
+        for key, attr in (attributes or {}).items():
+            set_any_value(point.attributes.add(key=key).value, attr)
+
+    @property
+    def empty(self) -> bool:
+        return not self._metrics
+
+
+class MetricsBuilder:
+    """Builds one `ExportMetricsServiceRequest`; every point shares the time it was made at."""
+
+    def __init__(self, time_ns: int | None = None) -> None:
+        self._request = ExportMetricsServiceRequest()
+        self.time_ns = time.time_ns() if time_ns is None else time_ns
+
+    def resource(self, attributes: Mapping[str, Any]) -> ResourceMetrics:
+        message = self._request.resource_metrics.add()
+        for key, value in attributes.items():
+            set_any_value(message.resource.attributes.add(key=key).value, value)
+        return ResourceMetrics(message, self.time_ns)
+
+    def batch(self) -> Batch | None:
+        """The request as a batch, without empty resources; None when there is no point at all."""
+        kept = [rm for rm in self._request.resource_metrics if any(sm.metrics for sm in rm.scope_metrics)]
+        if not kept:
+            return None
+        if len(kept) != len(self._request.resource_metrics):
+            request = ExportMetricsServiceRequest()
+            request.resource_metrics.extend(kept)
+            self._request = request
+        return Batch(Signal.METRICS, self._request)

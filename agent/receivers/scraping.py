@@ -1,0 +1,98 @@
+"""What the scraping receivers (hostmetrics, nvml) share: one periodic loop per scraper.
+
+Each scraper runs on its own schedule in a worker thread (psutil and NVML
+calls block), so a slow scraper never delays another, the receivers, or the
+event loop. A scrape still running when its next turn comes makes that turn
+skipped, not queued. A scraper that raises is logged and counted; the next
+turn runs as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Mapping, Protocol
+
+from agent.component import Consumer, Settings
+from agent.config import Duration, StrictModel
+from agent.errors import ConsumerError
+from agent.metrics_builder import MetricsBuilder
+from agent.signals import Signal
+
+
+class ScrapeConfig(StrictModel):
+    """The Collector's scraper-controller settings."""
+
+    collection_interval: Duration = 10.0
+    initial_delay: Duration = 1.0
+
+
+class Scraper(Protocol):
+    name: str
+
+    def scrape(self, out: MetricsBuilder, resource: Mapping[str, Any]) -> None:
+        """Record this scraper's metrics into `out` (blocking; runs in a worker thread)."""
+
+
+class ScrapingReceiver:
+    def __init__(self, scrapers: list[Scraper], config: ScrapeConfig, settings: Settings,
+                 consumers: dict[Signal, Consumer], resource: Mapping[str, Any]) -> None:
+        self._scrapers = scrapers
+        self._interval = config.collection_interval
+        self._initial_delay = config.initial_delay
+        self._consumer = consumers[Signal.METRICS]
+        self._resource = dict(resource)
+        self._log = settings.logger
+        self._id = str(settings.id)
+        self._errors = settings.telemetry.counter(
+            "vigil_receiver_scrape_errors", "scrapes that failed, by scraper")
+        self._accepted = settings.telemetry.counter(
+            "vigil_receiver_accepted_metric_points", "metric_points accepted into the pipelines")
+        self._refused = settings.telemetry.counter(
+            "vigil_receiver_refused_metric_points", "metric_points refused (bad data or load)")
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._loop(s), name=f"{self._id}/{s.name}")
+                       for s in self._scrapers]
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def scrape_once(self, scraper: Scraper) -> None:
+        """One turn of `scraper`: scrape in a thread, then hand the points to the pipelines."""
+        builder = MetricsBuilder()
+        try:
+            await asyncio.to_thread(scraper.scrape, builder, self._resource)
+        except Exception as exc:
+            self._errors.add(1, {"receiver": self._id, "scraper": scraper.name})
+            self._log.warning("scraper %s failed: %s", scraper.name, exc, exc_info=True)
+            return
+        batch = builder.batch()
+        if batch is None:
+            return
+        attrs = {"receiver": self._id, "transport": "scrape"}
+        try:
+            await self._consumer.consume(batch)
+        except ConsumerError as exc:
+            self._refused.add(batch.items, attrs)
+            self._log.warning("pipelines refused %d points from scraper %s: %s", batch.items,
+                              scraper.name, exc)
+            return
+        self._accepted.add(batch.items, attrs)
+
+    async def _loop(self, scraper: Scraper) -> None:
+        await asyncio.sleep(self._initial_delay)
+        next_turn = time.monotonic()
+        while True:
+            await self.scrape_once(scraper)
+            next_turn += self._interval
+            now = time.monotonic()
+            if next_turn < now:  # the scrape overran: skip the turns it missed
+                skipped = int((now - next_turn) // self._interval) + 1
+                next_turn += skipped * self._interval
+                self._log.debug("scraper %s overran; skipped %d turns", scraper.name, skipped)
+            await asyncio.sleep(next_turn - now)
