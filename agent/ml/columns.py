@@ -1,0 +1,86 @@
+"""A column of raw values as they arrived (numbers, strings or nothing), ready for numpy.
+
+Attribute values come in with whatever type the app gave them. A column keeps
+the two readings side by side — the value as a number (NaN when it is not
+one) and as a string (None when it is not one) — so the engine can compare it
+with the reference's type without another pass over Python objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+
+@dataclass
+class RawColumn:
+    numbers: np.ndarray  # float64; NaN where the value is missing, NaN itself, or a string
+    strings: np.ndarray  # object; the value where it is a string, else None
+
+    @classmethod
+    def from_values(cls, values: Iterable[Any]) -> RawColumn:
+        """From Python values: numbers (bool counts as a string "true"/"false"), strings, None."""
+        values = list(values)
+        numbers = np.full(len(values), math.nan)
+        strings = np.full(len(values), None, dtype=object)
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                strings[i] = "true" if value else "false"
+            elif isinstance(value, (int, float)):
+                numbers[i] = value
+            elif isinstance(value, str):
+                strings[i] = value
+            else:  # lists, dicts, bytes: no usable reading; counted as a type mismatch
+                strings[i] = _UNREADABLE
+        return cls(numbers, strings)
+
+    @classmethod
+    def missing(cls, n: int) -> RawColumn:
+        return cls(np.full(n, math.nan), np.full(n, None, dtype=object))
+
+    def __len__(self) -> int:
+        return self.numbers.size
+
+    @property
+    def is_string(self) -> np.ndarray:
+        return self.strings != None  # noqa: E711 (elementwise comparison)
+
+    @property
+    def is_number(self) -> np.ndarray:
+        return ~np.isnan(self.numbers)
+
+    @property
+    def is_missing(self) -> np.ndarray:
+        return ~(self.is_number | self.is_string)
+
+    def concat(self, other: RawColumn) -> RawColumn:
+        return RawColumn(np.concatenate([self.numbers, other.numbers]),
+                         np.concatenate([self.strings, other.strings]))
+
+    def category_values(self) -> np.ndarray:
+        """Every present value as a category string (numbers formatted as in `category_of`)."""
+        out = self.strings.copy()
+        numbers = self.is_number
+        out[numbers] = [category_of(v) for v in self.numbers[numbers]]
+        return out[numbers | self.is_string]
+
+
+# A value of a type no column can use (a list, a map); a string no app would send.
+_UNREADABLE = "\x00unreadable"
+
+
+def category_of(number: float) -> str:
+    """The category name of a number: integers without a decimal point (3, not 3.0)."""
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
+
+
+def concat_all(columns: list[RawColumn]) -> RawColumn:
+    if len(columns) == 1:
+        return columns[0]
+    return RawColumn(np.concatenate([c.numbers for c in columns]),
+                     np.concatenate([c.strings for c in columns]))

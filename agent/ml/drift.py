@@ -1,0 +1,157 @@
+"""Drift of one window against a reference profile, and the rule that calls it.
+
+Every column is tested: numeric columns with KS (its p-value), categorical
+ones with the chi-squared test of homogeneity. A column drifts when both
+
+- its test is significant after a correction across the window's columns
+  (Bonferroni by default, Benjamini–Hochberg selectable; family alpha 0.05), and
+- its effect size passes a practical threshold: by default the
+  Wasserstein distance normed by the reference's standard deviation >= 0.1 for
+  numeric columns and the Jensen–Shannon distance >= 0.1 for categorical ones.
+
+The significance test keeps false alarms at the family alpha on small
+windows; the effect-size threshold keeps large windows from flagging shifts
+too small to matter. The model drifts when the share of drifted columns
+reaches `drift_share`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from agent.config import StrictModel
+from agent.ml import stats
+from agent.ml.columns import RawColumn
+from agent.ml.profile import CATEGORICAL, NUMERIC, ColumnProfile, Profile
+
+NumericMethod = Literal["wasserstein_normed", "psi", "jensen_shannon", "ks"]
+CategoricalMethod = Literal["jensen_shannon", "psi", "chi2"]
+
+
+class DriftConfig(StrictModel):
+    alpha: float = Field(0.05, gt=0, lt=1)
+    correction: Literal["bonferroni", "benjamini_hochberg"] = "bonferroni"
+    numeric_method: NumericMethod = "wasserstein_normed"
+    numeric_threshold: float = Field(0.1, ge=0)
+    categorical_method: CategoricalMethod = "jensen_shannon"
+    categorical_threshold: float = Field(0.1, ge=0)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    # Fewer usable values than this in a window: the column is not tested.
+    min_values: int = Field(30, ge=1)
+    sentinels: list[float | str] = [-999]
+
+
+@dataclass
+class ColumnDrift:
+    name: str
+    kind: str
+    tested: bool
+    p_value: float = math.nan  # the test's own p-value
+    p_adjusted: float = math.nan  # after the correction across columns
+    score: float = math.nan  # the effect size the decision uses
+    method: str = ""
+    drifted: bool = False
+    statistics: dict[str, float] = field(default_factory=dict)
+    current_counts: np.ndarray | None = None  # numeric: window counts in the reference bins
+
+
+@dataclass
+class DriftResult:
+    columns: dict[str, ColumnDrift]
+    share: float
+    detected: bool
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [name for name, c in self.columns.items() if c.drifted]
+
+
+def numeric_values(column: RawColumn, sentinels: list[float | str]) -> np.ndarray:
+    """The values a numeric test uses: finite numbers that are not sentinels."""
+    values = column.numbers[np.isfinite(column.numbers)]
+    numeric_sentinels = [s for s in sentinels if isinstance(s, (int, float))]
+    if numeric_sentinels:
+        values = values[~np.isin(values, numeric_sentinels)]
+    return values
+
+
+def category_counts(reference: ColumnProfile, column: RawColumn,
+                    sentinels: list[float | str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Reference and window counts over the union of their categories (reference order first)."""
+    values = column.category_values()
+    string_sentinels = [str(s) for s in sentinels]
+    if values.size and string_sentinels:
+        values = values[~np.isin(values.astype(str), string_sentinels)]
+    names, counts = np.unique(values.astype(str), return_counts=True) if values.size else ([], [])
+    current = dict(zip(names, counts))
+    order = list(reference.categories) + sorted(n for n in current if n not in reference.categories)
+    ref = np.array([reference.categories.get(n, 0) for n in order], dtype=np.int64)
+    cur = np.array([current.get(n, 0) for n in order], dtype=np.int64)
+    return ref, cur, order
+
+
+def test_column(reference: ColumnProfile, column: RawColumn, config: DriftConfig) -> ColumnDrift:
+    """The statistics of one column against its reference (no decision yet)."""
+    result = ColumnDrift(reference.name, reference.kind, tested=False)
+    if reference.kind == NUMERIC:
+        values = numeric_values(column, config.sentinels)
+        result.current_counts = stats.bin_counts(values, reference.bin_edges)
+        if values.size < config.min_values or reference.reservoir.size == 0:
+            return result
+        ks = stats.ks(reference.reservoir, values)
+        result.statistics = {
+            "ks": ks.statistic,
+            "psi": stats.psi(reference.bin_counts, result.current_counts),
+            "wasserstein_normed": stats.wasserstein_normed(reference.reservoir, values, reference.std),
+            "jensen_shannon": stats.jensen_shannon(reference.bin_counts, result.current_counts),
+        }
+        result.p_value = ks.p_value
+        result.method = config.numeric_method
+    else:
+        ref, cur, _ = category_counts(reference, column, config.sentinels)
+        if cur.sum() < config.min_values or ref.sum() == 0:
+            return result
+        chi2 = stats.chi2_two_sample(ref, cur)
+        result.statistics = {
+            "chi2": chi2.statistic,
+            "psi": stats.psi(ref, cur),
+            "jensen_shannon": stats.jensen_shannon(ref, cur),
+        }
+        result.p_value = chi2.p_value
+        result.method = config.categorical_method
+    result.tested = True
+    result.score = result.statistics[result.method]
+    return result
+
+
+def evaluate(profile: Profile, window: dict[str, RawColumn], rows: int, config: DriftConfig) -> DriftResult:
+    """Test every profiled column on `window` and decide which drifted.
+
+    A column absent from the window counts as all missing; it is not tested.
+    """
+    results = {name: test_column(reference, window[name] if name in window else RawColumn.missing(rows), config)
+               for name, reference in profile.columns().items()}
+    p_values = np.array([r.p_value if r.tested else math.nan for r in results.values()])
+    adjusted = stats.adjust_p_values(p_values, config.correction)
+    for result, p_adjusted in zip(results.values(), adjusted):
+        if not result.tested:
+            continue
+        result.p_adjusted = float(p_adjusted)
+        threshold = config.numeric_threshold if result.kind == NUMERIC else config.categorical_threshold
+        significant = p_adjusted < config.alpha
+        if result.method in ("ks", "chi2"):
+            # The test statistic itself was chosen: significance alone decides.
+            result.drifted = bool(significant)
+        else:
+            result.drifted = bool(significant and result.score >= threshold)
+    tested = [r for r in results.values() if r.tested]
+    share = sum(r.drifted for r in tested) / len(tested) if tested else 0.0
+    return DriftResult(results, share, bool(tested) and share >= config.drift_share)
+
+
+__all__ = ["CATEGORICAL", "NUMERIC", "DriftConfig", "DriftResult", "ColumnDrift", "evaluate", "test_column"]

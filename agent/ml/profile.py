@@ -1,0 +1,176 @@
+"""Reference profiles: what one model version's inputs and outputs looked like.
+
+A profile is built from reference rows (a training file, or a model
+version's first predictions) and stored as the `vigil.v1.Profile` protobuf.
+Per column it keeps what the drift tests and health checks need: the type,
+quantile bin edges and counts, a reservoir sample, moments, the range, the
+missing count, and category counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agent.ml.columns import RawColumn
+from agent.proto.vigil.v1 import profile_pb2
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+NUMBER = "number"
+STRING = "string"
+
+DEFAULT_BINS = 10
+DEFAULT_RESERVOIR = 10_000
+# Integer-valued numbers with this many distinct values or fewer are taken as categories.
+MAX_INTEGER_CATEGORIES = 10
+
+
+@dataclass
+class ColumnProfile:
+    name: str
+    kind: str  # NUMERIC or CATEGORICAL
+    value_type: str  # NUMBER or STRING: the type values had in the reference
+    count: int
+    missing: int
+    # numeric
+    bin_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
+    bin_counts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    reservoir: np.ndarray = field(default_factory=lambda: np.empty(0))
+    mean: float = 0.0
+    std: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
+    # categorical
+    categories: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def missing_share(self) -> float:
+        return self.missing / self.count if self.count else 0.0
+
+
+@dataclass
+class Profile:
+    model_name: str
+    model_version: str
+    rows: int
+    features: dict[str, ColumnProfile]
+    predictions: dict[str, ColumnProfile] = field(default_factory=dict)
+    source: str = ""
+    created_time_unix_nano: int = field(default_factory=time.time_ns)
+
+    def columns(self) -> dict[str, ColumnProfile]:
+        """Features and prediction outputs together, as the drift tests see them."""
+        return {**self.features, **self.predictions}
+
+
+def infer_kind(column: RawColumn) -> str:
+    """Strings are categorical; numbers numeric, unless they are few distinct integers."""
+    numbers = column.numbers[column.is_number]
+    if column.is_string.sum() > numbers.size:
+        return CATEGORICAL
+    finite = numbers[np.isfinite(numbers)]
+    if finite.size and np.all(finite == np.round(finite)) and np.unique(finite).size <= MAX_INTEGER_CATEGORIES:
+        return CATEGORICAL
+    return NUMERIC
+
+
+def build_column(name: str, column: RawColumn, kind: str | None = None, bins: int = DEFAULT_BINS,
+                 reservoir_size: int = DEFAULT_RESERVOIR, seed: int = 0) -> ColumnProfile:
+    """The profile of one reference column; `kind` overrides the inferred kind."""
+    kind = kind or infer_kind(column)
+    is_string, is_number = column.is_string, column.is_number
+    value_type = STRING if is_string.sum() > is_number.sum() else NUMBER
+    profile = ColumnProfile(name, kind, value_type, count=len(column),
+                            missing=int((~(is_string | is_number)).sum()))
+    if kind == CATEGORICAL:
+        names, counts = np.unique(column.category_values().astype(str), return_counts=True)
+        profile.categories = {str(n): int(c) for n, c in zip(names, counts)}
+        return profile
+    values = column.numbers[np.isfinite(column.numbers)]
+    if values.size == 0:
+        return profile
+    # Inner quantile edges, deduplicated: a column with few distinct values gets fewer bins.
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+    profile.bin_edges = edges
+    profile.bin_counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
+    if values.size > reservoir_size:
+        values_sample = np.random.default_rng(seed).choice(values, reservoir_size, replace=False)
+    else:
+        values_sample = values
+    profile.reservoir = np.sort(values_sample)
+    profile.mean, profile.std = float(values.mean()), float(values.std())
+    profile.min, profile.max = float(values.min()), float(values.max())
+    return profile
+
+
+# --- protobuf ------------------------------------------------------------------
+
+_KINDS = {NUMERIC: profile_pb2.COLUMN_KIND_NUMERIC, CATEGORICAL: profile_pb2.COLUMN_KIND_CATEGORICAL}
+_TYPES = {NUMBER: profile_pb2.VALUE_TYPE_NUMBER, STRING: profile_pb2.VALUE_TYPE_STRING}
+
+
+def to_proto(profile: Profile) -> profile_pb2.Profile:
+    message = profile_pb2.Profile(
+        model_name=profile.model_name, model_version=profile.model_version, rows=profile.rows,
+        source=profile.source, created_time_unix_nano=profile.created_time_unix_nano)
+    for target, columns in ((message.features, profile.features), (message.predictions, profile.predictions)):
+        for column in columns.values():
+            target.append(_column_to_proto(column))
+    return message
+
+
+def _column_to_proto(c: ColumnProfile) -> profile_pb2.ColumnProfile:
+    message = profile_pb2.ColumnProfile(name=c.name, kind=_KINDS[c.kind], value_type=_TYPES[c.value_type],
+                                        count=c.count, missing=c.missing)
+    if c.kind == NUMERIC:
+        message.numeric.CopyFrom(profile_pb2.NumericProfile(
+            bin_edges=c.bin_edges.tolist(), bin_counts=c.bin_counts.tolist(), reservoir=c.reservoir.tolist(),
+            mean=c.mean, std=c.std, min=c.min, max=c.max, count=int(c.bin_counts.sum())))
+    else:
+        message.categorical.CopyFrom(profile_pb2.CategoricalProfile(
+            categories=list(c.categories), counts=list(c.categories.values())))
+    return message
+
+
+def from_proto(message: profile_pb2.Profile) -> Profile:
+    def columns(items) -> dict[str, ColumnProfile]:
+        return {m.name: _column_from_proto(m) for m in items}
+
+    return Profile(message.model_name, message.model_version, message.rows, columns(message.features),
+                   columns(message.predictions), message.source, message.created_time_unix_nano)
+
+
+def _column_from_proto(m: profile_pb2.ColumnProfile) -> ColumnProfile:
+    kind = {v: k for k, v in _KINDS.items()}.get(m.kind)
+    value_type = {v: k for k, v in _TYPES.items()}.get(m.value_type, NUMBER)
+    if kind is None:
+        raise ValueError(f"column {m.name!r}: unknown kind {m.kind}")
+    column = ColumnProfile(m.name, kind, value_type, m.count, m.missing)
+    if kind == NUMERIC:
+        n = m.numeric
+        column.bin_edges = np.array(n.bin_edges, dtype=float)
+        column.bin_counts = np.array(n.bin_counts, dtype=np.int64)
+        column.reservoir = np.array(n.reservoir, dtype=float)
+        column.mean, column.std, column.min, column.max = n.mean, n.std, n.min, n.max
+    else:
+        column.categories = dict(zip(m.categorical.categories, (int(c) for c in m.categorical.counts)))
+    return column
+
+
+def save(profile: Profile, path: str | Path) -> None:
+    """Write the profile atomically (a crash leaves the old file or the new one, never half)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(to_proto(profile).SerializeToString())
+    tmp.replace(path)
+
+
+def load(path: str | Path) -> Profile:
+    message = profile_pb2.Profile()
+    message.ParseFromString(Path(path).read_bytes())
+    return from_proto(message)
