@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -28,6 +28,7 @@ class Instrument(enum.Enum):
     GAUGE = "gauge"
     COUNTER = "counter"  # cumulative, monotonic sum
     UPDOWN = "updowncounter"  # cumulative, non-monotonic sum
+    HISTOGRAM = "histogram"  # explicit buckets, delta: the counts of one interval
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,29 @@ class ResourceMetrics:
             point.as_int = value
         else:
             point.as_double = float(value)
+        for key, attr in (attributes or {}).items():
+            set_any_value(point.attributes.add(key=key).value, attr)
+
+    def record_histogram(self, spec: MetricSpec, bounds: Sequence[float], counts: Sequence[int],
+                         total: float, attributes: Mapping[str, Any] | None = None, start_ns: int = 0,
+                         minimum: float | None = None, maximum: float | None = None) -> None:
+        """Add one explicit-bucket histogram point covering [start_ns, now] (delta temporality).
+
+        `counts` has len(bounds) + 1 entries: (-inf, b0], (b0, b1], ..., (b_last, +inf).
+        """
+        metric = self._metrics.get(spec.name)
+        if metric is None:
+            metric = self._metrics[spec.name] = self._scope.metrics.add(
+                name=spec.name, unit=spec.unit, description=spec.description)
+            metric.histogram.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+        point = metric.histogram.data_points.add(
+            time_unix_nano=self._time_ns, start_time_unix_nano=start_ns, count=int(sum(counts)), sum=total)
+        point.explicit_bounds.extend(float(b) for b in bounds)
+        point.bucket_counts.extend(int(c) for c in counts)
+        if minimum is not None:
+            point.min = minimum
+        if maximum is not None:
+            point.max = maximum
         for key, attr in (attributes or {}).items():
             set_any_value(point.attributes.add(key=key).value, attr)
 

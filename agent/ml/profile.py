@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.ml import stats
 from agent.ml.columns import RawColumn
 from agent.proto.vigil.v1 import profile_pb2
 
@@ -96,7 +97,7 @@ def build_column(name: str, column: RawColumn, kind: str | None = None, bins: in
     # Inner quantile edges, deduplicated: a column with few distinct values gets fewer bins.
     edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
     profile.bin_edges = edges
-    profile.bin_counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
+    profile.bin_counts = stats.bin_counts(values, edges)
     if values.size > reservoir_size:
         values_sample = np.random.default_rng(seed).choice(values, reservoir_size, replace=False)
     else:

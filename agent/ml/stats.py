@@ -53,11 +53,10 @@ def wasserstein_normed(reference: np.ndarray, current: np.ndarray, reference_std
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts of `values` in the bins between `edges`, plus one bin below and one above.
 
-    With n edges there are n + 1 bins: (-inf, e0), [e0, e1), ..., [e_{n-1}, inf),
-    which is how OTLP explicit-bucket histograms count too (upper bound inclusive
-    there; the difference only matters for values exactly on an edge).
+    With n edges there are n + 1 bins: (-inf, e0], (e0, e1], ..., (e_{n-1}, +inf),
+    upper bound inclusive, as OTLP explicit-bucket histograms count.
     """
-    return np.bincount(np.searchsorted(edges, values, side="right"), minlength=edges.size + 1)
+    return np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
 
 
 def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
