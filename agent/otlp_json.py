@@ -18,8 +18,11 @@ from google.protobuf.message import Message
 
 from agent.signals import Signal
 
-# The only keys in OTLP that hold ids; the names appear nowhere else in the schema.
-_ID_LENGTHS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
+# The only keys in OTLP that hold ids; the names appear nowhere else in the schema. The protobuf
+# parser also accepts the original snake_case names, so those are hex too (as the Collector reads
+# them); left out, a hex `trace_id` was read as base64 and became a 24-byte id.
+_ID_LENGTHS = {"traceId": 16, "spanId": 8, "parentSpanId": 8,
+               "trace_id": 16, "span_id": 8, "parent_span_id": 8}
 
 
 class JsonDecodeError(ValueError):

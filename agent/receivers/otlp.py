@@ -177,7 +177,10 @@ class OtlpReceiver:
                  Signal.LOGS: config.logs_url_path}
         for signal in self._consumers:
             app.router.add_post(paths[signal], self._http_handler(signal, config.max_request_body_size))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+        # auto_decompress=False: `_decompress` undoes Content-Encoding itself, with the size limit and
+        # a google.rpc.Status answer; aiohttp would otherwise inflate first, so gzip bodies were inflated twice.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
+                               auto_decompress=False)
         await runner.setup()
         host, port = split_host_port(config.endpoint)
         site = web.TCPSite(runner, host, port)
