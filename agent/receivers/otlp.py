@@ -240,20 +240,26 @@ def _decompress(body: bytes, encoding: str, max_size: int) -> bytes:
     if encoding in ("", "identity", "none"):
         return body
     if encoding == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        wbits = 16 + zlib.MAX_WBITS
     elif encoding == "deflate":
-        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip header, detected
+        wbits = 32 + zlib.MAX_WBITS  # zlib or gzip header, detected
     else:
         raise ValueError(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
-    try:
-        out = inflater.decompress(body, max_size + 1)
-    except zlib.error as exc:
-        raise ValueError(f"body is not valid {encoding}: {exc}") from None
-    if len(out) > max_size:
-        raise _TooLarge(f"request body larger than {max_size} bytes once decompressed")
-    if not inflater.eof:
-        raise ValueError(f"body is not valid {encoding}: truncated stream")
-    return out
+    out = bytearray()
+    data = body
+    while True:  # a gzip body may hold several members, one after another
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(data, max_size + 1 - len(out))
+        except zlib.error as exc:
+            raise ValueError(f"body is not valid {encoding}: {exc}") from None
+        if len(out) > max_size:
+            raise _TooLarge(f"request body larger than {max_size} bytes once decompressed")
+        if not inflater.eof:
+            raise ValueError(f"body is not valid {encoding}: truncated stream")
+        data = inflater.unused_data
+        if not data:
+            return bytes(out)
 
 
 def _status_response(content_type: str, http_status: int, code: int, message: str,

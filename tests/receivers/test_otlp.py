@@ -522,6 +522,24 @@ async def test_http_compressed_bodies_accepted(tmp_path, content_type, encoding,
         assert read_json_lines(tmp_path / "traces.json") == [JSON_REQUESTS["traces"]]
 
 
+async def test_http_multi_member_gzip_body_is_read_whole(tmp_path):
+    # A gzip body may be several members back to back (valid gzip); every byte must arrive.
+    request = small_traces_request("multi-member", n=20)
+    wire = request.SerializeToString()
+    body = gzip.compress(wire[:len(wire) // 2]) + gzip.compress(wire[len(wire) // 2:])
+    async with running_vigil(file_config(tmp_path, signals=["traces"])) as vigil, \
+            aiohttp.ClientSession(auto_decompress=False) as session:
+        status, _, answer, _ = await post(session, vigil.http_url("/v1/traces"), body, PROTOBUF,
+                                          **{"Content-Encoding": "gzip"})
+        assert status == 200, answer
+        junk = gzip.compress(wire) + b"not gzip"
+        status, _, answer, _ = await post(session, vigil.http_url("/v1/traces"), junk, PROTOBUF,
+                                          **{"Content-Encoding": "gzip"})
+        assert status == 400
+        assert b"not valid gzip" in answer
+    assert from_file(tmp_path / "traces.json", "traces") == request
+
+
 async def test_custom_url_path(tmp_path):
     receiver = {"protocols": {"http": {"endpoint": "127.0.0.1:0", "traces_url_path": "/ingest/spans"}}}
     async with running_vigil(file_config(tmp_path, receiver=receiver, signals=["traces"])) as vigil, \
