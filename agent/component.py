@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -81,6 +82,8 @@ class Settings:
     id: ComponentId
     telemetry: SelfTelemetry
     logger: logging.Logger = field(default=None)  # type: ignore[assignment]
+    # Where a component keeps what must survive a restart (learned references, queues, alert state).
+    state_dir: Path = Path("vigil-data/state")
 
     def __post_init__(self) -> None:
         if self.logger is None:
@@ -94,7 +97,14 @@ class Factory:
     `create` is called as:
       receiver:  create(config, settings, consumers: dict[Signal, Consumer])
       processor: create(config, settings, signal, next: Consumer)
+                 create(config, settings, signal, next, shared)   with `create_shared`
       exporter:  create(config, settings)
+
+    A processor that derives new data (the Collector calls that a connector) names
+    the signals it `emits`; the pipelines of those signals that list its id among
+    their receivers get what it derives. `create_shared(config, settings, emit:
+    dict[Signal, Consumer])` makes the one component that holds its state, shared
+    by its steps in every pipeline.
     """
 
     kind: Kind
@@ -103,3 +113,5 @@ class Factory:
     create: Callable[..., Any]
     signals: frozenset[Signal]
     description: str
+    emits: frozenset[Signal] = frozenset()
+    create_shared: Callable[..., Any] | None = None

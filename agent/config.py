@@ -86,6 +86,13 @@ class ServiceConfig(StrictModel):
     telemetry: TelemetryConfig = TelemetryConfig()
     # How long shutdown may take in all: processors flush, exporters drain their queues.
     shutdown_timeout: Duration = 30.0
+    # What must survive a restart lives here; under systemd, StateDirectory= sets STATE_DIRECTORY.
+    state_dir: str = Field(default_factory=lambda: _default_state_dir())
+
+
+def _default_state_dir() -> str:
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return systemd or "./vigil-data/state"
 
 
 class _Document(StrictModel):
@@ -104,6 +111,8 @@ class Pipeline:
     receivers: tuple[ComponentId, ...]
     processors: tuple[ComponentId, ...]
     exporters: tuple[ComponentId, ...]
+    # Processors listed among the receivers: what they derive enters this pipeline.
+    derived_from: tuple[ComponentId, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,11 +151,12 @@ _REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _ENV_REFERENCE = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.S)
 
 
-def _substitute(value: Any, path: str, problems: list[str], environ: dict[str, str]) -> Any:
+def _substitute(value: Any, path: str, problems: list[str], environ: dict[str, str],
+                source: str = "<config>") -> Any:
     if isinstance(value, dict):
-        return {k: _substitute(v, _join(path, str(k)), problems, environ) for k, v in value.items()}
+        return {k: _substitute(v, _join(path, str(k)), problems, environ, source) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, f"{path}[{i}]", problems, environ) for i, v in enumerate(value)]
+        return [_substitute(v, f"{path}[{i}]", problems, environ, source) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -163,7 +173,8 @@ def _substitute(value: Any, path: str, problems: list[str], environ: dict[str, s
             return environ[name]
         if default is None:
             # As the Collector does: an unset variable becomes empty, with a warning.
-            log.warning("%s: environment variable %s is not set; using an empty value", path, name)
+            log.warning("%s: %s: environment variable %s is not set; using an empty value",
+                        source, path, name)
             return ""
         return default
 
@@ -234,17 +245,24 @@ def from_dict(raw: Any, source: str = "<config>", environ: dict[str, str] | None
         raise ConfigError(source, ["the config must be a mapping with receivers, processors, "
                                    "exporters and service"])
     problems: list[str] = []
-    raw = _substitute(raw, "", problems, dict(os.environ) if environ is None else environ)
+    raw = _substitute(raw, "", problems, dict(os.environ) if environ is None else environ, source)
+    document_problems: list[str] = []
     try:
-        document = _Document.model_validate(raw)
+        document: _Document | None = _Document.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, problems + format_validation_error(exc, "")) from None
+        # Still check every component below, so one run reports everything to fix.
+        document, document_problems = None, format_validation_error(exc, "")
 
     from agent import registry  # the registry imports every component module
 
     components: dict[tuple[Kind, ComponentId], Component] = {}
-    for kind, section in ((Kind.RECEIVER, document.receivers), (Kind.PROCESSOR, document.processors),
-                          (Kind.EXPORTER, document.exporters)):
+    for kind in (Kind.RECEIVER, Kind.PROCESSOR, Kind.EXPORTER):
+        if document is not None:
+            section = getattr(document, kind.section)
+        else:  # the document's errors already name a section or a body that is not a mapping
+            given = raw.get(kind.section)
+            section = {k: v for k, v in (given.items() if isinstance(given, dict) else ())
+                       if isinstance(k, str) and (v is None or isinstance(v, dict))}
         for key, body in section.items():
             path = f"{kind.section}.{key}"
             try:
@@ -263,6 +281,8 @@ def from_dict(raw: Any, source: str = "<config>", environ: dict[str, str] | None
                 problems.extend(format_validation_error(exc, path))
                 continue
             components[(kind, cid)] = Component(cid, factory, model)
+    if document is None:
+        raise ConfigError(source, problems + document_problems)
     # Ids that failed their own checks are still "defined" for the pipeline checks below.
     raw_ids = {Kind.RECEIVER: set(document.receivers), Kind.PROCESSOR: set(document.processors),
                Kind.EXPORTER: set(document.exporters)}
@@ -279,16 +299,25 @@ def from_dict(raw: Any, source: str = "<config>", environ: dict[str, str] | None
                             f"followed by /name (got {key!r})")
             continue
         resolved: dict[Kind, list[ComponentId]] = {}
+        derived: list[ComponentId] = []
         for kind, names in ((Kind.RECEIVER, spec.receivers), (Kind.PROCESSOR, spec.processors),
                             (Kind.EXPORTER, spec.exporters)):
             ids = resolved[kind] = []
             for i, name in enumerate(names):
                 where = f"{path}.{kind.section}[{i}]"
-                if name not in raw_ids[kind]:
-                    problems.append(f"{where}: {kind.value} {name!r} is not defined in {kind.section}")
-                    continue
                 if name in names[:i]:
                     problems.append(f"{where}: {kind.value} {name!r} is listed twice")
+                    continue
+                if kind is Kind.RECEIVER and name not in raw_ids[kind] and name in raw_ids[Kind.PROCESSOR]:
+                    # A processor that derives data (like `ml`) feeds the pipelines that list it here.
+                    cid = ComponentId.parse(name)
+                    derived.append(cid)
+                    component = components.get((Kind.PROCESSOR, cid))
+                    if component is not None and signal not in component.factory.emits:
+                        problems.append(f"{where}: processor {name!r} does not produce {signal.value}")
+                    continue
+                if name not in raw_ids[kind]:
+                    problems.append(f"{where}: {kind.value} {name!r} is not defined in {kind.section}")
                     continue
                 cid = ComponentId.parse(name)
                 ids.append(cid)
@@ -297,7 +326,15 @@ def from_dict(raw: Any, source: str = "<config>", environ: dict[str, str] | None
                 if component is not None and signal not in component.factory.signals:
                     problems.append(f"{where}: {kind.value} {name!r} does not support {signal.value}")
         pipelines[pid] = Pipeline(pid, signal, tuple(resolved[Kind.RECEIVER]),
-                                  tuple(resolved[Kind.PROCESSOR]), tuple(resolved[Kind.EXPORTER]))
+                                  tuple(resolved[Kind.PROCESSOR]), tuple(resolved[Kind.EXPORTER]),
+                                  tuple(derived))
+
+    in_pipelines = {cid for p in pipelines.values() for cid in p.processors}
+    for p in pipelines.values():
+        for cid in p.derived_from:
+            if cid not in in_pipelines:
+                problems.append(f"service.pipelines.{p.id}.receivers: processor '{cid}' is listed as a "
+                                f"receiver but is in no pipeline's processors, so it never sees data")
 
     if problems:
         raise ConfigError(source, problems)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from agent.component import ComponentId, Consumer, Exporter, Kind, Processor, Receiver, Settings
+from agent.component import Component, ComponentId, Consumer, Exporter, Kind, Processor, Receiver, Settings
 from agent.config import VigilConfig
 from agent.errors import ConsumerError, RefusedError
 from agent.signals import Batch, Signal
@@ -58,12 +59,15 @@ class Graph:
     receivers: dict[ComponentId, Receiver] = field(default_factory=dict)
     pipelines: dict[ComponentId, PipelineChain] = field(default_factory=dict)
     exporters: dict[ComponentId, Exporter] = field(default_factory=dict)
+    # The state of processors that derive data, one per id, shared by their steps in every pipeline.
+    shared: dict[ComponentId, Component] = field(default_factory=dict)
 
     def startup_order(self) -> list[tuple[str, object]]:
-        """Exporters first, then each pipeline's processors from last to first, receivers last."""
+        """Exporters, each pipeline's processors from last to first, shared processor state, receivers."""
         order: list[tuple[str, object]] = [(f"exporters.{i}", e) for i, e in self.exporters.items()]
         for chain in self.pipelines.values():
             order += [(f"processors.{i} ({chain.id})", p) for i, p in reversed(chain.processors)]
+        order += [(f"processors.{i}", s) for i, s in self.shared.items()]
         order += [(f"receivers.{i}", r) for i, r in self.receivers.items()]
         return order
 
@@ -72,28 +76,51 @@ class Graph:
         return list(reversed(self.startup_order()))
 
 
-def _settings(kind: Kind, cid: ComponentId, telemetry: SelfTelemetry) -> Settings:
-    return Settings(cid, telemetry, logging.getLogger(f"vigil.{kind.section}.{cid}"))
+def _settings(kind: Kind, cid: ComponentId, telemetry: SelfTelemetry, state_dir: Path) -> Settings:
+    return Settings(cid, telemetry, logging.getLogger(f"vigil.{kind.section}.{cid}"), state_dir)
 
 
 def build(config: VigilConfig, telemetry: SelfTelemetry) -> Graph:
     graph = Graph()
+    state_dir = Path(config.service.state_dir)
+
+    def settings(kind: Kind, cid: ComponentId) -> Settings:
+        return _settings(kind, cid, telemetry, state_dir)
+
     used_exporters = {e for p in config.pipelines.values() for e in p.exporters}
     for cid in sorted(used_exporters):
         component = config.component(Kind.EXPORTER, cid)
-        graph.exporters[cid] = component.factory.create(component.config, _settings(Kind.EXPORTER, cid, telemetry))
+        graph.exporters[cid] = component.factory.create(component.config, settings(Kind.EXPORTER, cid))
+
+    # Processors that derive data get their shared state first; where it goes is filled in below,
+    # once every pipeline it feeds exists.
+    emits: dict[ComponentId, dict[Signal, Consumer]] = {}
+    for cid in sorted({c for p in config.pipelines.values() for c in p.processors}):
+        component = config.component(Kind.PROCESSOR, cid)
+        if component.factory.create_shared is not None:
+            emits[cid] = {}
+            graph.shared[cid] = component.factory.create_shared(
+                component.config, settings(Kind.PROCESSOR, cid), emits[cid])
 
     for pid, pipeline in config.pipelines.items():
         consumer: Consumer = FanOut([(graph.exporters[e], False) for e in pipeline.exporters])
         processors: list[tuple[ComponentId, Processor]] = []
         for cid in reversed(pipeline.processors):
             component = config.component(Kind.PROCESSOR, cid)
-            processor = component.factory.create(component.config, _settings(Kind.PROCESSOR, cid, telemetry),
-                                                 pipeline.signal, consumer)
+            extra = (graph.shared[cid],) if cid in graph.shared else ()
+            processor = component.factory.create(component.config, settings(Kind.PROCESSOR, cid),
+                                                 pipeline.signal, consumer, *extra)
             processors.insert(0, (cid, processor))
             consumer = processor
         mutates = any(getattr(p, "mutates_data", False) for _, p in processors)
         graph.pipelines[pid] = PipelineChain(pid, consumer, processors, mutates)
+
+    for cid, emit in emits.items():
+        for signal in Signal:
+            chains = [graph.pipelines[pid] for pid, p in config.pipelines.items()
+                      if p.signal is signal and cid in p.derived_from]
+            if chains:
+                emit[signal] = FanOut([(c.entry, c.mutates_data) for c in chains])
 
     receiver_ids = sorted({r for p in config.pipelines.values() for r in p.receivers})
     for cid in receiver_ids:
@@ -104,6 +131,6 @@ def build(config: VigilConfig, telemetry: SelfTelemetry) -> Graph:
             if chains:
                 consumers[signal] = FanOut([(c.entry, c.mutates_data) for c in chains])
         component = config.component(Kind.RECEIVER, cid)
-        graph.receivers[cid] = component.factory.create(component.config, _settings(Kind.RECEIVER, cid, telemetry),
+        graph.receivers[cid] = component.factory.create(component.config, settings(Kind.RECEIVER, cid),
                                                         consumers)
     return graph

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.component import Factory, Kind
 from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp
-from agent.processors import batch, resource
+from agent.processors import batch, ml, resource
 from agent.receivers import hostmetrics, otlp as otlp_receiver
 
 _FACTORIES: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}
@@ -22,6 +22,7 @@ for _factory in (
     hostmetrics.FACTORY,
     batch.FACTORY,
     resource.FACTORY,
+    ml.FACTORY,
     otlp_exporter.FACTORY,
     otlphttp.FACTORY,
     file.FACTORY,

@@ -69,15 +69,15 @@ class Service:
 async def run(config: VigilConfig) -> int:
     """Run until SIGTERM or SIGINT, then shut down in order; the process's exit code."""
     service = Service(config)
-    try:
-        await service.start()
-    except StartupError as exc:
-        log.error("%s", exc)
-        return 1
+    # Handlers first: a signal that comes while components start still ends in an orderly shutdown.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        await service.start()
+    except StartupError:
+        return 1  # Service.start has logged which component could not start, and why
     await stop.wait()
     log.info("shutting down")
     await service.shutdown()

@@ -1,0 +1,407 @@
+"""The `ml` processor: drift and data health per model version, from prediction spans and logs.
+
+    processors:
+      ml: {reference: {warmup: 5000}, window: {size: 2000}}
+    service:
+      pipelines:
+        traces:  {receivers: [otlp], processors: [ml, batch], exporters: [otlp]}
+        metrics: {receivers: [otlp, ml], processors: [batch], exporters: [otlp]}
+
+In a traces or logs pipeline it passes data through unchanged and picks out
+predictions (items with `ml.model.name`). Per model and version it learns a
+reference from the first `warmup` predictions (kept under `state_dir`, so a
+restart does not relearn it) or takes one from a profile file, then
+evaluates windows of `window.size` predictions (or what came within
+`window.max_age`, if at least `window.min_size`) against it. What it derives
+goes, as OTLP metrics, to the metrics pipelines that list its id among their
+receivers.
+
+One `ml` id is one engine: every pipeline that lists it feeds the same
+windows. Heavy work (building profiles, the tests) runs in a worker thread,
+one window at a time; windows that pile up beyond a small queue are dropped
+and counted rather than holding memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from agent.component import Consumer, Factory, Kind, Settings
+from agent.config import Duration, StrictModel
+from agent.errors import ConsumerError
+from agent.hostinfo import detect_host_resource
+from agent.metrics_builder import Instrument, MetricSpec, MetricsBuilder
+from agent.ml import drift, extract, health, profile as profiles
+from agent.ml.columns import RawColumn, concat_all
+from agent.ml.drift import DriftConfig
+from agent.signals import Batch, Signal
+
+G = Instrument.GAUGE
+FEATURE_DRIFT_SCORE = MetricSpec("ml.feature.drift.score", "1", G,
+                                 "Effect size of the column's drift in the window (method in ml.drift.method)")
+FEATURE_DRIFT_P_VALUE = MetricSpec("ml.feature.drift.p_value", "1", G,
+                                   "p-value of the column's drift test, corrected across the model's columns")
+FEATURE_DRIFTED = MetricSpec("ml.feature.drifted", "1", G, "1 when the column drifted in the window")
+MODEL_DRIFT_SHARE = MetricSpec("ml.model.drift.share", "1", G, "Share of the model's columns that drifted")
+MODEL_DRIFTED = MetricSpec("ml.model.drifted", "1", G, "1 when the share of drifted columns reached drift_share")
+DRIFT_WINDOWS = MetricSpec("ml.drift.windows", "{window}", Instrument.COUNTER, "Windows evaluated")
+HEALTH = {
+    "missing": MetricSpec("ml.feature.missing.ratio", "1", G, "Share of predictions without the value"),
+    "sentinel": MetricSpec("ml.feature.sentinel.ratio", "1", G, "Share of values equal to a sentinel"),
+    "type_mismatch": MetricSpec("ml.feature.type_mismatch.ratio", "1", G,
+                                "Share of values of another type than the reference's"),
+    "out_of_range": MetricSpec("ml.feature.out_of_range.ratio", "1", G,
+                               "Share of values outside the reference's range"),
+    "unseen_category": MetricSpec("ml.feature.unseen_category.ratio", "1", G,
+                                  "Share of values in categories the reference never had"),
+}
+FEATURE_VALUE = MetricSpec("ml.feature.value", "1", Instrument.HISTOGRAM,
+                           "Values of a numeric column in the window, on the reference's quantile bins")
+
+
+class ReferenceConfig(StrictModel):
+    # Learn the reference from each model version's first `warmup` predictions ...
+    warmup: int = Field(1000, ge=10)
+    # ... unless a profile file (`vigil profile build`) names the model (and version, or any version).
+    profiles: list[str] = []
+
+
+class WindowConfig(StrictModel):
+    size: int = Field(1000, ge=10)
+    min_size: int = Field(100, ge=1)
+    max_age: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _check(self) -> WindowConfig:
+        if self.min_size > self.size:
+            raise ValueError("min_size must not exceed size")
+        if self.max_age <= 0:
+            raise ValueError("max_age must be > 0")
+        return self
+
+
+class LimitsConfig(StrictModel):
+    """Bounds on what the processor tracks, so a misbehaving app cannot grow its memory without end."""
+
+    max_models: int = Field(20, ge=1)
+    max_versions: int = Field(5, ge=1)  # live versions per model
+    max_features: int = Field(100, ge=1)  # per model version
+
+
+class MlProcessorConfig(StrictModel):
+    reference: ReferenceConfig = ReferenceConfig()
+    window: WindowConfig = WindowConfig()
+    drift: DriftConfig = DriftConfig()
+    # Other conventions onto `ml.*`: {ml.model.name: arize.model_id, "ml.feature.*": "features.*"}.
+    attributes: dict[str, str] = {}
+    # Column kinds, where inference from the reference would guess wrong.
+    categorical: list[str] = []
+    numeric: list[str] = []
+    limits: LimitsConfig = LimitsConfig()
+
+
+class _Buffer:
+    """Columns collected over several batches, joined when taken."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[int, dict[str, RawColumn]]] = []
+        self.rows = 0
+        self.started = time.monotonic()
+        self.started_ns = time.time_ns()
+
+    def add(self, rows: int, columns: dict[str, RawColumn]) -> None:
+        if not self.chunks:
+            self.started, self.started_ns = time.monotonic(), time.time_ns()
+        self.chunks.append((rows, columns))
+        self.rows += rows
+
+    def columns(self) -> dict[str, RawColumn]:
+        names = {name: None for _, columns in self.chunks for name in columns}
+        return {name: concat_all([columns[name] if name in columns else RawColumn.missing(rows)
+                                  for rows, columns in self.chunks])
+                for name in names}
+
+
+@dataclass
+class _ModelState:
+    model: str
+    version: str
+    service_name: str
+    profile: profiles.Profile | None = None
+    building: bool = False  # the reference is being built from the warmup
+    warmup: _Buffer = field(default_factory=_Buffer)
+    window: _Buffer = field(default_factory=_Buffer)
+    windows_evaluated: int = 0
+
+
+class MlEngine:
+    """One `ml` processor id: its models' state, windows and the metrics it derives."""
+
+    def __init__(self, config: MlProcessorConfig, settings: Settings, emit: dict[Signal, Consumer]) -> None:
+        self._config = config
+        self._emit_to = emit  # filled by the pipeline builder once the metrics pipelines exist
+        self._emit: Consumer | None = None
+        self._log = settings.logger
+        self._id = str(settings.id)
+        self._state_dir = Path(settings.state_dir) / "ml" / _safe(self._id)
+        self._extractor = extract.Extractor(config.attributes, config.limits.max_features)
+        self._models: dict[tuple[str, str], _ModelState] = {}
+        self._file_profiles: dict[tuple[str, str], profiles.Profile] = {}
+        self._host = detect_host_resource().get("host.name", "")
+        self._started_ns = time.time_ns()
+        self._jobs: asyncio.Queue = asyncio.Queue(maxsize=8)
+        self._tasks: list[asyncio.Task] = []
+        t = settings.telemetry
+        self._attrs = {"processor": self._id}
+        self._predictions = t.counter("vigil_ml_predictions", "predictions seen by the ml processor")
+        self._dropped = t.counter("vigil_ml_dropped_predictions",
+                                  "predictions not analysed (limits, a full work queue), by reason")
+        self._failures = t.counter("vigil_ml_errors", "errors inside the ml processor; data still passed on")
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._emit = self._emit_to.get(Signal.METRICS)
+        for path in self._config.reference.profiles:
+            loaded = await asyncio.to_thread(profiles.load, path)
+            self._file_profiles[(loaded.model_name, loaded.model_version)] = loaded
+        if self._emit is None:
+            self._log.warning("no metrics pipeline lists %s among its receivers: its metrics go nowhere",
+                              self._id)
+        self._tasks = [asyncio.create_task(self._work(), name=f"{self._id}-worker"),
+                       asyncio.create_task(self._tick(), name=f"{self._id}-ticker")]
+
+    async def shutdown(self) -> None:
+        # Evaluate what is pending so the last partial windows are not lost, then stop.
+        for state in self._models.values():
+            self._close_window(state, final=True)
+        await self._jobs.join()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # --- the hot path ----------------------------------------------------------------
+
+    def observe(self, batch: Batch) -> None:
+        """Take the predictions in `batch` into their models' windows (the batch is not changed)."""
+        for found in self._extractor.extract(batch):
+            self._predictions.add(found.rows, self._attrs)
+            state = self._state(found)
+            if state is None:
+                self._dropped.add(found.rows, {**self._attrs, "reason": "limit"})
+                continue
+            columns = {**found.features(), **found.outputs()}
+            if state.profile is None and not state.building:
+                state.warmup.add(found.rows, columns)
+                if state.warmup.rows >= self._config.reference.warmup:
+                    self._build_reference(state)
+                continue
+            state.window.add(found.rows, columns)
+            if state.window.rows >= self._config.window.size:
+                self._close_window(state)
+
+    def _state(self, found: extract.Predictions) -> _ModelState | None:
+        key = (found.model, found.version)
+        state = self._models.get(key)
+        if state is not None:
+            return state
+        versions = sum(1 for m, _ in self._models if m == found.model)
+        models = len({m for m, _ in self._models})
+        if versions >= self._config.limits.max_versions or (
+                versions == 0 and models >= self._config.limits.max_models):
+            return None
+        state = self._models[key] = _ModelState(found.model, found.version, found.service_name)
+        state.profile = self._known_profile(found.model, found.version)
+        if state.profile is not None:
+            self._log.info("%s %s: using the reference from %s", found.model, found.version or "-",
+                           state.profile.source or "a profile file")
+        return state
+
+    def _known_profile(self, model: str, version: str) -> profiles.Profile | None:
+        for key in ((model, version), (model, "")):
+            if key in self._file_profiles:
+                return self._file_profiles[key]
+        path = self._profile_path(model, version)
+        if path.exists():
+            try:
+                return profiles.load(path)
+            except Exception as exc:  # a damaged file: learn again rather than stop
+                self._log.warning("cannot read the learned reference %s (%s); learning it again", path, exc)
+        return None
+
+    def _profile_path(self, model: str, version: str) -> Path:
+        return self._state_dir / _safe(model) / f"{_safe(version or '-')}.vigilprofile"
+
+    # --- work for the worker thread --------------------------------------------------
+
+    def _build_reference(self, state: _ModelState) -> None:
+        state.building = True
+        rows, columns = state.warmup.rows, state.warmup.columns()
+        state.warmup = _Buffer()
+        self._submit(("reference", state, rows, columns, 0))
+
+    def _close_window(self, state: _ModelState, final: bool = False) -> None:
+        window = state.window
+        if state.profile is None or window.rows == 0:
+            if state.profile is None and window.rows > 4 * self._config.window.size:
+                # The reference is still being built and the window keeps growing: bound it.
+                self._dropped.add(window.rows, {**self._attrs, "reason": "no_reference"})
+                state.window = _Buffer()
+            return
+        if window.rows < self._config.window.min_size and final:
+            return
+        state.window = _Buffer()
+        self._submit(("window", state, window.rows, window.columns(), window.started_ns))
+
+    def _submit(self, job: tuple) -> None:
+        try:
+            self._jobs.put_nowait(job)
+        except asyncio.QueueFull:
+            _, state, rows, _, _ = job
+            if job[0] == "reference":
+                state.building = False  # try again with the next warmup
+            self._dropped.add(rows, {**self._attrs, "reason": "busy"})
+            self._log.warning("ml work queue full: dropped a window of %d predictions of %s", rows, state.model)
+
+    async def _work(self) -> None:
+        while True:
+            kind, state, rows, columns, started_ns = await self._jobs.get()
+            try:
+                if kind == "reference":
+                    state.profile = await asyncio.to_thread(self._learn, state, rows, columns)
+                    state.building = False
+                    self._log.info("%s %s: reference learned from %d predictions", state.model,
+                                   state.version or "-", rows)
+                else:
+                    batch = await asyncio.to_thread(self._evaluate, state, rows, columns, started_ns)
+                    await self._send(batch)
+            except Exception:
+                self._failures.add(1, self._attrs)
+                self._log.exception("ml processor failed on a %s of %s", kind, state.model)
+                if kind == "reference":
+                    state.building = False
+            finally:
+                self._jobs.task_done()
+
+    async def _tick(self) -> None:
+        """Close windows that have waited `max_age`, however few predictions they hold."""
+        period = min(self._config.window.max_age / 4, 5.0)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for state in list(self._models.values()):
+                window = state.window
+                if (window.rows >= self._config.window.min_size
+                        and now - window.started >= self._config.window.max_age):
+                    self._close_window(state)
+
+    def _learn(self, state: _ModelState, rows: int, columns: dict[str, RawColumn]) -> profiles.Profile:
+        def kind_of(name: str) -> str | None:
+            if name in self._config.categorical:
+                return profiles.CATEGORICAL
+            return profiles.NUMERIC if name in self._config.numeric else None
+
+        features = {n: profiles.build_column(n, c, kind_of(n)) for n, c in columns.items()
+                    if n not in extract.OUTPUTS}
+        outputs = {n: profiles.build_column(n, c, profiles.CATEGORICAL if n == extract.LABEL else kind_of(n))
+                   for n, c in columns.items() if n in extract.OUTPUTS}
+        learned = profiles.Profile(state.model, state.version, rows, features, outputs, source="warmup")
+        profiles.save(learned, self._profile_path(state.model, state.version))
+        return learned
+
+    def _evaluate(self, state: _ModelState, rows: int, columns: dict[str, RawColumn],
+                  started_ns: int) -> Batch | None:
+        result = drift.evaluate(state.profile, columns, rows, self._config.drift)
+        state.windows_evaluated += 1
+        out = MetricsBuilder()
+        rm = out.resource({"service.name": state.service_name or "unknown_service", "host.name": self._host})
+        model_attrs = {"ml.model.name": state.model, "ml.model.version": state.version}
+        rm.record(MODEL_DRIFT_SHARE, result.share, model_attrs)
+        rm.record(MODEL_DRIFTED, int(result.detected), model_attrs)
+        rm.record(DRIFT_WINDOWS, state.windows_evaluated, model_attrs, self._started_ns)
+        for name, reference in state.profile.columns().items():
+            column = columns[name] if name in columns else RawColumn.missing(rows)
+            attrs = {**model_attrs, "ml.feature.name": name}
+            col = result.columns[name]
+            if col.tested:
+                rm.record(FEATURE_DRIFT_SCORE, col.score, {**attrs, "ml.drift.method": col.method})
+                rm.record(FEATURE_DRIFT_P_VALUE, col.p_adjusted, attrs)
+                rm.record(FEATURE_DRIFTED, int(col.drifted), attrs)
+            for key, value in health.column_health(reference, column, self._config.drift.sentinels).as_dict().items():
+                rm.record(HEALTH[key], value, attrs)
+            if reference.kind == profiles.NUMERIC and col.current_counts is not None and reference.bin_edges.size:
+                values = drift.numeric_values(column, self._config.drift.sentinels)
+                rm.record_histogram(FEATURE_VALUE, reference.bin_edges, col.current_counts, float(values.sum()),
+                                    attrs, started_ns,
+                                    float(values.min()) if values.size else None,
+                                    float(values.max()) if values.size else None)
+        return out.batch()
+
+    async def _send(self, batch: Batch | None) -> None:
+        if batch is None or self._emit is None:
+            return
+        try:
+            await self._emit.consume(batch)
+        except ConsumerError as exc:
+            self._dropped.add(batch.items, {**self._attrs, "reason": "metrics_refused"})
+            self._log.warning("metrics pipelines refused drift metrics: %s", exc)
+
+
+class MlStage:
+    """The `ml` processor's place in one pipeline: look at the data, pass it on unchanged."""
+
+    mutates_data = False
+
+    def __init__(self, engine: MlEngine, next: Consumer, log: logging.Logger) -> None:
+        self._engine = engine
+        self._next = next
+        self._log = log
+
+    async def start(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def consume(self, batch: Batch) -> None:
+        try:
+            self._engine.observe(batch)
+        except Exception:
+            # Statistics must never cost the app its telemetry.
+            self._engine._failures.add(1, self._engine._attrs)
+            self._log.exception("ml processor failed on a batch; passed on unanalysed")
+        await self._next.consume(batch)
+
+
+def _safe(name: str) -> str:
+    """A name usable as one path component."""
+    return urllib.parse.quote(name, safe="") or "_"
+
+
+def _create_engine(config: MlProcessorConfig, settings: Settings, emit: dict[Signal, Consumer]) -> MlEngine:
+    return MlEngine(config, settings, emit)
+
+
+def _create(config: MlProcessorConfig, settings: Settings, signal: Signal, next: Consumer,
+            shared: MlEngine) -> MlStage:
+    return MlStage(shared, next, settings.logger)
+
+
+FACTORY = Factory(
+    kind=Kind.PROCESSOR,
+    type="ml",
+    config_model=MlProcessorConfig,
+    create=_create,
+    signals=frozenset({Signal.TRACES, Signal.LOGS}),
+    description="drift and data health per model version, from prediction spans and logs",
+    emits=frozenset({Signal.METRICS}),
+    create_shared=_create_engine,
+)
