@@ -163,6 +163,8 @@ class MlEngine:
         self._predictions = t.counter("vigil_ml_predictions", "predictions seen by the ml processor")
         self._dropped = t.counter("vigil_ml_dropped_predictions",
                                   "predictions not analysed (limits, a full work queue), by reason")
+        self._dropped_features = t.counter("vigil_ml_dropped_feature_values",
+                                           "feature values ignored beyond limits.max_features")
         self._failures = t.counter("vigil_ml_errors", "errors inside the ml processor; data still passed on")
 
     # --- lifecycle -----------------------------------------------------------------
@@ -192,7 +194,11 @@ class MlEngine:
 
     def observe(self, batch: Batch) -> None:
         """Take the predictions in `batch` into their models' windows (the batch is not changed)."""
-        for found in self._extractor.extract(batch):
+        dropped_before = self._extractor.dropped_features
+        found_all = self._extractor.extract(batch)
+        if self._extractor.dropped_features > dropped_before:
+            self._dropped_features.add(self._extractor.dropped_features - dropped_before, self._attrs)
+        for found in found_all:
             self._predictions.add(found.rows, self._attrs)
             state = self._state(found)
             if state is None:
