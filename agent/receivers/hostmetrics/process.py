@@ -61,7 +61,15 @@ class ProcessScraper:
     def _candidates(self) -> list[psutil.Process]:
         c = self._config
         if c.pid_files:
-            return [psutil.Process(pid) for pid in self._pids_from_files() if psutil.pid_exists(pid)]
+            chosen = []
+            for pid in self._pids_from_files():
+                try:
+                    chosen.append(psutil.Process(pid))
+                except psutil.NoSuchProcess:  # a stale pid file: the process has exited
+                    self._on_skip("vanished")
+                except psutil.AccessDenied:
+                    self._on_skip("permission")
+            return chosen
         chosen = []
         for proc in psutil.process_iter(["name"]):
             name = proc.info.get("name") or ""

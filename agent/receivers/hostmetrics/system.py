@@ -119,6 +119,12 @@ class MemoryScraper:
         for state in ("buffers", "cached"):
             if hasattr(vm, state):
                 states[state] = getattr(vm, state)
+        if "buffers" in states and "cached" in states:
+            # The states must add up to the total (as the Collector reports them). psutil's `used` is
+            # total - available, which overlaps buffers and cached (shared memory, tmpfs), so
+            # `used` here is what is neither free, buffers nor cached.
+            used = vm.total - vm.free - vm.buffers - vm.cached
+            states["used"] = used if used >= 0 else vm.total - vm.free
         for state, value in states.items():
             rm.record(MEMORY_USAGE, int(value), {"system.memory.state": state})
             rm.record(MEMORY_UTILIZATION, value / vm.total, {"system.memory.state": state})
