@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     components = sub.add_parser("components", help="list the available component types")
     components.set_defaults(func=_components)
 
+    from agent.ml.offline import add_commands as add_offline_commands  # light: numpy loads when they run
+
+    add_offline_commands(sub)  # vigil profile build|show, vigil analyze
+
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _: print(f"vigil {__version__}") or 0)
     return parser
@@ -76,7 +80,8 @@ def _validate(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings:
         print(f"{config.source}: warning: {warning}", file=sys.stderr)
-    print(f"{config.source}: valid ({len(config.pipelines)} pipelines)")
+    count = len(config.pipelines)
+    print(f"{config.source}: valid ({count} pipeline{'s' if count != 1 else ''})")
     return 0
 
 

@@ -10,6 +10,7 @@ all at once, so one run of `vigil validate` shows everything to fix.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -178,17 +179,9 @@ def _substitute(value: Any, path: str, problems: list[str], environ: dict[str, s
             return ""
         return default
 
-    whole = _REFERENCE.fullmatch(value)
-    result = _REFERENCE.sub(replace, value)
-    if whole is not None and whole.group(0) != "$$":
-        # A value that is one reference takes the YAML type of what it expands to (a port, a bool).
-        try:
-            typed = yaml.safe_load(result) if result else result
-        except yaml.YAMLError:
-            return result
-        if isinstance(typed, (int, float, bool)) or typed is None:
-            return typed if typed is not None else result
-    return result
+    # The result stays a string, as in the Collector: a field that wants a number or a bool
+    # converts it (`${env:PORT}` into a port), a string field keeps it exactly (a key of digits).
+    return _REFERENCE.sub(replace, value)
 
 
 def _join(path: str, key: str) -> str:
@@ -233,8 +226,10 @@ def load(path: str | os.PathLike) -> VigilConfig:
 
 
 def parse(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> VigilConfig:
+    stream = io.StringIO(text)
+    stream.name = source  # so YAML's error marks name the file
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.safe_load(stream)
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
     return from_dict(raw, source, environ)

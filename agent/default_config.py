@@ -50,7 +50,16 @@ def _backend_exporter(environ: dict[str, str]) -> tuple[str, dict[str, Any]] | N
     if protocol.startswith("http/"):
         return "otlphttp", {"endpoint": endpoint, "headers": headers,
                             "encoding": "json" if protocol == "http/json" else "proto"}
-    return "otlp", {"endpoint": endpoint, "headers": headers}
+    return "otlp", {"endpoint": _with_port(endpoint, 4317), "headers": headers}
+
+
+def _with_port(endpoint: str, port: int) -> str:
+    """`https://host` gets the protocol's default port, as the SDKs assume."""
+    scheme, sep, rest = endpoint.rpartition("://")
+    host = rest.rstrip("/")
+    if ":" in host.rsplit("]", 1)[-1]:
+        return endpoint
+    return f"{scheme}{sep}{host}:{port}"
 
 
 def _parse_headers(text: str) -> dict[str, str]:

@@ -57,6 +57,10 @@ def validated() -> dict[Path, object]:
         return dict(zip(paths, pool.map(validate, paths)))
 
 
+def pipelines_text(count: int) -> str:
+    return f"{count} pipeline" if count == 1 else f"{count} pipelines"
+
+
 def pipeline_count(path: Path) -> int:
     return len(yaml.safe_load(path.read_text())["service"]["pipelines"])
 
@@ -72,7 +76,7 @@ def test_cases_exist():
 def test_validate_accepts_valid_config(path, validated):
     result = validated[path]
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{path}: valid ({pipeline_count(path)} pipelines)\n"
+    assert result.stdout == f"{path}: valid ({pipelines_text(pipeline_count(path))})\n"
     # Only the warnings the case declares; none for most.
     assert result.stderr.splitlines() == expected(path, str(path), "warning")
 
@@ -81,7 +85,7 @@ def test_validate_accepts_the_shipped_default_config():
     path = REPO / "config" / "vigil.yaml"
     result = run_cli("validate", "-c", "config/vigil.yaml", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"config/vigil.yaml: valid ({pipeline_count(path)} pipelines)\n"
+    assert result.stdout == f"config/vigil.yaml: valid ({pipelines_text(pipeline_count(path))})\n"
     assert result.stderr == ""
 
 
@@ -116,7 +120,7 @@ def test_validate_through_python_dash_m():
     result = subprocess.run([sys.executable, "-m", "agent", "validate", "-c", str(path)], capture_output=True,
                             text=True, timeout=60, env=clean_env(), cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{path}: valid (1 pipelines)\n"
+    assert result.stdout == f"{path}: valid (1 pipeline)\n"
 
 
 # --- vigil validate: invalid configs ----------------------------------------------------------------
@@ -370,26 +374,26 @@ def test_unset_variable_as_a_whole_value_is_an_empty_string(caplog):
     assert config.headers == {"x": ""}
 
 
-def test_whole_value_reference_takes_the_type_it_expands_to():
+def test_substituted_values_take_the_type_of_their_field():
     doc = _doc(processors={"batch": {"send_batch_size": "${env:SIZE}", "send_batch_max_size": "${env:MAX}"},
                            "resource": {"attributes": [
                                {"key": "shard", "value": "${env:SHARD}", "action": "insert"},
-                               {"key": "ratio", "value": "${env:RATIO}", "action": "insert"},
-                               {"key": "canary", "value": "${env:CANARY}", "action": "insert"},
                                {"key": "label", "value": "shard-${env:SHARD}", "action": "insert"}]}},
-               exporters={"otlp": {"endpoint": "c:1", "tls": {"insecure": "${env:INSECURE}"}}},
+               exporters={"otlp": {"endpoint": "c:1", "tls": {"insecure": "${env:INSECURE}"},
+                                   "headers": {"api-key": "${env:KEY}", "flag": "${env:CANARY}"}}},
                service={"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch", "resource"],
                                                  "exporters": ["otlp"]}}})
-    config = from_dict(doc, environ={"SIZE": "100", "MAX": "200", "SHARD": "7", "RATIO": "0.5",
-                                     "CANARY": "true", "INSECURE": "true"})
+    config = from_dict(doc, environ={"SIZE": "100", "MAX": "200", "SHARD": "7", "CANARY": "true",
+                                     "INSECURE": "true", "KEY": "0123"})
+    # Number and bool fields convert what the variable holds ...
     batch = config.component(Kind.PROCESSOR, ComponentId("batch")).config
     assert (batch.send_batch_size, batch.send_batch_max_size) == (100, 200)
+    exporter = config.component(Kind.EXPORTER, ComponentId("otlp")).config
+    assert exporter.tls.insecure is True
+    # ... and string fields keep it exactly: a key of digits is not read as a (octal) number.
+    assert exporter.headers == {"api-key": "0123", "flag": "true"}
     values = [a.value for a in config.component(Kind.PROCESSOR, ComponentId("resource")).config.attributes]
-    # A whole value becomes an int, a float or a bool (so the resource attribute has that type);
-    # a reference inside a longer string stays a string.
-    assert values == [7, 0.5, True, "shard-7"]
-    assert [type(v) for v in values] == [int, float, bool, str]
-    assert config.component(Kind.EXPORTER, ComponentId("otlp")).config.tls.insecure is True
+    assert values == ["7", "shard-7"]
 
 
 def test_unsupported_references_are_errors():

@@ -25,8 +25,9 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats as scipy_stats
-from scipy.spatial import distance
+
+# scipy is imported where it is used: importing it costs about a second, which every
+# `vigil` command would otherwise pay at start-up.
 
 PSI_EMPTY_BIN_SHARE = 1e-4
 MIN_STD = 1e-3
@@ -40,6 +41,8 @@ class TestResult(NamedTuple):
 def ks(reference: np.ndarray, current: np.ndarray) -> TestResult:
     if reference.size == 0 or current.size == 0:
         return TestResult(math.nan, math.nan)
+    from scipy import stats as scipy_stats
+
     result = scipy_stats.ks_2samp(reference, current)
     return TestResult(float(result.statistic), float(result.pvalue))
 
@@ -47,6 +50,8 @@ def ks(reference: np.ndarray, current: np.ndarray) -> TestResult:
 def wasserstein_normed(reference: np.ndarray, current: np.ndarray, reference_std: float) -> float:
     if reference.size == 0 or current.size == 0:
         return math.nan
+    from scipy import stats as scipy_stats
+
     return float(scipy_stats.wasserstein_distance(reference, current)) / max(reference_std, MIN_STD)
 
 
@@ -71,6 +76,8 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
 def jensen_shannon(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
     if reference_counts.sum() == 0 or current_counts.sum() == 0:
         return math.nan
+    from scipy.spatial import distance
+
     value = distance.jensenshannon(reference_counts.astype(float), current_counts.astype(float))
     return float(value) if np.isfinite(value) else 0.0
 
@@ -82,6 +89,8 @@ def chi2_two_sample(reference_counts: np.ndarray, current_counts: np.ndarray) ->
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return TestResult(0.0, 1.0)  # one category in both: nothing can differ
+    from scipy import stats as scipy_stats
+
     result = scipy_stats.chi2_contingency(table)
     return TestResult(float(result.statistic), float(result.pvalue))
 
@@ -97,6 +106,8 @@ def adjust_p_values(p_values: np.ndarray, method: str) -> np.ndarray:
     if method == "bonferroni":
         adjusted[tested] = np.minimum(p * m, 1.0)
     elif method == "benjamini_hochberg":
+        from scipy import stats as scipy_stats
+
         adjusted[tested] = scipy_stats.false_discovery_control(p, method="bh")
     else:
         raise ValueError(f"unknown correction {method!r}")

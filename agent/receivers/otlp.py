@@ -103,10 +103,14 @@ class OtlpReceiver:
 
     async def start(self) -> None:
         protocols = self._config.protocols
-        if protocols.grpc is not None:
-            await self._start_grpc(protocols.grpc)
-        if protocols.http is not None:
-            await self._start_http(protocols.http)
+        try:
+            if protocols.grpc is not None:
+                await self._start_grpc(protocols.grpc)
+            if protocols.http is not None:
+                await self._start_http(protocols.http)
+        except BaseException:
+            await self.shutdown()  # release the port that did open
+            raise
 
     async def shutdown(self) -> None:
         # Stop taking new requests; requests in flight finish within the grace period.
@@ -133,7 +137,9 @@ class OtlpReceiver:
     # --- gRPC ------------------------------------------------------------------
 
     async def _start_grpc(self, config: GrpcConfig) -> None:
-        options = [("grpc.max_receive_message_length", config.max_recv_msg_size_mib * _MIB)]
+        options = [("grpc.max_receive_message_length", config.max_recv_msg_size_mib * _MIB),
+                   # gRPC's default SO_REUSEPORT would let a second agent share the port and split traffic.
+                   ("grpc.so_reuseport", 0)]
         if config.max_concurrent_streams:
             options.append(("grpc.max_concurrent_streams", config.max_concurrent_streams))
         server = grpc.aio.server(options=options)

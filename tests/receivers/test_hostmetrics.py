@@ -232,7 +232,7 @@ def all_scrapers(tmp_path_factory) -> AllScrapers:
 def _disks() -> list[str]:
     default = system.DiskConfig()
     return [d for d in (psutil.disk_io_counters(perdisk=True) or {})
-            if system.allowed(d, default.include, default.exclude)]
+            if system.allowed(d, default.include, default.effective_exclude())]
 
 
 def test_every_scraper_runs_without_errors(all_scrapers):
@@ -435,10 +435,11 @@ def test_network(all_scrapers):
 
 
 def test_processes(all_scrapers):
-    counts = {p.attributes["process.status"]: p.value
+    counts = {p.attributes["process.state"]: p.value
               for p in _of(all_scrapers, "processes", "system.process.count")}
     assert counts and all(isinstance(s, str) and s and v > 0 for s, v in counts.items())
     assert "sleeping" in counts or "running" in counts
+    assert set(counts) <= {"running", "sleeping", "stopped", "defunct", "unknown"}
     now = len(psutil.pids())
     assert abs(sum(counts.values()) - now) <= max(20, now // 5), (counts, now)
     created = _of(all_scrapers, "processes", "system.process.created")
@@ -576,6 +577,8 @@ async def test_filesystem_include_and_exclude(tmp_path):
                                                  "match_type": "regexp"}},
         "type_strict_out": {"exclude_fs_types": {"fs_types": [root_type]}},
         "default_plus_mp_out": {"exclude_mount_points": {"mount_points": ["/"]}},
+        # An include of a pseudo type works on its own: the default exclusion gives way to it.
+        "pseudo_include_only": {"include_fs_types": {"fs_types": ["proc", "sysfs", "tmpfs"]}},
     }
     expected = {
         "mp_strict": {"/"},
@@ -585,6 +588,7 @@ async def test_filesystem_include_and_exclude(tmp_path):
         "type_strict_out": {mp for mp, fs in mounts.items() if fs != root_type},
         "default_plus_mp_out": {mp for mp, fs in mounts.items()
                                 if fs not in system.PSEUDO_FS_TYPES and mp != "/"},
+        "pseudo_include_only": {mp for mp, fs in mounts.items() if fs in ("proc", "sysfs", "tmpfs")},
     }
     receivers = {name: {"scrapers": {"filesystem": body}} for name, body in receivers.items()
                  if expected[name]}  # a filter that keeps nothing on this host writes nothing
@@ -700,7 +704,7 @@ service: {pipelines: {metrics: {receivers: [hostmetrics], exporters: [debug]}}}
     assert config.collection_interval == pytest.approx(0.3) and config.initial_delay == 0
     assert config.scrapers.cpu == system.CpuConfig()
     assert config.scrapers.filesystem == system.FilesystemConfig()
-    assert config.scrapers.filesystem.exclude_fs_types.fs_types == system.PSEUDO_FS_TYPES
+    assert config.scrapers.filesystem.effective_exclude_fs_types().fs_types == system.PSEUDO_FS_TYPES
     assert config.scrapers.process == ProcessConfig()
     assert config.scrapers.memory is None and config.scrapers.disk is None
 

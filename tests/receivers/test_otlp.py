@@ -49,6 +49,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from agent.service import StartupError
 from tests.conftest import async_wait_for, otlp_receiver_config, read_json_lines, running_vigil
 
 PROTOBUF = "application/x-protobuf"
@@ -881,3 +882,30 @@ async def test_signal_without_pipeline_is_unimplemented_and_404(tmp_path):
         assert vigil.counter("vigil_receiver_accepted_spans") == 2
         assert vigil.counter("vigil_receiver_accepted_metric_points") == 0
     assert not (tmp_path / "metrics.json").exists()
+
+
+async def test_second_receiver_on_the_same_grpc_port_fails_to_start(tmp_path):
+    # gRPC would share the port (SO_REUSEPORT) and split traffic between two agents; it must refuse.
+    async with running_vigil(file_config(tmp_path / "a", receiver={"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}},
+                                         signals=["traces"])) as first:
+        port = first.receiver().grpc_port
+        taken = {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{port}"}}}
+        with pytest.raises(StartupError, match=f"receivers.otlp.*{port}"):
+            async with running_vigil(file_config(tmp_path / "b", receiver=taken, signals=["traces"])):
+                pass
+
+
+async def test_failed_start_releases_the_port_that_did_open(tmp_path):
+    from tests.conftest import free_port
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        grpc_port = free_port()
+        receiver = {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
+                                  "http": {"endpoint": f"127.0.0.1:{blocker.getsockname()[1]}"}}}
+        with pytest.raises(StartupError):
+            async with running_vigil(file_config(tmp_path, receiver=receiver, signals=["traces"])):
+                pass
+    with socket.socket() as probe:  # the gRPC port opened before HTTP failed is free again
+        probe.bind(("127.0.0.1", grpc_port))

@@ -187,10 +187,19 @@ DISK_OPERATION_TIME = MetricSpec("system.disk.operation_time", "s", C,
 DISK_MERGED = MetricSpec("system.disk.merged", "{operation}", C, "Reads and writes merged by the kernel")
 
 
+# Loop and RAM disks are noise on inference hosts (snaps, containers): left out unless a filter is set.
+DEFAULT_DISK_EXCLUDE = DevicesFilter(devices=[r"^loop\d+$", r"^ram\d+$"], match_type="regexp")
+
+
 class DiskConfig(StrictModel):
     include: DevicesFilter | None = None
-    # Loop and RAM disks are noise on inference hosts (snaps, containers).
-    exclude: DevicesFilter | None = DevicesFilter(devices=[r"^loop\d+$", r"^ram\d+$"], match_type="regexp")
+    exclude: DevicesFilter | None = None
+
+    def effective_exclude(self) -> DevicesFilter | None:
+        """The exclude filter that applies: the default unless `include` or `exclude` is set."""
+        if "exclude" in self.model_fields_set or self.include is not None:
+            return self.exclude  # `exclude: null` turns the default off
+        return DEFAULT_DISK_EXCLUDE
 
 
 class DiskScraper:
@@ -198,12 +207,13 @@ class DiskScraper:
 
     def __init__(self, config: DiskConfig) -> None:
         self._config = config
+        self._exclude = config.effective_exclude()
 
     def scrape(self, out: MetricsBuilder, resource: Mapping[str, Any]) -> None:
         rm = out.resource(resource)
         start = boot_time_ns()
         for device, io in (psutil.disk_io_counters(perdisk=True) or {}).items():
-            if not allowed(device, self._config.include, self._config.exclude):
+            if not allowed(device, self._config.include, self._exclude):
                 continue
             for direction, nbytes, ops, op_time, merged in (
                     ("read", io.read_bytes, io.read_count, io.read_time, getattr(io, "read_merged_count", None)),
@@ -232,14 +242,22 @@ PSEUDO_FS_TYPES = [
     "tracefs", "tmpfs", "ramfs",
 ]
 
+DEFAULT_FS_TYPES_EXCLUDE = FsTypesFilter(fs_types=PSEUDO_FS_TYPES)
+
 
 class FilesystemConfig(StrictModel):
     include_devices: DevicesFilter | None = None
     exclude_devices: DevicesFilter | None = None
     include_fs_types: FsTypesFilter | None = None
-    exclude_fs_types: FsTypesFilter | None = FsTypesFilter(fs_types=PSEUDO_FS_TYPES)
+    exclude_fs_types: FsTypesFilter | None = None
     include_mount_points: MountPointsFilter | None = None
     exclude_mount_points: MountPointsFilter | None = None
+
+    def effective_exclude_fs_types(self) -> FsTypesFilter | None:
+        """Pseudo filesystems are left out unless a filesystem-type filter is set."""
+        if "exclude_fs_types" in self.model_fields_set or self.include_fs_types is not None:
+            return self.exclude_fs_types  # `exclude_fs_types: null` turns the default off
+        return DEFAULT_FS_TYPES_EXCLUDE
 
 
 class FilesystemScraper:
@@ -247,6 +265,7 @@ class FilesystemScraper:
 
     def __init__(self, config: FilesystemConfig) -> None:
         self._config = config
+        self._exclude_fs_types = config.effective_exclude_fs_types()
 
     def scrape(self, out: MetricsBuilder, resource: Mapping[str, Any]) -> None:
         c = self._config
@@ -255,7 +274,7 @@ class FilesystemScraper:
         for part in psutil.disk_partitions(all=True):
             if part.mountpoint in seen or not (
                     allowed(part.device, c.include_devices, c.exclude_devices)
-                    and allowed(part.fstype, c.include_fs_types, c.exclude_fs_types)
+                    and allowed(part.fstype, c.include_fs_types, self._exclude_fs_types)
                     and allowed(part.mountpoint, c.include_mount_points, c.exclude_mount_points)):
                 continue
             seen.add(part.mountpoint)
@@ -314,6 +333,14 @@ PROCESS_COUNT = MetricSpec("system.process.count", "{process}", U, "Processes, b
 PROCESS_CREATED = MetricSpec("system.process.created", "{process}", C, "Processes created since boot")
 
 
+# psutil's statuses to the semantic conventions' `process.state` values.
+_PROCESS_STATES = {
+    psutil.STATUS_RUNNING: "running", psutil.STATUS_SLEEPING: "sleeping", psutil.STATUS_DISK_SLEEP: "sleeping",
+    psutil.STATUS_IDLE: "sleeping", psutil.STATUS_WAKING: "running", psutil.STATUS_STOPPED: "stopped",
+    psutil.STATUS_TRACING_STOP: "stopped", psutil.STATUS_ZOMBIE: "defunct", psutil.STATUS_DEAD: "defunct",
+}
+
+
 class ProcessesConfig(StrictModel):
     pass
 
@@ -328,10 +355,10 @@ class ProcessesScraper:
         rm = out.resource(resource)
         counts: dict[str, int] = {}
         for proc in psutil.process_iter(["status"]):
-            status = proc.info.get("status") or "unknown"
-            counts[status] = counts.get(status, 0) + 1
-        for status, count in sorted(counts.items()):
-            rm.record(PROCESS_COUNT, count, {"process.status": status})
+            state = _PROCESS_STATES.get(proc.info.get("status") or "", "unknown")
+            counts[state] = counts.get(state, 0) + 1
+        for state, count in sorted(counts.items()):
+            rm.record(PROCESS_COUNT, count, {"process.state": state})
         created = _processes_created()
         if created is not None:
             rm.record(PROCESS_CREATED, created, None, boot_time_ns())
