@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.component import Factory, Kind
 from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp
 from agent.processors import batch, ml, resource
-from agent.receivers import hostmetrics, otlp as otlp_receiver
+from agent.receivers import hostmetrics, nvml, otlp as otlp_receiver
 
 _FACTORIES: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}
 
@@ -20,6 +20,7 @@ def register(factory: Factory) -> None:
 for _factory in (
     otlp_receiver.FACTORY,
     hostmetrics.FACTORY,
+    nvml.FACTORY,
     batch.FACTORY,
     resource.FACTORY,
     ml.FACTORY,
