@@ -89,6 +89,14 @@ def test_validate_accepts_the_shipped_default_config():
     assert result.stderr == ""
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "config" / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_examples_validate(path):
+    config = config_module.from_dict(yaml.safe_load(path.read_text()), str(path),
+                                     environ={"SIGNOZ_INGESTION_KEY": "key"})
+    assert config.warnings == []
+    assert config.pipelines
+
+
 def test_shipped_config_receives_on_the_standard_ports_and_tags_the_environment(monkeypatch):
     monkeypatch.delenv("VIGIL_ENVIRONMENT", raising=False)
     config = config_module.load(REPO / "config" / "vigil.yaml")
