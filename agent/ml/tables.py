@@ -1,0 +1,369 @@
+"""Tabular data files (CSV, Parquet) read into `RawColumn`s, whole or in chunks of rows.
+
+CSV is read with the standard `csv` module (`.tsv`: tab-separated; any other
+name: comma-separated), UTF-8 (a byte-order mark is skipped). Cells are
+stripped of surrounding blanks; then a cell is
+
+- missing when it is empty or one of `NA`, `N/A`, `NaN`, `null`, `None`
+  (any case),
+- a number when Python's `float()` reads it (`1`, `-2.5e3`, `inf`),
+- a string otherwise.
+
+Parquet (`.parquet`, `.pq`) needs pyarrow, imported only when such a file is
+read. Its types are taken as they are: numeric columns are numbers, string
+columns strings (even "3.5"), booleans the strings "true"/"false" (as
+`RawColumn.from_values` has them), dates and times their ISO text, nulls
+missing.
+
+While a large file is read, a progress bar goes to stderr when stderr is a
+terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from agent.ml.columns import RawColumn, concat_all
+
+NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+PARQUET_SUFFIXES = (".parquet", ".pq")
+DATA_SUFFIXES = (*CSV_SUFFIXES, *PARQUET_SUFFIXES)
+
+# Rows parsed at a time: bounds the memory a file's text takes while it becomes columns.
+_BLOCK_ROWS = 65_536
+_BATCH_ROWS = 8_192  # rows taken from the csv reader at a time
+
+
+class DataError(Exception):
+    """A data file that is missing or cannot be read as a table; the message names the file."""
+
+
+@dataclass
+class Table:
+    columns: dict[str, RawColumn]  # in the file's column order
+    rows: int
+
+    def slice(self, start: int, stop: int) -> Table:
+        columns = {name: RawColumn(c.numbers[start:stop], c.strings[start:stop]) for name, c in self.columns.items()}
+        return Table(columns, max(0, min(stop, self.rows) - start))
+
+
+def concat_tables(tables: Sequence[Table], names: Sequence[str]) -> Table:
+    if not tables:
+        return Table({name: RawColumn.missing(0) for name in names}, 0)
+    if len(tables) == 1:
+        return tables[0]
+    return Table({name: concat_all([t.columns[name] for t in tables]) for name in names},
+                 sum(t.rows for t in tables))
+
+
+# --- cells ---------------------------------------------------------------------
+
+def parse_cells(cells: Sequence[str]) -> RawColumn:
+    """One CSV column's cells as a RawColumn (see the module's rules)."""
+    n = len(cells)
+    strings = np.full(n, None, dtype=object)
+    try:  # the common case, a column of numbers only: numpy parses it as float() would
+        return RawColumn(np.array(cells, dtype=float), strings)
+    except ValueError:
+        pass
+    present = np.fromiter((cell not in _NA_SPELLINGS for cell in cells), dtype=bool, count=n)
+    try:  # numbers and the usual spellings of missing
+        numbers = np.full(n, math.nan)
+        numbers[present] = np.array(cells, dtype=object)[present].astype(float)
+        return RawColumn(numbers, strings)
+    except ValueError:
+        pass
+    readings = {cell: _parse_cell(cell) for cell in dict.fromkeys(cells)}  # each distinct cell once
+    numbers = np.fromiter((readings[cell][0] for cell in cells), dtype=float, count=n)
+    strings[:] = [readings[cell][1] for cell in cells]
+    return RawColumn(numbers, strings)
+
+
+# NA_TOKENS as they are usually written; any other spelling takes the slow path, same result.
+_NA_SPELLINGS = frozenset({spelling for token in NA_TOKENS
+                           for spelling in (token, token.upper(), token.capitalize())} | {"NaN"})
+
+
+def _parse_cell(cell: str) -> tuple[float, str | None]:
+    text = cell.strip()
+    if text.lower() in NA_TOKENS:
+        return math.nan, None
+    try:
+        return float(text), None  # float("nan") is caught above as a missing token
+    except ValueError:
+        return math.nan, text
+
+
+# --- progress ------------------------------------------------------------------
+
+class Progress:
+    """A one-line progress bar on a terminal; silent elsewhere and for reads that finish quickly."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: float, stream: IO[str] | None = None,
+                 delay: float = 0.5, interval: float = 0.1, clock=time.monotonic) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.label, self.total = label, total
+        self.enabled = bool(total > 0 and _isatty(self.stream))
+        self.clock = clock
+        self.start = clock()
+        self.delay, self.interval = delay, interval
+        self.last_draw = -math.inf
+        self.drawn = False
+
+    def update(self, done: float, rows: int) -> None:
+        if not self.enabled:
+            return
+        now = self.clock()
+        if now - self.start < self.delay or now - self.last_draw < self.interval:
+            return
+        self.last_draw = now
+        fraction = min(max(done / self.total, 0.0), 1.0)
+        filled = int(fraction * self.WIDTH)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {fraction:4.0%} {rows:,} rows")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\x1b[K")  # clear the line: the bar leaves nothing behind
+            self.stream.flush()
+            self.drawn = False
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# --- files ---------------------------------------------------------------------
+
+class TableFile:
+    """A data file: its column names now, its rows as blocks on demand."""
+
+    def __init__(self, path: str | Path, progress: bool = True) -> None:
+        self.path = Path(path)
+        self.progress = progress
+        if not self.path.exists():
+            raise DataError(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise DataError(f"{self.path}: is a directory, not a data file")
+        self.is_parquet = self.path.suffix.lower() in PARQUET_SUFFIXES
+        self.columns: list[str] = self._parquet_columns() if self.is_parquet else self._csv_header()
+
+    # CSV
+
+    def _delimiter(self) -> str:
+        return CSV_SUFFIXES.get(self.path.suffix.lower(), ",")
+
+    @contextlib.contextmanager
+    def _csv_reader(self) -> Iterator[tuple[Iterator[list[str]], IO[bytes], Any]]:
+        """The rows (the header first), the binary file under them (its position is the progress)
+        and the csv reader (its line number)."""
+        with open(self.path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+            reader = csv.reader(text, delimiter=self._delimiter(), strict=True)
+
+            def rows() -> Iterator[list[str]]:
+                try:
+                    yield from reader
+                except csv.Error as exc:
+                    raise DataError(f"{self.path}: line {reader.line_num}: not valid CSV ({exc})") from None
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{self.path}: line {self._first_undecodable_line()}: not UTF-8 text "
+                                    f"({exc.reason})") from None
+
+            yield rows(), raw, reader
+
+    def _first_undecodable_line(self) -> int | str:
+        """Text is decoded in blocks, so the reader cannot say which line was bad: look again."""
+        with open(self.path, "rb") as file:
+            for number, line in enumerate(file, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+        return "?"
+
+    def _csv_header(self) -> list[str]:
+        with self._csv_reader() as (rows, _, reader):
+            for row in rows:
+                if not row:
+                    continue
+                names = [name.strip() for name in row]
+                for i, name in enumerate(names, start=1):
+                    if not name:
+                        raise DataError(f"{self.path}: line {reader.line_num}: column {i} has no name in the header")
+                duplicates = sorted({n for n in names if names.count(n) > 1})
+                if duplicates:
+                    raise DataError(f"{self.path}: line {reader.line_num}: duplicate column names in the header: "
+                                    f"{', '.join(duplicates)}")
+                return names
+        raise DataError(f"{self.path}: empty file (no header line)")
+
+    def _csv_blocks(self, names: Sequence[str], block_rows: int) -> Iterator[Table]:
+        width = len(self.columns)
+        wanted = [self.columns.index(n) for n in names]
+        progress = Progress(f"reading {self.path.name}", self.path.stat().st_size) if self.progress else None
+        block: list[list[str]] = []
+        consumed = 0  # rows after the header, blank ones included
+        try:
+            with self._csv_reader() as (rows, raw, reader):
+                for row in rows:
+                    if row:
+                        break  # the header
+                line = reader.line_num
+                while batch := list(itertools.islice(rows, _BATCH_ROWS)):  # rows taken at C speed
+                    taken = len(batch)
+                    if set(map(len, batch)) != {width}:
+                        batch = self._regular_rows(batch, width, consumed, line, reader.line_num)
+                    consumed += taken
+                    line = reader.line_num
+                    block += batch
+                    while len(block) >= block_rows:
+                        yield self._csv_table(block[:block_rows], names, wanted)
+                        del block[:block_rows]
+                    if progress is not None:
+                        progress.update(raw.tell(), consumed)
+                if block:
+                    yield self._csv_table(block, names, wanted)
+        finally:
+            if progress is not None:
+                progress.close()
+
+    def _regular_rows(self, batch: list[list[str]], width: int, rows_before: int, before: int,
+                      after: int) -> list[list[str]]:
+        """`batch` without blank lines (a missing value when there is one column); an error for a row
+        of another width. `rows_before`: the rows before the batch (blank ones included);
+        `before`/`after`: the reader's line number before and after the batch."""
+        kept = []
+        for i, row in enumerate(batch):
+            if len(row) == width:
+                kept.append(row)
+            elif not row:
+                if width == 1:
+                    kept.append([""])
+            else:
+                # Exact unless a quoted value spans lines; then the row's place is all there is.
+                where = f"line {before + i + 1}" if after - before == len(batch) else \
+                    f"data row {rows_before + i + 1} (counting blank lines)"
+                raise DataError(f"{self.path}: {where}: {len(row)} fields, the header has {width}")
+        return kept
+
+    @staticmethod
+    def _csv_table(rows: list[list[str]], names: Sequence[str], wanted: list[int]) -> Table:
+        columns = list(zip(*rows))
+        return Table({name: parse_cells(columns[i]) for name, i in zip(names, wanted)}, len(rows))
+
+    # Parquet
+
+    def _parquet_file(self):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError(f"{self.path}: reading Parquet needs pyarrow, which is not installed "
+                            "(pip install pyarrow), or give the data as CSV") from None
+        try:
+            return pq.ParquetFile(self.path)
+        except Exception as exc:  # pyarrow raises its own error types for a bad file
+            raise DataError(f"{self.path}: not a readable Parquet file ({exc})") from None
+
+    def _parquet_columns(self) -> list[str]:
+        return list(self._parquet_file().schema_arrow.names)
+
+    def _parquet_blocks(self, names: Sequence[str], block_rows: int) -> Iterator[Table]:
+        file = self._parquet_file()
+        total = file.metadata.num_rows
+        progress = Progress(f"reading {self.path.name}", total) if self.progress else None
+        done = 0
+        try:
+            for batch in file.iter_batches(batch_size=block_rows, columns=list(names)):
+                columns = {name: arrow_column(batch.column(name)) for name in names}
+                done += batch.num_rows
+                if progress is not None:
+                    progress.update(done, done)
+                yield Table(columns, batch.num_rows)
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{self.path}: not a readable Parquet file ({exc})") from None
+        finally:
+            if progress is not None:
+                progress.close()
+
+    # both
+
+    def blocks(self, names: Sequence[str] | None = None, chunk_rows: int | None = None) -> Iterator[Table]:
+        """The columns `names` (default: all) in tables of `chunk_rows` rows (the last may be
+        smaller), or the whole file as one table when `chunk_rows` is None. An empty file
+        gives one empty table."""
+        names = list(self.columns if names is None else names)
+        unknown = [n for n in names if n not in self.columns]
+        if unknown:
+            raise DataError(f"{self.path}: no column {', '.join(map(repr, unknown))}")
+        block_rows = min(chunk_rows or _BLOCK_ROWS, _BLOCK_ROWS)
+        raw = (self._parquet_blocks if self.is_parquet else self._csv_blocks)(names, block_rows)
+        yielded = False
+        for table in _rechunk(raw, names, chunk_rows):
+            yielded = True
+            yield table
+        if not yielded:
+            yield concat_tables([], names)
+
+    def read(self, names: Sequence[str] | None = None) -> Table:
+        return next(self.blocks(names))
+
+
+def _rechunk(blocks: Iterable[Table], names: Sequence[str], size: int | None) -> Iterator[Table]:
+    """Tables of exactly `size` rows (the last one smaller) from tables of any size; one if `size` is None."""
+    pending: list[Table] = []
+    held = 0
+    for block in blocks:
+        pending.append(block)
+        held += block.rows
+        while size is not None and held >= size:
+            whole = concat_tables(pending, names)
+            yield whole.slice(0, size)
+            rest = whole.slice(size, whole.rows)
+            pending, held = ([rest] if rest.rows else []), rest.rows
+    if held or (size is None and pending):
+        yield concat_tables(pending, names)
+
+
+def arrow_column(array) -> RawColumn:
+    """A pyarrow array (or chunked array) as a RawColumn."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    kind = array.type
+    n = len(array)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        numbers = np.asarray(array.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float).copy()
+        return RawColumn(numbers, np.full(n, None, dtype=object))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        strings = np.asarray(array.to_numpy(zero_copy_only=False), dtype=object)
+        return RawColumn(np.full(n, math.nan), strings)
+    if pa.types.is_temporal(kind):
+        return arrow_column(array.cast(pa.string()))
+    if pa.types.is_null(kind):
+        return RawColumn.missing(n)
+    return RawColumn.from_values(array.to_pylist())  # booleans; lists and structs are unreadable values
