@@ -25,6 +25,7 @@ and counted rather than holding memory.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import urllib.parse
@@ -139,6 +140,7 @@ class _ModelState:
     warmup: _Buffer = field(default_factory=_Buffer)
     window: _Buffer = field(default_factory=_Buffer)
     windows_evaluated: int = 0
+    features: set[str] = field(default_factory=set)  # the names taken so far, at most max_features
 
 
 class MlEngine:
@@ -204,7 +206,7 @@ class MlEngine:
             if state is None:
                 self._dropped.add(found.rows, {**self._attrs, "reason": "limit"})
                 continue
-            columns = {**found.features(), **found.outputs()}
+            columns = {**self._features(state, found), **found.outputs()}
             if state.profile is None and not state.building:
                 state.warmup.add(found.rows, columns)
                 if state.warmup.rows >= self._config.reference.warmup:
@@ -230,6 +232,21 @@ class MlEngine:
             self._log.info("%s %s: using the reference from %s", found.model, found.version or "-",
                            state.profile.source or "a profile file")
         return state
+
+    def _features(self, state: _ModelState, found: extract.Predictions) -> dict[str, RawColumn]:
+        """The features the model version keeps: its reference's, or the first `max_features` names
+        seen across batches (the extractor bounds one batch only)."""
+        features = found.features()
+        if state.profile is not None:
+            return {name: c for name, c in features.items() if name in state.profile.features}
+        kept = {}
+        for name, column in features.items():
+            if name not in state.features:
+                if len(state.features) >= self._config.limits.max_features:
+                    continue
+                state.features.add(name)
+            kept[name] = column
+        return kept
 
     def _known_profile(self, model: str, version: str) -> profiles.Profile | None:
         for key in ((model, version), (model, "")):
@@ -320,7 +337,12 @@ class MlEngine:
         outputs = {n: profiles.build_column(n, c, profiles.CATEGORICAL if n == extract.LABEL else kind_of(n))
                    for n, c in columns.items() if n in extract.OUTPUTS}
         learned = profiles.Profile(state.model, state.version, rows, features, outputs, source="warmup")
-        profiles.save(learned, self._profile_path(state.model, state.version))
+        path = self._profile_path(state.model, state.version)
+        try:
+            profiles.save(learned, path)
+        except OSError as exc:  # the reference still serves; only a restart has to learn it again
+            self._log.warning("%s %s: cannot keep the learned reference in %s (%s); it will be learned again "
+                              "after a restart", state.model, state.version or "-", path, exc)
         return learned
 
     def _evaluate(self, state: _ModelState, rows: int, columns: dict[str, RawColumn],
@@ -388,8 +410,14 @@ class MlStage:
 
 
 def _safe(name: str) -> str:
-    """A name usable as one path component."""
-    return urllib.parse.quote(name, safe="") or "_"
+    """A name usable as one path component (a long one is cut and told apart by a hash of it)."""
+    quoted = urllib.parse.quote(name, safe="") or "_"
+    if len(quoted) > _MAX_NAME:  # file names are at most 255 bytes; ".vigilprofile" follows
+        quoted = f"{quoted[:_MAX_NAME - 17]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    return quoted
+
+
+_MAX_NAME = 200
 
 
 def _create_engine(config: MlProcessorConfig, settings: Settings, emit: dict[Signal, Consumer]) -> MlEngine:
