@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field
@@ -48,10 +49,13 @@ class FileExporter:
         await asyncio.to_thread(self._open)
 
     async def consume(self, batch: Batch) -> None:
-        line = otlp_json.encode(batch.message) + "\n"
         async with self._lock:
-            await asyncio.to_thread(self._write, line.encode())
+            # Encoding a large batch takes a while: it runs in the worker thread with the write.
+            await asyncio.to_thread(self._write_batch, batch)
         self._sent[batch.signal].add(batch.items, self._attrs)
+
+    def _write_batch(self, batch: Batch) -> None:
+        self._write((otlp_json.encode(batch.message) + "\n").encode())
 
     async def shutdown(self) -> None:
         async with self._lock:
@@ -72,13 +76,20 @@ class FileExporter:
 
     def _rotate(self) -> None:
         self._file.close()
-        stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
-        backup = self._path.with_name(f"{self._path.stem}-{stamp}{self._path.suffix}")
+        now = datetime.datetime.now()
+        while True:  # two rotations within one millisecond must not overwrite a backup
+            stamp = now.strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+            backup = self._path.with_name(f"{self._path.stem}-{stamp}{self._path.suffix}")
+            if not backup.exists():
+                break
+            now += datetime.timedelta(milliseconds=1)
         os.replace(self._path, backup)
         self._file = open(self._path, "ab")
         if self._rotation.max_backups:
-            pattern = f"{self._path.stem}-*{self._path.suffix}"
-            backups = sorted(self._path.parent.glob(pattern))
+            # Only names this exporter makes: a user's other files beside it are never touched.
+            made_here = re.compile(re.escape(self._path.stem) + r"-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}"
+                                   + re.escape(self._path.suffix) + "$")
+            backups = sorted(p for p in self._path.parent.iterdir() if made_here.match(p.name))
             for old in backups[: -self._rotation.max_backups]:
                 old.unlink(missing_ok=True)
         self._log.info("rotated %s to %s", self._path, backup.name)

@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from agent.component import Settings
 from agent.config import Duration, StrictModel
-from agent.errors import RefusedError
+from agent.errors import InvalidDataError, RefusedError
 from agent.signals import Batch, Signal
 
 
@@ -130,7 +130,12 @@ class QueuedExporter:
         if not self._accepting:
             raise RefusedError(f"exporter {self._attrs['exporter']} is not running")
         if not self._queue_config.enabled:
-            await self._send(batch)
+            # Without a queue the sender waits for the outcome, so it hears about a failure too.
+            error = await self._send(batch)
+            if error is not None:
+                if error.retryable:
+                    raise RefusedError(f"exporter {self._attrs['exporter']}: {error}")
+                raise InvalidDataError(f"exporter {self._attrs['exporter']}: {error}")
             return
         try:
             self._queue.put_nowait(batch)
@@ -171,8 +176,11 @@ class QueuedExporter:
             finally:
                 self._queue.task_done()
 
-    async def _send(self, batch: Batch) -> None:
-        """Push `batch`, retrying what is retryable until max_elapsed_time; count the outcome."""
+    async def _send(self, batch: Batch) -> ExportError | None:
+        """Push `batch`, retrying what is retryable until max_elapsed_time; count the outcome.
+
+        Returns the error that made it give up, or None once the batch is sent.
+        """
         backoff = Backoff(self._retry)
         started = time.monotonic()
         while True:
@@ -185,7 +193,7 @@ class QueuedExporter:
                 self._sent[batch.signal].add(batch.items - rejected, self._attrs)
                 if rejected:
                     self._rejected[batch.signal].add(rejected, self._attrs)
-                return
+                return None
             delay = error.retry_after if error.retry_after is not None else backoff.next_delay()
             elapsed = time.monotonic() - started
             limit = self._retry.max_elapsed_time
@@ -194,7 +202,7 @@ class QueuedExporter:
                     "retry disabled" if not self._retry.enabled else f"no success after {elapsed:.0f}s")
                 self._failed[batch.signal].add(batch.items, self._attrs)
                 self._log.error("dropped %d %s (%s): %s", batch.items, batch.signal.item_name, why, error)
-                return
+                return error
             self._log.warning("sending %d %s failed, retrying in %.1fs: %s", batch.items,
                               batch.signal.item_name, delay, error)
             await asyncio.sleep(delay)  # cancelled at the shutdown deadline

@@ -46,6 +46,15 @@ class OtlpExporterConfig(StrictModel):
         split_host_port(_strip_scheme(value)[0])
         return value
 
+    @field_validator("tls")
+    @classmethod
+    def _check_tls(cls, value: TlsClientConfig) -> TlsClientConfig:
+        if value.insecure_skip_verify:
+            # gRPC's Python channel has no switch to skip verification; pretending would be worse.
+            raise ValueError("insecure_skip_verify is not supported by the gRPC exporter: "
+                             "give the server's CA in ca_file, or use otlphttp")
+        return value
+
 
 def _strip_scheme(endpoint: str) -> tuple[str, bool | None]:
     """The target without its scheme, and whether the scheme asked for plaintext (None: no scheme)."""
