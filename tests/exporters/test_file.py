@@ -97,3 +97,14 @@ async def test_rotation_counts_what_an_earlier_run_wrote(tmp_path):
     (backup,) = tmp_path.glob("traces-*.json")
     assert _names(backup) == ["span-0", "span-1"]
     assert _names(out) == ["span-2"]
+
+
+async def test_rotation_never_deletes_other_files_beside_it(tmp_path):
+    out = tmp_path / "traces.json"
+    mine = tmp_path / "traces-notes.json"  # the user's own file, named much like a backup
+    mine.write_text("keep me\n")
+    config = vigil_config({"path": str(out), "rotation": {"max_megabytes": 1, "max_backups": 1}})
+    async with running_vigil(config) as vigil:
+        await _send_big_lines(vigil, 8)
+    assert mine.read_text() == "keep me\n"
+    assert len([p for p in tmp_path.glob("traces-*.json") if p != mine]) == 1
