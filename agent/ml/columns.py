@@ -29,10 +29,13 @@ class RawColumn:
         for i, value in enumerate(values):
             if value is None:
                 continue
-            if isinstance(value, bool):
+            if isinstance(value, (bool, np.bool_)):
                 strings[i] = "true" if value else "false"
-            elif isinstance(value, (int, float)):
-                numbers[i] = value
+            elif isinstance(value, (int, float, np.integer, np.floating)):
+                try:
+                    numbers[i] = value
+                except OverflowError:  # an int beyond float range
+                    numbers[i] = math.inf if value > 0 else -math.inf
             elif isinstance(value, str):
                 strings[i] = value
             else:  # lists, dicts, bytes: no usable reading; counted as a type mismatch
@@ -72,6 +75,13 @@ class RawColumn:
 
 # A value of a type no column can use (a list, a map); a string no app would send.
 _UNREADABLE = "\x00unreadable"
+
+
+def is_in(values: np.ndarray, names) -> np.ndarray:
+    """`np.isin` for an object array of strings, by hashing: no fixed-width copy (one huge string
+    would make `astype(str)` allocate its length for every row) and linear in the number of names."""
+    names = set(names)
+    return np.fromiter((v in names for v in values.tolist()), dtype=bool, count=values.size)
 
 
 def category_of(number: float) -> str:

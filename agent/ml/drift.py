@@ -18,6 +18,7 @@ reaches `drift_share`.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,7 +27,7 @@ from pydantic import Field
 
 from agent.config import StrictModel
 from agent.ml import stats
-from agent.ml.columns import RawColumn
+from agent.ml.columns import RawColumn, is_in
 from agent.ml.profile import CATEGORICAL, NUMERIC, ColumnProfile, Profile
 
 NumericMethod = Literal["wasserstein_normed", "psi", "jensen_shannon", "ks"]
@@ -86,9 +87,8 @@ def category_counts(reference: ColumnProfile, column: RawColumn,
     values = column.category_values()
     string_sentinels = [str(s) for s in sentinels]
     if values.size and string_sentinels:
-        values = values[~np.isin(values.astype(str), string_sentinels)]
-    names, counts = np.unique(values.astype(str), return_counts=True) if values.size else ([], [])
-    current = dict(zip(names, counts))
+        values = values[~is_in(values, string_sentinels)]
+    current = Counter(values.tolist())  # not np.unique(astype(str)): see columns.is_in
     order = list(reference.categories) + sorted(n for n in current if n not in reference.categories)
     ref = np.array([reference.categories.get(n, 0) for n in order], dtype=np.int64)
     cur = np.array([current.get(n, 0) for n in order], dtype=np.int64)

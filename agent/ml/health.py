@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from agent.ml.columns import RawColumn
+from agent.ml.columns import _UNREADABLE, RawColumn, is_in
 from agent.ml.profile import CATEGORICAL, NUMBER, ColumnProfile
 
 
@@ -45,15 +45,16 @@ def column_health(reference: ColumnProfile, column: RawColumn, sentinels: list[f
     string_sentinels = [str(s) for s in sentinels]
     sentinel = int(np.isin(column.numbers[is_number], numeric_sentinels).sum()) if numeric_sentinels else 0
     if string_sentinels:
-        sentinel += int(np.isin(column.strings[is_string].astype(str), string_sentinels).sum())
-    mismatch = int(is_string.sum() if reference.value_type == NUMBER else is_number.sum())
+        sentinel += int(is_in(column.strings[is_string], string_sentinels).sum())
+    # A value of no usable type (a list, a map) is a mismatch whatever the reference's type.
+    unreadable = int((column.strings == _UNREADABLE).sum())
+    mismatch = int(is_string.sum() if reference.value_type == NUMBER else is_number.sum() + unreadable)
     out_of_range = unseen = 0
     if reference.kind == CATEGORICAL:
         values = column.category_values()
         if values.size:
-            known = np.array(list(reference.categories), dtype=object)
-            fresh = ~np.isin(values.astype(str), known.astype(str))
-            fresh &= ~np.isin(values.astype(str), string_sentinels)
+            fresh = ~is_in(values, reference.categories)
+            fresh &= ~is_in(values, string_sentinels)
             unseen = int(fresh.sum())
     else:
         numbers = column.numbers[is_number]

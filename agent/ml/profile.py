@@ -10,6 +10,7 @@ missing count, and category counts.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,8 +89,8 @@ def build_column(name: str, column: RawColumn, kind: str | None = None, bins: in
     profile = ColumnProfile(name, kind, value_type, count=len(column),
                             missing=int((~(is_string | is_number)).sum()))
     if kind == CATEGORICAL:
-        names, counts = np.unique(column.category_values().astype(str), return_counts=True)
-        profile.categories = {str(n): int(c) for n, c in zip(names, counts)}
+        counts = Counter(column.category_values().tolist())  # not astype(str): see columns.is_in
+        profile.categories = {str(n): int(counts[n]) for n in sorted(counts)}
         return profile
     values = column.numbers[np.isfinite(column.numbers)]
     if values.size == 0:
