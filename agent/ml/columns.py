@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -71,6 +71,18 @@ class RawColumn:
         numbers = self.is_number
         out[numbers] = [category_of(v) for v in self.numbers[numbers]]
         return out[numbers | self.is_string]
+
+    def usable_numbers(self, sentinels: Sequence[float | str] = ()) -> np.ndarray:
+        """The values numeric statistics use: finite numbers that are not sentinels."""
+        values = self.numbers[np.isfinite(self.numbers)]
+        numeric = [s for s in sentinels if isinstance(s, (int, float)) and not isinstance(s, bool)]
+        return values[~np.isin(values, numeric)] if numeric and values.size else values
+
+    def usable_categories(self, sentinels: Sequence[float | str] = ()) -> np.ndarray:
+        """The values categorical statistics use: every present value but sentinels, as strings."""
+        values = self.category_values()
+        names = [category_of(s) if isinstance(s, (int, float)) else str(s) for s in sentinels]
+        return values[~is_in(values, names)] if names and values.size else values
 
 
 # A value of a type no column can use (a list, a map); a string no app would send.

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from agent.config import StrictModel
 from agent.ml import stats
-from agent.ml.columns import RawColumn, is_in
+from agent.ml.columns import RawColumn
 from agent.ml.profile import CATEGORICAL, NUMERIC, ColumnProfile, Profile
 
 NumericMethod = Literal["wasserstein_normed", "psi", "jensen_shannon", "ks"]
@@ -74,20 +74,13 @@ class DriftResult:
 
 def numeric_values(column: RawColumn, sentinels: list[float | str]) -> np.ndarray:
     """The values a numeric test uses: finite numbers that are not sentinels."""
-    values = column.numbers[np.isfinite(column.numbers)]
-    numeric_sentinels = [s for s in sentinels if isinstance(s, (int, float))]
-    if numeric_sentinels:
-        values = values[~np.isin(values, numeric_sentinels)]
-    return values
+    return column.usable_numbers(sentinels)
 
 
 def category_counts(reference: ColumnProfile, column: RawColumn,
                     sentinels: list[float | str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Reference and window counts over the union of their categories (reference order first)."""
-    values = column.category_values()
-    string_sentinels = [str(s) for s in sentinels]
-    if values.size and string_sentinels:
-        values = values[~is_in(values, string_sentinels)]
+    values = column.usable_categories(sentinels)
     current = Counter(values.tolist())  # not np.unique(astype(str)): see columns.is_in
     order = list(reference.categories) + sorted(n for n in current if n not in reference.categories)
     ref = np.array([reference.categories.get(n, 0) for n in order], dtype=np.int64)

@@ -97,7 +97,8 @@ class Roles:
 def build_profile(table: Table, *, columns: Sequence[str] | None = None, model: str = "", version: str = "",
                   features: Sequence[str] | None = None, categorical: Sequence[str] = (),
                   numeric: Sequence[str] = (), roles: Roles | None = None, bins: int | None = None,
-                  reservoir: int | None = None, source: str = "", seed: int = 0) -> Profile:
+                  reservoir: int | None = None, source: str = "", seed: int = 0,
+                  sentinels: Sequence[float | str] = (-999,)) -> Profile:
     """A profile of `table`: one column per feature, one per prediction output (see the module doc).
 
     `columns` is the file's column order (default: the table's); `features` default to every
@@ -121,7 +122,7 @@ def build_profile(table: Table, *, columns: Sequence[str] | None = None, model: 
 
     def build(name: str, column: str, kind: str | None):
         return profiles.build_column(name, table.columns[column], kind=kind, bins=bins,
-                                     reservoir_size=reservoir, seed=seed)
+                                     reservoir_size=reservoir, seed=seed, sentinels=sentinels)
 
     feature_profiles = {name: build(name, name, kinds.get(name)) for name in chosen}
     predictions = {}
@@ -518,6 +519,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--version", default="", help="model version")
     _column_arguments(build)
     _profile_arguments(build)
+    build.add_argument("--sentinel", action="append", metavar="VALUE",
+                       help="a value that stands for missing, left out of the distributions "
+                       "(repeatable; default -999)")
     build.set_defaults(func=_command(_build))
 
     show = actions.add_parser("show", help="print a profile")
@@ -641,7 +645,7 @@ def _build(args: argparse.Namespace) -> int:
                             version=args.version, features=_names(args.features),
                             categorical=_names(args.categorical), numeric=_names(args.numeric),
                             roles=_roles(args), bins=args.bins, reservoir=args.reservoir,
-                            source=f"file:{args.data}")
+                            source=f"file:{args.data}", sentinels=_sentinels(args.sentinel))
     try:
         profiles.save(profile, args.output)
     except OSError as exc:
@@ -680,6 +684,10 @@ def drift_config(alpha: float | None = None, correction: str | None = None, drif
         raise OfflineError(problems) from None
 
 
+def _sentinels(texts: Sequence[str] | None) -> list[float | str]:
+    return [-999] if texts is None else [_sentinel(t) for t in texts]
+
+
 def _sentinel(text: str) -> float | str:
     try:
         value = float(text)
@@ -709,7 +717,8 @@ def _analyze(args: argparse.Namespace) -> int:
         profile = build_profile(table, columns=data.columns, model=Path(args.reference).stem,
                                 features=features, categorical=_names(args.categorical),
                                 numeric=_names(args.numeric), roles=roles, bins=args.bins,
-                                reservoir=args.reservoir, source=f"file:{args.reference}")
+                                reservoir=args.reservoir, source=f"file:{args.reference}",
+                                sentinels=config.sentinels)
         del table
         where = args.reference
     reference = reference_view(profile, current.columns, features=features, roles=roles, where=where,

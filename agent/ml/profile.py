@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -81,18 +82,24 @@ def infer_kind(column: RawColumn) -> str:
 
 
 def build_column(name: str, column: RawColumn, kind: str | None = None, bins: int = DEFAULT_BINS,
-                 reservoir_size: int = DEFAULT_RESERVOIR, seed: int = 0) -> ColumnProfile:
-    """The profile of one reference column; `kind` overrides the inferred kind."""
+                 reservoir_size: int = DEFAULT_RESERVOIR, seed: int = 0,
+                 sentinels: Sequence[float | str] = ()) -> ColumnProfile:
+    """The profile of one reference column; `kind` overrides the inferred kind.
+
+    Sentinel values are left out of the distribution (bins, reservoir, moments, range,
+    categories), as windows leave them out of the tests: a sentinel is a missing value
+    in disguise, and in the reference it would make every window look drifted.
+    """
     kind = kind or infer_kind(column)
     is_string, is_number = column.is_string, column.is_number
     value_type = STRING if is_string.sum() > is_number.sum() else NUMBER
     profile = ColumnProfile(name, kind, value_type, count=len(column),
                             missing=int((~(is_string | is_number)).sum()))
     if kind == CATEGORICAL:
-        counts = Counter(column.category_values().tolist())  # not astype(str): see columns.is_in
+        counts = Counter(column.usable_categories(sentinels).tolist())  # not astype(str): see columns.is_in
         profile.categories = {str(n): int(counts[n]) for n in sorted(counts)}
         return profile
-    values = column.numbers[np.isfinite(column.numbers)]
+    values = column.usable_numbers(sentinels)
     if values.size == 0:
         return profile
     # Inner quantile edges, deduplicated: a column with few distinct values gets fewer bins.

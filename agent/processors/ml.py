@@ -332,9 +332,11 @@ class MlEngine:
                 return profiles.CATEGORICAL
             return profiles.NUMERIC if name in self._config.numeric else None
 
-        features = {n: profiles.build_column(n, c, kind_of(n)) for n, c in columns.items()
+        sentinels = self._config.drift.sentinels
+        features = {n: profiles.build_column(n, c, kind_of(n), sentinels=sentinels) for n, c in columns.items()
                     if n not in extract.OUTPUTS}
-        outputs = {n: profiles.build_column(n, c, profiles.CATEGORICAL if n == extract.LABEL else kind_of(n))
+        outputs = {n: profiles.build_column(n, c, profiles.CATEGORICAL if n == extract.LABEL else kind_of(n),
+                                            sentinels=sentinels)
                    for n, c in columns.items() if n in extract.OUTPUTS}
         learned = profiles.Profile(state.model, state.version, rows, features, outputs, source="warmup")
         path = self._profile_path(state.model, state.version)

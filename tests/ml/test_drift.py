@@ -234,3 +234,28 @@ def test_benjamini_hochberg_flags_at_least_what_bonferroni_flags() -> None:
         bh_total += len(bh.drifted_columns)
     print(f"drifted feature-windows of 100: Bonferroni {bonferroni_total}, Benjamini–Hochberg {bh_total}")
     assert bh_total > bonferroni_total
+
+
+def test_sentinels_in_the_reference_do_not_make_every_window_drift():
+    # 5% of -999 on both sides is the same distribution: no drift, and the reference's moments
+    # describe the real values, not the sentinel.
+    import numpy as np
+
+    from agent.ml.columns import RawColumn
+    from agent.ml.drift import DriftConfig, evaluate
+    from agent.ml.profile import Profile, build_column
+
+    rng = np.random.default_rng(7)
+
+    def with_sentinels(n: int) -> RawColumn:
+        values = rng.normal(size=n)
+        values[rng.random(n) < 0.05] = -999
+        return RawColumn.from_values(values.tolist())
+
+    config = DriftConfig()
+    reference = build_column("x", with_sentinels(20_000), sentinels=config.sentinels)
+    assert reference.min > -10 and 0.9 < reference.std < 1.1
+    profile = Profile("m", "1", 20_000, {"x": reference})
+    flagged = [evaluate(profile, {"x": with_sentinels(5_000)}, 5_000, config).columns["x"].drifted
+               for _ in range(10)]
+    assert not any(flagged)
