@@ -33,8 +33,8 @@ class DebugExporter:
 
     async def consume(self, batch: Batch) -> None:
         resources = len(batch.resources())
-        self._log.info("%s: %d resources, %d %s", batch.signal.value, resources, batch.items,
-                       batch.signal.item_name)
+        self._log.info("%s: resources=%d %s=%d", batch.signal.value, resources, batch.signal.item_name,
+                       batch.items)
         if self._verbosity == "detailed":
             self._log.info("%s", otlp_json.encode(batch.message))
 
