@@ -75,6 +75,27 @@ class Exporter(Component, Consumer, Protocol):
     pass
 
 
+@runtime_checkable
+class StatusProvider(Protocol):
+    """Optional on any component: what it knows, for `vigil status`, the status page and the admin API.
+
+    `status()` returns a JSON-serialisable snapshot and must be cheap (it runs on the event loop).
+    """
+
+    def status(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class AdminRoutes(Protocol):
+    """Optional on any component: HTTP routes it serves on the admin endpoint.
+
+    Each route is (method, path, handler); a handler is an aiohttp handler
+    `async def handler(request) -> web.Response`. Paths live under `/api/v1/`.
+    """
+
+    def admin_routes(self) -> list[tuple[str, str, Callable[..., Any]]]: ...
+
+
 @dataclass
 class Settings:
     """What a factory gets besides the component's own config."""
