@@ -23,6 +23,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.otlp_json_reading import any_value, attributes_of, items
+
 
 @dataclass
 class Sent:
@@ -130,41 +132,11 @@ def send_telemetry(grpc_endpoint: str | None = None, http_url: str | None = None
 # --- reading OTLP/JSON lines back -------------------------------------------------------------------
 
 
-def any_value(value: dict[str, Any]) -> Any:
-    """An OTLP/JSON AnyValue as a Python value."""
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "boolValue" in value:
-        return value["boolValue"]
-    if "arrayValue" in value:
-        return [any_value(v) for v in value["arrayValue"].get("values", [])]
-    if "kvlistValue" in value:
-        return attributes_of(value["kvlistValue"].get("values", []))
-    return None
-
-
-def attributes_of(key_values: list[dict[str, Any]]) -> dict[str, Any]:
-    return {kv["key"]: any_value(kv.get("value", {})) for kv in key_values}
-
-
-def _walk(lines: list[dict[str, Any]], top: str, middle: str, bottom: str):
-    for line in lines:
-        for resource in line.get(top, []):
-            resource_attrs = attributes_of(resource.get("resource", {}).get("attributes", []))
-            for scope in resource.get(middle, []):
-                for item in scope.get(bottom, []):
-                    yield resource_attrs, scope.get("scope", {}), item
-
-
 def spans_in(lines: list[dict[str, Any]], service: str | None = None) -> list[dict[str, Any]]:
     """The spans in `lines` (of `service` only, if given), in the form of `Sent.spans`."""
     return [{"name": span["name"], "traceId": span["traceId"], "spanId": span["spanId"],
              "parentSpanId": span.get("parentSpanId", ""), "attributes": attributes_of(span.get("attributes", []))}
-            for resource, _, span in _walk(lines, "resourceSpans", "scopeSpans", "spans")
+            for resource, _, span in items(lines, "traces")
             if service is None or resource.get("service.name") == service]
 
 
@@ -173,7 +145,7 @@ def logs_in(lines: list[dict[str, Any]], service: str | None = None) -> list[dic
     return [{"body": any_value(record.get("body", {})), "severity": record.get("severityNumber"),
              "attributes": attributes_of(record.get("attributes", [])),
              "traceId": record.get("traceId", ""), "spanId": record.get("spanId", "")}
-            for resource, _, record in _walk(lines, "resourceLogs", "scopeLogs", "logRecords")
+            for resource, _, record in items(lines, "logs")
             if service is None or resource.get("service.name") == service]
 
 
@@ -181,7 +153,7 @@ def metric_totals_in(lines: list[dict[str, Any]], service: str | None = None) ->
     """The `predictions` counter by label and the latency histogram's count and sum, in the form of
     `Sent.metrics`. Cumulative points: the last point of each series wins."""
     totals: dict[str, Any] = {}
-    for resource, _, metric in _walk(lines, "resourceMetrics", "scopeMetrics", "metrics"):
+    for resource, _, metric in items(lines, "metrics"):
         if service is not None and resource.get("service.name") != service:
             continue
         if metric["name"] == "predictions":

@@ -37,7 +37,8 @@ from agent import config as config_module
 from agent.ml import profile as profiles
 from agent.ml.columns import RawColumn
 from tests.conftest import async_wait_for, otlp_receiver_config, read_json_lines, running_vigil
-from tests.sdk_apps import attributes_of, by_span_id, logs_in, spans_in
+from tests.otlp_json_reading import attributes_of, number_value
+from tests.sdk_apps import by_span_id, logs_in, spans_in
 
 MODEL, VERSION, SERVICE = "fraud", "v3", "fraud-api"
 FEATURES = ("a", "b", "c", "country")
@@ -205,10 +206,6 @@ async def reference_learned(log: LogLines, model: str = MODEL, version: str = VE
 # --- reading the derived metrics back ---------------------------------------------------------------
 
 
-def value_of(point: dict[str, Any]) -> float:
-    return float(point["asDouble"]) if "asDouble" in point else int(point["asInt"])
-
-
 @dataclass
 class Window:
     """What one evaluated window produced: one resource's metrics, by name."""
@@ -223,14 +220,14 @@ class Window:
 
     def value(self, name: str) -> float:
         (point,) = self.points(name)
-        return value_of(point)
+        return number_value(point)
 
     def by_feature(self, name: str) -> dict[str, float]:
         out = {}
         for point in self.points(name):
             feature = attributes_of(point["attributes"])["ml.feature.name"]
             assert feature not in out, f"two {name} points for {feature}"
-            out[feature] = value_of(point)
+            out[feature] = number_value(point)
         return out
 
     def histogram(self, feature: str) -> dict[str, Any]:

@@ -28,13 +28,13 @@ from agent.config import ConfigError
 from agent.receivers.hostmetrics import system
 from agent.receivers.hostmetrics.process import ProcessConfig
 from tests.conftest import async_wait_for, running_vigil
+from tests.otlp_json_reading import COUNTER, GAUGE, UPDOWN, Point, complete_json_lines, metric_points
 
 INTERVAL = "300ms"
 BOOT_NS = int(psutil.boot_time() * 1e9)
 SECOND_NS = 1_000_000_000
 
 # What each scraper emits: metric name -> (unit, instrument) per the semantic conventions.
-COUNTER, UPDOWN, GAUGE = "counter", "updowncounter", "gauge"
 EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     "cpu": {
         "system.cpu.time": ("s", COUNTER),
@@ -94,67 +94,11 @@ CPU_MODES = {"user", "nice", "system", "idle", "iowait", "interrupt", "softirq",
 # --- reading what the file exporter wrote ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Point:
-    resource: dict[str, Any]
-    name: str
-    unit: str
-    instrument: str
-    temporality: int | None
-    attributes: dict[str, Any]
-    value: float
-    start_ns: int
-    time_ns: int
-
-
-def _any_value(value: dict[str, Any]) -> Any:
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
-    if "boolValue" in value:
-        return value["boolValue"]
-    raise AssertionError(f"unexpected attribute value {value}")
-
-
-def _attributes(kvs: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {kv["key"]: _any_value(kv["value"]) for kv in kvs or []}
-
-
-def _points(request: dict[str, Any]) -> list[Point]:
-    out = []
-    for rm in request.get("resourceMetrics", []):
-        resource = _attributes(rm.get("resource", {}).get("attributes"))
-        for sm in rm.get("scopeMetrics", []):
-            for metric in sm.get("metrics", []):
-                if "gauge" in metric:
-                    instrument, temporality, data = GAUGE, None, metric["gauge"]
-                else:
-                    data = metric["sum"]
-                    instrument = COUNTER if data.get("isMonotonic", False) else UPDOWN
-                    temporality = data.get("aggregationTemporality")
-                for p in data.get("dataPoints", []):
-                    value = int(p["asInt"]) if "asInt" in p else float(p.get("asDouble", 0.0))
-                    out.append(Point(resource, metric["name"], metric.get("unit", ""), instrument,
-                                     temporality, _attributes(p.get("attributes")), value,
-                                     int(p.get("startTimeUnixNano", 0)), int(p.get("timeUnixNano", 0))))
-    return out
-
-
 def read_scrapes(path: Path) -> dict[str, list[list[Point]]]:
     """Complete lines of `path`, grouped by the scraper that made them, in order: one list per scrape."""
-    import json
-
-    if not path.exists():
-        return {}
-    text = path.read_text()
     scrapes: dict[str, list[list[Point]]] = {}
-    for line in text.split("\n")[:-1]:  # the last piece is empty or a line still being written
-        if not line.strip():
-            continue
-        points = _points(json.loads(line))
+    for request in complete_json_lines(path):
+        points = metric_points(request)
         if not points:
             continue
         scrapers = {SCRAPER_OF.get(p.name, "?") for p in points}

@@ -11,11 +11,9 @@ whatever this machine has: no GPU (idle, one log line) or a real GPU
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,11 @@ import pytest
 from agent import config as config_module
 from agent.config import ConfigError
 from tests.conftest import async_wait_for, read_json_lines, running_vigil
+from tests.otlp_json_reading import (COUNTER, GAUGE, UPDOWN, Point, attributes_of, complete_json_lines, items,
+                                     metric_points)
 from tests.receivers.fake_pynvml import GiB, FakeGpu, FakeNvml, mig_device
 
 LOGGER = "vigil.receivers.nvml"
-COUNTER, UPDOWN, GAUGE = "counter", "updowncounter", "gauge"
 CUMULATIVE = 2
 MiB = 1 << 20
 
@@ -62,56 +61,9 @@ EXPECTED = {
 # --- reading what the file exporters wrote ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Point:
-    resource: dict[str, Any]
-    name: str
-    unit: str
-    instrument: str
-    temporality: int | None
-    attributes: dict[str, Any]
-    value: float
-    start_ns: int
-    time_ns: int
-
-
-def _any_value(value: dict[str, Any]) -> Any:
-    for key, convert in (("stringValue", str), ("intValue", int), ("doubleValue", float), ("boolValue", bool)):
-        if key in value:
-            return convert(value[key])
-    raise AssertionError(f"unexpected attribute value {value}")
-
-
-def _attributes(kvs: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {kv["key"]: _any_value(kv["value"]) for kv in kvs or []}
-
-
-def _points(request: dict[str, Any]) -> list[Point]:
-    out = []
-    for rm in request.get("resourceMetrics", []):
-        resource = _attributes(rm.get("resource", {}).get("attributes"))
-        for sm in rm.get("scopeMetrics", []):
-            for metric in sm.get("metrics", []):
-                if "gauge" in metric:
-                    instrument, temporality, data = GAUGE, None, metric["gauge"]
-                else:
-                    data = metric["sum"]
-                    instrument = COUNTER if data.get("isMonotonic", False) else UPDOWN
-                    temporality = data.get("aggregationTemporality")
-                for p in data.get("dataPoints", []):
-                    value = int(p["asInt"]) if "asInt" in p else float(p.get("asDouble", 0.0))
-                    out.append(Point(resource, metric["name"], metric.get("unit", ""), instrument, temporality,
-                                     _attributes(p.get("attributes")), value,
-                                     int(p.get("startTimeUnixNano", 0)), int(p.get("timeUnixNano", 0))))
-    return out
-
-
 def scrapes(path: Path) -> list[list[Point]]:
     """The complete lines of `path`, one list of points per scrape, in order."""
-    if not path.exists():
-        return []
-    lines = path.read_text().split("\n")[:-1]  # the last piece is empty or still being written
-    return [_points(json.loads(line)) for line in lines if line.strip()]
+    return [metric_points(request) for request in complete_json_lines(path)]
 
 
 def select(points: list[Point], name: str, hw_id: str | None = None, **attributes: Any) -> list[Point]:
@@ -127,14 +79,8 @@ def value(points: list[Point], name: str, hw_id: str | None = None, **attributes
 
 def log_records(path: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(resource attributes, log record) for every record the logs file holds."""
-    out = []
-    for request in read_json_lines(path):
-        for rl in request.get("resourceLogs", []):
-            resource = _attributes(rl.get("resource", {}).get("attributes"))
-            for sl in rl.get("scopeLogs", []):
-                for record in sl.get("logRecords", []):
-                    out.append((resource, record))
-    return out
+    return [(resource, record)
+            for resource, _, record in items(read_json_lines(path), "logs", scalars_only=True)]
 
 
 # --- setting up ------------------------------------------------------------------------------------
@@ -494,11 +440,12 @@ async def test_an_xid_becomes_an_error_log_record_and_a_counter(tmp_path, fake_n
     assert record["severityText"] == "ERROR"
     assert record["eventName"] == "hw.gpu.xid"
     assert record["body"]["stringValue"] == f"XID 79 on GPU 1 ({b.uuid}): GPU has fallen off the bus"
-    attributes = _attributes(record["attributes"])
+    attributes = attributes_of(record["attributes"], scalars_only=True)
     assert attributes == {"hw.gpu.xid": 79, "hw.gpu.xid.description": "GPU has fallen off the bus",
                           "hw.id": b.uuid, "hw.gpu.index": 1}
     assert int(record["timeUnixNano"]) > 0
-    mig_record = _attributes(next(rec for r, rec in records if r["hw.id"] == a.uuid)["attributes"])
+    mig_record = attributes_of(next(rec for r, rec in records if r["hw.id"] == a.uuid)["attributes"],
+                               scalars_only=True)
     assert mig_record["hw.gpu.xid"] == 31
     assert mig_record["hw.gpu.mig.gpu_instance_id"] == 1 and mig_record["hw.gpu.mig.compute_instance_id"] == 0
 
