@@ -6,7 +6,7 @@ that they arrive complete, once and in order: `item_names(signal, message)`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import grpc
 from google.protobuf.message import Message
@@ -30,6 +30,26 @@ def _scope(target: Any, index: int) -> None:
     target.schema_url = f"https://example.com/scope/{index}"
 
 
+# Per signal: the repeated fields from a request down to its items, and what names an item.
+_LEVELS = {
+    Signal.TRACES: ("resource_spans", "scope_spans", "spans", lambda span: span.name),
+    Signal.METRICS: ("resource_metrics", "scope_metrics", "metrics", lambda metric: metric.name),
+    Signal.LOGS: ("resource_logs", "scope_logs", "log_records", lambda record: record.body.string_value),
+}
+
+
+def _scopes(request: Message, signal: Signal, resources: int, scopes: int) -> Iterator[Any]:
+    """`scopes` new scopes in each of `resources` new resources added to `request`, in order."""
+    resources_field, scopes_field, _, _ = _LEVELS[signal]
+    for r in range(resources):
+        resource = getattr(request, resources_field).add()
+        _resource(resource, r)
+        for s in range(scopes):
+            scope = getattr(resource, scopes_field).add()
+            _scope(scope, s)
+            yield scope
+
+
 def trace_id(k: int) -> bytes:
     return (0xA0 << 120 | k).to_bytes(16, "big")
 
@@ -43,23 +63,18 @@ def traces(spans: int = 3, *, resources: int = 1, scopes: int = 1, prefix: str =
     """`spans` spans in every scope of every resource, named `<prefix>-<k>` in order from `start`."""
     request = ExportTraceServiceRequest()
     k = start
-    for r in range(resources):
-        rs = request.resource_spans.add()
-        _resource(rs, r)
-        for s in range(scopes):
-            ss = rs.scope_spans.add()
-            _scope(ss, s)
-            for _ in range(spans):
-                span = ss.spans.add(name=f"{prefix}-{k}", trace_id=trace_id(k), span_id=span_id(k),
-                                    parent_span_id=span_id(k + 1000), kind=2,
-                                    start_time_unix_nano=1_700_000_000_000_000_000 + k,
-                                    end_time_unix_nano=1_700_000_000_500_000_000 + k)
-                attributes.set_any_value(span.attributes.add(key="ml.model.name").value, "churn")
-                attributes.set_any_value(span.attributes.add(key="ml.prediction.confidence").value, 0.75)
-                if payload:
-                    attributes.set_any_value(span.attributes.add(key="payload").value, payload)
-                span.status.code = 2 if k % 2 else 1
-                k += 1
+    for ss in _scopes(request, Signal.TRACES, resources, scopes):
+        for _ in range(spans):
+            span = ss.spans.add(name=f"{prefix}-{k}", trace_id=trace_id(k), span_id=span_id(k),
+                                parent_span_id=span_id(k + 1000), kind=2,
+                                start_time_unix_nano=1_700_000_000_000_000_000 + k,
+                                end_time_unix_nano=1_700_000_000_500_000_000 + k)
+            attributes.set_any_value(span.attributes.add(key="ml.model.name").value, "churn")
+            attributes.set_any_value(span.attributes.add(key="ml.prediction.confidence").value, 0.75)
+            if payload:
+                attributes.set_any_value(span.attributes.add(key="payload").value, payload)
+            span.status.code = 2 if k % 2 else 1
+            k += 1
     return request
 
 
@@ -68,19 +83,14 @@ def metrics(count: int = 3, *, points: int = 1, resources: int = 1, scopes: int 
     """`count` gauges of `points` data points in every scope, named `<prefix>-<k>` from `start`."""
     request = ExportMetricsServiceRequest()
     k = start
-    for r in range(resources):
-        rm = request.resource_metrics.add()
-        _resource(rm, r)
-        for s in range(scopes):
-            sm = rm.scope_metrics.add()
-            _scope(sm, s)
-            for _ in range(count):
-                metric = sm.metrics.add(name=f"{prefix}-{k}", unit="1")
-                for p in range(points):
-                    point = metric.gauge.data_points.add(time_unix_nano=1_700_000_000_000_000_000 + p,
-                                                         as_double=k + p / 10)
-                    attributes.set_any_value(point.attributes.add(key="p").value, p)
-                k += 1
+    for sm in _scopes(request, Signal.METRICS, resources, scopes):
+        for _ in range(count):
+            metric = sm.metrics.add(name=f"{prefix}-{k}", unit="1")
+            for p in range(points):
+                point = metric.gauge.data_points.add(time_unix_nano=1_700_000_000_000_000_000 + p,
+                                                     as_double=k + p / 10)
+                attributes.set_any_value(point.attributes.add(key="p").value, p)
+            k += 1
     return request
 
 
@@ -89,18 +99,13 @@ def logs(records: int = 3, *, resources: int = 1, scopes: int = 1, prefix: str =
     """`records` log records in every scope, with bodies `<prefix>-<k>` from `start`."""
     request = ExportLogsServiceRequest()
     k = start
-    for r in range(resources):
-        rl = request.resource_logs.add()
-        _resource(rl, r)
-        for s in range(scopes):
-            sl = rl.scope_logs.add()
-            _scope(sl, s)
-            for _ in range(records):
-                record = sl.log_records.add(time_unix_nano=1_700_000_000_000_000_000 + k,
-                                            severity_number=9, severity_text="INFO",
-                                            trace_id=trace_id(k), span_id=span_id(k))
-                record.body.string_value = f"{prefix}-{k}"
-                k += 1
+    for sl in _scopes(request, Signal.LOGS, resources, scopes):
+        for _ in range(records):
+            record = sl.log_records.add(time_unix_nano=1_700_000_000_000_000_000 + k,
+                                        severity_number=9, severity_text="INFO",
+                                        trace_id=trace_id(k), span_id=span_id(k))
+            record.body.string_value = f"{prefix}-{k}"
+            k += 1
     return request
 
 
@@ -116,20 +121,9 @@ def request(signal: Signal, items: int = 3, *, prefix: str | None = None, start:
 
 def item_names(signal: Signal, message: Message) -> list[str]:
     """The names of the items in `message`, in order (span name, metric name, log body)."""
-    out = []
-    if signal is Signal.TRACES:
-        for rs in message.resource_spans:
-            for ss in rs.scope_spans:
-                out += [span.name for span in ss.spans]
-    elif signal is Signal.METRICS:
-        for rm in message.resource_metrics:
-            for sm in rm.scope_metrics:
-                out += [metric.name for metric in sm.metrics]
-    else:
-        for rl in message.resource_logs:
-            for sl in rl.scope_logs:
-                out += [record.body.string_value for record in sl.log_records]
-    return out
+    resources_field, scopes_field, items_field, name_of = _LEVELS[signal]
+    return [name_of(item) for resource in getattr(message, resources_field)
+            for scope in getattr(resource, scopes_field) for item in getattr(scope, items_field)]
 
 
 async def send_grpc(endpoint: str, signal: Signal, payload: Message | bytes, timeout: float = 5.0,
@@ -138,3 +132,4 @@ async def send_grpc(endpoint: str, signal: Signal, payload: Message | bytes, tim
     body = payload if isinstance(payload, bytes) else payload.SerializeToString()
     async with grpc.aio.insecure_channel(endpoint) as channel:
         return await channel.unary_unary(signal.grpc_method)(body, timeout=timeout, metadata=metadata)
+
