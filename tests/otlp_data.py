@@ -133,3 +133,9 @@ async def send_grpc(endpoint: str, signal: Signal, payload: Message | bytes, tim
     async with grpc.aio.insecure_channel(endpoint) as channel:
         return await channel.unary_unary(signal.grpc_method)(body, timeout=timeout, metadata=metadata)
 
+
+async def send_span_batches(endpoint: str, batches: int, spans: int = 2) -> None:
+    """`batches` trace requests of `spans` spans each, one after another, named `span-0`, `span-1`, ...
+    across them all."""
+    for i in range(batches):
+        await send_grpc(endpoint, Signal.TRACES, traces(spans, start=spans * i))

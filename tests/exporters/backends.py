@@ -23,6 +23,9 @@ from google.rpc import error_details_pb2, status_pb2
 
 from agent.signals import Signal
 
+# A retry policy for an exporter pointed at these backends: quick enough for a test to see retries.
+FAST_RETRY = {"initial_interval": "100ms", "max_interval": "200ms", "max_elapsed_time": "10s"}
+
 _REJECTED_FIELD = {Signal.TRACES: "rejected_spans", Signal.METRICS: "rejected_data_points",
                    Signal.LOGS: "rejected_log_records"}
 

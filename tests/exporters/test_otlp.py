@@ -16,10 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from agent import attributes
 from agent.signals import Signal
 from tests.conftest import async_wait_for, otlp_receiver_config, running_vigil
-from tests.exporters.backends import GrpcReply, TcpProxy, grpc_backend, reserve_port
-from tests.otlp_data import item_names, request, send_grpc, traces
-
-FAST_RETRY = {"initial_interval": "100ms", "max_interval": "200ms", "max_elapsed_time": "10s"}
+from tests.exporters.backends import FAST_RETRY, GrpcReply, TcpProxy, grpc_backend, reserve_port
+from tests.otlp_data import item_names, request, send_grpc, send_span_batches, traces
 
 
 def exporter(endpoint: str, **extra) -> dict:
@@ -131,8 +129,7 @@ async def test_compression_on_the_wire(compression):
 async def test_data_sent_while_backend_is_down_arrives_when_it_comes_up():
     port = reserve_port()
     async with running_vigil(vigil_config(exporter(f"127.0.0.1:{port}"))) as vigil:
-        for i in range(3):
-            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(2, start=2 * i))
+        await send_span_batches(vigil.grpc_endpoint(), 3)
         await asyncio.sleep(0.5)
         assert spans(vigil, "sent") == 0
         async with grpc_backend(port) as backend:
@@ -248,8 +245,7 @@ async def test_shutdown_drains_the_queue_to_a_live_backend():
         backend.default = GrpcReply(delay=0.2)  # a slow backend
         config = vigil_config(exporter(backend.endpoint, sending_queue={"num_consumers": 1}))
         async with running_vigil(config) as vigil:
-            for i in range(5):
-                await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(2, start=2 * i))
+            await send_span_batches(vigil.grpc_endpoint(), 5)
             assert len(backend.calls) < 5  # most of it is still queued when shutdown begins
         assert spans(vigil, "sent") == 10
         assert spans(vigil, "send_failed") == 0
@@ -264,8 +260,7 @@ async def test_shutdown_with_a_dead_backend_ends_in_time_and_counts_dropped(capl
     config = vigil_config(exporter(f"127.0.0.1:{port}", retry_on_failure=retry,
                                    sending_queue={"num_consumers": 1}), shutdown_timeout="1s")
     async with running_vigil(config) as vigil:
-        for i in range(3):
-            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(2, start=2 * i))
+        await send_span_batches(vigil.grpc_endpoint(), 3)
         await asyncio.sleep(0.3)
         started = time.monotonic()
     took = time.monotonic() - started

@@ -15,10 +15,8 @@ from google.rpc import code_pb2, status_pb2
 from agent import otlp_json
 from agent.signals import Signal
 from tests.conftest import async_wait_for, otlp_receiver_config, running_vigil
-from tests.exporters.backends import HttpReply, http_backend, partial_success_response, reserve_port
-from tests.otlp_data import item_names, request, send_grpc, trace_id, traces
-
-FAST_RETRY = {"initial_interval": "100ms", "max_interval": "200ms", "max_elapsed_time": "10s"}
+from tests.exporters.backends import FAST_RETRY, HttpReply, http_backend, partial_success_response, reserve_port
+from tests.otlp_data import item_names, request, send_grpc, send_span_batches, trace_id, traces
 
 
 def exporter(endpoint: str | None, **extra) -> dict:
@@ -176,8 +174,7 @@ async def test_400_is_not_retried_and_its_message_is_logged(encoding, caplog):
 async def test_connection_refused_is_retried_until_the_backend_is_up():
     port = reserve_port()
     async with running_vigil(vigil_config(exporter(f"http://127.0.0.1:{port}"))) as vigil:
-        for i in range(3):
-            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(2, start=2 * i))
+        await send_span_batches(vigil.grpc_endpoint(), 3)
         await asyncio.sleep(0.4)
         assert counter(vigil, "sent") == 0
         async with http_backend(port) as backend:

@@ -20,7 +20,7 @@ from agent.processors import batch as batch_module
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import async_wait_for, otlp_receiver_config, read_json_lines, running_vigil
-from tests.otlp_data import item_names, metrics, send_grpc, traces
+from tests.otlp_data import item_names, metrics, send_grpc, send_span_batches, traces
 
 
 class Downstream:
@@ -236,8 +236,7 @@ async def test_in_a_pipeline_small_requests_become_one(tmp_path):
                                              "exporters": ["file"]}}},
     }
     async with running_vigil(config) as vigil:
-        for i in range(3):
-            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(2, start=2 * i))
+        await send_span_batches(vigil.grpc_endpoint(), 3)
         assert await async_wait_for(lambda: len(read_json_lines(out)) == 1)
         await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(1, start=6))
     lines = read_json_lines(out)
