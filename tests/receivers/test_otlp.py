@@ -212,6 +212,16 @@ def sdk_exporter(kind: str, signal: str, vigil):
     return cls(endpoint=vigil.http_url(f"/v1/{signal}"), timeout=5, compression=compression)
 
 
+async def sdk_export(kind: str, signal: str, vigil, data) -> Any:
+    """`data` exported once by `sdk_exporter(kind, signal, vigil)` (in a thread: the SDK blocks), which is
+    then shut down; the export result."""
+    exporter = sdk_exporter(kind, signal, vigil)
+    try:
+        return await asyncio.to_thread(exporter.export, data)
+    finally:
+        await asyncio.to_thread(exporter.shutdown)
+
+
 def make_spans():
     """Spans of every shape from the SDK: a parent, a child with everything, a linked span."""
     memory = InMemorySpanExporter()
@@ -238,11 +248,7 @@ async def test_sdk_traces_arrive_intact(tmp_path, kind):
     out = tmp_path / "traces.json"
     async with running_vigil(file_config(tmp_path, signals=["traces"])) as vigil:
         spans = make_spans()
-        exporter = sdk_exporter(kind, "traces", vigil)
-        try:
-            result = await asyncio.to_thread(exporter.export, spans)
-        finally:
-            await asyncio.to_thread(exporter.shutdown)
+        result = await sdk_export(kind, "traces", vigil, spans)
         assert result is SpanExportResult.SUCCESS
         transport = kind.split("-")[0]
         assert vigil.counter("vigil_receiver_accepted_spans", transport=transport) == 3
@@ -322,11 +328,7 @@ async def test_sdk_metrics_arrive_intact(tmp_path, kind):
     provider.shutdown()
 
     async with running_vigil(file_config(tmp_path, signals=["metrics"])) as vigil:
-        exporter = sdk_exporter(kind, "metrics", vigil)
-        try:
-            result = await asyncio.to_thread(exporter.export, data)
-        finally:
-            await asyncio.to_thread(exporter.shutdown)
+        result = await sdk_export(kind, "metrics", vigil, data)
         assert result is MetricExportResult.SUCCESS
         # 2 counter series + 1 histogram series + 1 gauge series.
         assert vigil.counter("vigil_receiver_accepted_metric_points", transport=kind) == 4
@@ -374,11 +376,7 @@ async def test_sdk_logs_arrive_intact(tmp_path, kind):
     assert len(records) == 2
 
     async with running_vigil(file_config(tmp_path, signals=["logs"])) as vigil:
-        exporter = sdk_exporter(kind, "logs", vigil)
-        try:
-            result = await asyncio.to_thread(exporter.export, records)
-        finally:
-            await asyncio.to_thread(exporter.shutdown)
+        result = await sdk_export(kind, "logs", vigil, records)
         assert result is LogRecordExportResult.SUCCESS
         assert vigil.counter("vigil_receiver_accepted_log_records", transport=kind) == 2
 
