@@ -8,11 +8,11 @@ honoured).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from agent.component import Factory, Kind, Settings
 from agent.config import Duration, StrictModel
@@ -35,7 +35,7 @@ class OtlpExporterConfig(StrictModel):
     endpoint: str
     headers: dict[str, str] = {}
     compression: Literal["gzip", "none", ""] = "gzip"
-    timeout: Duration = 5.0
+    timeout: Annotated[Duration, Field(gt=0)] = 5.0
     tls: TlsClientConfig = TlsClientConfig()
     retry_on_failure: RetryConfig = RetryConfig()
     sending_queue: QueueConfig = QueueConfig()

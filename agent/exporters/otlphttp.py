@@ -8,16 +8,17 @@ Retries follow the OTLP spec: 429, 502, 503 and 504 are retried, honouring
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import gzip
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import aiohttp
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from agent import otlp_json
 from agent.component import Factory, Kind, Settings
@@ -38,7 +39,7 @@ class OtlpHttpExporterConfig(StrictModel):
     headers: dict[str, str] = {}
     compression: Literal["gzip", "none", ""] = "gzip"
     encoding: Literal["proto", "json"] = "proto"
-    timeout: Duration = 30.0
+    timeout: Annotated[Duration, Field(gt=0)] = 30.0
     tls: TlsClientConfig = TlsClientConfig()
     retry_on_failure: RetryConfig = RetryConfig()
     sending_queue: QueueConfig = QueueConfig()
@@ -72,8 +73,10 @@ class OtlpHttpSender:
             self._headers["Content-Encoding"] = "gzip"
 
     async def start(self) -> None:
-        ssl = False if self._config.tls.insecure else client_ssl_context(self._config.tls)
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl))
+        # The URL's scheme decides plaintext or TLS; for https, certificates are checked unless
+        # insecure_skip_verify says otherwise (aiohttp's ssl=False would skip the check silently).
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=client_ssl_context(self._config.tls)))
 
     async def push(self, batch: Batch) -> int:
         url = self._config.url(batch.signal)
@@ -81,9 +84,11 @@ class OtlpHttpSender:
             raise ExportError(f"no URL for {batch.signal.value}: set endpoint or "
                               f"{batch.signal.value}_endpoint", retryable=False)
         json_body = self._config.encoding == "json"
-        body = otlp_json.encode(batch.message).encode() if json_body else batch.wire()
-        if self._config.compression == "gzip":
-            body = gzip.compress(body, compresslevel=5)
+        if json_body or self._config.compression == "gzip":
+            # Encoding and compressing a large batch takes a while: not on the event loop.
+            body = await asyncio.to_thread(self._body, batch, json_body)
+        else:
+            body = batch.wire()
         try:
             async with self._session.post(url, data=body, headers=self._headers) as response:
                 payload = await response.read()
@@ -95,6 +100,10 @@ class OtlpHttpSender:
                                   retry_after=_retry_after(response.headers.get("Retry-After")))
         except aiohttp.ClientError as exc:
             raise ExportError(f"cannot reach {url}: {exc}", retryable=True) from None
+
+    def _body(self, batch: Batch, json_body: bool) -> bytes:
+        body = otlp_json.encode(batch.message).encode() if json_body else batch.wire()
+        return gzip.compress(body, compresslevel=5) if self._config.compression == "gzip" else body
 
     def _partial_success(self, batch: Batch, payload: bytes, json_body: bool) -> int:
         response = batch.signal.response_type()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Mapping, Protocol
+from typing import Annotated, Any, Mapping, Protocol
+
+from pydantic import Field
 
 from agent.component import Consumer, Settings
 from agent.config import Duration, StrictModel
@@ -23,8 +25,8 @@ from agent.signals import Signal
 class ScrapeConfig(StrictModel):
     """The Collector's scraper-controller settings."""
 
-    collection_interval: Duration = 10.0
-    initial_delay: Duration = 1.0
+    collection_interval: Annotated[Duration, Field(gt=0)] = 10.0
+    initial_delay: Annotated[Duration, Field(ge=0)] = 1.0
 
 
 class Scraper(Protocol):
@@ -77,10 +79,10 @@ class ScrapingReceiver:
         attrs = {"receiver": self._id, "transport": "scrape"}
         try:
             await self._consumer.consume(batch)
-        except ConsumerError as exc:
+        except Exception as exc:  # whatever the pipeline raises, the next turn still runs
             self._refused.add(batch.items, attrs)
             self._log.warning("pipelines refused %d points from scraper %s: %s", batch.items,
-                              scraper.name, exc)
+                              scraper.name, exc, exc_info=not isinstance(exc, ConsumerError))
             return
         self._accepted.add(batch.items, attrs)
 

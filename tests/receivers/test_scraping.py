@@ -26,10 +26,13 @@ class Recorder:
     def __init__(self) -> None:
         self.batches = []
         self.refuse = False
+        self.crash = False
 
     async def consume(self, batch) -> None:
         if self.refuse:
             raise RefusedError("queue full")
+        if self.crash:
+            raise OSError("disk full")  # not a ConsumerError: a bug or an I/O failure downstream
         self.batches.append(batch)
 
 
@@ -102,6 +105,28 @@ async def test_points_refused_by_the_pipelines_are_counted_and_scraping_goes_on(
     assert telemetry.total("vigil_receiver_accepted_metric_points", receiver="test",
                            transport="scrape") == len(consumer.batches)
     assert telemetry.total("vigil_receiver_scrape_errors") == 0
+
+
+async def test_an_unexpected_pipeline_error_does_not_end_the_scraper():
+    ticker = Ticker()
+    receiver, consumer, telemetry = _receiver([ticker], interval=0.05)
+    consumer.crash = True
+    await receiver.start()
+    try:
+        assert await async_wait_for(lambda: len(ticker.starts) >= 3, timeout=5)
+        consumer.crash = False
+        assert await async_wait_for(lambda: consumer.batches, timeout=5)
+    finally:
+        await receiver.shutdown()
+    assert telemetry.total("vigil_receiver_refused_metric_points", receiver="test") >= 2
+
+
+def test_a_zero_collection_interval_is_a_config_error():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="greater than 0"):
+        ScrapeConfig(collection_interval="0s")
 
 
 async def test_a_scrape_without_points_sends_nothing():
