@@ -2,8 +2,10 @@
 
 `any_value` and `attributes_of` turn AnyValues and key-value lists into Python
 values, `items` walks requests down to their spans, metrics or log records,
-and `metric_points` flattens a metrics request into one `Point` per number
-data point (gauges and sums, as scrapers write them).
+`metric_points` flattens a metrics request into one `Point` per number data
+point (gauges and sums, as scrapers write them), and `complete_json_lines`
+reads a file that is still being written (unlike `conftest.read_json_lines`,
+it leaves out a last line not yet finished).
 """
 
 from __future__ import annotations
