@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.component import Factory, Kind
 from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp
 from agent.processors import batch, ml, resource
-from agent.receivers import hostmetrics, nvml, otlp as otlp_receiver
+from agent.receivers import hostmetrics, nvml, otlp as otlp_receiver, predictionlog
 
 _FACTORIES: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}
 
@@ -21,6 +21,7 @@ for _factory in (
     otlp_receiver.FACTORY,
     hostmetrics.FACTORY,
     nvml.FACTORY,
+    predictionlog.FACTORY,
     batch.FACTORY,
     resource.FACTORY,
     ml.FACTORY,
