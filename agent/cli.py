@@ -16,6 +16,9 @@ from agent.default_config import default_config
 
 
 def main(argv: list[str] | None = None) -> int:
+    # One BLAS thread: the agent's statistics are small and a host serving models is busy, where
+    # OpenBLAS's thread pool costs several times the work itself. Set before numpy is imported.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -6,8 +6,8 @@ categorical columns as counts per category. Where scipy has the statistic,
 scipy computes it, so the numbers are the ones a user would get from scipy on
 the same data.
 
-- `ks`: two-sample Kolmogorov–Smirnov statistic and p-value (`scipy.stats.ks_2samp`,
-  method "auto": exact for small samples, asymptotic for large ones).
+- `ks`: two-sample Kolmogorov–Smirnov statistic (exact) and p-value (`scipy.stats.ks_2samp`:
+  the exact distribution up to 10^6 reference × window pairs, the asymptotic one beyond).
 - `wasserstein_normed`: Wasserstein-1 distance divided by the reference's standard
   deviation (floored at 0.001, as Evidently does for constant columns).
 - `psi`: population stability index on binned counts; empty bins are given a
@@ -38,12 +38,22 @@ class TestResult(NamedTuple):
     p_value: float
 
 
+# Above this many reference × window pairs, the KS p-value comes from the asymptotic distribution:
+# the exact one costs about 12 ms a column at 10,000 × 5,000 and differs in the 4th decimal.
+KS_EXACT_MAX_PAIRS = 1_000_000
+
+
+def ks_method(n_reference: int, n_current: int) -> str:
+    """How `ks` computes its p-value for samples of these sizes: scipy's "exact" or "asymp"."""
+    return "exact" if n_reference * n_current <= KS_EXACT_MAX_PAIRS else "asymp"
+
+
 def ks(reference: np.ndarray, current: np.ndarray) -> TestResult:
     if reference.size == 0 or current.size == 0:
         return TestResult(math.nan, math.nan)
     from scipy import stats as scipy_stats
 
-    result = scipy_stats.ks_2samp(reference, current)
+    result = scipy_stats.ks_2samp(reference, current, method=ks_method(reference.size, current.size))
     return TestResult(float(result.statistic), float(result.pvalue))
 
 

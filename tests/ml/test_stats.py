@@ -85,18 +85,23 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("n_ref, n_cur, shift", [
     (40, 25, 0.0),        # exact p-value
     (300, 700, 0.3),      # exact
-    (10_000, 2_000, 0.05),  # exact (max size 10,000 is scipy's limit for "auto")
+    (1_000, 1_000, 0.1),    # exact: at the limit of 10^6 pairs
+    (10_000, 2_000, 0.05),  # asymptotic
     (12_000, 20_000, 0.02),  # asymptotic
 ])
 def test_ks_matches_scipy_and_the_ecdf_supremum(n_ref: int, n_cur: int, shift: float) -> None:
     rng = np.random.default_rng(n_ref + n_cur)
     a, b = rng.standard_normal(n_ref), rng.standard_normal(n_cur) + shift
     result = stats.ks(a, b)
-    expected = scipy_stats.ks_2samp(a, b)
+    expected = scipy_stats.ks_2samp(a, b, method=stats.ks_method(n_ref, n_cur))
     assert result.statistic == approx(expected.statistic)
     assert result.p_value == approx(expected.pvalue)
     assert result.statistic == approx(ks_statistic(a, b))
     assert 0.0 <= result.p_value <= 1.0
+    # Where the asymptotic p-value is used, it is close to scipy's exact one.
+    if n_ref * n_cur <= 10_000 * 2_000:
+        exact = scipy_stats.ks_2samp(a, b, method="exact").pvalue
+        assert result.p_value == pytest.approx(exact, rel=0.05, abs=1e-4)
 
 
 def test_ks_with_ties_in_integer_data() -> None:
@@ -104,7 +109,7 @@ def test_ks_with_ties_in_integer_data() -> None:
     a = rng.integers(0, 15, 800).astype(float)
     b = rng.integers(1, 16, 600).astype(float)
     result = stats.ks(a, b)
-    expected = scipy_stats.ks_2samp(a, b)
+    expected = scipy_stats.ks_2samp(a, b, method=stats.ks_method(a.size, b.size))
     assert result.statistic == approx(expected.statistic)
     assert result.p_value == approx(expected.pvalue)
     # With ties the supremum must be taken after every tied value, which the ECDF formula does.
