@@ -126,10 +126,12 @@ class Batch:
     def items(self) -> int:
         """Spans, metric data points or log records in the batch."""
         if self._items is None:
-            self._items = sum(
-                _item_weight(self.signal, item)
-                for _, _, item in self._walk_items()
-            )
+            top, middle, bottom = _LEVELS[self.signal]
+            if self.signal is Signal.METRICS:
+                self._items = sum(metric_point_count(item) for _, _, item in self._walk_items())
+            else:  # spans and log records count one each: no need to visit them
+                self._items = sum(len(getattr(scope, bottom)) for resource in getattr(self.message, top)
+                                  for scope in getattr(resource, middle))
         return self._items
 
     def copy(self) -> Batch:
