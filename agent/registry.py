@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.alerts import processor as alerts
 from agent.component import Factory, Kind
 from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp
 from agent.processors import batch, ml, resource
@@ -25,6 +26,7 @@ for _factory in (
     batch.FACTORY,
     resource.FACTORY,
     ml.FACTORY,
+    alerts.FACTORY,
     otlp_exporter.FACTORY,
     otlphttp.FACTORY,
     file.FACTORY,

@@ -1,0 +1,283 @@
+"""The series that rules read: the latest values, and short histories where a rule needs a window.
+
+Only metrics some rule names are kept, and of those only the series that
+match at least one of the rules' matchers. A series is its metric name and
+its labels: the resource's attributes with the point's on top. Gauges (and
+sums read as gauges) keep their latest point; series read by `rate`,
+`increase` or a windowed `quantile` keep the points of the longest window
+plus the one before it (the baseline the increase is measured from), at most
+`max_samples` of them. Series not seen for their staleness horizon are
+dropped, and at most `max_series` series are kept in all; what does not fit
+is counted, not kept.
+
+Times: `observed` is the engine's clock when a point arrived (windows and
+staleness use it, so a skewed app clock cannot hide or age data); rates
+divide by the points' own timestamps when they have them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from agent.alerts.matchers import matches_all
+from agent.alerts.rules import QueryConfig
+from agent.attributes import any_value
+from agent.signals import Batch
+
+GAUGE, COUNTER, HISTOGRAM = "gauge", "counter", "histogram"
+_DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+
+
+@dataclass
+class Sample:
+    observed: float
+    time: float  # the point's own time (seconds), or `observed` when it has none
+    value: float = 0.0
+    start: float = 0.0  # a cumulative point's start time (seconds), 0 when it has none
+    # histograms: explicit bounds and counts (len(bounds) + 1 buckets)
+    bounds: tuple[float, ...] = ()
+    counts: tuple[int, ...] = ()
+
+
+@dataclass
+class Series:
+    metric: str
+    labels: dict[str, str]
+    kind: str
+    delta: bool  # the points are increments (delta temporality)
+    samples: deque = field(default_factory=deque)
+    last_seen: float = 0.0
+    running: float = 0.0  # a delta sum's running total
+
+    @property
+    def latest(self) -> Sample | None:
+        return self.samples[-1] if self.samples else None
+
+
+def label_text(value: Any) -> str:
+    """An attribute value as a label (labels are strings, as in Prometheus and Alertmanager)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    if isinstance(value, (list, dict)):
+        import json
+
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return "" if value is None else str(value)
+
+
+def _labels(attributes: Iterable) -> dict[str, str]:
+    return {kv.key: label_text(any_value(kv.value)) for kv in attributes}
+
+
+class SeriesStore:
+    def __init__(self, queries: Iterable[QueryConfig], *, max_series: int = 10_000, max_samples: int = 1_000,
+                 horizon: float = 900.0) -> None:
+        self._queries: dict[str, list[QueryConfig]] = {}
+        self._history: dict[str, float] = {}  # metric -> the longest window a rule reads it over
+        for query in queries:
+            self._queries.setdefault(query.metric, []).append(query)
+            if query.window:
+                self._history[query.metric] = max(self._history.get(query.metric, 0.0), query.window)
+        self._series: dict[tuple[str, frozenset], Series] = {}
+        self._max_series = max_series
+        self._max_samples = max_samples
+        self._horizon = horizon  # how long an unseen series is kept (the longest staleness of any rule)
+        self.dropped_series = 0  # series refused by max_series since the last read
+        self.dropped_points = 0  # points of kinds rules cannot read (exponential histograms, summaries)
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        return frozenset(self._queries)
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    # --- taking data in --------------------------------------------------------------
+
+    def observe(self, batch: Batch, now: float) -> None:
+        """Take the points of the metrics rules read from `batch` (which is not changed)."""
+        wanted = self._queries
+        for rm in batch.message.resource_metrics:
+            resource: dict[str, str] | None = None
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name not in wanted:
+                        continue
+                    if resource is None:
+                        resource = _labels(rm.resource.attributes)
+                    self._metric(metric, resource, now)
+
+    def _metric(self, metric: Any, resource: dict[str, str], now: float) -> None:
+        kind = metric.WhichOneof("data")
+        if kind == "gauge":
+            for point in metric.gauge.data_points:
+                self._number(metric.name, GAUGE, False, point, resource, now)
+        elif kind == "sum":
+            delta = metric.sum.aggregation_temporality == _DELTA
+            series_kind = COUNTER if metric.sum.is_monotonic else GAUGE
+            for point in metric.sum.data_points:
+                self._number(metric.name, series_kind, delta, point, resource, now)
+        elif kind == "histogram":
+            delta = metric.histogram.aggregation_temporality == _DELTA
+            for point in metric.histogram.data_points:
+                self._histogram(metric.name, delta, point, resource, now)
+        elif kind is not None:
+            self.dropped_points += 1
+
+    def _series_for(self, name: str, kind: str, delta: bool, point: Any, resource: dict[str, str],
+                    now: float) -> Series | None:
+        labels = {**resource, **_labels(point.attributes)}
+        key = (name, frozenset(labels.items()))
+        series = self._series.get(key)
+        if series is None:
+            if not any(matches_all(q.matchers, labels) for q in self._queries[name]):
+                return None
+            if len(self._series) >= self._max_series:
+                self.dropped_series += 1
+                return None
+            series = self._series[key] = Series(name, labels, kind, delta)
+        series.last_seen = now
+        return series
+
+    def _number(self, name: str, kind: str, delta: bool, point: Any, resource: dict[str, str], now: float) -> None:
+        if point.flags & 1:  # no recorded value
+            return
+        value = point.as_double if point.WhichOneof("value") == "as_double" else float(point.as_int)
+        if math.isnan(value):
+            return
+        series = self._series_for(name, kind, delta, point, resource, now)
+        if series is None:
+            return
+        if delta:
+            series.running += value
+            value = series.running
+        self._append(series, Sample(now, point.time_unix_nano / 1e9 or now, value, point.start_time_unix_nano / 1e9),
+                     name)
+
+    def _histogram(self, name: str, delta: bool, point: Any, resource: dict[str, str], now: float) -> None:
+        if point.flags & 1 or len(point.bucket_counts) != len(point.explicit_bounds) + 1:
+            return
+        series = self._series_for(name, HISTOGRAM, delta, point, resource, now)
+        if series is None:
+            return
+        self._append(series, Sample(now, point.time_unix_nano / 1e9 or now, float(point.count),
+                                    point.start_time_unix_nano / 1e9, tuple(point.explicit_bounds),
+                                    tuple(point.bucket_counts)), name)
+
+    def _append(self, series: Series, sample: Sample, name: str) -> None:
+        samples = series.samples
+        samples.append(sample)
+        window = self._history.get(name)
+        if window is None:
+            while len(samples) > 1:
+                samples.popleft()
+            return
+        start = sample.observed - window
+        # Keep one sample at or before the window's start: the baseline of an increase.
+        while len(samples) > 2 and samples[1].observed <= start:
+            samples.popleft()
+        while len(samples) > self._max_samples:
+            samples.popleft()
+
+    # --- reading -----------------------------------------------------------------------
+
+    def select(self, query: QueryConfig, now: float, stale_after: float) -> list[Series]:
+        """The live series of `query`'s metric that pass its matchers."""
+        return [s for (name, _), s in self._series.items()
+                if name == query.metric and now - s.last_seen < stale_after and matches_all(query.matchers, s.labels)]
+
+    def prune(self, now: float) -> None:
+        """Forget series not seen within the horizon."""
+        for key in [k for k, s in self._series.items() if now - s.last_seen > self._horizon]:
+            del self._series[key]
+
+
+# --- what one series says over a window ---------------------------------------------------------
+
+
+def window_samples(series: Series, now: float, window: float) -> tuple[Sample | None, list[Sample]]:
+    """The baseline (the last sample at or before the window's start, if any) and the samples within."""
+    start = now - window
+    baseline, inside = None, []
+    for sample in series.samples:
+        if sample.observed <= start:
+            baseline = sample
+        else:
+            inside.append(sample)
+    return baseline, inside
+
+
+def increase(series: Series, now: float, window: float) -> tuple[float, float] | None:
+    """(increase, seconds it spans) of a counter over the window; a drop counts as a restart from 0.
+
+    Measured from the baseline before the window; a series that began within the window (its start
+    time says so, or its increments all came within it) is measured from 0 at its start.
+    """
+    baseline, inside = window_samples(series, now, window)
+    if not inside:
+        return None
+    points = ([baseline] if baseline else []) + inside
+    if baseline is None:
+        first = inside[0]
+        began = first.start if first.start and 0 <= first.time - first.start <= window else None
+        if series.delta and series.samples[0] is first:
+            began = first.start or first.time
+        if began is not None:
+            points.insert(0, Sample(first.observed, began, 0.0))
+    if len(points) < 2:
+        return None
+    total = sum(_step(a.value, b.value) for a, b in zip(points, points[1:]))
+    return total, points[-1].time - points[0].time
+
+
+def _step(a: float, b: float) -> float:
+    return b - a if b >= a else b
+
+
+def histogram_counts(series: Series, now: float, window: float | None) -> tuple[tuple[float, ...], list[int]] | None:
+    """The bucket counts of a histogram series: within the window, or its latest point's."""
+    latest = series.latest
+    if latest is None or not latest.counts:
+        return None
+    if window is None:
+        return latest.bounds, list(latest.counts)
+    baseline, inside = window_samples(series, now, window)
+    if not inside:
+        return None
+    if series.delta:
+        counts = [0] * len(latest.counts)
+        for sample in inside:
+            if sample.bounds == latest.bounds:
+                counts = [c + d for c, d in zip(counts, sample.counts)]
+        return latest.bounds, counts
+    first = baseline if baseline is not None else (inside[0] if len(inside) > 1 else None)
+    if first is None or first.bounds != latest.bounds or first.value > latest.value:
+        return latest.bounds, list(latest.counts)  # new series, changed buckets or a reset: all of it
+    return latest.bounds, [max(b - a, 0) for a, b in zip(first.counts, latest.counts)]
+
+
+def quantile(q: float, bounds: tuple[float, ...], counts: list[int]) -> float | None:
+    """The q-quantile of explicit-bucket counts, interpolated within its bucket as Prometheus's
+    histogram_quantile does: the first bucket starts at 0 (when its bound is positive), and a quantile
+    in the overflow bucket is the highest finite bound."""
+    total = sum(counts)
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0
+    for i, count in enumerate(counts):
+        if seen + count >= rank and count > 0:
+            if i == len(bounds):  # the (last bound, +inf) bucket
+                return bounds[-1] if bounds else None
+            upper = bounds[i]
+            lower = bounds[i - 1] if i > 0 else (0.0 if upper > 0 else upper)
+            return lower + (upper - lower) * (rank - seen) / count
+        seen += count
+    return bounds[-1] if bounds else None
