@@ -7,6 +7,7 @@ from agent.component import Factory, Kind
 from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp
 from agent.processors import batch, ml, resource
 from agent.receivers import hostmetrics, nvml, otlp as otlp_receiver, predictionlog
+from agent.receivers import prometheus as prometheus_receiver
 
 _FACTORIES: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}
 
@@ -23,6 +24,7 @@ for _factory in (
     hostmetrics.FACTORY,
     nvml.FACTORY,
     predictionlog.FACTORY,
+    prometheus_receiver.FACTORY,
     batch.FACTORY,
     resource.FACTORY,
     ml.FACTORY,

@@ -264,7 +264,7 @@ def test_from_dict_resolves_named_components_and_pipelines():
 
 def test_from_dict_reports_every_problem_with_its_path():
     raw = {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "localhost"}}}, "prometheus": None},
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "localhost"}}}, "kafka": None},
         "processors": {"batch": {"timeout": "soon"}},
         "exporters": {"debug": None, "otlp": {"endpoint": "collector:4317", "compression": "zstd"}},
         "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
@@ -276,7 +276,7 @@ def test_from_dict_reports_every_problem_with_its_path():
     receivers = ", ".join(sorted(registry.factories(Kind.RECEIVER)))
     assert info.value.problems == [
         "receivers.otlp.protocols.grpc.endpoint: invalid endpoint 'localhost': expected host:port",
-        f"receivers.prometheus: unknown receiver type 'prometheus' (available: {receivers})",
+        f"receivers.kafka: unknown receiver type 'kafka' (available: {receivers})",
         "processors.batch.timeout: invalid duration 'soon': use a number with a unit, e.g. 200ms, 10s, 5m",
         "exporters.otlp.compression: Input should be 'gzip', 'none' or '' (got 'zstd')",
         "service.pipelines.traces.exporters[1]: exporter 'otlp/missing' is not defined in exporters",
