@@ -256,9 +256,9 @@ class Delivery:
         self.failed += 1
         self.last_error = error
         self._failed.add(1, {**self._attrs, "reason": reason})
-        what = f"{notification.title()} " if notification is not None else ""
+        what = f" {notification.title()}" if notification is not None else ""
         tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
-        self._log.warning("notifier %s: dropped notification %s%s: %s", self.notifier.id, what, tries, error)
+        self._log.warning("notifier %s: dropped notification%s%s: %s", self.notifier.id, what, tries, error)
 
     def status(self) -> dict[str, Any]:
         return {"sent": self.sent, "failed": self.failed, "queued": self.queued, "last_error": self.last_error}
