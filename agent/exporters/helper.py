@@ -8,9 +8,15 @@ An exporter supplies a `Sender` (open a connection, push one batch, close);
                                                    └─▶ permanent failure: count, log, drop
 
 The queue never blocks a receiver: when it is full, `consume` raises
-`RefusedError` at once, and the sender's SDK retries. Shutdown stops taking
-data and drains the queue until the service's shutdown deadline cancels it;
-what is left then is counted as dropped.
+`RefusedError` at once, and the sender's SDK retries.
+
+In memory (the default), retries give up after `max_elapsed_time`, and
+shutdown drains the queue until the service's shutdown deadline cancels it;
+what is left then is counted as dropped. With `sending_queue.storage`, the
+queue is on disk (`agent.exporters.queue_persistent`): a retryable failure is
+retried until it succeeds, however long the backend is down (the queue's size
+bounds an outage, not a timer), and shutdown only lets pushes under way
+finish: what is still queued is sent after the next start.
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ from pydantic import Field, model_validator
 from agent.component import Settings
 from agent.config import Duration, StrictModel
 from agent.errors import InvalidDataError, RefusedError
+from agent.exporters.queue import QueueConfig, make_queue
 from agent.signals import Batch, Signal
+
+__all__ = ["Backoff", "ExportError", "QueueConfig", "QueuedExporter", "RetryConfig", "Sender",
+           "partial_success"]
 
 
 class RetryConfig(StrictModel):
@@ -46,14 +56,6 @@ class RetryConfig(StrictModel):
         if self.max_interval < self.initial_interval:
             raise ValueError("max_interval must be at least initial_interval")
         return self
-
-
-class QueueConfig(StrictModel):
-    """The Collector's `sending_queue` (in memory): sizes count requests, not items."""
-
-    enabled: bool = True
-    num_consumers: int = Field(10, ge=1)
-    queue_size: int = Field(1000, ge=1)
 
 
 class ExportError(Exception):
@@ -89,6 +91,9 @@ class Backoff:
         return delay
 
 
+_ABANDONED = object()  # a retry given up because the exporter is stopping; the data stays queued
+
+
 class QueuedExporter:
     """A `Sender` wrapped in a sending queue, retries and a timeout: a pipeline component."""
 
@@ -102,10 +107,12 @@ class QueuedExporter:
         self._queue_config = queue
         self._log = settings.logger
         self._attrs = {"exporter": str(settings.id)}
-        self._queue: asyncio.Queue[Batch] = asyncio.Queue(queue.queue_size)
+        t = settings.telemetry
+        self._queue = make_queue(queue, settings.state_dir, str(settings.id), t, self._attrs,
+                                 self._log) if queue.enabled else None
         self._workers: list[asyncio.Task] = []
         self._accepting = False
-        t = settings.telemetry
+        self._stopping = asyncio.Event()
         self._sent = {s: t.counter(f"vigil_exporter_sent_{s.item_name}", "items sent") for s in Signal}
         self._failed = {s: t.counter(f"vigil_exporter_send_failed_{s.item_name}",
                                      "items that could not be sent and were dropped") for s in Signal}
@@ -114,14 +121,26 @@ class QueuedExporter:
                                 for s in Signal}
         self._rejected = {s: t.counter(f"vigil_exporter_rejected_{s.item_name}",
                                        "items the peer rejected in a partial success") for s in Signal}
-        t.gauge("vigil_exporter_queue_size", "requests waiting in the sending queue",
-                lambda: [(self._queue.qsize(), self._attrs)])
-        t.gauge("vigil_exporter_queue_capacity", "capacity of the sending queue, in requests",
-                lambda: [(queue.queue_size, self._attrs)])
+        if self._queue is not None:
+            t.gauge("vigil_exporter_queue_size", "requests waiting in the sending queue",
+                    lambda: [(self._queue.size(), self._attrs)])
+            if self._queue.durable:
+                t.gauge("vigil_exporter_queue_size_bytes", "bytes the persistent queue holds on disk",
+                        lambda: [(self._queue.used_bytes, self._attrs)], unit="By")
+                t.gauge("vigil_exporter_queue_capacity_bytes", "capacity of the persistent queue, in bytes",
+                        lambda: [(self._queue.capacity_bytes, self._attrs)], unit="By")
+            else:
+                t.gauge("vigil_exporter_queue_capacity", "capacity of the sending queue, in requests",
+                        lambda: [(queue.queue_size, self._attrs)])
 
     async def start(self) -> None:
         await self._sender.start()
-        if self._queue_config.enabled:
+        if self._queue is not None:
+            try:
+                await self._queue.open()
+            except BaseException:
+                await self._sender.close()
+                raise
             self._workers = [asyncio.create_task(self._work(), name=f"{self._attrs['exporter']}-{i}")
                              for i in range(self._queue_config.num_consumers)]
         self._accepting = True
@@ -129,7 +148,7 @@ class QueuedExporter:
     async def consume(self, batch: Batch) -> None:
         if not self._accepting:
             raise RefusedError(f"exporter {self._attrs['exporter']} is not running")
-        if not self._queue_config.enabled:
+        if self._queue is None:
             # Without a queue the sender waits for the outcome, so it hears about a failure too.
             error = await self._send(batch)
             if error is not None:
@@ -138,49 +157,84 @@ class QueuedExporter:
                 raise InvalidDataError(f"exporter {self._attrs['exporter']}: {error}")
             return
         try:
-            self._queue.put_nowait(batch)
-        except asyncio.QueueFull:
+            await self._queue.put(batch)
+        except RefusedError as exc:
             self._enqueue_failed[batch.signal].add(batch.items, self._attrs)
+            if self._queue.durable:
+                raise
             raise RefusedError(f"sending queue of exporter {self._attrs['exporter']} is full",
-                               retry_after=self._retry.initial_interval) from None
+                               retry_after=self._retry.initial_interval) from exc
+        except InvalidDataError:
+            self._enqueue_failed[batch.signal].add(batch.items, self._attrs)
+            raise
 
     async def shutdown(self) -> None:
-        """Drain the queue; when the caller's deadline cancels this, count what is left as dropped."""
         self._accepting = False
+        if self._queue is None:
+            await self._sender.close()
+        elif self._queue.durable:
+            await self._shutdown_durable()
+        else:
+            await self._shutdown_draining()
+
+    async def _shutdown_draining(self) -> None:
+        """Drain the queue; when the caller's deadline cancels this, count what is left as dropped."""
         try:
-            if self._workers:
-                await self._queue.join()
+            await self._queue.join()
         finally:
             for worker in self._workers:
                 worker.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
             self._workers = []
-            while not self._queue.empty():
-                batch = self._queue.get_nowait()
+            for batch in self._queue.take_all():
                 self._failed[batch.signal].add(batch.items, self._attrs)
                 self._log.warning("dropped %d %s still queued at shutdown", batch.items,
                                   batch.signal.item_name)
             await self._sender.close()
 
+    async def _shutdown_durable(self) -> None:
+        """Let pushes under way finish and stop; what is queued stays on disk for the next start."""
+        self._stopping.set()  # retries waiting to try again give up now
+        self._queue.stop_dispatch()  # workers waiting for data get None and stop
+        try:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        finally:
+            # At the deadline: cancelled pushes are not marked done, so they are sent again after a restart.
+            for worker in self._workers:
+                worker.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+            self._workers = []
+            await self._queue.close()
+            await self._sender.close()
+
     async def _work(self) -> None:
         while True:
-            batch = await self._queue.get()
+            got = await self._queue.get()
+            if got is None:
+                return
+            entry, batch = got
             try:
-                await self._send(batch)
+                outcome = await self._send(batch)
             except asyncio.CancelledError:
-                self._failed[batch.signal].add(batch.items, self._attrs)
+                if not self._queue.durable:
+                    self._failed[batch.signal].add(batch.items, self._attrs)
+                    self._queue.done(entry)
                 raise
             except Exception:
                 self._failed[batch.signal].add(batch.items, self._attrs)
                 self._log.exception("unexpected error sending %d %s", batch.items, batch.signal.item_name)
-            finally:
-                self._queue.task_done()
+            else:
+                if outcome is _ABANDONED:
+                    return  # not done: a durable queue sends it again after the next start
+            self._queue.done(entry)
 
-    async def _send(self, batch: Batch) -> ExportError | None:
-        """Push `batch`, retrying what is retryable until max_elapsed_time; count the outcome.
+    async def _send(self, batch: Batch):
+        """Push `batch`, retrying what is retryable; count the outcome.
 
-        Returns the error that made it give up, or None once the batch is sent.
+        Returns None once the batch is sent, the error that made it give up, or _ABANDONED when a
+        durable queue's exporter stops while waiting to retry.
         """
+        durable = self._queue is not None and self._queue.durable
         backoff = Backoff(self._retry)
         started = time.monotonic()
         while True:
@@ -196,15 +250,24 @@ class QueuedExporter:
                 return None
             delay = error.retry_after if error.retry_after is not None else backoff.next_delay()
             elapsed = time.monotonic() - started
-            limit = self._retry.max_elapsed_time
+            # A durable queue keeps retrying: its size, not a timer, bounds how long an outage may last.
+            limit = 0 if durable else self._retry.max_elapsed_time
             if not (error.retryable and self._retry.enabled) or (limit and elapsed + delay > limit):
                 why = "not retryable" if not error.retryable else (
                     "retry disabled" if not self._retry.enabled else f"no success after {elapsed:.0f}s")
                 self._failed[batch.signal].add(batch.items, self._attrs)
                 self._log.error("dropped %d %s (%s): %s", batch.items, batch.signal.item_name, why, error)
                 return error
+            if durable and self._stopping.is_set():
+                return _ABANDONED
             self._log.warning("sending %d %s failed, retrying in %.1fs: %s", batch.items,
                               batch.signal.item_name, delay, error)
+            if durable:
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    return _ABANDONED
+                except TimeoutError:
+                    continue
             await asyncio.sleep(delay)  # cancelled at the shutdown deadline
 
 
