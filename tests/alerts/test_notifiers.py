@@ -225,7 +225,7 @@ async def test_a_dead_endpoint_fails_after_retries_without_blocking(caplog):
 async def test_a_hanging_endpoint_times_out_and_a_full_queue_drops():
     telemetry = SelfTelemetry()
     async with http_endpoint() as server:
-        server.delay = 5.0
+        server.delay = 1.0  # past the 200ms timeout
         d = delivery("webhook", {"url": server.url}, telemetry, timeout=0.2, retry=RetryPolicy(0.05, 0.1, 0.3),
                      queue_size=2)
         await d.start()
