@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_offline_commands(sub)  # vigil profile build|show, vigil analyze
 
+    from agent.alerts.cli import add_commands as add_alerts_commands  # stdlib only: asks the running agent
+
+    add_alerts_commands(sub)  # vigil alerts [silence|silences|expire]
+
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _: print(f"vigil {__version__}") or 0)
     return parser
