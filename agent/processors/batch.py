@@ -3,26 +3,29 @@
 Items (spans, metric data points, log records) collect until there are
 `send_batch_size` of them, or `timeout` has passed since the first one came,
 and then go on as one request. `send_batch_max_size` caps a request's size:
-larger input is split. `timeout: 0` sends at once (only splitting applies).
+larger input is split, and a last part smaller than `send_batch_size` waits
+for more data or the timer. `timeout: 0` sends at once (only splitting applies).
 
-Data given to the batch processor is acknowledged to the sender before it
-reaches the exporters' queues, so a refused send never drops it: what the
-queues refuse stays pending and is offered again on the timer, and while that
-backlog is full, new data is refused (retryable) before it is taken. Only a
-permanent refusal, or data still refused at shutdown, is dropped; both are
-counted in `vigil_processor_dropped_<items>` and logged. A crash loses what is
-pending (at most `timeout` worth of data, or one backlog).
+Unlike the Collector's batch processor, a sender is answered only once its data
+has been handed on (to the exporters' queues): `consume` waits for the flush
+that takes its items, and returns that flush's outcome. So the batch processor
+never holds acknowledged data: a crash or `kill -9` loses nothing a sender was
+told is safe (with a persistent queue downstream, nothing at all), and a refusal
+downstream reaches the senders, who retry. The cost is latency: a request is
+answered up to `timeout` later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+from dataclasses import dataclass
 
 from pydantic import Field, model_validator
 
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.config import Duration, StrictModel
-from agent.errors import ConsumerError, RefusedError
+from agent.errors import RefusedError
 from agent.signals import Batch, Signal, merge, split
 
 
@@ -38,6 +41,16 @@ class BatchProcessorConfig(StrictModel):
         return self
 
 
+@dataclass
+class _Waiter:
+    """A sender waiting for its items, numbered [start, end) in arrival order, to be handed on."""
+
+    start: int
+    end: int
+    future: asyncio.Future
+    error: BaseException | None = None
+
+
 class BatchProcessor:
     mutates_data = False
 
@@ -46,90 +59,106 @@ class BatchProcessor:
         self._size = config.send_batch_size
         self._max = config.send_batch_max_size
         self._timeout = config.timeout
-        # While the next consumer refuses, hold at most this much before refusing senders.
-        self._backlog_limit = max(self._size, self._max, 1)
         self._next = next
         self._log = settings.logger
-        self._attrs = {"processor": str(settings.id)}
-        self._dropped = settings.telemetry.counter(
-            f"vigil_processor_dropped_{signal.item_name}", "items dropped by a processor")
         self._pending: list[Batch] = []
         self._pending_items = 0
-        self._backlogged = False
+        self._received = 0  # items taken so far; the next one is numbered this
+        self._waiters: collections.deque[_Waiter] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
-        self._sends: set[asyncio.Task] = set()
+        # Flushes run one at a time, in order, in tasks of their own: a sender that hangs up
+        # must not cancel a flush that carries other senders' data.
+        self._flush_lock = asyncio.Lock()
+        self._flushes: set[asyncio.Task] = set()
+        self._stopped = False
 
     async def start(self) -> None:
         pass
 
     async def consume(self, batch: Batch) -> None:
-        if self._timeout == 0 and not self._pending:
+        if self._stopped:
+            raise RefusedError("batch processor is shut down")
+        if self._timeout == 0:
             for part in self._split(batch):
                 await self._next.consume(part)
             return
-        if self._backlogged and self._pending_items >= self._backlog_limit:
-            # Refused before it is taken: the sender keeps the data and retries later.
-            raise RefusedError("batch processor is backlogged: the exporters' queues are full",
-                               retry_after=max(self._timeout, 1.0))
+        waiter = _Waiter(self._received, self._received + batch.items,
+                         asyncio.get_running_loop().create_future())
+        self._received = waiter.end
         self._pending.append(batch)
         self._pending_items += batch.items
-        if self._size and self._pending_items >= self._size and not self._backlogged:
-            await self._send(keep_remainder=True)
-        self._arm_timer()
+        if batch.items == 0:
+            waiter.future.set_result(None)  # nothing to carry: nothing to wait for
+        else:
+            self._waiters.append(waiter)
+        if self._size and self._pending_items >= self._size:
+            self._spawn_flush(keep_remainder=True)
+        else:
+            self._arm_timer()
+        # If this sender goes away, its data still goes on; it just hears no answer (and retries).
+        await waiter.future
 
     async def shutdown(self) -> None:
+        self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._sends:
-            await asyncio.gather(*self._sends, return_exceptions=True)
-        await self._send(keep_remainder=False)
-        if self._pending_items:
-            self._dropped.add(self._pending_items, self._attrs)
-            self._log.warning("dropped %d %s at shutdown: the exporters refused them",
-                              self._pending_items, self._pending[0].signal.item_name)
-            self._pending, self._pending_items = [], 0
+        self._spawn_flush(keep_remainder=False)
+        await asyncio.gather(*self._flushes, return_exceptions=True)
 
-    async def _send(self, keep_remainder: bool) -> None:
-        """Send what is pending. Data the next consumer refuses stays pending for the timer.
+    def _spawn_flush(self, keep_remainder: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(keep_remainder))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, keep_remainder: bool) -> None:
+        """Hand on what is pending and answer the senders whose items it carried.
 
         With `keep_remainder`, a last part smaller than send_batch_size waits for more data.
         """
-        if not self._pending:
-            return
-        parts = self._split(self._take())
-        if keep_remainder and self._size and parts[-1].items < self._size:
-            self._keep(parts.pop())
-        for i, part in enumerate(parts):
-            try:
-                await self._next.consume(part)
-            except RefusedError as exc:
-                for rest in reversed(parts[i:]):
-                    self._keep(rest, front=True)
-                if not self._backlogged:
-                    self._log.warning("exporters refused a batch (%s); holding it and retrying", exc)
-                self._backlogged = True
+        async with self._flush_lock:
+            if not self._pending or (keep_remainder and self._pending_items < self._size):
                 return
-            except ConsumerError as exc:
-                self._dropped.add(part.items, self._attrs)
-                self._log.error("dropped %d %s: %s", part.items, part.signal.item_name, exc)
-        self._backlogged = False
+            first = self._received - self._pending_items  # the number of the first pending item
+            parts = self._split(self._take())
+            if keep_remainder and self._size and parts[-1].items < self._size:
+                kept = parts.pop()
+                self._pending, self._pending_items = [kept], kept.items
+            for part in parts:
+                end = first + part.items
+                try:
+                    await self._next.consume(part)
+                    error = None
+                except Exception as exc:  # noqa: BLE001 - each sender gets the outcome of its own items
+                    error = exc
+                self._answer(first, end, error)
+                first = end
+            self._arm_timer()
+
+    def _answer(self, start: int, end: int, error: BaseException | None) -> None:
+        """Items [start, end) were handed on (or refused with `error`): answer whoever is done."""
+        if error is not None:
+            for waiter in self._waiters:
+                if waiter.start >= end:
+                    break
+                if waiter.end > start and waiter.error is None:
+                    waiter.error = error
+        while self._waiters and self._waiters[0].end <= end:
+            waiter = self._waiters.popleft()
+            if waiter.future.done():
+                continue  # the sender went away
+            if waiter.error is None:
+                waiter.future.set_result(None)
+            else:
+                waiter.future.set_exception(waiter.error)
 
     def _arm_timer(self) -> None:
-        if self._pending and self._timer is None:
-            # While backlogged, retry no faster than 10 times a second, even with timeout 0.
-            delay = max(self._timeout, 0.1) if self._backlogged else self._timeout
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        if self._pending and self._timer is None and not self._stopped:
+            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        task = asyncio.get_running_loop().create_task(self._send_on_timer())
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
-
-    async def _send_on_timer(self) -> None:
-        await self._send(keep_remainder=False)
-        self._arm_timer()
+        self._spawn_flush(keep_remainder=False)
 
     def _split(self, batch: Batch) -> list[Batch]:
         return split(batch, self._max) if self._max else [batch]
@@ -140,10 +169,6 @@ class BatchProcessor:
             self._timer = None
         pending, self._pending, self._pending_items = self._pending, [], 0
         return merge(pending)
-
-    def _keep(self, batch: Batch, front: bool = False) -> None:
-        self._pending.insert(0 if front else len(self._pending), batch)
-        self._pending_items += batch.items
 
 
 def _create(config: BatchProcessorConfig, settings: Settings, signal: Signal, next: Consumer):

@@ -1,4 +1,5 @@
-"""The `batch` processor: the Collector's size/timeout/split semantics, and what happens on refusal.
+"""The `batch` processor: the Collector's size/timeout/split semantics, answering senders only
+once their data is handed on, and what happens on refusal.
 
 Most tests drive the processor through its factory with a small downstream
 consumer that records what reaches it and can refuse (the next consumer is
@@ -8,7 +9,6 @@ the processor's only collaborator); one test runs it in a real pipeline.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 import pytest
@@ -19,8 +19,8 @@ from agent.errors import InvalidDataError, RefusedError
 from agent.processors import batch as batch_module
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
-from tests.conftest import async_wait_for, otlp_receiver_config, read_json_lines, running_vigil
-from tests.otlp_data import item_names, metrics, send_grpc, send_span_batches, traces
+from tests.conftest import otlp_receiver_config, read_json_lines, running_vigil
+from tests.otlp_data import item_names, metrics, send_grpc, traces
 
 
 class Downstream:
@@ -62,23 +62,31 @@ def spans_batch(count: int, start: int) -> Batch:
     return Batch(Signal.TRACES, wire=traces(count, start=start).SerializeToString())
 
 
-def dropped(telemetry: SelfTelemetry, signal: Signal = Signal.TRACES) -> float:
-    return telemetry.total(f"vigil_processor_dropped_{signal.item_name}", processor="batch")
-
-
 def names(count: int, start: int = 0) -> list[str]:
     return [f"span-{k}" for k in range(start, start + count)]
+
+
+def offer(processor, batch: Batch) -> asyncio.Task:
+    """`consume` in a task of its own: it returns only once the batch's items were handed on."""
+    return asyncio.get_running_loop().create_task(processor.consume(batch))
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 async def test_sends_as_soon_as_send_batch_size_is_reached():
     down = Downstream()
     processor, _ = make({"send_batch_size": 10, "timeout": "10s"}, down)
-    for i in range(3):
-        await processor.consume(spans_batch(3, 3 * i))
+    waiting = [offer(processor, spans_batch(3, 3 * i)) for i in range(3)]
+    await settle()
     assert down.batches == []  # 9 items: below the size, and the timeout is far away
+    assert not any(t.done() for t in waiting)  # nobody is answered before their data is handed on
     await processor.consume(spans_batch(3, 9))
     assert down.sizes() == [12]  # no max size: all that is pending goes, at once
     assert down.names() == names(12)
+    await asyncio.gather(*waiting)
     await processor.shutdown()
 
 
@@ -86,13 +94,15 @@ async def test_sends_after_timeout_counted_from_the_first_item():
     down = Downstream()
     processor, _ = make({"send_batch_size": 100, "timeout": "400ms"}, down)
     started = time.monotonic()
-    await processor.consume(spans_batch(2, 0))
+    first = offer(processor, spans_batch(2, 0))
     await asyncio.sleep(0.3)
-    await processor.consume(spans_batch(1, 2))
+    second = offer(processor, spans_batch(1, 2))
+    await settle()
     assert down.batches == []
-    assert await async_wait_for(lambda: down.batches, timeout=3, interval=0.01)
+    await asyncio.gather(first, second)
     waited = down.times[0] - started
     assert 0.4 <= waited < 0.6, waited  # not restarted by the second item (that would be 0.7s)
+    assert time.monotonic() - started < 0.6  # both senders were answered by that flush
     assert down.sizes() == [3]
     await processor.shutdown()
 
@@ -100,38 +110,46 @@ async def test_sends_after_timeout_counted_from_the_first_item():
 async def test_splits_to_send_batch_max_size_and_keeps_the_remainder():
     down = Downstream()
     processor, _ = make({"send_batch_size": 10, "send_batch_max_size": 15, "timeout": "10s"}, down)
-    big = traces(37, resources=1)
-    await processor.consume(Batch(Signal.TRACES, big))
+    big = offer(processor, Batch(Signal.TRACES, traces(37, resources=1)))
+    await settle()
     assert down.sizes() == [15, 15]  # the last 7 are fewer than send_batch_size: they wait
-    await processor.consume(spans_batch(2, 37))
+    assert not big.done()  # and so does the sender whose items they are
+    small = offer(processor, spans_batch(2, 37))
+    await settle()
     assert down.sizes() == [15, 15]
     await processor.shutdown()
+    await asyncio.gather(big, small)
     assert down.sizes() == [15, 15, 9]
     assert down.names() == names(39)
 
 
 async def test_flushes_on_shutdown():
     down = Downstream()
-    processor, telemetry = make({"send_batch_size": 100, "timeout": "10s"}, down)
-    await processor.consume(spans_batch(5, 0))
-    await processor.consume(spans_batch(2, 5))
+    processor, _ = make({"send_batch_size": 100, "timeout": "10s"}, down)
+    waiting = [offer(processor, spans_batch(5, 0)), offer(processor, spans_batch(2, 5))]
+    await settle()
     await processor.shutdown()
+    await asyncio.gather(*waiting)
     assert down.sizes() == [7]
     assert down.names() == names(7)
-    assert dropped(telemetry) == 0
+    with pytest.raises(RefusedError):
+        await processor.consume(spans_batch(1, 7))  # nothing is taken once it has stopped
 
 
 async def test_keeps_items_in_order_through_size_timeout_and_splits():
     down = Downstream()
     processor, _ = make({"send_batch_size": 7, "send_batch_max_size": 7, "timeout": "30ms"}, down)
     k = 0
+    waiting = []
     for i in range(40):
         count = 1 + (i * 7) % 5
-        await processor.consume(spans_batch(count, k))
+        waiting.append(offer(processor, spans_batch(count, k)))
         k += count
+        await settle()
         if i % 9 == 0:
             await asyncio.sleep(0.05)  # let the timer fire now and then
     await processor.shutdown()
+    await asyncio.gather(*waiting)
     assert down.names() == names(k)
     assert max(down.sizes()) <= 7
     assert sum(down.sizes()) == k
@@ -150,67 +168,73 @@ async def test_metric_points_count_toward_the_sizes():
     down = Downstream()
     processor, _ = make({"send_batch_size": 10, "send_batch_max_size": 10, "timeout": "10s"}, down,
                         Signal.METRICS)
-    await processor.consume(Batch(Signal.METRICS, metrics(2, points=4, start=0)))
+    first = offer(processor, Batch(Signal.METRICS, metrics(2, points=4, start=0)))
+    await settle()
     assert down.batches == []  # 2 metrics but 8 points
-    await processor.consume(Batch(Signal.METRICS, metrics(1, points=4, start=2)))
+    second = offer(processor, Batch(Signal.METRICS, metrics(1, points=4, start=2)))
+    await settle()
     # 12 points: split at 10 without cutting a metric, so 8 go and 4 wait for more.
     assert down.sizes() == [8]
     assert down.names(Signal.METRICS) == ["metric-0", "metric-1"]
+    assert first.done() and not second.done()
     await processor.shutdown()
+    await second
     assert down.sizes() == [8, 4]
 
 
-async def test_refused_data_is_kept_and_sent_later():
-    down = Downstream(refuse=3)
-    processor, telemetry = make({"send_batch_size": 5, "timeout": "50ms"}, down)
-    await processor.consume(spans_batch(5, 0))  # accepted, although the exporters refused it
-    assert down.calls == 1 and down.batches == []
-    assert await async_wait_for(lambda: down.batches, timeout=3)
-    await processor.consume(spans_batch(2, 5))
+async def test_a_refusal_downstream_reaches_every_sender_whose_items_it_carried():
+    down = Downstream(refuse=1)
+    processor, _ = make({"send_batch_size": 5, "timeout": "50ms"}, down)
+    waiting = [offer(processor, spans_batch(2, 0)), offer(processor, spans_batch(3, 2))]
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, RefusedError) for r in results)  # the senders keep their data and retry
+    await processor.consume(spans_batch(5, 0))  # the retry
     await processor.shutdown()
-    assert down.calls == 5
-    assert down.names() == names(7)  # each item once, in order
-    assert dropped(telemetry) == 0
+    assert down.names() == names(5)  # nothing was kept back to be sent twice
 
 
-async def test_new_data_is_refused_while_backlogged_and_accepted_again_after():
-    down = Downstream(refuse=1_000_000)
-    processor, telemetry = make({"send_batch_size": 5, "timeout": "50ms"}, down)
-    await processor.consume(spans_batch(5, 0))  # taken, held as a backlog
-    with pytest.raises(RefusedError) as refused:
-        await processor.consume(spans_batch(3, 100))
-    assert refused.value.retry_after and refused.value.retry_after > 0
-    await asyncio.sleep(0.2)
-    assert down.calls >= 2  # the backlog is offered again on the timer
-    down.refuse = 0
-    assert await async_wait_for(lambda: down.batches, timeout=3)
-    await processor.consume(spans_batch(2, 5))
+async def test_only_the_senders_of_a_refused_part_hear_of_it():
+    down = Downstream()
+    processor, _ = make({"send_batch_size": 6, "send_batch_max_size": 6, "timeout": "10s"}, down)
+    refused_part = {"n": 0}
+    real = down.consume
+
+    async def refuse_second_part(batch: Batch) -> None:
+        refused_part["n"] += 1
+        if refused_part["n"] == 2:
+            raise RefusedError("queue full")
+        await real(batch)
+
+    down.consume = refuse_second_part
+    a = offer(processor, spans_batch(4, 0))  # items 0-3: in the first part
+    b = offer(processor, spans_batch(4, 4))  # items 4-7: across both parts
+    c = offer(processor, spans_batch(4, 8))  # items 8-11: in the second part
+    results = await asyncio.gather(a, b, c, return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], RefusedError) and isinstance(results[2], RefusedError)
     await processor.shutdown()
-    assert down.names() == names(7)  # the refused batch was never taken, so never sent
-    assert dropped(telemetry) == 0
 
 
-async def test_permanent_refusal_is_dropped_and_counted(caplog):
-    caplog.set_level(logging.WARNING, logger="vigil")  # whatever an earlier test did to logging
+async def test_a_permanent_refusal_reaches_the_senders(caplog):
     down = Downstream(invalid=1)
-    processor, telemetry = make({"send_batch_size": 3, "timeout": "10s"}, down)
-    await processor.consume(spans_batch(3, 0))
-    assert dropped(telemetry) == 3
+    processor, _ = make({"send_batch_size": 3, "timeout": "10s"}, down)
+    with pytest.raises(InvalidDataError, match="cannot take this"):
+        await processor.consume(spans_batch(3, 0))
     await processor.consume(spans_batch(3, 3))
     assert down.names() == names(3, start=3)  # later data flows again
     await processor.shutdown()
-    assert "dropped 3 spans" in caplog.text
 
 
-async def test_data_still_refused_at_shutdown_is_dropped_and_counted(caplog):
-    caplog.set_level(logging.WARNING, logger="vigil")  # whatever an earlier test did to logging
-    down = Downstream(refuse=1_000_000)
-    processor, telemetry = make({"send_batch_size": 100, "timeout": "10s"}, down)
-    await processor.consume(spans_batch(4, 0))
+async def test_a_sender_that_goes_away_does_not_stop_the_flush():
+    down = Downstream()
+    processor, _ = make({"send_batch_size": 100, "timeout": "50ms"}, down)
+    impatient = offer(processor, spans_batch(2, 0))
+    patient = offer(processor, spans_batch(2, 2))
+    await settle()
+    impatient.cancel()  # e.g. the client hung up
+    await patient
+    assert down.names() == names(4)  # its data still went on (it will retry: at-least-once)
     await processor.shutdown()
-    assert down.batches == []
-    assert dropped(telemetry) == 4
-    assert "dropped 4 spans at shutdown" in caplog.text
 
 
 def test_max_size_below_size_is_a_config_error():
@@ -230,17 +254,22 @@ async def test_in_a_pipeline_small_requests_become_one(tmp_path):
     out = tmp_path / "traces.json"
     config = {
         "receivers": {"otlp": otlp_receiver_config(http=False)},
-        "processors": {"batch": {"send_batch_size": 6, "timeout": "5s"}},
+        "processors": {"batch": {"send_batch_size": 6, "timeout": "1s"}},
         "exporters": {"file": {"path": str(out)}},
         "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
                                              "exporters": ["file"]}}},
     }
     async with running_vigil(config) as vigil:
-        await send_span_batches(vigil.grpc_endpoint(), 3)
-        assert await async_wait_for(lambda: len(read_json_lines(out)) == 1)
-        await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(1, start=6))
+        # Three senders at once: each is answered when the batch that carries its spans is written.
+        await asyncio.gather(*(send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(2, start=2 * i))
+                               for i in range(3)))
+        assert len(read_json_lines(out)) == 1
+        last = asyncio.create_task(send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(1, start=6)))
+        await asyncio.sleep(0.2)
+    # Answered by the timer while the receiver, stopping, waits for requests in flight (5 s grace).
+    await last
     lines = read_json_lines(out)
-    assert len(lines) == 2  # the last span was flushed at shutdown
-    spans = [[s["name"] for rs in line["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
+    assert len(lines) == 2
+    spans = [sorted(s["name"] for rs in line["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"])
              for line in lines]
     assert spans == [names(6), ["span-6"]]
