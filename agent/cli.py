@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -64,18 +63,21 @@ def _load(path: str | None) -> VigilConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    _setup_logging(LogsTelemetryConfig())
+    from agent import logs
+
+    logs.setup(LogsTelemetryConfig())
     try:
         config = _load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    _setup_logging(config.service.telemetry.logs)
+    logs.setup(config.service.telemetry.logs)
     for warning in config.warnings:
         logging.getLogger("vigil.config").warning("%s: %s", config.source, warning)
     from agent import service  # imported late: `vigil version` should not load grpc
 
-    return asyncio.run(service.run(config))
+    # A reload (SIGHUP, POST /-/reload) reads the same file again, or rebuilds the built-in default.
+    return asyncio.run(service.run(config, loader=lambda: _load(args.config), configure_logs=True))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -101,24 +103,3 @@ def _components(_: argparse.Namespace) -> int:
             signals = ", ".join(s.value for s in sorted(factory.signals, key=lambda s: s.value))
             print(f"  {type_:<12} {factory.description} [{signals}]")
     return 0
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
-                 "logger": record.name, "msg": record.getMessage()}
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def _setup_logging(config: LogsTelemetryConfig) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if config.encoding == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    level = "WARNING" if config.level == "warn" else config.level.upper()
-    root.setLevel(level)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from agent.component import ComponentId, Factory, Kind
 from agent.signals import Signal
@@ -75,16 +75,33 @@ class PipelineConfig(StrictModel):
 
 class LogsTelemetryConfig(StrictModel):
     level: Literal["debug", "info", "warn", "warning", "error"] = "info"
-    encoding: Literal["console", "json"] = "console"
+    # Under systemd, lines carry no timestamp (journald adds its own) and a <priority> prefix.
+    encoding: Literal["console", "json", "logfmt"] = "console"
 
 
 class TelemetryConfig(StrictModel):
     logs: LogsTelemetryConfig = LogsTelemetryConfig()
 
 
+class AdminConfig(StrictModel):
+    """The admin HTTP endpoint: health, readiness, /metrics, the JSON API, the status page, reload."""
+
+    # Loopback by default: it can reload the agent. null turns the endpoint off.
+    endpoint: str | None = "127.0.0.1:13133"
+
+    @model_validator(mode="after")
+    def _check(self) -> AdminConfig:
+        if self.endpoint is not None:
+            from agent.netconfig import split_host_port  # netconfig imports this module
+
+            split_host_port(self.endpoint)
+        return self
+
+
 class ServiceConfig(StrictModel):
     pipelines: dict[str, PipelineConfig] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
+    admin: AdminConfig = AdminConfig()
     # How long shutdown may take in all: processors flush, exporters drain their queues.
     shutdown_timeout: Duration = 30.0
     # What must survive a restart lives here; under systemd, StateDirectory= sets STATE_DIRECTORY.

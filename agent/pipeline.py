@@ -8,6 +8,13 @@ One receiver instance per receiver id (it may feed pipelines of several
 signals), one processor instance per pipeline and processor id (as in the
 Collector: a `batch` in two pipelines is two batchers), one exporter instance
 per exporter id. This module is the only place that connects components.
+
+Every edge leaving a component is a `Switch`: a consumer that can be pointed
+elsewhere. A reload builds the new graph next to the running one, reusing each
+component whose key (its config, and what it feeds) did not change, and then
+points the switches of the reused components at the new downstream in one
+step (`Graph.commit`), without a batch in flight being dropped. What only the
+old graph holds is then stopped in order, flushing downstream as at shutdown.
 """
 
 from __future__ import annotations
@@ -15,12 +22,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Hashable
 
 from agent.component import Component, ComponentId, Consumer, Exporter, Kind, Processor, Receiver, Settings
 from agent.config import VigilConfig
 from agent.errors import ConsumerError, RefusedError
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
+
+# A component's place in the graph: ("exporters", id), ("receivers", id), ("shared", id),
+# ("processors", pipeline id, id).
+Node = tuple
 
 
 class FanOut:
@@ -44,6 +56,38 @@ class FanOut:
             raise next((e for e in errors if isinstance(e, RefusedError)), errors[0])
 
 
+class Switch:
+    """An edge whose far end can change: what a reload re-points behind a component it keeps.
+
+    With `counter`, items the far end accepted are counted (a processor's outgoing items).
+    """
+
+    def __init__(self, target: Consumer, counter: Any = None, attributes: dict | None = None) -> None:
+        self.target = target
+        self._counter = counter
+        self._attributes = attributes
+
+    async def consume(self, batch: Batch) -> None:
+        items = batch.items if self._counter is not None else 0
+        await self.target.consume(batch)
+        if self._counter is not None:
+            self._counter.add(items, self._attributes)
+
+
+class Stage:
+    """A processor as its pipeline sees it: counts the items it takes in."""
+
+    def __init__(self, processor: Processor, counter: Any, attributes: dict) -> None:
+        self.processor = processor
+        self._counter = counter
+        self._attributes = attributes
+
+    async def consume(self, batch: Batch) -> None:
+        items = batch.items  # before the processor, which may edit the batch
+        await self.processor.consume(batch)
+        self._counter.add(items, self._attributes)
+
+
 @dataclass
 class PipelineChain:
     """A built pipeline: its entry consumer and its processors in order."""
@@ -61,76 +105,164 @@ class Graph:
     exporters: dict[ComponentId, Exporter] = field(default_factory=dict)
     # The state of processors that derive data, one per id, shared by their steps in every pipeline.
     shared: dict[ComponentId, Component] = field(default_factory=dict)
+    # What each component was built from; a later build reuses a component whose key is equal.
+    keys: dict[Node, Any] = field(default_factory=dict)
+    # The edges leaving each component, and the processors' counting wrappers.
+    outputs: dict[Node, dict[Any, Switch]] = field(default_factory=dict)
+    stages: dict[Node, Stage] = field(default_factory=dict)
+    # Whose gauges are whose in the self-telemetry (released when the component goes).
+    owners: dict[Node, Hashable] = field(default_factory=dict)
+    # Components taken over from the graph this one replaces, and where their edges go now.
+    reused: set[Node] = field(default_factory=set)
+    _retargets: list[tuple[Switch, Consumer]] = field(default_factory=list)
 
-    def startup_order(self) -> list[tuple[str, object]]:
-        """Exporters, each pipeline's processors from last to first, shared processor state, receivers."""
-        order: list[tuple[str, object]] = [(f"exporters.{i}", e) for i, e in self.exporters.items()]
+    def components(self) -> dict[Node, Component]:
+        nodes: dict[Node, Component] = {("exporters", i): e for i, e in self.exporters.items()}
         for chain in self.pipelines.values():
-            order += [(f"processors.{i} ({chain.id})", p) for i, p in reversed(chain.processors)]
-        order += [(f"processors.{i}", s) for i, s in self.shared.items()]
-        order += [(f"receivers.{i}", r) for i, r in self.receivers.items()]
+            nodes.update({("processors", chain.id, i): p for i, p in chain.processors})
+        nodes.update({("shared", i): s for i, s in self.shared.items()})
+        nodes.update({("receivers", i): r for i, r in self.receivers.items()})
+        return nodes
+
+    def startup_order(self) -> list[tuple[str, Node, Component]]:
+        """Exporters, each pipeline's processors from last to first, shared processor state, receivers."""
+        order: list[tuple[str, Node, Component]] = [
+            (f"exporters.{i}", ("exporters", i), e) for i, e in self.exporters.items()]
+        for chain in self.pipelines.values():
+            order += [(f"processors.{i} ({chain.id})", ("processors", chain.id, i), p)
+                      for i, p in reversed(chain.processors)]
+        order += [(f"processors.{i}", ("shared", i), s) for i, s in self.shared.items()]
+        order += [(f"receivers.{i}", ("receivers", i), r) for i, r in self.receivers.items()]
         return order
 
-    def shutdown_order(self) -> list[tuple[str, object]]:
+    def shutdown_order(self) -> list[tuple[str, Node, Component]]:
         """The reverse: receivers stop taking data, processors flush downstream, exporters drain."""
         return list(reversed(self.startup_order()))
 
+    def commit(self) -> None:
+        """Point the reused components' edges at this graph (one step on the event loop, no await)."""
+        for switch, target in self._retargets:
+            switch.target = target
+        self._retargets = []
 
-def _settings(kind: Kind, cid: ComponentId, telemetry: SelfTelemetry, state_dir: Path) -> Settings:
+
+def _settings(kind: Kind, cid: ComponentId, telemetry: Any, state_dir: Path) -> Settings:
     return Settings(cid, telemetry, logging.getLogger(f"vigil.{kind.section}.{cid}"), state_dir)
 
 
-def build(config: VigilConfig, telemetry: SelfTelemetry) -> Graph:
+def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None = None) -> Graph:
+    """The graph of `config`. With `previous`, its components whose key is unchanged are reused:
+    nothing about them changes until `commit()`, which points their edges at the new graph."""
     graph = Graph()
+    old = previous or Graph()
     state_dir = Path(config.service.state_dir)
+    old_components = old.components()
 
-    def settings(kind: Kind, cid: ComponentId) -> Settings:
-        return _settings(kind, cid, telemetry, state_dir)
+    def reuse(node: Node, key: Any) -> Any | None:
+        graph.keys[node] = key
+        if node in old_components and old.keys.get(node) == key:
+            graph.reused.add(node)
+            graph.owners[node] = old.owners[node]
+            return old_components[node]
+        graph.owners[node] = object()
+        return None
+
+    def settings(kind: Kind, cid: ComponentId, node: Node) -> Settings:
+        return _settings(kind, cid, telemetry.scoped(graph.owners[node]), state_dir)
+
+    def point(node: Node, slot: Any, target: Consumer, **counting: Any) -> Switch:
+        """The edge `slot` of `node`: the reused one, re-pointed at commit, or a new one."""
+        switch = old.outputs.get(node, {}).get(slot) if node in graph.reused else None
+        if switch is None:
+            switch = Switch(target, **counting)
+        else:
+            graph._retargets.append((switch, target))
+        graph.outputs.setdefault(node, {})[slot] = switch
+        return switch
 
     used_exporters = {e for p in config.pipelines.values() for e in p.exporters}
     for cid in sorted(used_exporters):
         component = config.component(Kind.EXPORTER, cid)
-        graph.exporters[cid] = component.factory.create(component.config, settings(Kind.EXPORTER, cid))
+        node = ("exporters", cid)
+        exporter = reuse(node, (component.config, state_dir))
+        if exporter is None:
+            exporter = component.factory.create(component.config, settings(Kind.EXPORTER, cid, node))
+        graph.exporters[cid] = exporter
 
-    # Processors that derive data get their shared state first; where it goes is filled in below,
-    # once every pipeline it feeds exists.
-    emits: dict[ComponentId, dict[Signal, Consumer]] = {}
+    # Processors that derive data get their shared state first; each signal it emits gets an edge,
+    # pointed below once every pipeline it feeds exists.
+    emit_targets: dict[ComponentId, dict[Signal, list[ComponentId]]] = {}
     for cid in sorted({c for p in config.pipelines.values() for c in p.processors}):
         component = config.component(Kind.PROCESSOR, cid)
-        if component.factory.create_shared is not None:
-            emits[cid] = {}
-            graph.shared[cid] = component.factory.create_shared(
-                component.config, settings(Kind.PROCESSOR, cid), emits[cid])
+        if component.factory.create_shared is None:
+            continue
+        targets = {s: [pid for pid, p in config.pipelines.items() if p.signal is s and cid in p.derived_from]
+                   for s in Signal}
+        emit_targets[cid] = {s: pids for s, pids in targets.items() if pids}
+        node = ("shared", cid)
+        # What it emits to is part of its key: a component learns its consumers only once, when made.
+        shared = reuse(node, (component.config, state_dir, frozenset(emit_targets[cid])))
+        if shared is None:
+            emit: dict[Signal, Consumer] = {s: Switch(_Unwired()) for s in emit_targets[cid]}
+            graph.outputs[node] = dict(emit)
+            shared = component.factory.create_shared(component.config, settings(Kind.PROCESSOR, cid, node),
+                                                     emit)
+        else:
+            graph.outputs[node] = dict(old.outputs[node])
+        graph.shared[cid] = shared
 
+    incoming = telemetry.counter("vigil_processor_incoming_items", "items a processor took in")
+    outgoing = telemetry.counter("vigil_processor_outgoing_items", "items a processor passed on")
     for pid, pipeline in config.pipelines.items():
-        consumer: Consumer = FanOut([(graph.exporters[e], False) for e in pipeline.exporters])
+        downstream: Consumer = FanOut([(graph.exporters[e], False) for e in pipeline.exporters])
         processors: list[tuple[ComponentId, Processor]] = []
         for cid in reversed(pipeline.processors):
             component = config.component(Kind.PROCESSOR, cid)
+            node = ("processors", pid, cid)
             extra = (graph.shared[cid],) if cid in graph.shared else ()
-            processor = component.factory.create(component.config, settings(Kind.PROCESSOR, cid),
-                                                 pipeline.signal, consumer, *extra)
+            attrs = {"processor": str(cid), "pipeline": str(pid), "otel.signal": pipeline.signal.value}
+            processor = reuse(node, (component.config, state_dir, pipeline.signal, tuple(map(id, extra))))
+            out = point(node, "next", downstream, counter=outgoing, attributes=attrs)
+            if processor is None:
+                processor = component.factory.create(component.config, settings(Kind.PROCESSOR, cid, node),
+                                                      pipeline.signal, out, *extra)
+                stage = Stage(processor, incoming, attrs)
+            else:
+                stage = old.stages[node]
+            graph.stages[node] = stage
             processors.insert(0, (cid, processor))
-            consumer = processor
+            downstream = stage
         mutates = any(getattr(p, "mutates_data", False) for _, p in processors)
-        graph.pipelines[pid] = PipelineChain(pid, consumer, processors, mutates)
+        graph.pipelines[pid] = PipelineChain(pid, downstream, processors, mutates)
 
-    for cid, emit in emits.items():
-        for signal in Signal:
-            chains = [graph.pipelines[pid] for pid, p in config.pipelines.items()
-                      if p.signal is signal and cid in p.derived_from]
-            if chains:
-                emit[signal] = FanOut([(c.entry, c.mutates_data) for c in chains])
+    def fan_in(pids: list[ComponentId]) -> FanOut:
+        chains = [graph.pipelines[pid] for pid in pids]
+        return FanOut([(c.entry, c.mutates_data) for c in chains])
 
-    receiver_ids = sorted({r for p in config.pipelines.values() for r in p.receivers})
-    for cid in receiver_ids:
-        consumers: dict[Signal, Consumer] = {}
-        for signal in Signal:
-            chains = [graph.pipelines[pid] for pid, p in config.pipelines.items()
-                      if p.signal is signal and cid in p.receivers]
-            if chains:
-                consumers[signal] = FanOut([(c.entry, c.mutates_data) for c in chains])
+    for cid, targets in emit_targets.items():
+        node = ("shared", cid)
+        for signal, pids in targets.items():
+            switch = graph.outputs[node][signal]
+            if node in graph.reused:
+                graph._retargets.append((switch, fan_in(pids)))
+            else:
+                switch.target = fan_in(pids)
+
+    for cid in sorted({r for p in config.pipelines.values() for r in p.receivers}):
+        feeds = {s: [pid for pid, p in config.pipelines.items() if p.signal is s and cid in p.receivers]
+                 for s in Signal}
+        feeds = {s: pids for s, pids in feeds.items() if pids}
         component = config.component(Kind.RECEIVER, cid)
-        graph.receivers[cid] = component.factory.create(component.config, settings(Kind.RECEIVER, cid),
-                                                        consumers)
+        node = ("receivers", cid)
+        # The signals it feeds are part of its key: a receiver serves only those it was given.
+        receiver = reuse(node, (component.config, state_dir, frozenset(feeds)))
+        consumers = {s: point(node, s, fan_in(pids)) for s, pids in feeds.items()}
+        if receiver is None:
+            receiver = component.factory.create(component.config, settings(Kind.RECEIVER, cid, node), consumers)
+        graph.receivers[cid] = receiver
     return graph
+
+
+class _Unwired:
+    async def consume(self, batch: Batch) -> None:
+        raise RefusedError("not connected yet")

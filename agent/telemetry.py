@@ -2,30 +2,58 @@
 
 `otelcol_receiver_accepted_spans` becomes `vigil_receiver_accepted_spans`, and
 so on. Instruments come from an OpenTelemetry SDK `MeterProvider` owned by the
-service (never the global one, so two agents in one process stay apart).
+service (never the global one, so two agents in one process stay apart). Two
+readers collect from it: an in-memory one for the JSON status API and the
+tests, and the OpenTelemetry Prometheus exporter writing into the service's
+own prometheus-client registry, which the admin endpoint serves on `/metrics`
+(there, as in the Collector, counters carry `_total` and units their suffix:
+`vigil_receiver_accepted_spans_total`, `vigil_process_memory_rss_bytes`).
+
+A gauge belongs to the component that registered it: when a reload replaces
+or removes that component, `release` drops its readings, so a queue that no
+longer exists is not reported for ever.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import os
+import time
+from typing import Any, Callable, Hashable, Iterable
 
+import psutil
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Counter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from agent import __version__
+
+Reading = Callable[[], Iterable[tuple[float, dict]]]
 
 
 class SelfTelemetry:
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
         self._reader = InMemoryMetricReader()
         self._provider = MeterProvider(
-            metric_readers=[self._reader],
+            metric_readers=[self._reader, PrometheusMetricReader(registry=self.registry)],
             resource=Resource({"service.name": "vigil", "service.version": __version__}),
         )
         self._meter = self._provider.get_meter("vigil", __version__)
         self._counters: dict[str, Counter] = {}
+        # One SDK instrument per gauge name; each owner adds its own readings to it.
+        self._gauges: dict[str, dict[Hashable, list[Reading]]] = {}
+        self._process = psutil.Process(os.getpid())
+        self._started = time.time()
+        self._observe("vigil_process_cpu_seconds", "CPU time used by the process (user and system)", "s",
+                      lambda: sum(self._process.cpu_times()[:2]), counter=True)
+        self._observe("vigil_process_memory_rss", "resident memory of the process", "By",
+                      lambda: self._process.memory_info().rss)
+        self._observe("vigil_process_uptime", "seconds since the process started", "s",
+                      lambda: time.time() - self._started, counter=True)
 
     def counter(self, name: str, description: str, unit: str = "1") -> Counter:
         """The counter `name`, made on first use (the same instrument for every component)."""
@@ -34,14 +62,28 @@ class SelfTelemetry:
             counter = self._counters[name] = self._meter.create_counter(name, unit, description)
         return counter
 
-    def gauge(self, name: str, description: str, read: Callable[[], Iterable[tuple[float, dict]]],
-              unit: str = "1") -> None:
+    def gauge(self, name: str, description: str, read: Reading, unit: str = "1",
+              owner: Hashable = None) -> None:
         """An observable gauge; `read` yields (value, attributes) pairs at each collection."""
+        owners = self._gauges.get(name)
+        if owners is None:
+            owners = self._gauges[name] = {}
 
-        def callback(_: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(value, attrs) for value, attrs in read()]
+            def callback(_: CallbackOptions) -> Iterable[Observation]:
+                return [Observation(value, attrs) for reads in list(owners.values()) for r in reads
+                        for value, attrs in r()]
 
-        self._meter.create_observable_gauge(name, [callback], unit, description)
+            self._meter.create_observable_gauge(name, [callback], unit, description)
+        owners.setdefault(owner, []).append(read)
+
+    def scoped(self, owner: Hashable) -> ComponentTelemetry:
+        """This telemetry as one component sees it: its gauges are released with `release(owner)`."""
+        return ComponentTelemetry(self, owner)
+
+    def release(self, owner: Hashable) -> None:
+        """Drop the gauges `owner` registered (a component a reload replaced or removed)."""
+        for owners in self._gauges.values():
+            owners.pop(owner, None)
 
     def values(self) -> dict[str, dict[frozenset, float]]:
         """Current values: metric name -> {frozenset(attributes.items()): value}."""
@@ -62,5 +104,39 @@ class SelfTelemetry:
         wanted = set(attributes.items())
         return sum(v for attrs, v in self.values().get(name, {}).items() if wanted <= attrs)
 
+    def prometheus(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The Prometheus exposition of every instrument (OpenMetrics when `accept` asks for it)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
     def shutdown(self) -> None:
         self._provider.shutdown()
+
+    def _observe(self, name: str, description: str, unit: str, read: Callable[[], float],
+                 counter: bool = False) -> None:
+        def callback(_: CallbackOptions) -> Iterable[Observation]:
+            try:
+                return [Observation(read())]
+            except psutil.Error:
+                return []
+
+        create = self._meter.create_observable_counter if counter else self._meter.create_observable_gauge
+        create(name, [callback], unit, description)
+
+
+class ComponentTelemetry:
+    """What a component gets as `settings.telemetry`: the service's telemetry, its gauges tagged as its own."""
+
+    def __init__(self, telemetry: SelfTelemetry, owner: Hashable) -> None:
+        self._telemetry = telemetry
+        self._owner = owner
+
+    def counter(self, name: str, description: str, unit: str = "1") -> Counter:
+        return self._telemetry.counter(name, description, unit)
+
+    def gauge(self, name: str, description: str, read: Reading, unit: str = "1",
+              owner: Hashable = None) -> None:
+        self._telemetry.gauge(name, description, read, unit, self._owner if owner is None else owner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._telemetry, name)

@@ -54,10 +54,19 @@ class RunningVigil:
     def counter(self, metric: str, **attributes: str) -> float:
         return self.service.telemetry.total(metric, **attributes)
 
+    def admin_url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.service.admin.port}{path}"
+
 
 @contextlib.asynccontextmanager
 async def running_vigil(config: dict[str, Any]) -> AsyncIterator[RunningVigil]:
-    """Start Vigil with `config` (a dict, as YAML would give) and shut it down afterwards."""
+    """Start Vigil with `config` (a dict, as YAML would give) and shut it down afterwards.
+
+    The admin endpoint listens on a free port unless the config says otherwise.
+    """
+    service_section = config.get("service", {})
+    if "admin" not in service_section:
+        config = {**config, "service": {**service_section, "admin": {"endpoint": "127.0.0.1:0"}}}
     service = Service(config_module.from_dict(config, "<test>"))
     await service.start()
     try:

@@ -97,6 +97,8 @@ def test_run_with_a_missing_config_file(tmp_path):
 
 
 def _write_config(tmp_path: Path, config: dict, name: str = "vigil.yaml") -> Path:
+    """`config` as a YAML file; its admin endpoint on a free port unless it names one."""
+    config = {**config, "service": {"admin": {"endpoint": "127.0.0.1:0"}, **config.get("service", {})}}
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

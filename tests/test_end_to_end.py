@@ -86,7 +86,8 @@ async def test_sdk_over_http_gzip_is_forwarded_byte_for_byte(tmp_path):
             finally:
                 await asyncio.to_thread(exporter.shutdown)
             assert await async_wait_for(lambda: len(received) == 1, timeout=10)
-            assert vigil.counter("vigil_exporter_sent_spans", exporter="otlp") == 2
+            # Counted once the backend's answer is back, a moment after it has the data.
+            assert await async_wait_for(lambda: vigil.counter("vigil_exporter_sent_spans", exporter="otlp") == 2)
         assert received == [encode_spans(spans).SerializeToString()]
     assert [s["name"] for s in read_json_lines(tmp_path / "t.json")[0]["resourceSpans"][0]["scopeSpans"][0]["spans"]] \
         == ["predict", "request"]

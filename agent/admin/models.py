@@ -1,0 +1,113 @@
+"""Model health for circuit breakers: `GET /api/v1/models/{name}/health`.
+
+An app asks before it trusts its model, and falls back to a simpler one when
+the answer is `failing`. The verdict comes from what the ml processors'
+`status()` reports per model version, worst version first:
+
+- failing:  the last window drifted as a model (drifted share >= drift_share), or a prediction
+            output (`ml.prediction.*`) drifted, or the error rate is >= 20%, or the estimated
+            accuracy fell 10 points or more below the reference's
+- degraded: some features drifted, or the error rate is >= 5%, or the estimated accuracy fell
+            5 points or more
+- ok:       otherwise, including while the reference is still being learned (said in `reasons`)
+
+`error_rate`, `estimated_accuracy` and `reference_accuracy` are read from a
+model's status when the engine reports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from agent.component import StatusProvider
+
+_ORDER = {"ok": 0, "degraded": 1, "failing": 2}
+ERROR_RATE = (0.05, 0.20)  # degraded, failing
+ACCURACY_DROP = (0.05, 0.10)
+
+
+def model_entries(service: Any) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(processor id, model entry, the processor's whole status) for every model any processor watches."""
+    graph = service.graph
+    if graph is None:
+        return
+    for cid, component in graph.shared.items():
+        if not isinstance(component, StatusProvider):
+            continue
+        try:
+            snapshot = component.status()
+        except Exception:
+            continue
+        for entry in snapshot.get("models", []) if isinstance(snapshot, dict) else []:
+            yield str(cid), entry, snapshot
+
+
+def list_models(service: Any) -> list[dict[str, Any]]:
+    out = []
+    for processor, entry, snapshot in model_entries(service):
+        verdict = version_health(entry, snapshot)
+        out.append({"model": entry.get("model"), "version": entry.get("version"), "processor": processor,
+                    "requests": entry.get("requests"), "health": verdict["status"]})
+    return out
+
+
+def health(service: Any, name: str, version: str | None = None) -> dict[str, Any] | None:
+    """The model's verdict over its versions (or only `version`); None when no processor knows it."""
+    verdicts = []
+    for processor, entry, snapshot in model_entries(service):
+        if entry.get("model") != name or (version is not None and entry.get("version") != version):
+            continue
+        verdicts.append((entry.get("version") or "", processor, version_health(entry, snapshot)))
+    if not verdicts:
+        return None
+    worst = max((v["status"] for _, _, v in verdicts), key=_ORDER.__getitem__)
+    many = len(verdicts) > 1
+    reasons = [f"version {ver or '-'}: {reason}" if many else reason
+               for ver, _, v in verdicts for reason in v["reasons"]]
+    return {"model": name, "status": worst, "reasons": reasons,
+            "versions": {ver or "-": {"processor": proc, **v} for ver, proc, v in verdicts}}
+
+
+def version_health(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
+    status, reasons = "ok", []
+
+    def worse(level: str, reason: str) -> None:
+        nonlocal status
+        reasons.append(reason)
+        if _ORDER[level] > _ORDER[status]:
+            status = level
+
+    if entry.get("phase") == "learning":
+        warmup = entry.get("warmup") or {}
+        reasons.append(f"learning the reference ({warmup.get('rows', 0)} of {warmup.get('needed', '?')} "
+                       f"predictions); no drift verdict yet")
+    drift = entry.get("drift")
+    if drift is None and entry.get("phase") != "learning":
+        reasons.append("no window evaluated yet")
+    if drift is not None:
+        features = drift.get("features", {})
+        drifted = drift.get("drifted_features", [])
+        outputs = [n for n in drifted if features.get(n, {}).get("output")]
+        inputs = [n for n in drifted if n not in outputs]
+        tested = sum(1 for f in features.values() if f.get("tested"))
+        if drift.get("detected"):
+            worse("failing", f"{len(drifted)} of {tested} columns drifted (share {drift.get('share', 0):.2f} "
+                             f">= {snapshot.get('drift_share_threshold', 0.5):g}): {', '.join(drifted)}")
+        elif outputs:
+            worse("failing", f"prediction drift: {', '.join(outputs)}")
+        elif inputs:
+            worse("degraded", f"feature drift: {', '.join(inputs)} ({len(inputs)} of {tested} columns)")
+    error_rate = entry.get("error_rate")
+    if isinstance(error_rate, (int, float)):
+        if error_rate >= ERROR_RATE[1]:
+            worse("failing", f"error rate {error_rate:.1%}")
+        elif error_rate >= ERROR_RATE[0]:
+            worse("degraded", f"error rate {error_rate:.1%}")
+    estimated, reference = entry.get("estimated_accuracy"), entry.get("reference_accuracy")
+    if isinstance(estimated, (int, float)) and isinstance(reference, (int, float)):
+        drop = reference - estimated
+        if drop >= ACCURACY_DROP[1]:
+            worse("failing", f"estimated accuracy {estimated:.1%}, {drop:.1%} below the reference")
+        elif drop >= ACCURACY_DROP[0]:
+            worse("degraded", f"estimated accuracy {estimated:.1%}, {drop:.1%} below the reference")
+    return {"status": status, "reasons": reasons}
