@@ -141,6 +141,11 @@ class _ModelState:
     window: _Buffer = field(default_factory=_Buffer)
     windows_evaluated: int = 0
     features: set[str] = field(default_factory=set)  # the names taken so far, at most max_features
+    # For status(): predictions seen, and the last window's verdict and counts (set in the worker thread).
+    requests: int = 0
+    last_drift: drift.DriftResult | None = None
+    last_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # categorical columns
+    last_window_ns: int = 0
 
 
 class MlEngine:
@@ -206,6 +211,7 @@ class MlEngine:
             if state is None:
                 self._dropped.add(found.rows, {**self._attrs, "reason": "limit"})
                 continue
+            state.requests += found.rows
             columns = {**self._features(state, found), **found.outputs()}
             if state.profile is None and not state.building:
                 state.warmup.add(found.rows, columns)
@@ -351,6 +357,7 @@ class MlEngine:
                   started_ns: int) -> Batch | None:
         result = drift.evaluate(state.profile, columns, rows, self._config.drift)
         state.windows_evaluated += 1
+        self._remember(state, result, columns, rows)
         out = MetricsBuilder()
         rm = out.resource({"service.name": state.service_name or "unknown_service", "host.name": self._host})
         model_attrs = {"ml.model.name": state.model, "ml.model.version": state.version}
@@ -374,6 +381,63 @@ class MlEngine:
                                     float(values.min()) if values.size else None,
                                     float(values.max()) if values.size else None)
         return out.batch()
+
+    # --- status, for `vigil status`, the status page and model health ---------------------
+
+    def _remember(self, state: _ModelState, result: drift.DriftResult, columns: dict[str, RawColumn],
+                  rows: int) -> None:
+        counts = {}
+        for name, reference in state.profile.columns().items():
+            if reference.kind == profiles.CATEGORICAL:
+                column = columns[name] if name in columns else RawColumn.missing(rows)
+                _, current, order = drift.category_counts(reference, column, self._config.drift.sentinels)
+                counts[name] = dict(zip(order, current.tolist()))
+        state.last_drift, state.last_counts, state.last_window_ns = result, counts, time.time_ns()
+
+    def status(self) -> dict:
+        """Per model and version: requests, reference, windows evaluated, the last window's drift
+        with each column's reference and current distribution (JSON-ready; NaN as null)."""
+        models = []
+        for state in list(self._models.values()):
+            profile = state.profile
+            entry: dict = {
+                "model": state.model, "version": state.version, "service": state.service_name,
+                "requests": state.requests, "windows_evaluated": state.windows_evaluated,
+                "phase": "monitoring" if profile is not None else "learning",
+                "warmup": None if profile is not None else {"rows": state.warmup.rows,
+                                                           "needed": self._config.reference.warmup},
+                "reference": None if profile is None else {"source": profile.source or "profile",
+                                                           "rows": profile.rows},
+                "window": {"rows": state.window.rows, "size": self._config.window.size},
+                "drift": None,
+            }
+            result = state.last_drift
+            if result is not None and profile is not None:
+                features = {}
+                for name, reference in profile.columns().items():
+                    col = result.columns.get(name)
+                    if col is None:
+                        continue
+                    if reference.kind == profiles.NUMERIC:
+                        distribution = {"bounds": reference.bin_edges.tolist(),
+                                        "reference": reference.bin_counts.tolist(),
+                                        "current": None if col.current_counts is None
+                                        else col.current_counts.tolist()}
+                    else:
+                        current = state.last_counts.get(name, {})
+                        names = list(reference.categories) + [c for c in current if c not in reference.categories]
+                        distribution = {"categories": names,
+                                        "reference": [reference.categories.get(c, 0) for c in names],
+                                        "current": [current.get(c, 0) for c in names]}
+                    features[name] = {"kind": reference.kind, "output": name in profile.predictions,
+                                      "tested": col.tested, "drifted": col.drifted, "method": col.method,
+                                      "score": _finite(col.score), "p_value": _finite(col.p_adjusted),
+                                      "distribution": distribution}
+                entry["drift"] = {"share": result.share, "detected": result.detected,
+                                  "drifted_features": result.drifted_columns,
+                                  "time_unix_nano": state.last_window_ns, "features": features}
+            models.append(entry)
+        return {"models": models, "drift_share_threshold": self._config.drift.drift_share}
 
     async def _send(self, batch: Batch | None) -> None:
         if batch is None or self._emit is None:
@@ -409,6 +473,10 @@ class MlStage:
             self._engine._failures.add(1, self._engine._attrs)
             self._log.exception("ml processor failed on a batch; passed on unanalysed")
         await self._next.consume(batch)
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
 def _safe(name: str) -> str:
