@@ -26,7 +26,7 @@ test: $(VENV)/.test-deps
 
 # Regenerates agent/proto/ from proto/ (tests/test_proto_current.py fails while the committed code is stale).
 proto: $(VENV)/.test-deps
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=agent/proto --pyi_out=agent/proto proto/vigil/v1/profile.proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=agent/proto --pyi_out=agent/proto $(patsubst proto/%,%,$(wildcard proto/vigil/v1/*.proto))
 
 clean:
 	rm -rf $(VENV) build *.egg-info vigil-data

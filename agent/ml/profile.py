@@ -4,7 +4,9 @@ A profile is built from reference rows (a training file, or a model
 version's first predictions) and stored as the `vigil.v1.Profile` protobuf.
 Per column it keeps what the drift tests and health checks need: the type,
 quantile bin edges and counts, a reservoir sample, moments, the range, the
-missing count, and category counts.
+missing count, and category counts. When the reference had ground-truth
+labels, it also keeps what `agent.ml.performance` learned from them: a
+calibration map and the metrics with their spread.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from agent.ml import stats
+from agent.ml.calibration import BINNED, ISOTONIC, Calibration
 from agent.ml.columns import RawColumn
+from agent.ml.performance import BINARY, MULTICLASS, REGRESSION, PerformanceProfile
 from agent.proto.vigil.v1 import profile_pb2
 
 NUMERIC = "numeric"
@@ -64,6 +68,7 @@ class Profile:
     predictions: dict[str, ColumnProfile] = field(default_factory=dict)
     source: str = ""
     created_time_unix_nano: int = field(default_factory=time.time_ns)
+    performance: PerformanceProfile | None = None  # only when the reference had labels
 
     def columns(self) -> dict[str, ColumnProfile]:
         """Features and prediction outputs together, as the drift tests see them."""
@@ -129,7 +134,44 @@ def to_proto(profile: Profile) -> profile_pb2.Profile:
     for target, columns in ((message.features, profile.features), (message.predictions, profile.predictions)):
         for column in columns.values():
             target.append(_column_to_proto(column))
+    if profile.performance is not None:
+        message.performance.CopyFrom(_performance_to_proto(profile.performance))
     return message
+
+
+_PROBLEMS = {BINARY: profile_pb2.PROBLEM_TYPE_BINARY, MULTICLASS: profile_pb2.PROBLEM_TYPE_MULTICLASS,
+             REGRESSION: profile_pb2.PROBLEM_TYPE_REGRESSION}
+_METHODS = {ISOTONIC: profile_pb2.CALIBRATION_METHOD_ISOTONIC, BINNED: profile_pb2.CALIBRATION_METHOD_BINNED}
+
+
+def _performance_to_proto(p: PerformanceProfile) -> profile_pb2.PerformanceProfile:
+    message = profile_pb2.PerformanceProfile(
+        problem=_PROBLEMS[p.problem], positive_class=p.positive_class, classes=p.classes, threshold=p.threshold,
+        reference=p.reference, estimated=p.estimated, estimated_std=p.estimated_std,
+        realized_std=p.realized_std, window_rows=p.window_rows, labeled_rows=p.labeled_rows)
+    c = p.calibration
+    if c is not None:
+        message.calibration.CopyFrom(profile_pb2.Calibration(
+            method=_METHODS[c.method], x=c.x.tolist(), y=c.y.tolist(), brier_raw=c.brier_raw,
+            brier_calibrated=c.brier_calibrated, folds=c.folds, applied=c.applied))
+    return message
+
+
+def _performance_from_proto(m: profile_pb2.PerformanceProfile) -> PerformanceProfile:
+    problem = {v: k for k, v in _PROBLEMS.items()}.get(m.problem)
+    if problem is None:
+        raise ValueError(f"performance: unknown problem type {m.problem}")
+    calibration = None
+    if m.HasField("calibration"):
+        method = {v: k for k, v in _METHODS.items()}.get(m.calibration.method)
+        if method is None:
+            raise ValueError(f"performance: unknown calibration method {m.calibration.method}")
+        c = m.calibration
+        calibration = Calibration(method, np.array(c.x, dtype=float), np.array(c.y, dtype=float), c.brier_raw,
+                                  c.brier_calibrated, c.folds, c.applied)
+    return PerformanceProfile(problem, m.positive_class, list(m.classes), m.threshold, calibration,
+                              dict(m.reference), dict(m.estimated), dict(m.estimated_std), dict(m.realized_std),
+                              m.window_rows, m.labeled_rows)
 
 
 def _column_to_proto(c: ColumnProfile) -> profile_pb2.ColumnProfile:
@@ -149,8 +191,9 @@ def from_proto(message: profile_pb2.Profile) -> Profile:
     def columns(items) -> dict[str, ColumnProfile]:
         return {m.name: _column_from_proto(m) for m in items}
 
+    performance = _performance_from_proto(message.performance) if message.HasField("performance") else None
     return Profile(message.model_name, message.model_version, message.rows, columns(message.features),
-                   columns(message.predictions), message.source, message.created_time_unix_nano)
+                   columns(message.predictions), message.source, message.created_time_unix_nano, performance)
 
 
 def _column_from_proto(m: profile_pb2.ColumnProfile) -> ColumnProfile:

@@ -1,4 +1,4 @@
-"""The `ml` processor: drift and data health per model version, from prediction spans and logs.
+"""The `ml` processor: drift, data health, confidence, performance and traffic per model version.
 
     processors:
       ml: {reference: {warmup: 5000}, window: {size: 2000}}
@@ -16,6 +16,20 @@ evaluates windows of `window.size` predictions (or what came within
 goes, as OTLP metrics, to the metrics pipelines that list its id among their
 receivers.
 
+Besides the drift windows, per model version:
+
+- every `interval`: requests and errors (`ml.predictions` by predicted
+  class, `ml.prediction.errors` by error type), latency and confidence
+  histograms, the low-confidence share and entropy, the divergence of each
+  live version from the baseline version over the interval (canary), the
+  label counters, and GenAI token and duration histograms from `gen_ai.*`
+  spans;
+- per drift window, when the reference carries labels (a profile built with
+  `--label`): the label-free performance estimate and whether it is degraded;
+- per window of joined labels: realised performance. Predictions with an
+  `ml.prediction.id` wait for their label (`labels.ttl`, `labels.max_pending`)
+  in a join kept under `state_dir` across restarts.
+
 One `ml` id is one engine: every pipeline that lists it feeds the same
 windows. Heavy work (building profiles, the tests) runs in a worker thread,
 one window at a time; windows that pile up beyond a small queue are dropped
@@ -27,10 +41,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
 
 from pydantic import Field, model_validator
 
@@ -39,9 +57,13 @@ from agent.config import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.hostinfo import detect_host_resource
 from agent.metrics_builder import Instrument, MetricSpec, MetricsBuilder
-from agent.ml import drift, extract, health, profile as profiles
+from agent.ml import drift, extract, health, labels as label_join, metrics as ml_metrics, performance
+from agent.ml import profile as profiles
 from agent.ml.columns import RawColumn, concat_all
 from agent.ml.drift import DriftConfig
+from agent.ml.genai import GenAi
+from agent.ml.histogram import CONFIDENCE_BOUNDS, DURATION_BOUNDS, check_bounds
+from agent.ml.traffic import Traffic, divergences
 from agent.signals import Batch, Signal
 
 G = Instrument.GAUGE
@@ -94,6 +116,74 @@ class LimitsConfig(StrictModel):
     max_models: int = Field(20, ge=1)
     max_versions: int = Field(5, ge=1)  # live versions per model
     max_features: int = Field(100, ge=1)  # per model version
+    max_classes: int = Field(50, ge=1)  # predicted classes counted by name per model version; then _OTHER
+    max_error_types: int = Field(20, ge=1)  # error.type values per model version; then _OTHER
+
+
+def _bounds(values: list[float]) -> list[float]:
+    return check_bounds(values)
+
+
+class ConfidenceConfig(StrictModel):
+    # Bounds of the `ml.prediction.confidence` histogram: fine near 1, where a good model's predictions sit.
+    buckets: list[float] = list(CONFIDENCE_BOUNDS)
+    low_threshold: float = Field(0.6, gt=0, le=1)  # ml.prediction.low_confidence.ratio: the share below it
+
+    @model_validator(mode="after")
+    def _check(self) -> ConfidenceConfig:
+        _bounds(self.buckets)
+        return self
+
+
+class LatencyConfig(StrictModel):
+    # Bounds of `ml.prediction.duration`, seconds: about x1.5 apart, so p50/p95/p99 read from the
+    # histogram are within a third of the true value.
+    buckets: list[float] = list(DURATION_BOUNDS)
+
+    @model_validator(mode="after")
+    def _check(self) -> LatencyConfig:
+        _bounds(self.buckets)
+        return self
+
+
+class LabelWindowConfig(WindowConfig):
+    max_age: Duration = 3600.0  # labels trickle in: a longer wait than prediction windows
+
+
+class LabelsConfig(StrictModel):
+    """Delayed ground truth: predictions with an id wait for their label."""
+
+    ttl: Duration = 7 * 24 * 3600.0  # how long a prediction waits for its label
+    max_pending: int = Field(100_000, ge=1)  # predictions waiting, at most (the oldest expire first)
+    wait: Duration = 300.0  # how long a label that came first waits for its prediction
+    save_interval: Duration = 10.0  # how often what waits is written to state_dir (and at shutdown)
+    window: LabelWindowConfig = LabelWindowConfig()  # windows of joined labels, for realised metrics
+
+    @model_validator(mode="after")
+    def _check(self) -> LabelsConfig:
+        if self.ttl <= 0 or self.wait <= 0 or self.save_interval <= 0:
+            raise ValueError("ttl, wait and save_interval must be > 0")
+        return self
+
+
+Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "mape"]
+
+
+class PerformanceConfig(StrictModel):
+    # A window is degraded when a watched metric is more than `sigma` standard deviations (its
+    # sampling spread on reference windows of the same size) worse than on the reference.
+    sigma: float = Field(3.0, gt=0)
+    metrics: list[Metric] = ["accuracy", "roc_auc", "mae"]  # those that apply to the model are watched
+
+
+class CanaryConfig(StrictModel):
+    baselines: dict[str, str] = {}  # model -> its baseline version (default: the version seen first)
+    min_predictions: int = Field(100, ge=1)  # per version in the interval, to be compared
+
+
+class GenAiConfig(StrictModel):
+    enabled: bool = True
+    max_series: int = Field(200, ge=1)  # (service, operation, provider, models, error) combinations
 
 
 class MlProcessorConfig(StrictModel):
@@ -106,6 +196,20 @@ class MlProcessorConfig(StrictModel):
     categorical: list[str] = []
     numeric: list[str] = []
     limits: LimitsConfig = LimitsConfig()
+    # How often traffic, confidence, canary, label and GenAI metrics are written.
+    interval: Duration = 60.0
+    confidence: ConfidenceConfig = ConfidenceConfig()
+    latency: LatencyConfig = LatencyConfig()
+    labels: LabelsConfig = LabelsConfig()
+    performance: PerformanceConfig = PerformanceConfig()
+    canary: CanaryConfig = CanaryConfig()
+    genai: GenAiConfig = GenAiConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> MlProcessorConfig:
+        if self.interval <= 0:
+            raise ValueError("interval must be > 0")
+        return self
 
 
 class _Buffer:
@@ -146,6 +250,12 @@ class _ModelState:
     last_drift: drift.DriftResult | None = None
     last_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # categorical columns
     last_window_ns: int = 0
+    traffic: Traffic | None = None
+    labeled: list[label_join.Joined] = field(default_factory=list)  # joined labels not yet evaluated
+    labeled_since: float = 0.0  # monotonic time of the first of them
+    last_estimate: dict[str, float] = field(default_factory=dict)
+    last_realized: dict[str, float] = field(default_factory=dict)
+    degraded: dict[str, bool] = field(default_factory=dict)  # by source: estimated, realized
 
 
 class MlEngine:
@@ -173,6 +283,16 @@ class MlEngine:
         self._dropped_features = t.counter("vigil_ml_dropped_feature_values",
                                            "feature values ignored beyond limits.max_features")
         self._failures = t.counter("vigil_ml_errors", "errors inside the ml processor; data still passed on")
+        self._dropped_labels = t.counter("vigil_ml_dropped_labels", "labels not joined: for models beyond limits")
+        self._dropped_genai = t.counter("vigil_ml_dropped_genai_calls", "GenAI calls beyond genai.max_series")
+        lc = config.labels
+        self._join = label_join.LabelJoin(lc.ttl, lc.max_pending, lc.wait)
+        self._join_path = self._state_dir / "@labels.pb"  # '@' is quoted in model directory names: no clash
+        self._join_saved = time.monotonic()
+        self._join_unwritable = False
+        self._genai = GenAi(config.genai.max_series)
+        self._last_interval = time.monotonic()
+        self._flushing = asyncio.Lock()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -181,6 +301,13 @@ class MlEngine:
         for path in self._config.reference.profiles:
             loaded = await asyncio.to_thread(profiles.load, path)
             self._file_profiles[(loaded.model_name, loaded.model_version)] = loaded
+        try:
+            if await asyncio.to_thread(label_join.load, self._join, self._join_path):
+                self._log.info("label join: %d predictions and %d labels still waiting, from %s",
+                               len(self._join.pending), len(self._join.waiting), self._join_path)
+        except Exception as exc:  # a damaged file: start with nothing waiting rather than not start
+            self._log.warning("cannot read the label join state %s (%s); starting with nothing waiting",
+                              self._join_path, exc)
         if self._emit is None:
             self._log.warning("no metrics pipeline lists %s among its receivers: its metrics go nowhere",
                               self._id)
@@ -191,28 +318,36 @@ class MlEngine:
         # Evaluate what is pending so the last partial windows are not lost, then stop.
         for state in self._models.values():
             self._close_window(state, final=True)
+            self._close_labels(state, final=True)
         await self._jobs.join()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self._flush_interval()
+        await self._save_join()
 
     # --- the hot path ----------------------------------------------------------------
 
     def observe(self, batch: Batch) -> None:
         """Take the predictions in `batch` into their models' windows (the batch is not changed)."""
         dropped_before = self._extractor.dropped_features
-        found_all = self._extractor.extract(batch)
+        extracted = self._extractor.extract_all(batch)
         if self._extractor.dropped_features > dropped_before:
             self._dropped_features.add(self._extractor.dropped_features - dropped_before, self._attrs)
-        for found in found_all:
+        now = time.time()
+        for found in extracted.predictions:
             self._predictions.add(found.rows, self._attrs)
             state = self._state(found)
             if state is None:
                 self._dropped.add(found.rows, {**self._attrs, "reason": "limit"})
                 continue
             state.requests += found.rows
-            columns = {**self._features(state, found), **found.outputs()}
+            outputs = found.outputs()
+            state.traffic.add(found, outputs)
+            if found.ids:
+                self._wait_for_labels(state, found, outputs, now)
+            columns = {**self._features(state, found), **outputs}
             if state.profile is None and not state.building:
                 state.warmup.add(found.rows, columns)
                 if state.warmup.rows >= self._config.reference.warmup:
@@ -221,6 +356,51 @@ class MlEngine:
             state.window.add(found.rows, columns)
             if state.window.rows >= self._config.window.size:
                 self._close_window(state)
+        for found_labels in extracted.labels:
+            self._take_labels(found_labels, now)
+        if extracted.genai and self._config.genai.enabled:
+            dropped = self._genai.dropped
+            for calls in extracted.genai:
+                self._genai.add(calls)
+            if self._genai.dropped > dropped:
+                self._dropped_genai.add(self._genai.dropped - dropped, self._attrs)
+
+    def _wait_for_labels(self, state: _ModelState, found: extract.Predictions, outputs: dict[str, RawColumn],
+                         now: float) -> None:
+        rows = np.asarray(found.id_rows)
+        n = rows.size
+
+        def numbers(name: str) -> list[float]:
+            return outputs[name].numbers[rows].tolist() if name in outputs else [math.nan] * n
+
+        predicted = performance.categories(outputs[extract.LABEL])[rows].tolist() if extract.LABEL in outputs \
+            else [None] * n
+        joined = self._join.add_predictions(state.model, state.version, found.ids, predicted,
+                                            numbers(extract.SCORE), numbers(extract.VALUE), now)
+        if joined:
+            self._joined(joined)
+
+    def _take_labels(self, found: extract.Labels, now: float) -> None:
+        model = found.model
+        known = any(m == model for m, _ in self._models) or model in self._join.models()
+        if not known and len({m for m, _ in self._models} | self._join.models()) >= self._config.limits.max_models:
+            self._dropped_labels.add(len(found.ids), {**self._attrs, "reason": "limit"})
+            return
+        joined = self._join.add_labels(model, found.ids, found.values, now)
+        if joined:
+            self._joined(joined)
+
+    def _joined(self, joined: list[label_join.Joined]) -> None:
+        """Joined labels into their model version's window of labels."""
+        for item in joined:
+            state = self._models.get((item.model, item.version))
+            if state is None:
+                continue
+            if not state.labeled:
+                state.labeled_since = time.monotonic()
+            state.labeled.append(item)
+            if len(state.labeled) >= self._config.labels.window.size:
+                self._close_labels(state)
 
     def _state(self, found: extract.Predictions) -> _ModelState | None:
         key = (found.model, found.version)
@@ -233,6 +413,9 @@ class MlEngine:
                 versions == 0 and models >= self._config.limits.max_models):
             return None
         state = self._models[key] = _ModelState(found.model, found.version, found.service_name)
+        limits, config = self._config.limits, self._config
+        state.traffic = Traffic(config.latency.buckets, config.confidence.buckets, config.confidence.low_threshold,
+                                limits.max_classes, limits.max_error_types)
         state.profile = self._known_profile(found.model, found.version)
         if state.profile is not None:
             self._log.info("%s %s: using the reference from %s", found.model, found.version or "-",
@@ -290,6 +473,19 @@ class MlEngine:
         state.window = _Buffer()
         self._submit(("window", state, window.rows, window.columns(), window.started_ns))
 
+    def _close_labels(self, state: _ModelState, final: bool = False) -> None:
+        labeled = state.labeled
+        if not labeled or (final and len(labeled) < self._config.labels.window.min_size):
+            return
+        state.labeled = []
+        truth = RawColumn.from_values([j.label for j in labeled])
+        predicted = np.array([j.predicted for j in labeled], dtype=object)
+        outputs = performance.Outputs(
+            predicted if (predicted != None).any() else None,  # noqa: E711
+            _numbers([j.score for j in labeled]), None, _numbers([j.value for j in labeled]))
+        started_ns = time.time_ns() - int((time.monotonic() - state.labeled_since) * 1e9)
+        self._submit(("labels", state, len(labeled), (truth, outputs), started_ns))
+
     def _submit(self, job: tuple) -> None:
         try:
             self._jobs.put_nowait(job)
@@ -298,7 +494,8 @@ class MlEngine:
             if job[0] == "reference":
                 state.building = False  # try again with the next warmup
             self._dropped.add(rows, {**self._attrs, "reason": "busy"})
-            self._log.warning("ml work queue full: dropped a window of %d predictions of %s", rows, state.model)
+            self._log.warning("ml work queue full: dropped a %s of %d predictions of %s",
+                              "window of labels" if job[0] == "labels" else "window", rows, state.model)
 
     async def _work(self) -> None:
         while True:
@@ -309,6 +506,9 @@ class MlEngine:
                     state.building = False
                     self._log.info("%s %s: reference learned from %d predictions", state.model,
                                    state.version or "-", rows)
+                elif kind == "labels":
+                    batch = await asyncio.to_thread(self._evaluate_labels, state, columns)
+                    await self._send(batch)
                 else:
                     batch = await asyncio.to_thread(self._evaluate, state, rows, columns, started_ns)
                     await self._send(batch)
@@ -321,16 +521,100 @@ class MlEngine:
                 self._jobs.task_done()
 
     async def _tick(self) -> None:
-        """Close windows that have waited `max_age`, however few predictions they hold."""
-        period = min(self._config.window.max_age / 4, 5.0)
+        """Close windows that have waited `max_age`, however few predictions they hold; write the
+        interval's metrics when it is due; expire and save the label join."""
+        config = self._config
+        period = min(config.window.max_age / 4, config.interval / 4, config.labels.save_interval, 5.0)
+        labels_window = config.labels.window
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
             for state in list(self._models.values()):
                 window = state.window
-                if (window.rows >= self._config.window.min_size
-                        and now - window.started >= self._config.window.max_age):
+                if (window.rows >= config.window.min_size
+                        and now - window.started >= config.window.max_age):
                     self._close_window(state)
+                if (len(state.labeled) >= labels_window.min_size
+                        and now - state.labeled_since >= labels_window.max_age):
+                    self._close_labels(state)
+            try:
+                self._join.expire(time.time())
+                if now - self._last_interval >= config.interval:
+                    await self._flush_interval()
+                if self._join.changed and now - self._join_saved >= config.labels.save_interval:
+                    await self._save_join()
+            except Exception:
+                self._failures.add(1, self._attrs)
+                self._log.exception("ml processor failed writing its interval metrics")
+
+    async def _save_join(self) -> None:
+        self._join_saved = time.monotonic()
+        if not self._join.changed:
+            return
+        snapshot = self._join.snapshot()
+        self._join.changed = False
+        try:
+            await asyncio.to_thread(label_join.save, snapshot, self._join_path)
+            self._join_unwritable = False
+        except OSError as exc:
+            self._join.changed = True
+            if not self._join_unwritable:  # say it once, not every save_interval
+                self._log.warning("cannot keep the label join in %s (%s); a restart will forget the "
+                                  "predictions waiting for labels", self._join_path, exc)
+            self._join_unwritable = True
+
+    async def _flush_interval(self) -> None:
+        """The interval's traffic, confidence, canary, label and GenAI metrics."""
+        async with self._flushing:
+            self._last_interval = time.monotonic()
+            join = self._join
+            taken = [(state, state.traffic.take_interval(), dict(state.traffic.by_class),
+                      dict(state.traffic.by_error)) for state in list(self._models.values())
+                     if state.traffic is not None]
+            counters = (dict(join.received), dict(join.matched), dict(join.expired), dict(join.unmatched),
+                        dict(join.pending_count))
+            calls = self._genai.take()
+            batch = await asyncio.to_thread(self._interval_metrics, taken, counters, calls)
+            await self._send(batch)
+
+    def _interval_metrics(self, taken: list, counters: tuple, calls: GenAi) -> Batch | None:
+        out = MetricsBuilder()
+        resources: dict[str, Any] = {}
+
+        def resource(service: str):
+            rm = resources.get(service)
+            if rm is None:
+                rm = resources[service] = out.resource({"service.name": service or "unknown_service",
+                                                        "host.name": self._host})
+            return rm
+
+        by_model: dict[str, dict[str, Any]] = {}
+        service_of: dict[str, str] = {}
+        for state, interval, by_class, by_error in taken:
+            model_attrs = {"ml.model.name": state.model, "ml.model.version": state.version}
+            ml_metrics.write_traffic(resource(state.service_name), model_attrs, by_class, by_error, interval,
+                                     self._started_ns)
+            by_model.setdefault(state.model, {})[state.version] = interval
+            service_of.setdefault(state.model, state.service_name)
+        canary = self._config.canary
+        for model, intervals in by_model.items():
+            if len(intervals) < 2:
+                continue
+            baseline = canary.baselines.get(model) or next(iter(intervals))  # versions in the order first seen
+            found = divergences(intervals, baseline, canary.min_predictions)
+            ml_metrics.write_divergences(resource(service_of[model]), model, found)
+        received, matched, expired, unmatched, pending = counters
+        models = set(received) | {m for m, _ in matched} | {m for m, _, _ in expired} | \
+            {m for m, _ in unmatched} | {m for m, _ in pending}
+        for model in sorted(models):
+            ml_metrics.write_labels(
+                resource(service_of.get(model, "")), model, received.get(model, 0),
+                {v: n for (m, v), n in matched.items() if m == model},
+                {(v, r): n for (m, v, r), n in expired.items() if m == model},
+                {r: n for (m, r), n in unmatched.items() if m == model},
+                {v: n for (m, v), n in pending.items() if m == model}, self._started_ns)
+        ml_metrics.write_genai(resource, calls)
+        return out.batch()
 
     def _learn(self, state: _ModelState, rows: int, columns: dict[str, RawColumn]) -> profiles.Profile:
         def kind_of(name: str) -> str | None:
@@ -364,6 +648,14 @@ class MlEngine:
         rm.record(MODEL_DRIFT_SHARE, result.share, model_attrs)
         rm.record(MODEL_DRIFTED, int(result.detected), model_attrs)
         rm.record(DRIFT_WINDOWS, state.windows_evaluated, model_attrs, self._started_ns)
+        perf = state.profile.performance
+        if perf is not None and perf.can_estimate:
+            estimate = performance.estimate(perf, performance.Outputs.from_columns(columns))
+            if estimate:
+                state.degraded["estimated"] = ml_metrics.write_estimate(
+                    rm, model_attrs, perf, estimate, self._config.performance.sigma,
+                    list(self._config.performance.metrics))
+                state.last_estimate = estimate
         for name, reference in state.profile.columns().items():
             column = columns[name] if name in columns else RawColumn.missing(rows)
             attrs = {**model_attrs, "ml.feature.name": name}
@@ -380,6 +672,25 @@ class MlEngine:
                                     attrs, started_ns,
                                     float(values.min()) if values.size else None,
                                     float(values.max()) if values.size else None)
+        return out.batch()
+
+    def _evaluate_labels(self, state: _ModelState, payload: tuple) -> Batch | None:
+        truth, outputs = payload
+        perf = state.profile.performance if state.profile is not None else None
+        result = performance.evaluate_labels(perf, truth, outputs)
+        if result is None:
+            return None
+        out = MetricsBuilder()
+        rm = out.resource({"service.name": state.service_name or "unknown_service", "host.name": self._host})
+        model_attrs = {"ml.model.name": state.model, "ml.model.version": state.version}
+        config = self._config
+        verdict = ml_metrics.write_realized(rm, model_attrs, result, perf, config.performance.sigma,
+                                            list(config.performance.metrics), config.limits.max_classes)
+        if verdict is not None:
+            state.degraded["realized"] = verdict
+        summary = ({**result.summary(), "rows": result.rows} if isinstance(result, performance.Classification)
+                   else dict(result))
+        state.last_realized = summary
         return out.batch()
 
     # --- status, for `vigil status`, the status page and model health ---------------------
@@ -410,6 +721,7 @@ class MlEngine:
                                                            "rows": profile.rows},
                 "window": {"rows": state.window.rows, "size": self._config.window.size},
                 "drift": None,
+                **self._traffic_status(state),
             }
             result = state.last_drift
             if result is not None and profile is not None:
@@ -437,7 +749,34 @@ class MlEngine:
                                   "drifted_features": result.drifted_columns,
                                   "time_unix_nano": state.last_window_ns, "features": features}
             models.append(entry)
-        return {"models": models, "drift_share_threshold": self._config.drift.drift_share}
+        return {"models": models, "drift_share_threshold": self._config.drift.drift_share,
+                "labels": {"pending": len(self._join.pending), "waiting": len(self._join.waiting),
+                           "max_pending": self._config.labels.max_pending}}
+
+    def _traffic_status(self, state: _ModelState) -> dict[str, Any]:
+        """Requests, errors, latency and confidence of the recent past (the last interval and the
+        current one), and the last estimated and realised performance."""
+        traffic = state.traffic
+        if traffic is None:
+            return {}
+        recent = traffic.recent()
+        latency = recent.duration
+        return {
+            "errors": traffic.errors,
+            "error_rate": _finite(traffic.errors / traffic.requests) if traffic.requests else None,
+            "recent": {"requests": recent.requests, "errors": recent.errors,
+                       "error_rate": _finite(recent.errors / recent.requests) if recent.requests else None},
+            "latency_seconds": {f"p{round(q * 100)}": _finite(latency.quantile(q)) for q in (0.5, 0.95, 0.99)},
+            "confidence_mean": _finite(recent.confidence.mean()),
+            "low_confidence_ratio": _finite(recent.low_confidence / recent.confidence.count)
+            if recent.confidence.count else None,
+            "estimated_accuracy": _finite(state.last_estimate.get("accuracy", math.nan)),
+            "realized_accuracy": _finite(state.last_realized.get("accuracy", math.nan)),
+            "performance": {"estimated": {k: _finite(v) for k, v in state.last_estimate.items()},
+                            "realized": {k: _finite(v) for k, v in state.last_realized.items()},
+                            "degraded": dict(state.degraded)},
+            "pending_labels": self._join.pending_count.get((state.model, state.version), 0),
+        }
 
     async def _send(self, batch: Batch | None) -> None:
         if batch is None or self._emit is None:
@@ -479,6 +818,10 @@ def _finite(value: float) -> float | None:
     return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
+def _numbers(values: list[float]) -> np.ndarray:
+    return np.array(values, dtype=float)
+
+
 def _safe(name: str) -> str:
     """A name usable as one path component (a long one is cut and told apart by a hash of it)."""
     quoted = urllib.parse.quote(name, safe="") or "_"
@@ -505,7 +848,8 @@ FACTORY = Factory(
     config_model=MlProcessorConfig,
     create=_create,
     signals=frozenset({Signal.TRACES, Signal.LOGS}),
-    description="drift and data health per model version, from prediction spans and logs",
+    description="drift, data health, confidence, performance and traffic per model version, from prediction "
+                "spans and logs; GenAI metrics from gen_ai spans",
     emits=frozenset({Signal.METRICS}),
     create_shared=_create_engine,
 )

@@ -243,12 +243,14 @@ class Window:
 
 
 def windows_in(path: Path) -> list[Window]:
-    """Every evaluated window in a metrics file, in the order they were written."""
+    """Every evaluated drift window in a metrics file, in the order they were written (the interval's
+    traffic metrics, written beside them, are not windows)."""
     out = []
     for line in read_json_lines(path):
         for rm in line.get("resourceMetrics", []):
             metrics = {m["name"]: m for sm in rm.get("scopeMetrics", []) for m in sm.get("metrics", [])}
-            out.append(Window(attributes_of(rm.get("resource", {}).get("attributes", [])), metrics))
+            if "ml.drift.windows" in metrics:
+                out.append(Window(attributes_of(rm.get("resource", {}).get("attributes", [])), metrics))
     return out
 
 
@@ -418,8 +420,9 @@ def test_traces_pass_through_unchanged(scenario: Scenario):
 def test_the_learned_reference_is_kept_in_state_dir(scenario: Scenario):
     path = learned_path(scenario.state_dir)
     assert path.exists()
-    assert [p.relative_to(scenario.state_dir) for p in scenario.state_dir.rglob("*") if p.is_file()] == [
-        Path("ml/ml/fraud/v3.vigilprofile")]
+    # The learned reference, and the predictions (they carry ml.prediction.id) waiting for labels.
+    assert sorted(p.relative_to(scenario.state_dir) for p in scenario.state_dir.rglob("*") if p.is_file()) == [
+        Path("ml/ml/@labels.pb"), Path("ml/ml/fraud/v3.vigilprofile")]
     learned = profiles.load(path)
     assert (learned.model_name, learned.model_version, learned.rows, learned.source) == (MODEL, VERSION, 1000,
                                                                                          "warmup")
@@ -497,7 +500,8 @@ async def test_a_profile_file_is_the_reference_without_warmup(tmp_path: Path, pr
     assert shift.histogram("a")["explicitBounds"] == profile.features["a"].bin_edges.tolist()
     assert log.count("using the reference from training set") == 1
     assert log.count("reference learned") == 0
-    assert not (tmp_path / "state" / "ml").exists()  # nothing learned, nothing stored
+    # No reference learned, none stored: only the predictions waiting for their labels.
+    assert [p.name for p in (tmp_path / "state").rglob("*") if p.is_file()] == ["@labels.pb"]
 
 
 async def test_shutdown_flushes_a_partial_window(tmp_path: Path):

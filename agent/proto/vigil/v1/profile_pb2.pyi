@@ -18,15 +18,35 @@ class ValueType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VALUE_TYPE_UNSPECIFIED: _ClassVar[ValueType]
     VALUE_TYPE_NUMBER: _ClassVar[ValueType]
     VALUE_TYPE_STRING: _ClassVar[ValueType]
+
+class ProblemType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROBLEM_TYPE_UNSPECIFIED: _ClassVar[ProblemType]
+    PROBLEM_TYPE_BINARY: _ClassVar[ProblemType]
+    PROBLEM_TYPE_MULTICLASS: _ClassVar[ProblemType]
+    PROBLEM_TYPE_REGRESSION: _ClassVar[ProblemType]
+
+class CalibrationMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALIBRATION_METHOD_UNSPECIFIED: _ClassVar[CalibrationMethod]
+    CALIBRATION_METHOD_ISOTONIC: _ClassVar[CalibrationMethod]
+    CALIBRATION_METHOD_BINNED: _ClassVar[CalibrationMethod]
 COLUMN_KIND_UNSPECIFIED: ColumnKind
 COLUMN_KIND_NUMERIC: ColumnKind
 COLUMN_KIND_CATEGORICAL: ColumnKind
 VALUE_TYPE_UNSPECIFIED: ValueType
 VALUE_TYPE_NUMBER: ValueType
 VALUE_TYPE_STRING: ValueType
+PROBLEM_TYPE_UNSPECIFIED: ProblemType
+PROBLEM_TYPE_BINARY: ProblemType
+PROBLEM_TYPE_MULTICLASS: ProblemType
+PROBLEM_TYPE_REGRESSION: ProblemType
+CALIBRATION_METHOD_UNSPECIFIED: CalibrationMethod
+CALIBRATION_METHOD_ISOTONIC: CalibrationMethod
+CALIBRATION_METHOD_BINNED: CalibrationMethod
 
 class Profile(_message.Message):
-    __slots__ = ("model_name", "model_version", "created_time_unix_nano", "rows", "source", "features", "predictions")
+    __slots__ = ("model_name", "model_version", "created_time_unix_nano", "rows", "source", "features", "predictions", "performance")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +54,7 @@ class Profile(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    PERFORMANCE_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     created_time_unix_nano: int
@@ -41,7 +62,8 @@ class Profile(_message.Message):
     source: str
     features: _containers.RepeatedCompositeFieldContainer[ColumnProfile]
     predictions: _containers.RepeatedCompositeFieldContainer[ColumnProfile]
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., created_time_unix_nano: _Optional[int] = ..., rows: _Optional[int] = ..., source: _Optional[str] = ..., features: _Optional[_Iterable[_Union[ColumnProfile, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[ColumnProfile, _Mapping]]] = ...) -> None: ...
+    performance: PerformanceProfile
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., created_time_unix_nano: _Optional[int] = ..., rows: _Optional[int] = ..., source: _Optional[str] = ..., features: _Optional[_Iterable[_Union[ColumnProfile, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[ColumnProfile, _Mapping]]] = ..., performance: _Optional[_Union[PerformanceProfile, _Mapping]] = ...) -> None: ...
 
 class ColumnProfile(_message.Message):
     __slots__ = ("name", "kind", "value_type", "count", "missing", "numeric", "categorical")
@@ -88,3 +110,75 @@ class CategoricalProfile(_message.Message):
     categories: _containers.RepeatedScalarFieldContainer[str]
     counts: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, categories: _Optional[_Iterable[str]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class PerformanceProfile(_message.Message):
+    __slots__ = ("problem", "positive_class", "classes", "threshold", "calibration", "reference", "estimated", "estimated_std", "realized_std", "window_rows", "labeled_rows")
+    class ReferenceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class EstimatedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class EstimatedStdEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class RealizedStdEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_STD_FIELD_NUMBER: _ClassVar[int]
+    REALIZED_STD_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ROWS_FIELD_NUMBER: _ClassVar[int]
+    LABELED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    problem: ProblemType
+    positive_class: str
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    threshold: float
+    calibration: Calibration
+    reference: _containers.ScalarMap[str, float]
+    estimated: _containers.ScalarMap[str, float]
+    estimated_std: _containers.ScalarMap[str, float]
+    realized_std: _containers.ScalarMap[str, float]
+    window_rows: int
+    labeled_rows: int
+    def __init__(self, problem: _Optional[_Union[ProblemType, str]] = ..., positive_class: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., threshold: _Optional[float] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., reference: _Optional[_Mapping[str, float]] = ..., estimated: _Optional[_Mapping[str, float]] = ..., estimated_std: _Optional[_Mapping[str, float]] = ..., realized_std: _Optional[_Mapping[str, float]] = ..., window_rows: _Optional[int] = ..., labeled_rows: _Optional[int] = ...) -> None: ...
+
+class Calibration(_message.Message):
+    __slots__ = ("method", "x", "y", "brier_raw", "brier_calibrated", "folds", "applied")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    BRIER_RAW_FIELD_NUMBER: _ClassVar[int]
+    BRIER_CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    FOLDS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    method: CalibrationMethod
+    x: _containers.RepeatedScalarFieldContainer[float]
+    y: _containers.RepeatedScalarFieldContainer[float]
+    brier_raw: float
+    brier_calibrated: float
+    folds: int
+    applied: bool
+    def __init__(self, method: _Optional[_Union[CalibrationMethod, str]] = ..., x: _Optional[_Iterable[float]] = ..., y: _Optional[_Iterable[float]] = ..., brier_raw: _Optional[float] = ..., brier_calibrated: _Optional[float] = ..., folds: _Optional[int] = ..., applied: _Optional[bool] = ...) -> None: ...

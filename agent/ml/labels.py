@@ -1,0 +1,262 @@
+"""Delayed ground truth: joining labels that arrive late to the predictions they are for.
+
+A prediction with an `ml.prediction.id` waits (pending) for its label; a
+label (`ml.label` with `ml.prediction.id` and `ml.model.name`, on a log
+record or a span) is joined to it by (model, id). Everything is bounded:
+
+- a pending prediction waits at most `ttl`; it is then *expired*, as is the
+  oldest one when `max_pending` are waiting;
+- a label whose prediction has not arrived waits `wait` (a label may come
+  before its prediction: another pipeline, another batch), at most
+  `max_pending` of them; if its prediction never comes it is *unmatched*
+  (`unknown_id`);
+- the ids of the last `max_pending` closed predictions are remembered, so a
+  second label for the same id is unmatched as a `duplicate` (the first label
+  counts) and a label for an expired prediction is unmatched as `late`.
+
+Times are wall-clock seconds (`time.time()`), so the age of what waits keeps
+counting across a restart: the state is saved under `state_dir` as a
+`vigil.v1.LabelJoinState` protobuf and read back at start.
+
+Counters (cumulative): received (labels, by model), matched (by model and
+version), expired (pending predictions, by model, version and reason `ttl` or
+`max_pending`) and unmatched (labels, by model and reason).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from agent.proto.vigil.v1 import labels_pb2
+
+UNKNOWN_ID = "unknown_id"
+DUPLICATE = "duplicate"
+LATE = "late"
+TTL = "ttl"
+CAPACITY = "max_pending"
+
+
+@dataclass
+class Joined:
+    """A label joined to its prediction."""
+
+    model: str
+    version: str
+    predicted: str | None
+    score: float
+    value: float
+    label: str | float
+
+
+# What waits, as plain tuples (one per id; tens of thousands of them):
+#   pending: (model, id) -> (version, predicted, score, value, time)
+#   waiting: (model, id) -> (label, time)
+#   closed:  (model, id) -> (matched, time)
+
+
+class LabelJoin:
+    def __init__(self, ttl: float, max_pending: int, wait: float) -> None:
+        self.ttl, self.max_pending, self.wait = ttl, max_pending, wait
+        self.pending: dict[tuple[str, str], tuple[str, str | None, float, float, float]] = {}
+        self.waiting: dict[tuple[str, str], tuple[str | float, float]] = {}
+        self.closed: dict[tuple[str, str], tuple[bool, float]] = {}
+        self.received: Counter[str] = Counter()  # model
+        self.matched: Counter[tuple[str, str]] = Counter()  # (model, version)
+        self.expired: Counter[tuple[str, str, str]] = Counter()  # (model, version, reason)
+        self.unmatched: Counter[tuple[str, str]] = Counter()  # (model, reason)
+        self.pending_count: Counter[tuple[str, str]] = Counter()  # (model, version): what waits now
+        self.changed = False  # since the last save
+
+    # --- in ------------------------------------------------------------------------------------
+
+    def add_predictions(self, model: str, version: str, ids: Iterable[str], predicted: Iterable[str | None],
+                        scores: Iterable[float], values: Iterable[float], now: float) -> list[Joined]:
+        """Predictions to wait for their labels; returns those whose label was already waiting."""
+        joined = []
+        pending, waiting = self.pending, self.waiting
+        for id_, label_, score, value in zip(ids, predicted, scores, values):
+            key = (model, id_)
+            early = waiting.pop(key, None) if waiting else None
+            if early is not None:
+                self._close(key, True, now)
+                self.matched[(model, version)] += 1
+                joined.append(Joined(model, version, label_, score, value, early[0]))
+                continue
+            previous = pending.pop(key, None)  # a repeated id: the latest prediction is the one labelled
+            if previous is not None:
+                self.pending_count[(model, previous[0])] -= 1
+            pending[key] = (version, label_, score, value, now)
+            self.pending_count[(model, version)] += 1
+        self.changed = True
+        while len(pending) > self.max_pending:
+            key = next(iter(pending))
+            self._expire(key, pending.pop(key), CAPACITY, now)
+        return joined
+
+    def add_labels(self, model: str, ids: Iterable[str], labels: Iterable[str | float], now: float) -> list[Joined]:
+        """Labels to join; returns those whose prediction was waiting."""
+        joined = []
+        pending, waiting, closed = self.pending, self.waiting, self.closed
+        for id_, label in zip(ids, labels):
+            self.received[model] += 1
+            key = (model, id_)
+            entry = pending.pop(key, None)
+            if entry is not None:
+                version, predicted, score, value, _ = entry
+                self._uncount(model, version)
+                self._close(key, True, now)
+                self.matched[(model, version)] += 1
+                joined.append(Joined(model, version, predicted, score, value, label))
+                continue
+            done = closed.get(key)
+            if done is not None or key in waiting:
+                self.unmatched[(model, DUPLICATE if done is None or done[0] else LATE)] += 1
+                continue
+            waiting[key] = (label, now)
+            if len(waiting) > self.max_pending:
+                oldest = next(iter(waiting))
+                del waiting[oldest]
+                self.unmatched[(oldest[0], UNKNOWN_ID)] += 1
+        self.changed = True
+        return joined
+
+    def expire(self, now: float) -> None:
+        """Expire predictions older than `ttl` and give up on labels older than `wait`."""
+        pending = self.pending
+        while pending:
+            key = next(iter(pending))
+            entry = pending[key]
+            if now - entry[4] < self.ttl:
+                break
+            del pending[key]
+            self._expire(key, entry, TTL, now)
+        waiting = self.waiting
+        while waiting:
+            key = next(iter(waiting))
+            if now - waiting[key][1] < self.wait:
+                break
+            del waiting[key]
+            self.unmatched[(key[0], UNKNOWN_ID)] += 1
+            self.changed = True
+
+    def _uncount(self, model: str, version: str) -> None:
+        counts = self.pending_count
+        counts[(model, version)] -= 1
+        if counts[(model, version)] <= 0:
+            del counts[(model, version)]
+
+    def _expire(self, key: tuple[str, str], entry: tuple, reason: str, now: float) -> None:
+        self._uncount(key[0], entry[0])
+        self.expired[(key[0], entry[0], reason)] += 1
+        self._close(key, False, now)
+        self.changed = True
+
+    def _close(self, key: tuple[str, str], matched: bool, now: float) -> None:
+        closed = self.closed
+        closed.pop(key, None)
+        closed[key] = (matched, now)
+        if len(closed) > self.max_pending:
+            del closed[next(iter(closed))]
+
+    # --- looking in ----------------------------------------------------------------------------
+
+    def models(self) -> set[str]:
+        """Models with predictions waiting (so their labels are taken even before a prediction is seen)."""
+        return {model for model, _ in self.pending_count}
+
+    # --- kept across restarts ------------------------------------------------------------------
+
+    def to_proto(self) -> labels_pb2.LabelJoinState:
+        names: dict[str, int] = {}
+
+        def index(name: str) -> int:
+            return names.setdefault(name, len(names))
+
+        message = labels_pb2.LabelJoinState(saved_time_unix_nano=time.time_ns())
+        if self.pending:
+            keys, entries = zip(*self.pending.items())
+            p = message.pending
+            p.model.extend(index(m) for m, _ in keys)
+            p.id.extend(i for _, i in keys)
+            p.version.extend(index(e[0]) for e in entries)
+            p.predicted.extend("" if e[1] is None else e[1] for e in entries)
+            p.has_predicted.extend(e[1] is not None for e in entries)
+            p.score.extend(e[2] for e in entries)
+            p.value.extend(e[3] for e in entries)
+            p.time.extend(e[4] for e in entries)
+        if self.waiting:
+            keys, entries = zip(*self.waiting.items())
+            w = message.waiting
+            w.model.extend(index(m) for m, _ in keys)
+            w.id.extend(i for _, i in keys)
+            is_number = [not isinstance(e[0], str) for e in entries]
+            w.label_string.extend("" if n else e[0] for e, n in zip(entries, is_number))
+            w.label_number.extend(float(e[0]) if n else math.nan for e, n in zip(entries, is_number))
+            w.label_is_number.extend(is_number)
+            w.time.extend(e[1] for e in entries)
+        if self.closed:
+            keys, entries = zip(*self.closed.items())
+            c = message.closed
+            c.model.extend(index(m) for m, _ in keys)
+            c.id.extend(i for _, i in keys)
+            c.matched.extend(e[0] for e in entries)
+            c.time.extend(e[1] for e in entries)
+        message.names.extend(names)
+        return message
+
+    def load_proto(self, message: labels_pb2.LabelJoinState) -> None:
+        """Take the state in `message` (replacing this one's waiting entries; counters are kept)."""
+        names = list(message.names)
+        p, w, c = message.pending, message.waiting, message.closed
+        self.pending = {
+            (names[m], i): (names[v], pr if has else None, s, val, t)
+            for m, i, v, pr, has, s, val, t in zip(p.model, p.id, p.version, p.predicted, p.has_predicted,
+                                                  p.score, p.value, p.time)}
+        self.waiting = {(names[m], i): (n if is_n else s, t)
+                        for m, i, s, n, is_n, t in zip(w.model, w.id, w.label_string, w.label_number,
+                                                       w.label_is_number, w.time)}
+        self.closed = {(names[m], i): (matched, t) for m, i, matched, t in zip(c.model, c.id, c.matched, c.time)}
+        self.pending_count = Counter((model, entry[0]) for (model, _), entry in self.pending.items())
+        self.changed = False
+
+    def snapshot(self) -> LabelJoin:
+        """A copy of what waits (not the counters), to save from another thread."""
+        copy = LabelJoin(self.ttl, self.max_pending, self.wait)
+        copy.pending, copy.waiting, copy.closed = dict(self.pending), dict(self.waiting), dict(self.closed)
+        return copy
+
+
+def save(join: LabelJoin, path: Path) -> None:
+    """Write atomically (a crash leaves the old state or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(join.to_proto().SerializeToString())
+    tmp.replace(path)
+
+
+def load(join: LabelJoin, path: Path) -> bool:
+    """Read the state at `path` into `join`; False when there is none."""
+    if not path.exists():
+        return False
+    message = labels_pb2.LabelJoinState()
+    message.ParseFromString(path.read_bytes())
+    join.load_proto(message)
+    return True
+
+
+def label_value(value: Any) -> str | float | None:
+    """An `ml.label` attribute value as the join keeps it: a string, or a float (a regression target or a
+    numbered class); None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return None
