@@ -101,6 +101,9 @@ class RuleEngine:
         horizon = max([self.stale_after(r) for r in rules] + [q.window or 0 for q in queries] + [stale_after])
         self.store = SeriesStore(queries, max_series=max_series, max_samples=max_samples, horizon=horizon)
         self.alerts: dict[str, Alert] = {}  # by fingerprint: pending and firing
+        # (rule, group key) -> (labels, fingerprint): computed once per group, not once per evaluation
+        self._identities: dict[tuple[str, tuple[str, ...]], tuple[dict[str, str], str]] = {}
+        self._max_identities = 4 * max_series
         self._max_alerts = max_alerts
         self.dropped_alerts = 0  # alerts not created because max_alerts were active
 
@@ -114,7 +117,7 @@ class RuleEngine:
         self.store.prune(now)
         changes: list[Transition] = []
         for rule in self.rules.values():
-            changes += self._evaluate_rule(rule, now)
+            changes += self.evaluate_rule(rule, now)
         return changes
 
     def values(self, rule: RuleConfig, now: float) -> dict[tuple[str, ...], _Point]:
@@ -149,12 +152,18 @@ class RuleEngine:
             out[key] = _Point(value, labels, max(s.last_seen for s in members))
         return out
 
-    def _evaluate_rule(self, rule: RuleConfig, now: float) -> list[Transition]:
+    def evaluate_rule(self, rule: RuleConfig, now: float) -> list[Transition]:
+        """Evaluate one rule at `now` (call `store.prune(now)` first, as `evaluate` does)."""
         changes: list[Transition] = []
         seen: set[str] = set()
-        for point in self.values(rule, now).values():
-            labels = {**point.labels, **rule.labels, "alertname": rule.name, "severity": rule.severity}
-            fp = fingerprint(labels)
+        if len(self._identities) > self._max_identities:
+            self._identities.clear()
+        for key, point in self.values(rule, now).items():
+            identity = self._identities.get((rule.name, key))
+            if identity is None:
+                labels = {**point.labels, **rule.labels, "alertname": rule.name, "severity": rule.severity}
+                identity = self._identities[(rule.name, key)] = (labels, fingerprint(labels))
+            labels, fp = identity
             seen.add(fp)
             alert = self.alerts.get(fp)
             if alert is None:
@@ -163,7 +172,7 @@ class RuleEngine:
                 if len(self.alerts) >= self._max_alerts:
                     self.dropped_alerts += 1
                     continue
-                alert = self.alerts[fp] = Alert(rule.name, labels, fp, PENDING, now, point.last_seen)
+                alert = self.alerts[fp] = Alert(rule.name, dict(labels), fp, PENDING, now, point.last_seen)
                 _annotate(alert, rule, point.value)
                 changes.append(Transition(alert.snapshot(), INACTIVE))
                 if rule.for_ <= 0:

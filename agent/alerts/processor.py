@@ -179,7 +179,10 @@ class AlertsEngine:
         if now >= self._next_eval:
             self._next_eval = now + self.config.evaluation_interval
             dropped = self.engine.dropped_alerts
-            changes = self.engine.evaluate(now)
+            self.engine.store.prune(now)
+            for rule in self.engine.rules.values():
+                changes += self.engine.evaluate_rule(rule, now)
+                await asyncio.sleep(0)  # one rule at a time: the pipelines go on between rules
             if self.engine.dropped_alerts > dropped:
                 self._dropped.add(self.engine.dropped_alerts - dropped, {**self._attrs, "what": "alerts"})
                 self._log.warning("%s: %d alerts not raised: limits.max_alerts (%d) are active", self.id,

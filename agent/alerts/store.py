@@ -85,7 +85,8 @@ class SeriesStore:
             self._queries.setdefault(query.metric, []).append(query)
             if query.window:
                 self._history[query.metric] = max(self._history.get(query.metric, 0.0), query.window)
-        self._series: dict[tuple[str, frozenset], Series] = {}
+        self._series: dict[str, dict[frozenset, Series]] = {}  # by metric name, then labels
+        self._count = 0
         self._max_series = max_series
         self._max_samples = max_samples
         self._horizon = horizon  # how long an unseen series is kept (the longest staleness of any rule)
@@ -97,7 +98,7 @@ class SeriesStore:
         return frozenset(self._queries)
 
     def __len__(self) -> int:
-        return len(self._series)
+        return self._count
 
     # --- taking data in --------------------------------------------------------------
 
@@ -134,15 +135,17 @@ class SeriesStore:
     def _series_for(self, name: str, kind: str, delta: bool, point: Any, resource: dict[str, str],
                     now: float) -> Series | None:
         labels = {**resource, **_labels(point.attributes)}
-        key = (name, frozenset(labels.items()))
-        series = self._series.get(key)
+        key = frozenset(labels.items())
+        of_metric = self._series.setdefault(name, {})
+        series = of_metric.get(key)
         if series is None:
             if not any(matches_all(q.matchers, labels) for q in self._queries[name]):
                 return None
-            if len(self._series) >= self._max_series:
+            if self._count >= self._max_series:
                 self.dropped_series += 1
                 return None
-            series = self._series[key] = Series(name, labels, kind, delta)
+            series = of_metric[key] = Series(name, labels, kind, delta)
+            self._count += 1
         series.last_seen = now
         return series
 
@@ -190,13 +193,19 @@ class SeriesStore:
 
     def select(self, query: QueryConfig, now: float, stale_after: float) -> list[Series]:
         """The live series of `query`'s metric that pass its matchers."""
-        return [s for (name, _), s in self._series.items()
-                if name == query.metric and now - s.last_seen < stale_after and matches_all(query.matchers, s.labels)]
+        matchers = query.matchers
+        return [s for s in self._series.get(query.metric, {}).values()
+                if now - s.last_seen < stale_after and (not matchers or matches_all(matchers, s.labels))]
+
+    def all_series(self) -> list[Series]:
+        return [s for of_metric in self._series.values() for s in of_metric.values()]
 
     def prune(self, now: float) -> None:
         """Forget series not seen within the horizon."""
-        for key in [k for k, s in self._series.items() if now - s.last_seen > self._horizon]:
-            del self._series[key]
+        for of_metric in self._series.values():
+            for key in [k for k, s in of_metric.items() if now - s.last_seen > self._horizon]:
+                del of_metric[key]
+                self._count -= 1
 
 
 # --- what one series says over a window ---------------------------------------------------------

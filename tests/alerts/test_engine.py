@@ -291,7 +291,7 @@ def test_bounded_memory_series_samples_and_alerts():
         clock.advance(1)
     assert len(engine.store) == 50
     assert engine.store.dropped_series == 30 * 100
-    assert all(len(s.samples) <= 20 for s in engine.store._series.values())
+    assert all(len(s.samples) <= 20 for s in engine.store.all_series())
     engine.evaluate(clock())
     assert len(engine.alerts) == 10 and engine.dropped_alerts == 40
 
@@ -301,7 +301,7 @@ def test_gauges_keep_only_their_latest_point_and_unseen_series_are_forgotten():
     engine = RuleEngine([rule(stale_after="1m")], stale_after=60)
     for i in range(10):
         engine.store.observe(gauge("m", [(float(i), {})]), clock())
-    (series,) = engine.store._series.values()
+    (series,) = engine.store.all_series()
     assert len(series.samples) == 1 and series.latest.value == 9.0
     clock.advance(61)
     engine.evaluate(clock())
