@@ -159,12 +159,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds before ground truth is sent (default 10, 1 with --quick)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    scale = 0.4 if args.quick else 1.0
-    pause = args.pause if args.pause is not None else (1.0 if args.quick else 5.0)
+    pause = args.pause if args.pause is not None else (2.0 if args.quick else 5.0)
     labels_delay = args.labels_delay if args.labels_delay is not None else (1.0 if args.quick else 10.0)
-    phases = [Phase("normal", int(1500 * scale)), Phase("shift", int(600 * scale)),
-              Phase("missing", int(600 * scale)), Phase("strings", int(600 * scale)),
-              Phase("malformed", int(100 * scale)), Phase("burst", int(1500 * scale), workers=32)]
+    # (full, quick) requests: with the demo's windows of 200, each game-day phase fills two windows
+    # even in a quick run, so its effect stays visible across more than one alert evaluation.
+    sizes = {"normal": (1500, 600), "shift": (600, 420), "missing": (600, 420), "strings": (600, 420),
+             "malformed": (100, 60), "burst": (1500, 600)}
+    phases = [Phase(name, quick if args.quick else full, workers=32 if name == "burst" else 4)
+              for name, (full, quick) in sizes.items()]
     data = Data(args.seed)
     labelled: list[tuple[str, str]] = []
     print(f"{'phase':<10} {'requests':>8} {'ok':>6} {'failed':>6} {'p95 ms':>8}")
