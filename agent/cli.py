@@ -1,4 +1,4 @@
-"""The `vigil` command: run | validate | components | version."""
+"""The `vigil` command: run | validate | components | status | version."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
 
     add_alerts_commands(sub)  # vigil alerts [silence|silences|expire]
 
+    status = sub.add_parser("status", help="what the running agent is doing: pipelines, components, models")
+    status.add_argument("-c", "--config", help="read the admin endpoint from this config file")
+    status.add_argument("--endpoint", help="the admin endpoint, host:port (default: the config's "
+                        "service.admin.endpoint, else 127.0.0.1:13133)")
+    status.add_argument("--json", action="store_true", help="the admin API's answer as JSON, for scripts")
+    status.set_defaults(func=_status)
+
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _: print(f"vigil {__version__}") or 0)
     return parser
@@ -92,6 +99,22 @@ def _validate(args: argparse.Namespace) -> int:
     count = len(config.pipelines)
     print(f"{config.source}: valid ({count} pipeline{'s' if count != 1 else ''})")
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agent.admin import report
+
+    endpoint = args.endpoint
+    if endpoint is None and args.config is not None:
+        try:
+            endpoint = config_module.load(args.config).service.admin.endpoint
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        if endpoint is None:
+            print(f"{args.config}: service.admin.endpoint is off, so there is no status to ask", file=sys.stderr)
+            return 1
+    return report.main(endpoint or "127.0.0.1:13133", args.json)
 
 
 def _components(_: argparse.Namespace) -> int:

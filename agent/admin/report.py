@@ -1,0 +1,178 @@
+"""`vigil status`: the admin API's status as tables for people, like `kubectl get` (80 columns)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from agent.netconfig import split_host_port
+
+WIDTH = 80
+
+
+def admin_base_url(endpoint: str) -> str:
+    host, port = split_host_port(endpoint)
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"  # listening everywhere: ask over loopback
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def fetch(base_url: str, path: str, timeout: float = 5.0) -> Any:
+    """GET `path` from the admin endpoint as JSON; raises OSError with a readable message."""
+    try:
+        with urllib.request.urlopen(base_url + path, timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"{base_url}{path}: HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise OSError(f"cannot reach Vigil's admin endpoint at {base_url}: {exc.reason}") from None
+
+
+def human(n: Any) -> str:
+    if n is None:
+        return "-"
+    if isinstance(n, float) and not n.is_integer():
+        return f"{n:.2f}"
+    n = int(n)
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e4)):
+        if abs(n) >= size:
+            return f"{n / (size if unit != 'k' else 1e3):.1f}{unit}"
+    return str(n)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{d}d{h}h" if d else f"{h}h{m}m" if h else f"{m}m{s}s" if m else f"{s}s"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """Columns as wide as their widest cell; the first column gives way when the line is too long."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    excess = sum(widths) + 2 * (len(widths) - 1) - WIDTH
+    if excess > 0:
+        widths[0] = max(8, widths[0] - excess)
+    lines = []
+    for row in [headers] + rows:
+        cells = [_cut(c, widths[i]).rjust(widths[i]) if i in right else _cut(c, widths[i]).ljust(widths[i])
+                 for i, c in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def render(status: dict[str, Any], models: list[dict[str, Any]] | None = None) -> str:
+    out: list[str] = []
+    ready = "ready" if status.get("ready") else "NOT READY"
+    out.append(f"Vigil {status.get('version', '?')}  {status.get('state')}, {ready}  "
+               f"up {duration(status.get('uptime_seconds'))}")
+    out.append(_cut(f"config {status.get('config')}", WIDTH))
+    process = status.get("process", {})
+    rss = process.get("memory_rss_bytes")
+    out.append(f"cpu {process.get('cpu_seconds', 0):.1f}s  rss {rss / 2**20:.0f} MiB" if rss else "")
+    for problem in status.get("problems", []):
+        out.append(_cut(f"! {problem}", WIDTH))
+    reload = status.get("last_reload")
+    if reload:
+        out.append(_cut(f"last reload: {reload.get('status')}"
+                        + (f" ({'; '.join(reload.get('problems', []))})" if reload.get("problems") else ""), WIDTH))
+
+    out += ["", *_table(["PIPELINE", "RECEIVERS", "PROCESSORS", "EXPORTERS"],
+                        [[pid, ",".join(p["receivers"]), ",".join(p["processors"]) or "-", ",".join(p["exporters"])]
+                         for pid, p in status.get("pipelines", {}).items()], set())]
+
+    components = status.get("components", {})
+    rows = []
+    for cid, c in components.get("receivers", {}).items():
+        for i, (items, n) in enumerate(c.get("items", {}).items() or [("-", {})]):
+            rows.append([cid if i == 0 else "", c["state"] if i == 0 else "", items,
+                         human(n.get("accepted")), human(n.get("refused"))])
+    if rows:
+        out += ["", *_table(["RECEIVER", "STATE", "ITEMS", "ACCEPTED", "REFUSED"], rows, {3, 4})]
+    rows = []
+    for cid, c in components.get("processors", {}).items():
+        for i, (pid, n) in enumerate(c.get("items", {}).items()):
+            rows.append([cid if i == 0 else "", c["state"] if i == 0 else "", pid,
+                         human(n.get("incoming")), human(n.get("outgoing"))])
+    if rows:
+        out += ["", *_table(["PROCESSOR", "STATE", "PIPELINE", "IN", "OUT"], rows, {3, 4})]
+    rows = []
+    for cid, c in components.get("exporters", {}).items():
+        queue = c.get("queue")
+        fill = "-" if not queue else f"{human(queue['size'])}/{human(queue['capacity'])}"
+        for i, (items, n) in enumerate(c.get("items", {}).items() or [("-", {})]):
+            failed = (n.get("send_failed") or 0) + (n.get("enqueue_failed") or 0)
+            rows.append([cid if i == 0 else "", c["state"] if i == 0 else "", items,
+                         human(n.get("sent")), human(failed), fill if i == 0 else ""])
+    if rows:
+        out += ["", *_table(["EXPORTER", "STATE", "ITEMS", "SENT", "FAILED", "QUEUE"], rows, {3, 4, 5})]
+
+    model_rows, notes = _models(status, models or [])
+    if model_rows:
+        out += ["", *_table(["MODEL", "VERSION", "REQUESTS", "WINDOWS", "DRIFT", "HEALTH", "REFERENCE"],
+                            model_rows, {2, 3, 4})]
+        out += notes
+    return "\n".join(out) + "\n"
+
+
+def _models(status: dict[str, Any], health: list[dict[str, Any]]) -> tuple[list[list[str]], list[str]]:
+    verdicts = {(m.get("model"), m.get("version")): m.get("health") for m in health}
+    rows, notes = [], []
+    for cid, c in status.get("components", {}).get("processors", {}).items():
+        snapshot = c.get("status")
+        if not isinstance(snapshot, dict):
+            continue
+        for m in snapshot.get("models", []):
+            drift = m.get("drift") or {}
+            reference = m.get("reference")
+            if reference:
+                source = f"{reference['source']} ({human(reference['rows'])})"
+            else:
+                warmup = m.get("warmup") or {}
+                source = f"learning {human(warmup.get('rows'))}/{human(warmup.get('needed'))}"
+            share = drift.get("share")
+            rows.append([m["model"], m.get("version") or "-", human(m.get("requests")),
+                         human(m.get("windows_evaluated")), "-" if share is None else f"{share:.2f}",
+                         verdicts.get((m["model"], m.get("version")), "-"), source])
+            details = []
+            if drift.get("drifted_features"):
+                details.append("drifted: " + ", ".join(drift["drifted_features"]))
+            latency = m.get("latency")
+            if isinstance(latency, dict) and latency:
+                details.append("latency " + " ".join(f"{k} {v:.0f}ms" for k, v in latency.items()
+                                                     if isinstance(v, (int, float))))
+            for key, label in (("success_rate", "success"), ("mean_confidence", "confidence"),
+                               ("estimated_accuracy", "est. accuracy"), ("accuracy", "accuracy")):
+                if isinstance(m.get(key), (int, float)):
+                    details.append(f"{label} {m[key]:.1%}")
+            if m.get("alerts"):
+                details.append("firing: " + ", ".join(map(str, m["alerts"])))
+            for detail in details:
+                notes.append(_cut(f"  {m['model']} {m.get('version') or '-'}: {detail}", WIDTH))
+    return rows, notes
+
+
+def main(endpoint: str, as_json: bool) -> int:
+    import sys
+
+    base = admin_base_url(endpoint)
+    try:
+        status = fetch(base, "/api/v1/status")
+        models = fetch(base, "/api/v1/models").get("models", [])
+    except OSError as exc:
+        print(f"vigil status: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps({**status, "models": models}, indent=2))
+    else:
+        sys.stdout.write(render(status, models))
+    return 0
