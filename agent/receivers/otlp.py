@@ -8,6 +8,12 @@ when it only grows over the limit once decompressed: a gzip bomb is stopped
 as it inflates). The gRPC services take the raw request bytes, so an
 unchanged batch is forwarded as it arrived and a malformed one is answered
 with INVALID_ARGUMENT rather than gRPC's generic decoding error.
+
+Limits and protection (`limits`, and per protocol `tls` and `auth`): past
+`max_concurrent_requests` a request is refused at once (UNAVAILABLE / 429
+with Retry-After), before its body is read; attribute limits cut what
+exceeds them and count it (`agent.receivers.limits`); TLS, mTLS and bearer
+tokens come from `agent.receivers.security` (UNAUTHENTICATED / 401).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from agent.component import Consumer, Factory, Kind, Settings
 from agent.config import StrictModel
 from agent.errors import ConsumerError, InvalidDataError, RefusedError
 from agent.netconfig import ListenEndpoint, split_host_port
+from agent.receivers import security
+from agent.receivers.limits import AttributeLimits, AttributeLimitsConfig
+from agent.receivers.security import BearerAuth, BearerAuthConfig, TlsServerConfig
 from agent.signals import Batch, Signal
 
 _MIB = 1024 * 1024
@@ -39,6 +48,8 @@ class GrpcConfig(StrictModel):
     endpoint: ListenEndpoint = "127.0.0.1:4317"
     max_recv_msg_size_mib: int = Field(4, gt=0)
     max_concurrent_streams: int = Field(0, ge=0)  # 0: gRPC's own default
+    tls: TlsServerConfig | None = None
+    auth: BearerAuthConfig | None = None
 
 
 class HttpConfig(StrictModel):
@@ -48,6 +59,13 @@ class HttpConfig(StrictModel):
     traces_url_path: str = "/v1/traces"
     metrics_url_path: str = "/v1/metrics"
     logs_url_path: str = "/v1/logs"
+    tls: TlsServerConfig | None = None
+    auth: BearerAuthConfig | None = None
+
+
+class ReceiverLimitsConfig(AttributeLimitsConfig):
+    # Requests being handled at once, over both protocols; more are refused (retryable), unread.
+    max_concurrent_requests: int = Field(1024, ge=0)  # 0: no limit
 
 
 class ProtocolsConfig(StrictModel):
@@ -71,6 +89,7 @@ class ProtocolsConfig(StrictModel):
 
 class OtlpReceiverConfig(StrictModel):
     protocols: ProtocolsConfig = ProtocolsConfig(grpc=GrpcConfig(), http=HttpConfig())
+    limits: ReceiverLimitsConfig = ReceiverLimitsConfig()
 
 
 class _Counters:
@@ -81,12 +100,33 @@ class _Counters:
                                        f"{s.item_name} accepted into the pipelines") for s in Signal}
         self._refused = {s: t.counter(f"vigil_receiver_refused_{s.item_name}",
                                       f"{s.item_name} refused (bad data or load)") for s in Signal}
+        self._dropped_attributes = t.counter("vigil_receiver_dropped_attributes",
+                                             "attributes dropped over max_attributes")
+        self._truncated_values = t.counter("vigil_receiver_truncated_values",
+                                           "attribute values cut to max_attribute_value_length or "
+                                           "max_array_length")
+        self._unauthenticated = t.counter("vigil_receiver_unauthenticated_requests",
+                                          "requests refused for a missing or wrong bearer token")
+        self._too_many = t.counter("vigil_receiver_refused_requests_concurrency",
+                                   "requests refused over max_concurrent_requests")
 
     def accepted(self, signal: Signal, transport: str, n: int) -> None:
         self._accepted[signal].add(n, {"receiver": self._id, "transport": transport})
 
     def refused(self, signal: Signal, transport: str, n: int) -> None:
         self._refused[signal].add(n, {"receiver": self._id, "transport": transport})
+
+    def limited(self, dropped: int, truncated: int) -> None:
+        if dropped:
+            self._dropped_attributes.add(dropped, {"receiver": self._id})
+        if truncated:
+            self._truncated_values.add(truncated, {"receiver": self._id})
+
+    def unauthenticated(self, transport: str) -> None:
+        self._unauthenticated.add(1, {"receiver": self._id, "transport": transport})
+
+    def too_many(self, transport: str) -> None:
+        self._too_many.add(1, {"receiver": self._id, "transport": transport})
 
 
 class OtlpReceiver:
@@ -96,6 +136,9 @@ class OtlpReceiver:
         self._consumers = consumers
         self._log = settings.logger
         self._counters = _Counters(settings)
+        self._limits = AttributeLimits(config.limits)
+        self._max_in_flight = config.limits.max_concurrent_requests
+        self._in_flight = 0
         self._grpc_server: grpc.aio.Server | None = None
         self._http_runner: web.AppRunner | None = None
         self.grpc_port: int | None = None
@@ -121,8 +164,17 @@ class OtlpReceiver:
             await self._http_runner.cleanup()
             self._http_runner = None
 
+    def _admit(self) -> bool:
+        """Take a slot for one request, unless max_concurrent_requests are being handled."""
+        if self._max_in_flight and self._in_flight >= self._max_in_flight:
+            return False
+        self._in_flight += 1
+        return True
+
     async def _receive(self, batch: Batch, transport: str) -> None:
-        """Hand `batch` to the pipelines and count the outcome; raises what they raise."""
+        """Apply the limits, hand `batch` to the pipelines and count the outcome; raises what they raise."""
+        if self._limits.enabled:
+            self._counters.limited(*self._limits.apply(batch))
         try:
             await self._consumers[batch.signal].consume(batch)
         except ConsumerError:
@@ -146,34 +198,60 @@ class OtlpReceiver:
         for signal in self._consumers:
             service, method = signal.grpc_method.lstrip("/").split("/")
             # No deserializer: the handler gets the request's bytes and keeps them.
-            handler = grpc.unary_unary_rpc_method_handler(self._grpc_handler(signal))
+            handler = grpc.unary_unary_rpc_method_handler(self._grpc_handler(signal, config))
             server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, {method: handler})])
         host, port = split_host_port(config.endpoint)
         try:
-            self.grpc_port = server.add_insecure_port(config.endpoint)
+            if config.tls is not None:
+                self.grpc_port = server.add_secure_port(config.endpoint,
+                                                        security.grpc_server_credentials(config.tls))
+            else:
+                self.grpc_port = server.add_insecure_port(config.endpoint)
         except RuntimeError as exc:
             raise OSError(f"cannot listen for gRPC on {config.endpoint}: {exc}") from None
         await server.start()
         self._grpc_server = server
-        self._log.info("OTLP/gRPC listening on %s:%d", host, self.grpc_port)
+        self._log.info("OTLP/gRPC listening on %s:%d%s", host, self.grpc_port,
+                       security.describe(config.tls, config.auth))
 
-    def _grpc_handler(self, signal: Signal):
+    def _grpc_handler(self, signal: Signal, config: GrpcConfig):
+        auth = BearerAuth(config.auth) if config.auth is not None else None
+
         async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            if auth is not None and not auth.allows(_grpc_authorization(context)):
+                self._counters.unauthenticated("grpc")
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+            if not self._admit():
+                self._counters.too_many("grpc")
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "too many concurrent requests")
             try:
-                batch = Batch.from_wire(signal, request)
-            except DecodeError as exc:
-                self._counters.refused(signal, "grpc", 0)
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"malformed OTLP {signal.value} protobuf: {exc}")
-            try:
-                await self._receive(batch, "grpc")
-            except RefusedError as exc:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-            except InvalidDataError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            return b""  # an empty Export*ServiceResponse: everything accepted
+                error = await self._grpc_receive(signal, request)
+            finally:
+                self._in_flight -= 1
+            if error is None:
+                return b""  # an empty Export*ServiceResponse: everything accepted
+            # Outside any `except`, and with the request no longer referenced from this frame: grpc keeps
+            # the abort in a reference cycle with this frame until a full garbage collection, and the
+            # request (and a refusal's traceback, through exception chaining) must not stay with it.
+            del request
+            await context.abort(*error)
 
         return export
+
+    async def _grpc_receive(self, signal: Signal, request: bytes) -> tuple[grpc.StatusCode, str] | None:
+        """Decode and take one request; the status to abort with, or None when accepted."""
+        try:
+            batch = Batch.from_wire(signal, request)
+        except DecodeError as exc:
+            self._counters.refused(signal, "grpc", 0)
+            return grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP {signal.value} protobuf: {exc}"
+        try:
+            await self._receive(batch, "grpc")
+        except RefusedError as exc:
+            return grpc.StatusCode.UNAVAILABLE, str(exc)
+        except InvalidDataError as exc:
+            return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        return None
 
     # --- HTTP ------------------------------------------------------------------
 
@@ -182,21 +260,44 @@ class OtlpReceiver:
         paths = {Signal.TRACES: config.traces_url_path, Signal.METRICS: config.metrics_url_path,
                  Signal.LOGS: config.logs_url_path}
         for signal in self._consumers:
-            app.router.add_post(paths[signal], self._http_handler(signal, config.max_request_body_size))
+            app.router.add_post(paths[signal], self._http_handler(signal, config))
         # auto_decompress=False: `_decompress` undoes Content-Encoding itself, with the size limit and
         # a google.rpc.Status answer; aiohttp would otherwise inflate first, so gzip bodies were inflated twice.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
                                auto_decompress=False)
         await runner.setup()
         host, port = split_host_port(config.endpoint)
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        ssl_context = security.server_ssl_context(config.tls) if config.tls is not None else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         self._http_runner = runner
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
-        self._log.info("OTLP/HTTP listening on %s:%d", host, self.http_port)
+        self._log.info("OTLP/HTTP listening on %s:%d%s", host, self.http_port,
+                       security.describe(config.tls, config.auth))
 
-    def _http_handler(self, signal: Signal, max_size: int):
+    def _http_handler(self, signal: Signal, config: HttpConfig):
+        auth = BearerAuth(config.auth) if config.auth is not None else None
+        max_size = config.max_request_body_size
+
         async def export(request: web.Request) -> web.Response:
+            if auth is not None and not auth.allows(request.headers.get("Authorization")):
+                self._counters.unauthenticated("http")
+                return _status_response(request.content_type, 401, code_pb2.UNAUTHENTICATED,
+                                        "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+            if not self._admit():
+                self._counters.too_many("http")
+                return _status_response(request.content_type, 429, code_pb2.UNAVAILABLE,
+                                        "too many concurrent requests", {"Retry-After": "1"})
+            try:
+                return await handle(request)
+            finally:
+                self._in_flight -= 1
+
+        async def handle(request: web.Request) -> web.Response:
             content_type = request.content_type
             if content_type not in (PROTOBUF, JSON):
                 return _status_response(JSON, 415, code_pb2.INVALID_ARGUMENT,
@@ -238,6 +339,13 @@ class OtlpReceiver:
 
 class _TooLarge(Exception):
     pass
+
+
+def _grpc_authorization(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value
+    return None
 
 
 def _decompress(body: bytes, encoding: str, max_size: int) -> bytes:
