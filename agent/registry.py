@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.alerts import processor as alerts
 from agent.component import Factory, Kind
 from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp
-from agent.processors import batch, ml, resource
+from agent.processors import batch, memory_limiter, ml, resource
 from agent.receivers import hostmetrics, nvml, otlp as otlp_receiver, predictionlog
 from agent.receivers import prometheus as prometheus_receiver
 
@@ -25,6 +25,7 @@ for _factory in (
     nvml.FACTORY,
     predictionlog.FACTORY,
     prometheus_receiver.FACTORY,
+    memory_limiter.FACTORY,
     batch.FACTORY,
     resource.FACTORY,
     ml.FACTORY,
