@@ -89,3 +89,51 @@ def test_no_agent_running():
     result = vigil("alerts", "--endpoint", "127.0.0.1:1")
     assert result.returncode == 1
     assert "cannot reach the agent's admin endpoint at http://127.0.0.1:1" in result.stderr
+
+
+def send_gauge(endpoint: str, value: float) -> None:
+    """An app's gauge `gpu.queue.depth`, sent once over OTLP/gRPC by the OpenTelemetry SDK (blocking)."""
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.metrics import Observation
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, insecure=True, timeout=10),
+                                           export_interval_millis=3_600_000)
+    provider = MeterProvider(resource=Resource.create({"service.name": "fraud-api"}), metric_readers=[reader])
+    provider.get_meter("app").create_observable_gauge(
+        "queue.depth", [lambda _: [Observation(value, {"ml.model.name": "fraud"})]])
+    provider.force_flush(10_000)
+    provider.shutdown()
+
+
+async def test_vigil_alerts_against_a_running_agent(tmp_path):
+    """The whole path: an app's metric through Vigil's pipeline, the rule fires, and `vigil alerts` asks the
+    agent's real admin endpoint."""
+    from tests.conftest import async_wait_for, otlp_receiver_config, running_vigil
+
+    config = {
+        "receivers": {"otlp": otlp_receiver_config(http=False)},
+        "processors": {"alerts": {"evaluation_interval": "100ms", "rules": [
+            {"name": "QueueTooDeep", "metric": "queue.depth", "group_by": ["ml.model.name"], "threshold": 100,
+             "severity": "critical", "summary": "{model}: {value:.0f} requests waiting"}]}},
+        "exporters": {"file": {"path": str(tmp_path / "metrics.json")}},
+        "service": {"state_dir": str(tmp_path / "state"), "admin": {"endpoint": "127.0.0.1:0"},
+                    "pipelines": {"metrics": {"receivers": ["otlp"], "processors": ["alerts"],
+                                              "exporters": ["file"]}}},
+    }
+    async with running_vigil(config) as agent:
+        endpoint = f"127.0.0.1:{agent.service.admin.port}"
+        await asyncio.to_thread(send_gauge, agent.grpc_endpoint(), 250.0)
+        firing = lambda: agent.service.graph.shared  # noqa: E731
+        assert await async_wait_for(lambda: any(s.status()["firing"] for s in firing().values()), timeout=15)
+        listed = await asyncio.to_thread(vigil, "alerts", "--endpoint", endpoint)
+        assert listed.returncode == 0, listed.stderr
+        row = listed.stdout.splitlines()[1].split()
+        assert row[:3] == ["firing", "critical", "QueueTooDeep"] and "ml.model.name=fraud" in row and "250" in row
+        made = await asyncio.to_thread(vigil, "alerts", "silence", 'alertname="QueueTooDeep"', "--duration", "10m",
+                                       "--endpoint", endpoint)
+        assert made.returncode == 0, made.stderr
+        listed = await asyncio.to_thread(vigil, "alerts", "--endpoint", endpoint, "--state", "firing")
+        assert "[silenced]" in listed.stdout
