@@ -21,6 +21,15 @@ looked up in the current data under its stored name (a column literally named
 `--label` (ground truth), `--id-column` and `--timestamp-column` columns are
 never features and are not drift-tested.
 
+Performance. A reference built with `--label` keeps what its labels say
+(`agent.ml.performance`): a calibration map for the score or confidence, the
+metrics realised on it and their spread over windows of `--window-rows` rows
+(for a data file given as `vigil analyze --reference`, the chunk size). `vigil
+analyze` then reports per chunk a `performance` object: the label-free
+estimate, and the realised metrics when the current data has labels — its own
+`--label` column, or `--current-labels FILE` joined on `--id-column` — with
+the bounds and whether the chunk is `degraded`.
+
 Heavy modules (numpy, scipy, protobuf) are imported when a command runs, not
 when the `vigil` parser is built.
 """
@@ -40,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 if TYPE_CHECKING:
+    from agent.ml.columns import RawColumn
     from agent.ml.drift import DriftConfig, DriftResult
     from agent.ml.health import ColumnHealth
     from agent.ml.profile import ColumnProfile, Profile
@@ -52,6 +62,9 @@ PREDICTION_CONFIDENCE = "ml.prediction.confidence"
 PREDICTION_NAMES = (PREDICTION_LABEL, PREDICTION_VALUE, PREDICTION_SCORE, PREDICTION_CONFIDENCE)
 
 PROFILE_SUFFIXES = (".vigilprofile", ".pb")
+PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+REGRESSION_METRICS = ("mae", "rmse", "mape")
+DEFAULT_WATCHED = ("accuracy", "roc_auc", "mae")
 
 # The statistics each column type reports, in report order (the engine computes them).
 STATISTICS = {"numeric": ("ks", "psi", "wasserstein_normed", "jensen_shannon"),
@@ -98,11 +111,15 @@ def build_profile(table: Table, *, columns: Sequence[str] | None = None, model: 
                   features: Sequence[str] | None = None, categorical: Sequence[str] = (),
                   numeric: Sequence[str] = (), roles: Roles | None = None, bins: int | None = None,
                   reservoir: int | None = None, source: str = "", seed: int = 0,
-                  sentinels: Sequence[float | str] = (-999,)) -> Profile:
+                  sentinels: Sequence[float | str] = (-999,), calibration: str = "isotonic",
+                  positive_class: str | None = None, window_rows: int | None = None) -> Profile:
     """A profile of `table`: one column per feature, one per prediction output (see the module doc).
 
     `columns` is the file's column order (default: the table's); `features` default to every
-    column that has no role.
+    column that has no role. With a `--label` column and a prediction output, the profile also
+    keeps the model's performance on the reference (`calibration`: isotonic or binned;
+    `positive_class`: the class a binary score is the probability of, inferred when None;
+    `window_rows`: the window size the bounds' spread is measured on).
     """
     from agent.ml import profile as profiles
 
@@ -126,13 +143,32 @@ def build_profile(table: Table, *, columns: Sequence[str] | None = None, model: 
 
     feature_profiles = {name: build(name, name, kinds.get(name)) for name in chosen}
     predictions = {}
+    slots = {}
     for option, column in outputs.items():
         kind = kinds.get(column) or profiles.infer_kind(table.columns[column])
         predictions[output_name(option, kind)] = build(output_name(option, kind), column, kind)
+        slots[output_name(option, kind)] = column
     clash = sorted(set(feature_profiles) & set(predictions))
     if clash:
         raise OfflineError(f"feature {_list(clash)} has the name of a prediction output; rename the column")
-    return profiles.Profile(model, version, table.rows, feature_profiles, predictions, source=source)
+    performance = None
+    if roles.label and outputs:
+        from agent.ml import performance as performances
+
+        performance = performances.build(
+            table.columns[roles.label], model_outputs(table, slots), positive_class=positive_class,
+            method=calibration, window_rows=window_rows or performances.DEFAULT_WINDOW_ROWS, seed=seed)
+    return profiles.Profile(model, version, table.rows, feature_profiles, predictions, source=source,
+                            performance=performance)
+
+
+def model_outputs(table: Table, slots: dict[str, str]):
+    """The model's outputs in `table`, by stored name (`ml.prediction.label`, …) → column."""
+    from agent.ml.columns import RawColumn
+    from agent.ml.performance import Outputs
+
+    return Outputs.from_columns({slot: table.columns.get(column, RawColumn.missing(table.rows))
+                                 for slot, column in slots.items()})
 
 
 def output_name(option: str, kind: str) -> str:
@@ -232,10 +268,57 @@ def is_profile_file(path: str | Path) -> bool:
 # --- analysing -----------------------------------------------------------------
 
 @dataclass
+class LabelFile:
+    """Ground truth from its own file (`--current-labels`), joined to the current data by id."""
+    index: dict[str, int]  # id → row of its (first) label
+    labels: RawColumn
+    rows: int
+    duplicates: int  # rows whose id came before (their label is not used)
+
+    @classmethod
+    def read(cls, path: str | Path, id_column: str, label_column: str) -> LabelFile:
+        from agent.ml.performance import categories
+
+        data = open_data(path)
+        for option, column in (("--id-column", id_column), ("--label", label_column)):
+            if column not in data.columns:
+                raise OfflineError(f"{_unknown([column])} in {option}: {path} (--current-labels) has columns "
+                                   f"{_list(data.columns)}")
+        table = next(read_blocks(data, [id_column, label_column]))
+        index: dict[str, int] = {}
+        duplicates = 0
+        for row, id_ in enumerate(categories(table.columns[id_column]).tolist()):
+            if id_ is None:
+                continue
+            if id_ in index:
+                duplicates += 1
+            else:
+                index[id_] = row
+        return cls(index, table.columns[label_column], table.rows, duplicates)
+
+    def join(self, ids: RawColumn) -> RawColumn:
+        """The label of each id (missing where the file has none)."""
+        import numpy as np
+
+        from agent.ml.columns import RawColumn
+        from agent.ml.performance import categories
+
+        rows = np.fromiter((self.index.get(i, -1) if i is not None else -1 for i in categories(ids).tolist()),
+                           dtype=np.int64, count=len(ids))
+        found = rows >= 0
+        numbers = np.full(rows.size, math.nan)
+        strings = np.full(rows.size, None, dtype=object)
+        numbers[found] = self.labels.numbers[rows[found]]
+        strings[found] = self.labels.strings[rows[found]]
+        return RawColumn(numbers, strings)
+
+
+@dataclass
 class Reference:
     """The reference as analysis sees it: every column under the current data's column name."""
     profile: Profile  # features and prediction outputs, renamed to data column names
     warnings: list[str] = field(default_factory=list)
+    slots: dict[str, str] = field(default_factory=dict)  # stored output name → current data column
 
     @property
     def columns(self) -> list[str]:
@@ -271,6 +354,7 @@ def reference_view(profile: Profile, current_columns: Sequence[str], *, features
         if wanted[slot] and slot not in profile.predictions:
             raise OfflineError(f"{option} {wanted[slot]}: {where} has no {slot} output")
     outputs: dict[str, ColumnProfile] = {}
+    slots: dict[str, str] = {}
     for slot, column_profile in profile.predictions.items():
         column = wanted.get(slot)
         if not column:
@@ -286,17 +370,24 @@ def reference_view(profile: Profile, current_columns: Sequence[str], *, features
         if column in chosen or column in outputs:
             raise OfflineError(f"column {column!r} would be analysed twice (a feature and a prediction output)")
         outputs[column] = dataclasses.replace(column_profile, name=column)
+        slots[slot] = column
     missing = [n for n in [*chosen, *outputs] if n not in current_columns]
     if missing:
         raise OfflineError(f"{_unknown(missing)}: {current} lacks what the reference has "
                            f"(it has {_list(current_columns)}; --features picks the columns to analyse)")
     view = profiles.Profile(profile.model_name, profile.model_version, profile.rows, chosen, outputs,
-                            profile.source, profile.created_time_unix_nano)
-    return Reference(view, warnings)
+                            profile.source, profile.created_time_unix_nano, profile.performance)
+    return Reference(view, warnings, slots)
 
 
-def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: int = 0) -> dict[str, Any]:
-    """One chunk's report (the JSON contract's `chunks[i]`): drift and health of every reference column."""
+def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: int = 0, *,
+                  slots: dict[str, str] | None = None, truth: RawColumn | None = None, sigma: float = 3.0,
+                  watched: Sequence[str] = DEFAULT_WATCHED) -> dict[str, Any]:
+    """One chunk's report (the JSON contract's `chunks[i]`): drift and health of every reference column,
+    and `performance` when the reference carries labels or `truth` (the chunk's labels) is given.
+
+    `slots` maps the stored outputs (`ml.prediction.score`, …) to the chunk's columns (default: the
+    stored names)."""
     from agent.ml import drift, health
     from agent.ml.columns import RawColumn
 
@@ -304,7 +395,82 @@ def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: 
     healths = {name: health.column_health(column, table.columns.get(name, RawColumn.missing(table.rows)),
                                           config.sentinels)
                for name, column in reference.columns().items()}
-    return chunk_report(index, table.rows, result, healths)
+    report = chunk_report(index, table.rows, result, healths)
+    if reference.performance is not None or truth is not None:
+        if slots is None:
+            slots = {name: name for name in PREDICTION_NAMES if name in table.columns}
+        performance = performance_report(reference.performance, model_outputs(table, slots), truth, sigma, watched)
+        if performance is not None:
+            report["performance"] = performance
+    return report
+
+
+def performance_report(perf, outputs, truth: RawColumn | None, sigma: float = 3.0,
+                       watched: Sequence[str] = DEFAULT_WATCHED) -> dict[str, Any] | None:
+    """The `performance` object of a chunk: estimated and realised metrics, bounds, the verdict.
+
+    Classification: `estimated_<m>` and `realized_<m>` for accuracy, precision, recall, f1 and roc_auc
+    (precision/recall/f1 of the positive class for a binary model, macro averages otherwise), the
+    realised per-class metrics under `classes`. Regression: `realized_mae`, `_rmse`, `_mape`. A metric
+    that cannot be had is null. `bounds` holds, per metric, the value past which it counts as degraded
+    (from the reference's spread, when the reference had labels); `degraded` is true when a watched
+    metric went past its bound, `degraded_metrics` names them. None when there is nothing to report.
+    """
+    from agent.ml import performance as performances
+
+    estimate = performances.estimate(perf, outputs) if perf is not None else {}
+    realized: Any = None
+    if truth is not None and (~truth.is_missing).any():
+        realized = performances.evaluate_labels(perf, truth, outputs)
+    if not estimate and realized is None:
+        return None
+    regression = (perf is not None and perf.problem == performances.REGRESSION) or \
+        (perf is None and isinstance(realized, dict))
+    if perf is not None:
+        problem = perf.problem
+    elif regression:
+        problem = performances.REGRESSION
+    else:
+        problem = performances.BINARY if realized.positive is not None else performances.MULTICLASS
+    report: dict[str, Any] = {"problem": problem, "rows": int(outputs.rows)}
+    summary: dict[str, float] = {}
+    if isinstance(realized, performances.Classification):
+        summary = realized.summary()
+        report["labeled_rows"] = realized.rows
+    elif isinstance(realized, dict):
+        summary = {k: v for k, v in realized.items() if k != "rows"}
+        report["labeled_rows"] = int(realized.get("rows", 0))
+    else:
+        report["labeled_rows"] = 0
+    if regression:
+        for name in REGRESSION_METRICS:
+            report[f"realized_{name}"] = _number(summary.get(name))
+    else:
+        for name in PERFORMANCE_METRICS:
+            report[f"estimated_{name}"] = _number(estimate.get(name))
+            report[f"realized_{name}"] = _number(summary.get(name))
+    if isinstance(realized, performances.Classification):
+        report["macro"] = {m: _number(realized.macro(m)) for m in ("precision", "recall", "f1")}
+        report["classes"] = {c: {"precision": _number(realized.precision[i]), "recall": _number(realized.recall[i]),
+                                 "f1": _number(realized.f1[i]), "support": int(realized.support[i])}
+                             for i, c in enumerate(realized.classes)}
+    bounds: dict[str, float] = {}
+    degraded: list[str] = []
+    if perf is not None:
+        for source, metrics, rows, is_realized in (("estimated", estimate, int(estimate.get("rows", 0)), False),
+                                                   ("realized", summary, report["labeled_rows"], True)):
+            if not metrics:
+                continue
+            bad, found = performances.degraded(perf, metrics, rows, sigma, list(watched), realized_=is_realized)
+            for name, bound in found.items():
+                bounds[f"{source}_{name}"] = bound
+                worse = metrics[name] > bound if name in REGRESSION_METRICS else metrics[name] < bound
+                if worse:
+                    degraded.append(f"{source}_{name}")
+    report["bounds"] = {k: _number(v) for k, v in bounds.items()}
+    report["degraded"] = bool(degraded)
+    report["degraded_metrics"] = degraded
+    return report
 
 
 def chunk_report(index: int, rows: int, result: DriftResult, healths: dict[str, ColumnHealth]) -> dict[str, Any]:
@@ -379,7 +545,30 @@ def format_chunk(chunk: dict[str, Any], start_row: int, methods: dict[str, str] 
         row += [_share(h.get(key)) for key in HEALTH]
         table.append(row)
     lines += ["  " + line for line in _align(table, right_from=3)]
+    if "performance" in chunk:
+        lines += format_performance(chunk["performance"])
     return "\n".join(lines) + "\n"
+
+
+def format_performance(p: dict[str, Any]) -> list[str]:
+    """A chunk's performance for people: one row per metric, estimated and realised, with its bound."""
+    verdict = "DEGRADED: " + ", ".join(p["degraded_metrics"]) if p["degraded"] else "not degraded"
+    lines = [f"  performance ({p['problem']}; {p['labeled_rows']} of {p['rows']} rows labelled): {verdict}"]
+    names = REGRESSION_METRICS if p["problem"] == "regression" else PERFORMANCE_METRICS
+    table = [["metric", "estimated", "bound", "realized", "bound"]]
+    bounds = p.get("bounds", {})
+    for name in names:
+        estimated, realized = p.get(f"estimated_{name}"), p.get(f"realized_{name}")
+        if estimated is None and realized is None:
+            continue
+        cells = [name]
+        for source, value in (("estimated", estimated), ("realized", realized)):
+            mark = "*" if f"{source}_{name}" in p["degraded_metrics"] else ""
+            cells += [_stat(value) + mark, _stat(bounds.get(f"{source}_{name}"))]
+        table.append(cells)
+    if len(table) > 1:
+        lines += ["    " + line for line in _align(table, right_from=1)]
+    return lines
 
 
 def format_report(report: dict[str, Any], reference: str, current: str,
@@ -461,16 +650,33 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             entry["categorical"] = {"categories": {k: int(v) for k, v in c.categories.items()}}
         return entry
 
-    return {"model_name": profile.model_name, "model_version": profile.model_version, "rows": int(profile.rows),
-            "source": profile.source, "created_time_unix_nano": int(profile.created_time_unix_nano),
-            "features": [column(c) for c in profile.features.values()],
-            "predictions": [column(c) for c in profile.predictions.values()]}
+    out = {"model_name": profile.model_name, "model_version": profile.model_version, "rows": int(profile.rows),
+           "source": profile.source, "created_time_unix_nano": int(profile.created_time_unix_nano),
+           "features": [column(c) for c in profile.features.values()],
+           "predictions": [column(c) for c in profile.predictions.values()]}
+    perf = profile.performance
+    if perf is not None:
+        numbers = lambda d: {k: _number(v) for k, v in d.items()}  # noqa: E731
+        c = perf.calibration
+        out["performance"] = {
+            "problem": perf.problem, "positive_class": perf.positive_class or None, "classes": list(perf.classes),
+            "threshold": _number(perf.threshold), "labeled_rows": int(perf.labeled_rows),
+            "window_rows": int(perf.window_rows), "reference": numbers(perf.reference),
+            "estimated": numbers(perf.estimated), "estimated_std": numbers(perf.estimated_std),
+            "realized_std": numbers(perf.realized_std),
+            "calibration": None if c is None else {
+                "method": c.method, "applied": bool(c.applied), "folds": int(c.folds),
+                "brier_raw": _number(c.brier_raw), "brier_calibrated": _number(c.brier_calibrated),
+                "points": int(c.x.size)}}
+    return out
 
 
 def format_profile(profile: Profile, top: int = 5) -> str:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(profile.created_time_unix_nano / 1e9))
     lines = [f"model:    {profile.model_name or '-'}", f"version:  {profile.model_version or '-'}",
              f"rows:     {profile.rows}", f"source:   {profile.source or '-'}", f"created:  {created}"]
+    if profile.performance is not None:
+        lines.append(_performance_line(profile.performance))
     for title, columns in (("features", profile.features), ("predictions", profile.predictions)):
         lines.append("")
         lines.append(f"{title} ({len(columns)})")
@@ -543,6 +749,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                           help="reference: a profile (.vigilprofile, .pb) or a data file (.csv, .tsv, .parquet)")
     analyze_.add_argument("--current", required=True, metavar="CUR", help="current data (.csv, .tsv, .parquet)")
     _column_arguments(analyze_)
+    analyze_.add_argument("--current-labels", metavar="FILE",
+                          help="ground truth for CUR in its own file (.csv, .tsv, .parquet): its --label column, "
+                          "joined to CUR on --id-column (the first label of a repeated id counts)")
     analyze_.add_argument("--chunk-size", type=_positive_int, metavar="N",
                           help="analyse CUR in chunks of N rows (the last may be smaller; default: one chunk)")
     drift_options = analyze_.add_argument_group("drift decision (DriftConfig)")
@@ -554,6 +763,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     drift_options.add_argument("--sentinel", action="append", metavar="VALUE",
                                help="a value that stands for missing (repeatable; default -999); "
                                "numbers match numbers, anything else matches text")
+    performance_options = analyze_.add_argument_group("performance (with a reference that has labels)")
+    performance_options.add_argument("--sigma", type=float, default=3.0,
+                                     help="a chunk is degraded when a metric is more than SIGMA standard deviations "
+                                     "of its spread on reference windows worse than on the reference (default 3)")
     reference_options = analyze_.add_argument_group("reference built from a data file (ignored for a profile)")
     _profile_arguments(reference_options)
     analyze_.add_argument("--format", choices=("table", "json"), default="table",
@@ -595,6 +808,14 @@ def _profile_arguments(parser) -> None:
                         "(default 10)")
     parser.add_argument("--reservoir", type=_positive_int, metavar="N", help="sample size kept per numeric "
                         "column for the two-sample tests (default 10000)")
+    parser.add_argument("--calibration", choices=("isotonic", "binned"), default="isotonic",
+                        help="with --label: how the score (or confidence) is calibrated on the labels; the map is "
+                        "used only when it beats the raw scores on held-out folds (default isotonic)")
+    parser.add_argument("--positive-class", metavar="CLASS", help="with --label and --score: the class the score "
+                        "is the probability of (default: inferred, the class with the higher scores)")
+    parser.add_argument("--window-rows", type=_positive_int, metavar="N", help="with --label: the window size the "
+                        "spread of the metrics (the alert bounds) is measured on (default 1000; for vigil analyze, "
+                        "the chunk size)")
 
 
 def _positive_int(text: str) -> int:
@@ -645,7 +866,9 @@ def _build(args: argparse.Namespace) -> int:
                             version=args.version, features=_names(args.features),
                             categorical=_names(args.categorical), numeric=_names(args.numeric),
                             roles=_roles(args), bins=args.bins, reservoir=args.reservoir,
-                            source=f"file:{args.data}", sentinels=_sentinels(args.sentinel))
+                            source=f"file:{args.data}", sentinels=_sentinels(args.sentinel),
+                            calibration=args.calibration, positive_class=args.positive_class,
+                            window_rows=args.window_rows)
     try:
         profiles.save(profile, args.output)
     except OSError as exc:
@@ -653,7 +876,23 @@ def _build(args: argparse.Namespace) -> int:
     print(f"{args.output}: profile of {profile.model_name!r} from {profile.rows} rows: "
           f"{_count(len(profile.features), 'feature')}, {_count(len(profile.predictions), 'prediction output')}"
           + (f" ({', '.join(profile.predictions)})" if profile.predictions else ""), file=sys.stderr)
+    if args.label and profile.performance is None:
+        _warn(f"--label {args.label}: no performance kept (it needs a prediction output: --prediction, "
+              "--score or --confidence, and rows with both a label and a prediction)")
+    elif profile.performance is not None:
+        print("  " + _performance_line(profile.performance), file=sys.stderr)
     return 0
+
+
+def _performance_line(perf) -> str:
+    c = perf.calibration
+    calibration = "no calibration (no score or confidence)" if c is None else (
+        f"{c.method} calibration {'applied' if c.applied else 'not applied'} (held-out Brier "
+        f"{_stat(_number(c.brier_calibrated))} vs raw {_stat(_number(c.brier_raw))})")
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in perf.reference.items())
+    positive = f", positive class {perf.positive_class!r}" if perf.positive_class else ""
+    return (f"performance ({perf.problem}{positive}) from {perf.labeled_rows} labelled rows: {shown}; "
+            f"{calibration}")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -698,14 +937,30 @@ def _sentinel(text: str) -> float | str:
 
 def _analyze(args: argparse.Namespace) -> int:
     config = drift_config(args.alpha, args.correction, args.drift_share, args.sentinel)
+    if not args.sigma > 0:
+        raise OfflineError(f"--sigma: must be > 0, not {args.sigma}")
     roles = _roles(args)
     roles.check_distinct()
     current = open_data(args.current)
     features = _names(args.features)
+    labels = None
+    if args.current_labels:
+        if not args.label or not args.id_column:
+            raise OfflineError("--current-labels needs --label (its label column) and --id-column (the id both "
+                               "files share)")
+        if args.id_column not in current.columns:
+            raise OfflineError(f"{_unknown([args.id_column])} in --id-column: {args.current} has columns "
+                               f"{_list(current.columns)}")
+        labels = LabelFile.read(args.current_labels, args.id_column, args.label)
+    elif args.label and args.label not in current.columns:
+        raise OfflineError(f"{_unknown([args.label])} in --label: {args.current} has columns "
+                           f"{_list(current.columns)} (or give the labels with --current-labels FILE)")
     if is_profile_file(args.reference):
         profile = load_profile(args.reference)
         ignored = [o for o, v in (("--categorical", args.categorical), ("--numeric", args.numeric),
-                                  ("--bins", args.bins), ("--reservoir", args.reservoir)) if v]
+                                  ("--bins", args.bins), ("--reservoir", args.reservoir),
+                                  ("--positive-class", args.positive_class), ("--window-rows", args.window_rows))
+                   if v]
         if ignored:
             _warn(f"{', '.join(ignored)} ignored: the reference is a profile")
         where = f"profile {args.reference}"
@@ -714,11 +969,17 @@ def _analyze(args: argparse.Namespace) -> int:
         table = next(read_blocks(data, data.columns))
         if table.rows == 0:
             raise OfflineError(f"{args.reference}: no data rows")
+        reference_roles = roles
+        if roles.label and roles.label not in data.columns:
+            _warn(f"{args.reference} has no {roles.label!r} column: no performance estimate, realised metrics only")
+            reference_roles = dataclasses.replace(roles, label=None)
         profile = build_profile(table, columns=data.columns, model=Path(args.reference).stem,
                                 features=features, categorical=_names(args.categorical),
-                                numeric=_names(args.numeric), roles=roles, bins=args.bins,
+                                numeric=_names(args.numeric), roles=reference_roles, bins=args.bins,
                                 reservoir=args.reservoir, source=f"file:{args.reference}",
-                                sentinels=config.sentinels)
+                                sentinels=config.sentinels, calibration=args.calibration,
+                                positive_class=args.positive_class,
+                                window_rows=args.window_rows or args.chunk_size)
         del table
         where = args.reference
     reference = reference_view(profile, current.columns, features=features, roles=roles, where=where,
@@ -727,7 +988,9 @@ def _analyze(args: argparse.Namespace) -> int:
         _warn(warning)
     methods = {name: (config.numeric_method if c.kind == "numeric" else config.categorical_method)
                for name, c in reference.profile.columns().items()}
-    chunks = read_blocks(current, reference.columns, args.chunk_size)
+    extra = [c for c in ((args.id_column if labels else None), (args.label if not labels else None))
+             if c and c not in reference.columns]
+    chunks = read_blocks(current, [*reference.columns, *dict.fromkeys(extra)], args.chunk_size)
     # A table on stdout is printed chunk by chunk; JSON, and any report written to a file, at the end.
     stream_table = args.format == "table" and not args.output
     report: dict[str, Any] = {"reference_rows": int(reference.profile.rows), "chunks": []}
@@ -735,13 +998,28 @@ def _analyze(args: argparse.Namespace) -> int:
     if stream_table:
         sys.stdout.write(f"reference: {args.reference} ({report['reference_rows']} rows)\n"
                          f"current:   {args.current}\n")
+    matched = 0
     for index, table in enumerate(chunks):
-        chunk = analyze_chunk(reference.profile, table, config, index)
+        truth = None
+        if labels is not None:
+            truth = labels.join(table.columns[args.id_column])
+            matched += int((~truth.is_missing).sum())
+        elif args.label:
+            truth = table.columns[args.label]
+        chunk = analyze_chunk(reference.profile, table, config, index, slots=reference.slots, truth=truth,
+                              sigma=args.sigma)
         report["chunks"].append(chunk)
         if stream_table:
             sys.stdout.write("\n" + format_chunk(chunk, start, methods, config.drift_share))
             sys.stdout.flush()
         start += table.rows
+    if labels is not None:
+        report["labels"] = {"file": str(args.current_labels), "rows": labels.rows, "ids": len(labels.index),
+                            "duplicates": labels.duplicates, "matched": matched}
+        if stream_table:
+            sys.stdout.write(f"\nlabels: {args.current_labels}: {labels.rows} rows, {matched} joined to a "
+                             f"row of {args.current}" + (f", {labels.duplicates} repeated ids (the first "
+                                                         "label kept)" if labels.duplicates else "") + "\n")
     if stream_table:
         sys.stdout.write("\n" + TABLE_LEGEND)
         return 0

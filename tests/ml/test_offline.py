@@ -300,7 +300,9 @@ def test_shifted_feature_drifts(files, profile_file, main):
 def check_contract(report: dict) -> None:
     assert set(report) == {"reference_rows", "chunks"} and type(report["reference_rows"]) is int
     for index, chunk in enumerate(report["chunks"]):
-        assert set(chunk) == {"index", "rows", "drift", "health"}
+        assert set(chunk) - {"performance"} == {"index", "rows", "drift", "health"}
+        if "performance" in chunk:
+            check_performance(chunk["performance"])
         assert chunk["index"] == index and type(chunk["rows"]) is int
         d = chunk["drift"]
         assert set(d) == {"detected", "share", "drifted_features", "features"}
@@ -318,6 +320,23 @@ def check_contract(report: dict) -> None:
         for h in chunk["health"].values():
             assert set(h) == {"missing", "sentinel", "type_mismatch", "out_of_range", "unseen_category"}
             assert all(type(v) is float for v in h.values())
+
+
+def check_performance(p: dict) -> None:
+    """The `performance` object of a chunk (present when the reference or the current data has labels)."""
+    assert p["problem"] in ("binary", "multiclass", "regression")
+    metrics = ("mae", "rmse", "mape") if p["problem"] == "regression" else \
+        ("accuracy", "precision", "recall", "f1", "roc_auc")
+    sources = ("realized",) if p["problem"] == "regression" else ("estimated", "realized")
+    keys = {"problem", "rows", "labeled_rows", "bounds", "degraded", "degraded_metrics"} | \
+        {f"{s}_{m}" for s in sources for m in metrics}
+    if p["labeled_rows"] and p["problem"] != "regression":
+        keys |= {"macro", "classes"}
+    assert set(p) == keys
+    assert type(p["rows"]) is int and type(p["labeled_rows"]) is int and type(p["degraded"]) is bool
+    assert all(v is None or type(v) is float for k, v in p.items() if k.startswith(("estimated_", "realized_")))
+    assert all(type(v) is float and k in keys for k, v in p["bounds"].items())
+    assert p["degraded"] == bool(p["degraded_metrics"]) and set(p["degraded_metrics"]) <= set(p["bounds"])
 
 
 def test_json_matches_the_contract(files, profile_file, tmp_path, main):
@@ -392,7 +411,9 @@ def test_table_marks_drifted_features(files, profile_file):
 def test_profile_reference_gives_the_csv_reference_verdicts(files, tmp_path, reservoir, main):
     extra = [] if reservoir is None else ["--reservoir", str(reservoir)]
     profile_path = tmp_path / "model.pb"
-    assert main("profile", "build", files["reference"], *ROLE_ARGS, *extra, "-o", profile_path).returncode == 0
+    # The alert bounds are measured on windows of the chunk size, as a data-file reference does.
+    assert main("profile", "build", files["reference"], *ROLE_ARGS, *extra, "--window-rows", "800",
+                "-o", profile_path).returncode == 0
     args = ["--current", files["shifted"], *ROLE_ARGS, "--chunk-size", "800"]
     from_profile = run_json(main, "--reference", profile_path, *args)
     from_csv = run_json(main, "--reference", files["reference"], *args, *extra)
