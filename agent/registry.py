@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.alerts import processor as alerts
 from agent.component import Factory, Kind
-from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp
+from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp, prometheus as prometheus_exporter
 from agent.processors import batch, memory_limiter, ml, resource
 from agent.receivers import hostmetrics, nvml, otlp as otlp_receiver, predictionlog
 from agent.receivers import prometheus as prometheus_receiver
@@ -34,6 +34,7 @@ for _factory in (
     otlphttp.FACTORY,
     file.FACTORY,
     debug.FACTORY,
+    prometheus_exporter.FACTORY,
 ):
     register(_factory)
 
