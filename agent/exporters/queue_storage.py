@@ -49,6 +49,8 @@ _CODES = {Signal.TRACES: 1, Signal.METRICS: 2, Signal.LOGS: 3}
 _SIGNALS = {code: signal for signal, code in _CODES.items()}
 # Anything longer cannot be a record we wrote (a request is capped far below this by the receivers).
 _MAX_PAYLOAD = 1 << 30
+# Queue directories this process holds, to tell "in use by this agent" from "by another process".
+_HELD: set[Path] = set()
 
 
 class QueueLockedError(OSError):
@@ -154,6 +156,10 @@ class SegmentStore:
             raise
 
     def _lock(self) -> None:
+        if self.directory.resolve() in _HELD:
+            raise QueueLockedError(errno.EBUSY, f"queue directory {self.directory} is in use by this agent (a "
+                                                f"reload cannot yet replace an exporter that has a persistent "
+                                                f"queue: restart Vigil to apply the change)")
         fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -164,6 +170,7 @@ class SegmentStore:
                                                   f"another process") from None
             raise
         self._lock_fd = fd
+        _HELD.add(self.directory.resolve())
 
     def _recover(self) -> Recovery:
         cursor = self.read_cursor()
@@ -380,6 +387,7 @@ class SegmentStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+            _HELD.discard(self.directory.resolve())
 
     def _path(self, seq: int) -> Path:
         return self.directory / f"{seq:020d}{SUFFIX}"

@@ -107,7 +107,7 @@ async def test_records_being_sent_at_shutdown_are_sent_again(tmp_path):
 async def test_the_directory_is_locked_while_open(tmp_path):
     queue = make_queue(tmp_path)
     await queue.open()
-    with pytest.raises(QueueLockedError, match="in use by another process"):
+    with pytest.raises(QueueLockedError, match="in use by this agent"):
         await make_queue(tmp_path).open()
     await queue.close()
     again = make_queue(tmp_path)
