@@ -115,7 +115,9 @@ class AdminServer:
         return json_response(verdict)
 
     async def _page(self, _: web.Request) -> web.Response:
-        return web.Response(text=page.render(status.collect(self._service)), content_type="text/html")
+        verdicts = {(entry.get("model"), entry.get("version") or ""): models.version_health(entry, snapshot)
+                    for _, entry, snapshot in models.model_entries(self._service)}
+        return web.Response(text=page.render(status.collect(self._service), verdicts), content_type="text/html")
 
     # --- routes components offer ------------------------------------------------------------
 

@@ -1,0 +1,183 @@
+"""The status page in a real browser: Debian's Chromium, headless, driven over the DevTools protocol.
+
+The page must load with no console errors or failed requests, draw a chart per
+column, and show the drifted column as drifted, first. A screenshot is kept in
+the test's tmp dir (`status-page.png`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+
+from agent.admin import page
+from agent.component import ComponentId
+from agent.signals import Signal
+from tests.admin.traffic import ml_vigil_config, prediction_spans
+from tests.conftest import async_wait_for, free_port, running_vigil
+from tests.otlp_data import send_grpc
+
+
+def chromium_binary() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("no Chromium: `make test` installs Debian's `chromium` package (apt-get install chromium)")
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self._ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        call_id = next(self._ids)
+        await self._ws.send_json({"id": call_id, "method": method, "params": params})
+        while True:
+            message = await asyncio.wait_for(self._ws.receive_json(), 30)
+            if message.get("id") == call_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+            self.events.append(message)
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+
+@contextlib.asynccontextmanager
+async def browser(tmp_path: Path) -> AsyncIterator[DevTools]:
+    port = free_port()
+    log = open(tmp_path / "chromium.log", "wb")
+    proc = subprocess.Popen(
+        [chromium_binary(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--disable-extensions", "--disable-sync", "--no-first-run",
+         "--disable-default-apps", "--mute-audio", "--hide-scrollbars", "--window-size=1280,1600",
+         f"--remote-debugging-port={port}", "--remote-allow-origins=*",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "about:blank"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        async with aiohttp.ClientSession() as session:
+            targets: list = []
+            for _ in range(150):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+                        targets = [t for t in await response.json() if t.get("type") == "page"]
+                if targets or proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.2)
+            assert targets, f"chromium did not start:\n{(tmp_path / 'chromium.log').read_text()[-2000:]}"
+            async with session.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                tools = DevTools(ws)
+                for domain in ("Page", "Runtime", "Log", "Network"):
+                    await tools.call(f"{domain}.enable")
+                yield tools
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def problems(events: list[dict[str, Any]]) -> list[str]:
+    """Console errors, uncaught exceptions, failed requests and logged errors among DevTools events."""
+    out = []
+    for e in events:
+        method, params = e.get("method"), e.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            out.append(f"console: {params.get('args')}")
+        elif method == "Runtime.exceptionThrown":
+            out.append(f"exception: {params.get('exceptionDetails')}")
+        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+            out.append(f"log: {params['entry'].get('text')} {params['entry'].get('url', '')}")
+        elif method == "Network.loadingFailed":
+            out.append(f"request failed: {params}")
+    return out
+
+
+async def test_the_status_page_shows_the_drifted_feature_first(tmp_path):
+    async with running_vigil(ml_vigil_config(tmp_path)) as vigil:
+        endpoint = vigil.grpc_endpoint()
+        engine = vigil.service.graph.shared[ComponentId("ml")]
+        await send_grpc(endpoint, Signal.TRACES, prediction_spans(400, seed=1))
+        assert await async_wait_for(lambda: engine.status()["models"][0]["phase"] == "monitoring")
+        await send_grpc(endpoint, Signal.TRACES, prediction_spans(400, seed=2, start=400, shift=25))
+        assert await async_wait_for(lambda: engine.status()["models"][0]["windows_evaluated"] == 1)
+
+        async with browser(tmp_path) as tools:
+            await tools.call("Page.navigate", url=vigil.admin_url("/"))
+            for _ in range(100):
+                if await tools.evaluate("document.readyState") == "complete":
+                    break
+                await asyncio.sleep(0.1)
+            facts = await tools.evaluate("""(() => {
+                const features = [...document.querySelectorAll('.model .feature')];
+                const age = document.querySelector('.feature[data-feature="ml.feature.age"]')
+                         || document.querySelector('.feature[data-feature="age"]');
+                return {
+                  title: document.title,
+                  charts: document.querySelectorAll('svg.chart').length,
+                  bars: document.querySelectorAll('svg.chart rect.bar').length,
+                  features: features.map(f => [f.dataset.feature, f.dataset.drifted]),
+                  ageDrifted: age && age.classList.contains('drifted'),
+                  ageBadge: age && age.querySelector('.drifted-badge') !== null
+                            && getComputedStyle(age.querySelector('.drifted-badge')).display !== 'none',
+                  ageBorder: age && getComputedStyle(age).borderTopColor,
+                  health: document.querySelector('.model h2 .badge').textContent,
+                  components: document.querySelectorAll('tr.component').length,
+                  external: [...document.querySelectorAll('[src],link[href]')]
+                            .filter(e => !(e.src || e.href).startsWith('data:')).length,
+                };
+            })()""")
+            shot = await tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+            (tmp_path / "status-page.png").write_bytes(base64.b64decode(shot["data"]))
+            await asyncio.sleep(0.2)
+            await tools.evaluate("1")  # collect the events that came meanwhile
+            found = problems(tools.events)
+
+    assert found == [], found
+    assert facts["title"] == "Vigil status"
+    assert facts["external"] == 0
+    names = [name for name, _ in facts["features"]]
+    assert len(names) == facts["charts"] >= 3  # age, city, the predicted label
+    assert facts["bars"] > 2 * facts["charts"]
+    assert facts["features"][0][1] == "true", facts["features"]  # drifted first
+    assert "age" in facts["features"][0][0]
+    assert facts["ageDrifted"] and facts["ageBadge"]
+    assert facts["ageBorder"] == "rgb(217, 71, 59)"
+    assert facts["health"] in ("failing", "degraded")
+    assert facts["components"] == 4  # otlp, ml, file, file/metrics
+    assert (tmp_path / "status-page.png").stat().st_size > 10_000
+    print(f"screenshot: {tmp_path / 'status-page.png'}")
+
+
+def test_the_page_escapes_what_apps_send():
+    status = {"state": "running", "ready": True, "pipelines": {}, "components": {"processors": {"ml": {
+        "state": "running", "status": {"models": [{
+            "model": "<script>alert(1)</script>", "version": "1", "requests": 1, "windows_evaluated": 1,
+            "reference": {"source": "warmup", "rows": 10},
+            "drift": {"share": 0.0, "features": {"x'><b>": {
+                "kind": "categorical", "tested": True, "drifted": False, "method": "jensen_shannon",
+                "score": 0.0, "p_value": 1.0,
+                "distribution": {"categories": ["<i>"], "reference": [1], "current": [1]}}}}}]}}}}}
+    text = page.render(status)
+    assert "<script>" not in text and "<i>" not in text and "x'><b>" not in text
+    assert "&lt;script&gt;" in text
