@@ -284,9 +284,9 @@ class Extractor:
             return
         model = model[:MAX_STRING_LENGTH]
         prediction_id = _id_text(values.get(PREDICTION_ID))
-        if TRUE_LABEL in values and prediction_id is not None:
+        if TRUE_LABEL in values:
             truth = label_value(values[TRUE_LABEL])
-            if truth is not None:
+            if truth is not None and prediction_id is not None:
                 record = labels.get(model)
                 if record is None:
                     record = labels[model] = Labels(model)
