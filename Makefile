@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install clean proto
+.PHONY: run test install clean proto test-debs install-service uninstall-service
 
 $(BIN)/vigil: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,28 @@ install: $(BIN)/vigil
 run: $(BIN)/vigil
 	$(BIN)/vigil run -c config/vigil.yaml
 
-test: $(VENV)/.test-deps
+# Debian packages some tests run for real: systemd-analyze (the unit), Prometheus (scraping Vigil) and
+# Chromium (the status page). apt-get runs only for what is missing (CI runs as root on Debian).
+TEST_DEBS := systemd-analyze:systemd prometheus:prometheus chromium:chromium
+test-debs:
+	@missing=""; for pair in $(TEST_DEBS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: $(VENV)/.test-deps test-debs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Vigil as a systemd service: /opt/vigil/venv, /etc/vigil/vigil.yaml, /etc/systemd/system/vigil.service.
+install-service:
+	sh systemd/install.sh
+
+# Removes the service and /opt/vigil; keeps /etc/vigil and the state (PURGE=1 removes them too).
+uninstall-service:
+	sh systemd/uninstall.sh $(if $(PURGE),--purge)
 
 # Regenerates agent/proto/ from proto/ (tests/test_proto_current.py fails while the committed code is stale).
 proto: $(VENV)/.test-deps
