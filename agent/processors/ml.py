@@ -393,7 +393,9 @@ class MlEngine:
     def _joined(self, joined: list[label_join.Joined]) -> None:
         """Joined labels into their model version's window of labels."""
         for item in joined:
-            state = self._models.get((item.model, item.version))
+            # After a restart a label can join a prediction made before it, ahead of any new prediction
+            # of that version: its state is made here then.
+            state = self._state_of(item.model, item.version, "")
             if state is None:
                 continue
             if not state.labeled:
@@ -403,22 +405,29 @@ class MlEngine:
                 self._close_labels(state)
 
     def _state(self, found: extract.Predictions) -> _ModelState | None:
-        key = (found.model, found.version)
+        state = self._state_of(found.model, found.version, found.service_name)
+        if state is not None and not state.service_name:
+            state.service_name = found.service_name  # made for a label before any prediction came
+        return state
+
+    def _state_of(self, model: str, version: str, service_name: str) -> _ModelState | None:
+        """The model version's state, made on first sight (None beyond the limits)."""
+        key = (model, version)
         state = self._models.get(key)
         if state is not None:
             return state
-        versions = sum(1 for m, _ in self._models if m == found.model)
+        versions = sum(1 for m, _ in self._models if m == model)
         models = len({m for m, _ in self._models})
         if versions >= self._config.limits.max_versions or (
                 versions == 0 and models >= self._config.limits.max_models):
             return None
-        state = self._models[key] = _ModelState(found.model, found.version, found.service_name)
+        state = self._models[key] = _ModelState(model, version, service_name)
         limits, config = self._config.limits, self._config
         state.traffic = Traffic(config.latency.buckets, config.confidence.buckets, config.confidence.low_threshold,
                                 limits.max_classes, limits.max_error_types)
-        state.profile = self._known_profile(found.model, found.version)
+        state.profile = self._known_profile(model, version)
         if state.profile is not None:
-            self._log.info("%s %s: using the reference from %s", found.model, found.version or "-",
+            self._log.info("%s %s: using the reference from %s", model, version or "-",
                            state.profile.source or "a profile file")
         return state
 
