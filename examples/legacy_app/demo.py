@@ -70,7 +70,7 @@ def report(data: Path, count: int) -> None:
                       if float(p.get("asDouble", p.get("asInt", 0))) == 1.0})
     print(f"drifted columns: {', '.join(drifted) or 'none'}")
     up = [float(p.get("asDouble", 0)) for _, p in metric_points(data / "metrics.json", "up")]
-    print(f"scraped /metrics {len(up)} times, up = {up[-1] if up else 'never'}; "
+    print(f"scraped /metrics {len(up)} times, {up.count(1.0)} answered (up = 1); "
           f"iris_predictions_total at the last scrape: {_last_total(data):.0f}")
     print(f"\nEverything Vigil exported is in {data}/ (logs.json, metrics.json).")
 

@@ -52,6 +52,8 @@ def test_the_demo_shows_spans_drift_data_health_alerts_and_labels(tmp_path):
     # An alert fired for each game-day cause.
     fired = _demo.firing(data / "alerts.json")
     rules = {rule for rule, _ in fired}
+    # (PredictionErrors and PredictionLatencyP95 depend on how the phases fall into the rules' one-minute
+    # windows and on the machine's speed, so they are not asserted.)
     assert {"FeatureDrift", "MissingValues", "TypeMismatch"} <= rules, fired
     assert any(s == "Feature alcohol of wine-classifier 1.0 drifted" for r, s in fired if r == "FeatureDrift")
     mismatched = {s.split(" of ")[1].split(" has")[0] for r, s in fired if r == "TypeMismatch"}
