@@ -19,7 +19,13 @@ FLEET = Path(__file__).resolve().parent.parent.parent / "examples" / "fleet"
 
 @pytest.mark.parametrize("name", ["host.yaml", "gateway.yaml"])
 def test_the_fleet_configs_validate(name):
-    assert config.load(FLEET / name).warnings == []
+    loaded = config.parse((FLEET / name).read_text(), name, environ={"VIGIL_GATEWAY_TOKEN": "t"})
+    assert loaded.warnings == []
+
+
+def test_a_gateway_without_its_token_set_does_not_start_open():
+    with pytest.raises(config.ConfigError, match="bearer token is empty"):
+        config.parse((FLEET / "gateway.yaml").read_text(), "gateway.yaml", environ={})
 
 
 async def _start(path: Path, environ: dict[str, str]) -> Service:
@@ -38,7 +44,7 @@ async def test_a_host_reaches_the_backend_through_a_gateway(tmp_path, monkeypatc
     async with running_vigil(backend) as signoz:
         gateway = await _start(FLEET / "gateway.yaml", {
             "GATEWAY_LISTEN": "127.0.0.1:0", "GATEWAY_LISTEN_HTTP": "127.0.0.1:0", "GATEWAY_NAME": "gw-test",
-            "SIGNOZ_ENDPOINT": f"http://{signoz.grpc_endpoint()}", "STATE_DIRECTORY": str(tmp_path / "gw")})
+            "SIGNOZ_ENDPOINT": f"http://{signoz.grpc_endpoint()}", "VIGIL_GATEWAY_TOKEN": "fleet-secret"})
         try:
             from agent.component import ComponentId
 
@@ -46,7 +52,7 @@ async def test_a_host_reaches_the_backend_through_a_gateway(tmp_path, monkeypatc
             monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "host"))
             host = await _start(FLEET / "host.yaml", {
                 "VIGIL_OTLP_GRPC": "127.0.0.1:0", "VIGIL_OTLP_HTTP": "127.0.0.1:0",
-                "VIGIL_GATEWAY": f"http://127.0.0.1:{gateway_port}"})
+                "VIGIL_GATEWAY": f"http://127.0.0.1:{gateway_port}", "VIGIL_GATEWAY_TOKEN": "fleet-secret"})
             try:
                 port = host.graph.receivers[ComponentId("otlp")].grpc_port
                 await asyncio.to_thread(send_telemetry, f"127.0.0.1:{port}", signals=("traces",))
@@ -62,3 +68,25 @@ async def test_a_host_reaches_the_backend_through_a_gateway(tmp_path, monkeypatc
             await gateway.shutdown()
     resource = {a["key"]: a["value"].get("stringValue") for a in spans()[0][0]["attributes"]}
     assert resource["vigil.gateway"] == "gw-test" and resource["service.name"] == "fraud-model"
+
+
+async def test_the_gateway_refuses_a_host_without_the_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    from agent.component import ComponentId
+
+    gateway = await _start(FLEET / "gateway.yaml", {
+        "GATEWAY_LISTEN": "127.0.0.1:0", "GATEWAY_LISTEN_HTTP": "127.0.0.1:0",
+        "SIGNOZ_ENDPOINT": "http://127.0.0.1:9", "VIGIL_GATEWAY_TOKEN": "fleet-secret"})
+    try:
+        port = gateway.graph.receivers[ComponentId("otlp")].grpc_port
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Export(trace_service_pb2.ExportTraceServiceRequest(),
+                                  metadata=(("authorization", "Bearer wrong"),))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await gateway.shutdown()
