@@ -77,6 +77,7 @@ class Traffic:
         self.requests = 0
         self.errors = 0
         self.by_class: Counter[str | None] = Counter()  # None: predictions without a class
+        self._classes = 0  # classes counted by name (at most max_classes)
         self.by_error: Counter[str] = Counter()
         self.interval = self._new_interval()
         self.previous: Interval | None = None
@@ -104,8 +105,11 @@ class Traffic:
         else:
             counts = Counter(categories(label).tolist())
             for name, n in counts.items():
-                if name is not None and name not in self.by_class and len(self.by_class) > self._max_classes:
-                    name = OTHER  # > not >=: None (no class) is one of the keys
+                if name is not None and name not in self.by_class:
+                    if self._classes >= self._max_classes:
+                        name = OTHER
+                    else:
+                        self._classes += 1
                 self.by_class[name] += n
                 if name is not None:
                     interval.classes[name] += n

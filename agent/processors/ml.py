@@ -46,11 +46,11 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.config import Duration, StrictModel
@@ -120,30 +120,28 @@ class LimitsConfig(StrictModel):
     max_error_types: int = Field(20, ge=1)  # error.type values per model version; then _OTHER
 
 
-def _bounds(values: list[float]) -> list[float]:
-    return check_bounds(values)
+Buckets = Annotated[list[float], AfterValidator(check_bounds)]
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be > 0")
+    return seconds
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
 class ConfidenceConfig(StrictModel):
     # Bounds of the `ml.prediction.confidence` histogram: fine near 1, where a good model's predictions sit.
-    buckets: list[float] = list(CONFIDENCE_BOUNDS)
+    buckets: Buckets = list(CONFIDENCE_BOUNDS)
     low_threshold: float = Field(0.6, gt=0, le=1)  # ml.prediction.low_confidence.ratio: the share below it
-
-    @model_validator(mode="after")
-    def _check(self) -> ConfidenceConfig:
-        _bounds(self.buckets)
-        return self
 
 
 class LatencyConfig(StrictModel):
     # Bounds of `ml.prediction.duration`, seconds: about x1.5 apart, so p50/p95/p99 read from the
     # histogram are within a third of the true value.
-    buckets: list[float] = list(DURATION_BOUNDS)
-
-    @model_validator(mode="after")
-    def _check(self) -> LatencyConfig:
-        _bounds(self.buckets)
-        return self
+    buckets: Buckets = list(DURATION_BOUNDS)
 
 
 class LabelWindowConfig(WindowConfig):
@@ -153,17 +151,11 @@ class LabelWindowConfig(WindowConfig):
 class LabelsConfig(StrictModel):
     """Delayed ground truth: predictions with an id wait for their label."""
 
-    ttl: Duration = 7 * 24 * 3600.0  # how long a prediction waits for its label
+    ttl: PositiveDuration = 7 * 24 * 3600.0  # how long a prediction waits for its label
     max_pending: int = Field(100_000, ge=1)  # predictions waiting, at most (the oldest expire first)
-    wait: Duration = 300.0  # how long a label that came first waits for its prediction
-    save_interval: Duration = 10.0  # how often what waits is written to state_dir (and at shutdown)
+    wait: PositiveDuration = 300.0  # how long a label that came first waits for its prediction
+    save_interval: PositiveDuration = 10.0  # how often what waits is written to state_dir (and at shutdown)
     window: LabelWindowConfig = LabelWindowConfig()  # windows of joined labels, for realised metrics
-
-    @model_validator(mode="after")
-    def _check(self) -> LabelsConfig:
-        if self.ttl <= 0 or self.wait <= 0 or self.save_interval <= 0:
-            raise ValueError("ttl, wait and save_interval must be > 0")
-        return self
 
 
 Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse", "mape"]
@@ -197,19 +189,13 @@ class MlProcessorConfig(StrictModel):
     numeric: list[str] = []
     limits: LimitsConfig = LimitsConfig()
     # How often traffic, confidence, canary, label and GenAI metrics are written.
-    interval: Duration = 60.0
+    interval: PositiveDuration = 60.0
     confidence: ConfidenceConfig = ConfidenceConfig()
     latency: LatencyConfig = LatencyConfig()
     labels: LabelsConfig = LabelsConfig()
     performance: PerformanceConfig = PerformanceConfig()
     canary: CanaryConfig = CanaryConfig()
     genai: GenAiConfig = GenAiConfig()
-
-    @model_validator(mode="after")
-    def _check(self) -> MlProcessorConfig:
-        if self.interval <= 0:
-            raise ValueError("interval must be > 0")
-        return self
 
 
 class _Buffer:
@@ -382,8 +368,11 @@ class MlEngine:
 
     def _take_labels(self, found: extract.Labels, now: float) -> None:
         model = found.model
-        known = any(m == model for m, _ in self._models) or model in self._join.models()
-        if not known and len({m for m, _ in self._models} | self._join.models()) >= self._config.limits.max_models:
+        join = self._join
+        # Labels of a model with no prediction seen yet (they can come first) are taken for at most
+        # max_models such models over the agent's life: the label counters' cardinality stays bounded.
+        known = model in join.received or any(m == model for m, _ in self._models) or model in join.models()
+        if not known and len(join.received) >= self._config.limits.max_models:
             self._dropped_labels.add(len(found.ids), {**self._attrs, "reason": "limit"})
             return
         joined = self._join.add_labels(model, found.ids, found.values, now)

@@ -466,3 +466,92 @@ async def test_waiting_predictions_and_labels_survive_a_restart(tmp_path: Path):
     (_, point), = second.where("ml.model.accuracy", **of("v1"))
     assert float(point["asDouble"]) == pytest.approx(skm.accuracy_score([p.truth for p in joined],
                                                                         [p.label for p in joined]))
+
+
+# --- bounds: what a misbehaving app sends cannot grow the state or the metrics without end ---------------------
+
+
+class Collect:
+    """A metrics pipeline: keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list = []
+
+    async def consume(self, batch) -> None:
+        self.batches.append(batch)
+
+
+async def test_classes_error_types_genai_series_and_label_models_are_bounded(tmp_path: Path):
+    from google.protobuf.json_format import MessageToDict
+
+    from agent.component import Settings
+    from agent.processors.ml import MlEngine, MlProcessorConfig
+    from agent.signals import Signal
+    from agent.telemetry import SelfTelemetry
+    from tests.ml.test_extract import logs, spans
+
+    config = MlProcessorConfig(reference={"warmup": 10_000}, limits={"max_models": 3, "max_classes": 5,
+                                                                       "max_error_types": 4},
+                               genai={"max_series": 6}, labels={"max_pending": 50, "wait": "1h"})
+    sink = Collect()
+    telemetry = SelfTelemetry()
+    engine = MlEngine(config, Settings(ComponentId("ml"), telemetry, state_dir=tmp_path), {Signal.METRICS: sink})
+    await engine.start()
+    m = {"ml.model.name": "wild", "ml.model.version": "1"}
+    engine.observe(spans(*[({**m, "ml.prediction.label": f"class-{i}", "ml.prediction.id": "x" * 10_000 + str(i),
+                             "error.type": f"E{i}", "ml.prediction.probabilities": [float(i % 3) - 1] * 1_000},
+                            {}) for i in range(300)]))
+    engine.observe(spans(*[({"gen_ai.operation.name": "chat", "gen_ai.request.model": f"llm-{i}",
+                             "gen_ai.usage.input_tokens": i}, {}) for i in range(40)]))
+    engine.observe(logs(*[{"ml.model.name": f"unknown-{i}", "ml.prediction.id": str(i), "ml.label": "x"}
+                          for i in range(200)]))
+    await engine.shutdown()
+    assert telemetry.total("vigil_ml_errors") == 0
+    points, values = defaultdict(list), defaultdict(list)
+    for batch in sink.batches:
+        for resource in MessageToDict(batch.message)["resourceMetrics"]:
+            for scope in resource["scopeMetrics"]:
+                for metric in scope["metrics"]:
+                    kind = next(k for k in ("gauge", "sum", "histogram") if k in metric)
+                    for p in metric[kind]["dataPoints"]:
+                        points[metric["name"]].append(attributes_of(p.get("attributes")))
+                        values[metric["name"]].append(p.get("asInt", p.get("asDouble")))
+    classes = {a.get("ml.prediction.label") for a in points["ml.predictions"]}
+    assert len(classes) <= 5 + 1 and "_OTHER" in classes
+    assert {a["error.type"] for a in points["ml.prediction.errors"]} == {"E0", "E1", "E2", "E3", "_OTHER"}
+    assert len(points["gen_ai.client.operation.duration"]) == 6
+    assert telemetry.total("vigil_ml_dropped_genai_calls") == 34
+    # Labels for models it has seen no prediction of: max_models such models taken, the rest refused.
+    received = {a["ml.model.name"]: int(v) for a, v in zip(points["ml.labels.received"], values["ml.labels.received"])}
+    assert received == {"wild": 0, "unknown-0": 1, "unknown-1": 1, "unknown-2": 1}  # wild: predictions wait
+    assert telemetry.total("vigil_ml_dropped_labels") == 197
+    assert len(engine._join.pending) <= 50 and len(engine._join.waiting) <= 50
+    assert all(len(id_) <= 256 for _, id_ in engine._join.pending)
+    # A 1,000-class probability vector (negative and zero values) still gives a finite entropy or none.
+    (entropy,) = [a for a in points["ml.prediction.entropy"]]
+    assert entropy == {"ml.model.name": "wild", "ml.model.version": "1"}
+
+
+# --- config ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ml, problem", [
+    ({"confidence": {"buckets": [0.5, 0.5, 1.0]}},
+     "processors.ml.confidence.buckets: bucket bounds must be strictly increasing"),
+    ({"latency": {"buckets": []}}, "processors.ml.latency.buckets: needs at least one bucket bound"),
+    ({"confidence": {"low_threshold": 0}},
+     "processors.ml.confidence.low_threshold: Input should be greater than 0 (got 0)"),
+    ({"interval": "0s"}, "processors.ml.interval: must be > 0"),
+    ({"labels": {"ttl": "0s"}}, "processors.ml.labels.ttl: must be > 0"),
+    ({"labels": {"max_pending": 0}},
+     "processors.ml.labels.max_pending: Input should be greater than or equal to 1 (got 0)"),
+    ({"performance": {"metrics": ["accuracy", "speed"]}}, "processors.ml.performance.metrics[1]: Input should be "
+     "'accuracy', 'precision', 'recall', 'f1', 'roc_auc', 'mae', 'rmse' or 'mape' (got 'speed')"),
+])
+def test_config_problems_name_their_field(ml: dict[str, Any], problem: str):
+    from agent import config as config_module
+
+    raw = vigil_config(Path("/tmp"), ml)
+    with pytest.raises(config_module.ConfigError) as caught:
+        config_module.from_dict(raw, "<test>")
+    assert caught.value.problems == [problem]
