@@ -178,7 +178,8 @@ class Service:
         try:
             return await self._apply(config)
         finally:
-            self.state = "running"
+            if self.state == "reloading":  # not when a shutdown began meanwhile
+                self.state = "running"
             self.notifier.ready(f"running: {len(self.graph.pipelines)} pipelines"
                                 + (f"; not running: {'; '.join(self.problems)}" if self.problems else ""))
 
