@@ -8,11 +8,14 @@ the answer is `failing`. The verdict comes from what the ml processors'
             output (`ml.prediction.*`) drifted, or the error rate is >= 20%, or the estimated
             accuracy fell 10 points or more below the reference's
 - degraded: some features drifted, or the error rate is >= 5%, or the estimated accuracy fell
-            5 points or more
+            5 points or more, or the engine calls the estimated performance degraded (the realised
+            one, from labels, degraded: failing)
 - ok:       otherwise, including while the reference is still being learned (said in `reasons`)
 
-`error_rate`, `estimated_accuracy` and `reference_accuracy` are read from a
-model's status when the engine reports them.
+The error rate is the recent interval's (`recent.error_rate`) once it saw 20
+requests, else the lifetime `error_rate`; `performance.degraded`,
+`estimated_accuracy`/`realized_accuracy` and `reference_accuracy` are read
+when the engine reports them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from agent.component import StatusProvider
 _ORDER = {"ok": 0, "degraded": 1, "failing": 2}
 ERROR_RATE = (0.05, 0.20)  # degraded, failing
 ACCURACY_DROP = (0.05, 0.10)
+MIN_REQUESTS = 20  # fewer in the recent interval: its error rate says too little
 
 
 def model_entries(service: Any) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -97,12 +101,22 @@ def version_health(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str,
             worse("failing", f"prediction drift: {', '.join(outputs)}")
         elif inputs:
             worse("degraded", f"feature drift: {', '.join(inputs)} ({len(inputs)} of {tested} columns)")
-    error_rate = entry.get("error_rate")
+    # The recent interval's error rate when it saw enough requests to say, else the lifetime one.
+    recent = entry.get("recent") or {}
+    error_rate = recent.get("error_rate") if (recent.get("requests") or 0) >= MIN_REQUESTS \
+        else entry.get("error_rate")
     if isinstance(error_rate, (int, float)):
         if error_rate >= ERROR_RATE[1]:
             worse("failing", f"error rate {error_rate:.1%}")
         elif error_rate >= ERROR_RATE[0]:
             worse("degraded", f"error rate {error_rate:.1%}")
+    # The engine's own verdict on performance (estimated without labels, realised with them).
+    for source, degraded in ((entry.get("performance") or {}).get("degraded") or {}).items():
+        if degraded:
+            accuracy = entry.get(f"{source}_accuracy")
+            worse("failing" if source == "realized" else "degraded",
+                  f"{source} performance degraded" + (f" (accuracy {accuracy:.1%})"
+                                                      if isinstance(accuracy, (int, float)) else ""))
     estimated, reference = entry.get("estimated_accuracy"), entry.get("reference_accuracy")
     if isinstance(estimated, (int, float)) and isinstance(reference, (int, float)):
         drop = reference - estimated

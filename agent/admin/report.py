@@ -146,12 +146,15 @@ def _models(status: dict[str, Any], health: list[dict[str, Any]]) -> tuple[list[
             details = []
             if drift.get("drifted_features"):
                 details.append("drifted: " + ", ".join(drift["drifted_features"]))
-            latency = m.get("latency")
-            if isinstance(latency, dict) and latency:
-                details.append("latency " + " ".join(f"{k} {v:.0f}ms" for k, v in latency.items()
+            latency = m.get("latency_seconds")
+            if isinstance(latency, dict) and any(isinstance(v, (int, float)) for v in latency.values()):
+                details.append("latency " + " ".join(f"{k} {v * 1000:.0f}ms" for k, v in latency.items()
                                                      if isinstance(v, (int, float))))
-            for key, label in (("success_rate", "success"), ("mean_confidence", "confidence"),
-                               ("estimated_accuracy", "est. accuracy"), ("accuracy", "accuracy")):
+            error_rate = m.get("error_rate")
+            if isinstance(error_rate, (int, float)):
+                details.append(f"success {1 - error_rate:.1%}")
+            for key, label in (("confidence_mean", "confidence"), ("estimated_accuracy", "est. accuracy"),
+                               ("realized_accuracy", "accuracy")):
                 if isinstance(m.get(key), (int, float)):
                     details.append(f"{label} {m[key]:.1%}")
             if m.get("alerts"):
