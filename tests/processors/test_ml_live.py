@@ -374,7 +374,8 @@ def test_realized_metrics_match_scikit_learn_on_each_window_of_labels(scenario: 
         auc = skm.roc_auc_score([t == "fraud" for t in truth], [p.score for p in window])
         assert [float(p["asDouble"]) for _, p in scenario.metrics.where("ml.model.roc_auc", **of(version))][k] == \
             pytest.approx(auc, abs=1e-12)
-    realized = scenario.metrics.where("ml.model.performance.degraded", **of(version), ml__performance__source="realized")
+    realized = scenario.metrics.where("ml.model.performance.degraded", **of(version),
+                                      ml__performance__source="realized")
     assert len(realized) == 2
 
 
