@@ -221,3 +221,21 @@ async def test_an_admin_port_in_use_is_reported_not_fatal(tmp_path):
             assert vigil.service.admin is None and not vigil.service.ready
             assert vigil.service.problems[0].startswith("admin endpoint: ")
             await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(1))  # the data still flows
+
+
+@pytest.mark.parametrize("entry, status, reason", [
+    ({"recent": {"requests": 50, "error_rate": 0.3}, "error_rate": 0.01}, "failing", "error rate 30.0%"),
+    ({"recent": {"requests": 5, "error_rate": 0.3}, "error_rate": 0.06}, "degraded", "error rate 6.0%"),
+    ({"performance": {"degraded": {"estimated": True}}, "estimated_accuracy": 0.8}, "degraded",
+     "estimated performance degraded (accuracy 80.0%)"),
+    ({"performance": {"degraded": {"estimated": False, "realized": True}}}, "failing",
+     "realized performance degraded"),
+    ({"error_rate": 0.0}, "ok", None),
+])
+def test_model_health_from_errors_and_performance(entry, status, reason):
+    from agent.admin.models import version_health
+
+    verdict = version_health({"phase": "monitoring", "drift": {"features": {}, "drifted_features": []}, **entry},
+                             {"drift_share_threshold": 0.5})
+    assert verdict["status"] == status
+    assert verdict["reasons"] == ([reason] if reason else [])
