@@ -35,6 +35,9 @@ from agent.telemetry import SelfTelemetry
 Node = tuple
 
 
+log = logging.getLogger("vigil.pipeline")
+
+
 class FanOut:
     """Gives each batch to every consumer; a consumer that edits data gets its own copy."""
 
@@ -47,10 +50,14 @@ class FanOut:
             return
         errors: list[Exception] = []
         for consumer, mutates in self._consumers:
+            # Every consumer gets its turn, whatever an earlier one raised.
             try:
                 await consumer.consume(batch.copy() if mutates else batch)
             except ConsumerError as exc:
                 errors.append(exc)
+            except Exception as exc:
+                log.exception("a consumer failed on a %s batch; the others still get it", batch.signal.value)
+                errors.append(RefusedError(f"internal error: {exc}"))
         if errors:
             # Some consumers may have taken the batch; a retry duplicates it there (at-least-once).
             raise next((e for e in errors if isinstance(e, RefusedError)), errors[0])

@@ -211,3 +211,25 @@ def test_json_decode_errors_say_what_is_wrong(body, expected):
     with pytest.raises(otlp_json.JsonDecodeError) as error:
         otlp_json.decode(Signal.TRACES, body)
     assert expected in str(error.value)
+
+
+async def test_fan_out_gives_every_consumer_the_batch_even_when_one_fails():
+    from agent.errors import RefusedError
+    from agent.pipeline import FanOut
+
+    class Broken:
+        async def consume(self, batch):
+            raise OSError("disk full")
+
+    class Keeper:
+        def __init__(self):
+            self.batches = []
+
+        async def consume(self, batch):
+            self.batches.append(batch)
+
+    keeper = Keeper()
+    batch = Batch(Signal.TRACES, traces(2))
+    with pytest.raises(RefusedError, match="disk full"):
+        await FanOut([(Broken(), False), (keeper, False)]).consume(batch)
+    assert keeper.batches == [batch]
