@@ -103,6 +103,8 @@ class PipelineChain:
     entry: Consumer
     processors: list[tuple[ComponentId, Processor]]
     mutates_data: bool
+    # Processors whose derived data enters this pipeline (listed among its receivers).
+    derived_from: tuple[ComponentId, ...] = ()
 
 
 @dataclass
@@ -132,14 +134,44 @@ class Graph:
         return nodes
 
     def startup_order(self) -> list[tuple[str, Node, Component]]:
-        """Exporters, each pipeline's processors from last to first, shared processor state, receivers."""
+        """Exporters, then pipelines and shared processor state from downstream up, receivers last.
+
+        A pipeline that gets what a shared processor derives starts before it, and the
+        shared processor before the pipelines it sits in; so in the reverse (shutdown)
+        order a batch in front of `ml` flushes into a running engine, and the engine's
+        last metrics reach running pipelines.
+        """
         order: list[tuple[str, Node, Component]] = [
             (f"exporters.{i}", ("exporters", i), e) for i, e in self.exporters.items()]
-        for chain in self.pipelines.values():
-            order += [(f"processors.{i} ({chain.id})", ("processors", chain.id, i), p)
-                      for i, p in reversed(chain.processors)]
-        order += [(f"processors.{i}", ("shared", i), s) for i, s in self.shared.items()]
+        for kind, key in self._pipelines_and_shared_downstream_first():
+            if kind == "shared":
+                order.append((f"processors.{key}", ("shared", key), self.shared[key]))
+            else:
+                chain = self.pipelines[key]
+                order += [(f"processors.{i} ({chain.id})", ("processors", chain.id, i), p)
+                          for i, p in reversed(chain.processors)]
         order += [(f"receivers.{i}", ("receivers", i), r) for i, r in self.receivers.items()]
+        return order
+
+    def _pipelines_and_shared_downstream_first(self) -> list[tuple[str, ComponentId]]:
+        nodes = [("pipeline", pid) for pid in self.pipelines] + [("shared", sid) for sid in self.shared]
+        before: dict[tuple[str, ComponentId], set] = {n: set() for n in nodes}  # what must start first
+        for pid, chain in self.pipelines.items():
+            for sid in chain.derived_from:
+                if sid in self.shared:
+                    before[("shared", sid)].add(("pipeline", pid))
+            for sid, _ in chain.processors:
+                if sid in self.shared:
+                    before[("pipeline", pid)].add(("shared", sid))
+        order: list[tuple[str, ComponentId]] = []
+        done: set = set()
+        while len(order) < len(nodes):
+            ready = [n for n in nodes if n not in done and before[n] <= done]
+            if not ready:  # a cycle (ml in logs feeding alerts feeding logs): keep the rest as listed
+                ready = [n for n in nodes if n not in done]
+            for n in ready:
+                order.append(n)
+                done.add(n)
         return order
 
     def shutdown_order(self) -> list[tuple[str, Node, Component]]:
@@ -240,7 +272,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
             processors.insert(0, (cid, processor))
             downstream = stage
         mutates = any(getattr(p, "mutates_data", False) for _, p in processors)
-        graph.pipelines[pid] = PipelineChain(pid, downstream, processors, mutates)
+        graph.pipelines[pid] = PipelineChain(pid, downstream, processors, mutates, pipeline.derived_from)
 
     def fan_in(pids: list[ComponentId]) -> FanOut:
         chains = [graph.pipelines[pid] for pid in pids]

@@ -723,3 +723,23 @@ def test_config_ml_in_traces_and_logs_feeding_metrics_is_valid():
     assert [str(r) for r in metrics.receivers] == ["otlp"]
     assert [str(d) for d in metrics.derived_from] == ["ml"]
     assert config.warnings == []
+
+
+def test_shutdown_stops_a_batch_in_front_of_ml_before_the_engine_and_the_engine_before_its_metrics():
+    from agent.config import from_dict
+    from agent.pipeline import build
+    from agent.telemetry import SelfTelemetry
+
+    config = from_dict({
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+        "processors": {"batch": {}, "batch/metrics": {}, "ml": {}},
+        "exporters": {"debug": {}},
+        "service": {"pipelines": {
+            "traces": {"receivers": ["otlp"], "processors": ["batch", "ml"], "exporters": ["debug"]},
+            "metrics": {"receivers": ["ml"], "processors": ["batch/metrics"], "exporters": ["debug"]}}},
+    })
+    names = [name for name, _, _ in build(config, SelfTelemetry()).shutdown_order()]
+    assert names.index("processors.batch (traces)") < names.index("processors.ml")
+    assert names.index("processors.ml") < names.index("processors.batch/metrics (metrics)")
+    assert names.index("processors.batch/metrics (metrics)") < names.index("exporters.debug")
+    assert names[0] == "receivers.otlp"
