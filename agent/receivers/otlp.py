@@ -18,6 +18,7 @@ tokens come from `agent.receivers.security` (UNAUTHENTICATED / 401).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import zlib
 from typing import Any
@@ -26,7 +27,7 @@ import grpc
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from pydantic import Field, model_validator
 
 from agent import otlp_json
@@ -238,8 +239,8 @@ class OtlpReceiver:
 
         return export
 
-    async def _grpc_receive(self, signal: Signal, request: bytes) -> tuple[grpc.StatusCode, str] | None:
-        """Decode and take one request; the status to abort with, or None when accepted."""
+    async def _grpc_receive(self, signal: Signal, request: bytes) -> tuple | None:
+        """Decode and take one request; the status (and trailing metadata) to abort with, or None."""
         try:
             batch = Batch.from_wire(signal, request)
         except DecodeError as exc:
@@ -248,7 +249,7 @@ class OtlpReceiver:
         try:
             await self._receive(batch, "grpc")
         except RefusedError as exc:
-            return grpc.StatusCode.UNAVAILABLE, str(exc)
+            return grpc.StatusCode.UNAVAILABLE, str(exc), _retry_info(str(exc), exc.retry_after)
         except InvalidDataError as exc:
             return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         return None
@@ -374,6 +375,17 @@ def _decompress(body: bytes, encoding: str, max_size: int) -> bytes:
         data = inflater.unused_data
         if not data:
             return bytes(out)
+
+
+def _retry_info(message: str, retry_after: float | None) -> tuple:
+    """Trailing metadata carrying a google.rpc.RetryInfo, the gRPC twin of HTTP's Retry-After."""
+    if not retry_after:
+        return ()
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromTimedelta(datetime.timedelta(seconds=retry_after))
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message)
+    status.details.add().Pack(info)
+    return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
 def _status_response(content_type: str, http_status: int, code: int, message: str,

@@ -23,7 +23,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -795,6 +795,11 @@ async def test_full_sending_queue_refuses_with_unavailable_and_503(tmp_path):
                 await grpc_call(vigil.grpc_endpoint(), "traces", wire)
             assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
             assert "sending queue of exporter otlp is full" in caught.value.details()
+            # The retry hint travels as google.rpc.RetryInfo, as HTTP's Retry-After does.
+            details = dict(caught.value.trailing_metadata())["grpc-status-details-bin"]
+            info = error_details_pb2.RetryInfo()
+            assert status_pb2.Status.FromString(details).details[0].Unpack(info)
+            assert info.retry_delay.seconds == 10
 
             status, content_type, body, headers = await post(session, vigil.http_url("/v1/traces"), wire,
                                                              PROTOBUF)
