@@ -279,6 +279,7 @@ class MlEngine:
         self._genai = GenAi(config.genai.max_series)
         self._last_interval = time.monotonic()
         self._flushing = asyncio.Lock()
+        self._stopping = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -297,18 +298,25 @@ class MlEngine:
         if self._emit is None:
             self._log.warning("no metrics pipeline lists %s among its receivers: its metrics go nowhere",
                               self._id)
+        self._stopping = asyncio.Event()
         self._tasks = [asyncio.create_task(self._work(), name=f"{self._id}-worker"),
                        asyncio.create_task(self._tick(), name=f"{self._id}-ticker")]
 
     async def shutdown(self) -> None:
+        # The ticker finishes what it is doing (an interval being written, the join being saved:
+        # cancelling it there would lose the one and race the last save), then stops.
+        self._stopping.set()
+        worker, ticker = self._tasks or (None, None)
+        if ticker is not None:
+            await asyncio.gather(ticker, return_exceptions=True)
         # Evaluate what is pending so the last partial windows are not lost, then stop.
         for state in self._models.values():
             self._close_window(state, final=True)
             self._close_labels(state, final=True)
         await self._jobs.join()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
         self._tasks = []
         await self._flush_interval()
         await self._save_join()
@@ -525,7 +533,11 @@ class MlEngine:
         period = min(config.window.max_age / 4, config.interval / 4, config.labels.save_interval, 5.0)
         labels_window = config.labels.window
         while True:
-            await asyncio.sleep(period)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=period)
+                return
+            except asyncio.TimeoutError:
+                pass
             now = time.monotonic()
             for state in list(self._models.values()):
                 window = state.window
