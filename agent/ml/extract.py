@@ -32,6 +32,8 @@ from agent.ml.columns import RawColumn, category_of
 from agent.ml.labels import label_value
 from agent.signals import Batch, Signal
 
+# The scope of the log records the `alerts` processor writes for alert state changes.
+ALERTS_SCOPE = "vigil.alerts"
 MODEL_NAME = "ml.model.name"
 MODEL_VERSION = "ml.model.version"
 PREDICTION_ID = "ml.prediction.id"
@@ -252,6 +254,8 @@ class Extractor:
                     service = kv.value.string_value
                     break
             for scope in (resource.scope_spans if spans else resource.scope_logs):
+                if not spans and scope.scope.name == ALERTS_SCOPE:
+                    continue  # alert notices carry a model's labels but are not predictions
                 for item in (scope.spans if spans else scope.log_records):
                     self._extract_item(item, spans, service, found, labels, genai)
         return Extracted(list(found.values()), list(labels.values()), list(genai.values()))
