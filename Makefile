@@ -50,3 +50,14 @@ proto: $(VENV)/.test-deps
 
 clean:
 	rm -rf $(VENV) build *.egg-info vigil-data
+
+# bench/offline_engine.py's peers (NannyML, Evidently) in a venv of their own, never needed by the agent or its
+# tests. pandas < 3: evidently 0.7.23 imports a helper that pandas 3 removed.
+.venv-bench/.deps: pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet --upgrade pip
+	.venv-bench/bin/pip install --quiet -e '.[parquet]' nannyml==0.13.1 evidently==0.7.23 pandas==2.3.3
+	touch $@
+
+.PHONY: bench-deps
+bench-deps: .venv-bench/.deps
