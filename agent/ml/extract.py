@@ -49,6 +49,7 @@ FEATURE_PREFIX = "ml.feature."
 # The prediction outputs compared like features, by these names.
 OUTPUTS = (LABEL, SCORE, CONFIDENCE, VALUE)
 _SCALARS = ("string_value", "double_value", "int_value", "bool_value")
+_SCALAR_KINDS = frozenset(_SCALARS)
 _ARRAYS = (PROBABILITIES, CLASSES)
 ERROR_TYPE = "error.type"
 OTHER_ERROR = "_OTHER"  # the semantic conventions' error.type when nothing more is known
@@ -95,8 +96,6 @@ class Predictions:
     rows: int = 0
     service_name: str = ""
     feature_count: int = 0
-    start_ns: list[int] = field(default_factory=list)
-    end_ns: list[int] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)  # seconds, NaN when unknown; one per row
     id_rows: list[int] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
@@ -230,6 +229,12 @@ class Extractor:
                 self._exact[source] = ml_name
         self._max_features = max_features
         self.dropped_features = 0  # feature values beyond max_features, since start
+        # Per attribute key, what it is: (ml name, is an ml.* name, is a column) or None (not read).
+        self._decisions: dict[str, tuple[str, bool, bool] | None] = {}
+        # Bytes one of which a request must hold for anything in it to be read (see `_nothing_to_read`).
+        self._markers = tuple({b"ml.", b"gen_ai."}
+                              | {source.encode() for source in self._exact}
+                              | {source.encode() for source, _ in self._prefixes})
 
     def _ml_name(self, key: str) -> str:
         if key in self._exact:
@@ -239,6 +244,25 @@ class Extractor:
                 return ml_prefix + key[len(source):]
         return key
 
+    def _decide(self, key: str) -> tuple[str, bool, bool] | None:
+        name = self._ml_name(key)
+        if name.startswith("ml."):
+            decision: tuple[str, bool, bool] | None = (name, True, name.startswith(FEATURE_PREFIX) or name in OUTPUTS)
+        elif name.startswith("gen_ai.") or name == ERROR_TYPE:
+            decision = (name, False, False)
+        else:
+            decision = None
+        if len(self._decisions) < _MAX_DECISIONS:  # keys an app makes up per request must not grow it
+            self._decisions[key] = decision
+        return decision
+
+    def _nothing_to_read(self, batch: Batch) -> bool:
+        """True when the batch's wire bytes (if it still has those it arrived with) hold no key that
+        could be read: no `ml.`, `gen_ai.` nor mapped source key anywhere in them (`error.type` alone
+        is read only beside those)."""
+        wire = batch._wire
+        return wire is not None and not any(marker in wire for marker in self._markers)
+
     def extract(self, batch: Batch) -> list[Predictions]:
         return self.extract_all(batch).predictions
 
@@ -246,6 +270,8 @@ class Extractor:
         found: dict[tuple[str, str], Predictions] = {}
         labels: dict[str, Labels] = {}
         genai: dict[str, GenAiCalls] = {}
+        if self._nothing_to_read(batch):
+            return Extracted([], [], [])
         spans = batch.signal is Signal.TRACES
         for resource in batch.resources():
             service = ""
@@ -263,24 +289,35 @@ class Extractor:
     def _extract_item(self, item: Any, is_span: bool, service: str, found: dict[tuple[str, str], Predictions],
                       labels: dict[str, Labels], genai: dict[str, GenAiCalls]) -> None:
         values: dict[str, Any] = {}
+        columns_found: list[str] = []  # the names in `values` that are columns (features, outputs), in order
         other: dict[str, Any] | None = None  # gen_ai.* and error.type
+        decisions = self._decisions
         for kv in item.attributes:
-            name = self._ml_name(kv.key)
-            if name.startswith("ml."):
-                kind = kv.value.WhichOneof("value")
-                if kind in _SCALARS:
-                    values[name] = getattr(kv.value, kind)
+            key = kv.key
+            decision = decisions.get(key, _UNSEEN)
+            if decision is _UNSEEN:
+                decision = self._decide(key)
+            if decision is None:
+                continue
+            name, is_ml, is_column = decision
+            value = kv.value
+            kind = value.WhichOneof("value")
+            if is_ml:
+                if kind in _SCALAR_KINDS:
+                    read = getattr(value, kind)
                 elif kind == "array_value" and name in _ARRAYS:
-                    values[name] = [getattr(v, v.WhichOneof("value") or "string_value")
-                                    for v in kv.value.array_value.values]
+                    read = [getattr(v, v.WhichOneof("value") or "string_value") for v in value.array_value.values]
                 elif kind is not None:
-                    values[name] = _UNREADABLE  # a list or map where a scalar belongs
-            elif name.startswith("gen_ai.") or name == ERROR_TYPE:
-                kind = kv.value.WhichOneof("value")
-                if kind in _SCALARS:
-                    if other is None:
-                        other = {}
-                    other[name] = getattr(kv.value, kind)
+                    read = _UNREADABLE  # a list or map where a scalar belongs
+                else:
+                    continue
+                if is_column and name not in values:
+                    columns_found.append(name)
+                values[name] = read
+            elif kind in _SCALAR_KINDS:
+                if other is None:
+                    other = {}
+                other[name] = getattr(value, kind)
         if is_span and other is not None and len(other) > (ERROR_TYPE in other):
             _genai_call(item, other, service, genai)
         model = values.get(MODEL_NAME)
@@ -296,7 +333,7 @@ class Extractor:
                     record = labels[model] = Labels(model)
                 record.ids.append(prediction_id)
                 record.values.append(truth[:MAX_STRING_LENGTH] if isinstance(truth, str) else truth)
-            if not any(n in OUTPUTS or n == PROBABILITIES or n.startswith(FEATURE_PREFIX) for n in values):
+            if not columns_found and PROBABILITIES not in values:
                 return  # a label, not a prediction
         version = values.get(MODEL_VERSION)
         version = str(version) if version is not None and version is not _UNREADABLE else ""
@@ -308,11 +345,9 @@ class Extractor:
         predictions.rows += 1
         error_type = other.get(ERROR_TYPE) if other is not None else None
         if is_span:
-            predictions.start_ns.append(item.start_time_unix_nano)
-            predictions.end_ns.append(item.end_time_unix_nano)
-            predictions.durations.append((item.end_time_unix_nano - item.start_time_unix_nano) / 1e9
-                                         if item.end_time_unix_nano >= item.start_time_unix_nano > 0 else math.nan)
-            if item.status.code == _STATUS_ERROR and error_type is None:
+            start, end = item.start_time_unix_nano, item.end_time_unix_nano
+            predictions.durations.append((end - start) / 1e9 if end >= start > 0 else math.nan)
+            if error_type is None and item.status.code == _STATUS_ERROR:
                 error_type = _exception_type(item)
         else:
             duration = values.get(DURATION)
@@ -324,20 +359,20 @@ class Extractor:
         if prediction_id is not None:
             predictions.id_rows.append(row)
             predictions.ids.append(prediction_id)
-        probabilities = values.get(PROBABILITIES)
-        if isinstance(probabilities, list) and probabilities:
-            numbers = [p for p in probabilities if isinstance(p, (int, float)) and not isinstance(p, bool)]
-            if len(numbers) == len(probabilities):
-                classes = values.get(CLASSES)
-                predictions.probability_rows.append(row)
-                predictions.probabilities.append(numbers)
-                predictions.classes.append([category_of(c) if isinstance(c, (int, float)) and not isinstance(c, bool)
-                                            else str(c)[:MAX_STRING_LENGTH] for c in classes]
-                                           if isinstance(classes, list) else None)
+        if PROBABILITIES in values:
+            probabilities = values[PROBABILITIES]
+            if isinstance(probabilities, list) and probabilities:
+                numbers = [p for p in probabilities if isinstance(p, (int, float)) and not isinstance(p, bool)]
+                if len(numbers) == len(probabilities):
+                    classes = values.get(CLASSES)
+                    predictions.probability_rows.append(row)
+                    predictions.probabilities.append(numbers)
+                    predictions.classes.append([category_of(c) if isinstance(c, (int, float))
+                                                and not isinstance(c, bool) else str(c)[:MAX_STRING_LENGTH]
+                                                for c in classes] if isinstance(classes, list) else None)
         columns = predictions._columns
-        for name, value in values.items():
-            if not (name.startswith(FEATURE_PREFIX) or name in OUTPUTS):
-                continue
+        for name in columns_found:
+            value = values[name]
             column = columns.get(name)
             if column is None:
                 if name.startswith(FEATURE_PREFIX) and predictions.feature_count >= self._max_features:
@@ -345,7 +380,10 @@ class Extractor:
                     continue
                 column = columns[name] = _ColumnBuilder()
                 predictions.feature_count += name.startswith(FEATURE_PREFIX)
-            if value is _UNREADABLE:
+            if type(value) is float and name != LABEL:  # the common case, as `add` would take it
+                column.number_rows.append(row)
+                column.numbers.append(value)
+            elif value is _UNREADABLE:
                 column.string_rows.append(row)
                 column.strings.append(_UNREADABLE_TEXT)
             elif name == LABEL and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -408,4 +446,6 @@ def _genai_call(span: Any, attributes: dict[str, Any], service: str, found: dict
 
 
 _UNREADABLE = object()
+_UNSEEN = object()
+_MAX_DECISIONS = 10_000
 _UNREADABLE_TEXT = "\x00unreadable"
