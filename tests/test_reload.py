@@ -27,7 +27,8 @@ def base(tmp_path, batch: dict | None = None, exporter: str = "a.json") -> dict:
     return {
         "receivers": {"otlp": otlp_receiver_config(http=False)},
         # A sender waits until its items leave the batch: a second here, or the flush of a shutdown.
-        "processors": {"batch": batch or {"timeout": "1500ms", "send_batch_size": 100000}},
+        # idle_timeout 0: the batch processor holds what it gets until its timeout, for the reload to keep.
+        "processors": {"batch": batch or {"timeout": "1500ms", "send_batch_size": 100000, "idle_timeout": "0s"}},
         "exporters": {"file": {"path": str(tmp_path / exporter)}},
         "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
                                              "exporters": ["file"]}},
@@ -82,7 +83,7 @@ async def test_a_changed_processor_flushes_what_it_holds_before_it_goes(tmp_path
     async with running_vigil(base(tmp_path)) as vigil:
         first = asyncio.create_task(send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(2), timeout=30))
         await asyncio.sleep(0.3)
-        result = await vigil.service.reload(parsed(base(tmp_path, batch={"timeout": "2s"})))
+        result = await vigil.service.reload(parsed(base(tmp_path, batch={"timeout": "2s", "idle_timeout": "0s"})))
         assert result["status"] == "reloaded" and result["replaced"] == 1
         # The old batch processor was shut down, so its two spans went out at the reload, not a second later.
         await asyncio.wait_for(first, 0.5)

@@ -52,8 +52,9 @@ class Downstream:
 
 
 def make(config: dict, downstream: Downstream, signal: Signal = Signal.TRACES):
+    """A batch processor; with the Collector's timing (size or timeout) unless the test sets idle_timeout."""
     telemetry = SelfTelemetry()
-    model = batch_module.FACTORY.config_model.model_validate(config)
+    model = batch_module.FACTORY.config_model.model_validate({"idle_timeout": "0s", **config})
     processor = batch_module.FACTORY.create(model, Settings(ComponentId("batch"), telemetry), signal, downstream)
     return processor, telemetry
 
@@ -273,3 +274,27 @@ async def test_in_a_pipeline_small_requests_become_one(tmp_path):
     spans = [sorted(s["name"] for rs in line["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"])
              for line in lines]
     assert spans == [names(6), ["span-6"]]
+
+
+async def test_quiet_input_is_flushed_after_idle_timeout_not_the_whole_timeout():
+    # One sender at a time (an SDK's batch exporter) is answered once input goes quiet.
+    down = Downstream()
+    processor, _ = make({"send_batch_size": 100, "timeout": "2s", "idle_timeout": "20ms"}, down)
+    started = time.monotonic()
+    await processor.consume(spans_batch(3, 0))
+    assert time.monotonic() - started < 1.0
+    assert down.sizes() == [3]
+    await processor.shutdown()
+
+
+async def test_steady_input_keeps_batching_despite_idle_timeout():
+    # Arrivals closer together than idle_timeout keep filling one batch up to the size.
+    down = Downstream()
+    processor, _ = make({"send_batch_size": 9, "timeout": "2s", "idle_timeout": "200ms"}, down)
+    waiting = []
+    for i in range(3):
+        waiting.append(offer(processor, spans_batch(3, 3 * i)))
+        await asyncio.sleep(0.02)
+    await asyncio.gather(*waiting)
+    assert down.sizes() == [9]
+    await processor.shutdown()
