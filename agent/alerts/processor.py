@@ -52,6 +52,7 @@ from agent.alerts.notifiers.base import Delivery, Notification, RetryPolicy
 from agent.alerts.silences import Silence, Silences
 from agent.alerts.state import StateFile, safe_name
 from agent.attributes import set_any_value
+from agent.processors.observing import ObservingStage
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.errors import ConsumerError
 from agent.hostinfo import detect_host_resource
@@ -163,6 +164,9 @@ class AlertsEngine:
             await asyncio.sleep(min(max(wake - now, 0.01), self.config.evaluation_interval))
 
     # --- the hot path ----------------------------------------------------------------------
+
+    def record_failure(self) -> None:
+        self._errors.add(1, self._attrs)
 
     def observe(self, batch: Batch) -> None:
         before = self.engine.store.dropped_series
@@ -342,30 +346,8 @@ def _when(seconds: float) -> str:
     return rfc3339(seconds)
 
 
-class AlertsStage:
-    """The processor's place in one metrics pipeline: keep what the rules read, pass the data on unchanged."""
-
-    mutates_data = False
-
-    def __init__(self, engine: AlertsEngine, next: Consumer, log: logging.Logger) -> None:
-        self._engine = engine
-        self._next = next
-        self._log = log
-
-    async def start(self) -> None:
-        pass
-
-    async def shutdown(self) -> None:
-        pass
-
-    async def consume(self, batch: Batch) -> None:
-        try:
-            self._engine.observe(batch)
-        except Exception:
-            # Alerting must never cost the pipeline its data.
-            self._engine._errors.add(1, self._engine._attrs)
-            self._log.exception("alerts processor failed on a batch; passed on")
-        await self._next.consume(batch)
+# The processor's step in each metrics pipeline: the engine keeps what its rules read, the data goes on.
+AlertsStage = ObservingStage
 
 
 def _create_engine(config: AlertsConfig, settings: Settings, emit: dict[Signal, Consumer]) -> AlertsEngine:

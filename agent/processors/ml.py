@@ -64,6 +64,7 @@ from agent.ml.drift import DriftConfig
 from agent.ml.genai import GenAi
 from agent.ml.histogram import CONFIDENCE_BOUNDS, DURATION_BOUNDS, check_bounds
 from agent.ml.traffic import Traffic, divergences
+from agent.processors.observing import ObservingStage
 from agent.signals import Batch, Signal
 
 G = Instrument.GAUGE
@@ -322,6 +323,9 @@ class MlEngine:
         await self._save_join()
 
     # --- the hot path ----------------------------------------------------------------
+
+    def record_failure(self) -> None:
+        self._failures.add(1, self._attrs)
 
     def observe(self, batch: Batch) -> None:
         """Take the predictions in `batch` into their models' windows (the batch is not changed)."""
@@ -798,30 +802,8 @@ class MlEngine:
             self._log.warning("metrics pipelines refused drift metrics: %s", exc)
 
 
-class MlStage:
-    """The `ml` processor's place in one pipeline: look at the data, pass it on unchanged."""
-
-    mutates_data = False
-
-    def __init__(self, engine: MlEngine, next: Consumer, log: logging.Logger) -> None:
-        self._engine = engine
-        self._next = next
-        self._log = log
-
-    async def start(self) -> None:
-        pass
-
-    async def shutdown(self) -> None:
-        pass
-
-    async def consume(self, batch: Batch) -> None:
-        try:
-            self._engine.observe(batch)
-        except Exception:
-            # Statistics must never cost the app its telemetry.
-            self._engine._failures.add(1, self._engine._attrs)
-            self._log.exception("ml processor failed on a batch; passed on unanalysed")
-        await self._next.consume(batch)
+# The processor's step in each pipeline: the engine looks, the batch goes on unchanged.
+MlStage = ObservingStage
 
 
 def _finite(value: float) -> float | None:
