@@ -33,6 +33,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class OptionalPartsModel(StrictModel):
+    """A model whose fields are optional parts, each on when its key is present.
+
+    `grpc:` (or `cpu:`) with nothing after it turns that part on with its defaults, as in the
+    Collector; a key left out leaves the part off.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: ({} if v is None else v) for k, v in data.items()}
+        return data
+
+
 # --- durations -------------------------------------------------------------
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")

@@ -19,9 +19,7 @@ tokens come from `agent.receivers.security` (UNAUTHENTICATED / 401).
 from __future__ import annotations
 
 import datetime
-import logging
 import zlib
-from typing import Any
 
 import grpc
 from aiohttp import web
@@ -32,7 +30,7 @@ from pydantic import Field, model_validator
 
 from agent import otlp_json
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import StrictModel
+from agent.config import OptionalPartsModel, StrictModel
 from agent.errors import ConsumerError, InvalidDataError, RefusedError
 from agent.netconfig import ListenEndpoint, split_host_port
 from agent.receivers import security
@@ -69,17 +67,10 @@ class ReceiverLimitsConfig(AttributeLimitsConfig):
     max_concurrent_requests: int = Field(1024, ge=0)  # 0: no limit
 
 
-class ProtocolsConfig(StrictModel):
+class ProtocolsConfig(OptionalPartsModel):
     grpc: GrpcConfig | None = None
     http: HttpConfig | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_means_defaults(cls, data: Any) -> Any:
-        # `grpc:` with nothing after it turns the protocol on with its defaults, as in the Collector.
-        if isinstance(data, dict):
-            return {k: ({} if v is None else v) for k, v in data.items()}
-        return data
 
     @model_validator(mode="after")
     def _at_least_one(self) -> ProtocolsConfig:

@@ -15,12 +15,10 @@ host detection: `host.name`, `host.id`, `host.arch`, `os.type`, `os.description`
 
 from __future__ import annotations
 
-from typing import Any
 
-from pydantic import model_validator
 
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import StrictModel
+from agent.config import OptionalPartsModel
 from agent.hostinfo import detect_host_resource
 from agent.receivers.hostmetrics import system
 from agent.receivers.hostmetrics.process import ProcessConfig, ProcessScraper
@@ -28,7 +26,7 @@ from agent.receivers.scraping import ScrapeConfig, ScrapingReceiver
 from agent.signals import Signal
 
 
-class ScrapersConfig(StrictModel):
+class ScrapersConfig(OptionalPartsModel):
     cpu: system.CpuConfig | None = None
     load: system.LoadConfig | None = None
     memory: system.MemoryConfig | None = None
@@ -39,13 +37,6 @@ class ScrapersConfig(StrictModel):
     processes: system.ProcessesConfig | None = None
     process: ProcessConfig | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_means_defaults(cls, data: Any) -> Any:
-        # `cpu:` with nothing after it turns the scraper on with its defaults, as in the Collector.
-        if isinstance(data, dict):
-            return {k: ({} if v is None else v) for k, v in data.items()}
-        return data
 
 
 _HOST_WIDE = ScrapersConfig(cpu=system.CpuConfig(), load=system.LoadConfig(), memory=system.MemoryConfig(),
