@@ -288,7 +288,10 @@ def test_game_day_full_disk_refuses_retryably_and_recovers(tmp_path, full):
         import urllib.request
 
         request = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/traces",
-                                         data=traces(1, prefix="http").SerializeToString(),
+                                         # as large as the refused gRPC requests: a smaller one could
+                                         # still fit in what is left of a full tmpfs
+                                         data=traces(per_request, prefix="http", payload="p" * 200)
+                                         .SerializeToString(),
                                          headers={"Content-Type": "application/x-protobuf"})
         with pytest.raises(urllib.error.HTTPError) as http:
             urllib.request.urlopen(request, timeout=10)
