@@ -39,7 +39,7 @@ class RawColumn:
             elif isinstance(value, str):
                 strings[i] = value
             else:  # lists, dicts, bytes: no usable reading; counted as a type mismatch
-                strings[i] = _UNREADABLE
+                strings[i] = UNREADABLE
         return cls(numbers, strings)
 
     @classmethod
@@ -86,7 +86,7 @@ class RawColumn:
 
 
 # A value of a type no column can use (a list, a map); a string no app would send.
-_UNREADABLE = "\x00unreadable"
+UNREADABLE = "\x00unreadable"
 
 
 def is_in(values: np.ndarray, names) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from agent.ml.columns import RawColumn, category_of
+from agent.ml.columns import UNREADABLE, RawColumn, category_of
 from agent.ml.labels import label_value
 from agent.signals import Batch, Signal
 
@@ -308,7 +308,7 @@ class Extractor:
                 elif kind == "array_value" and name in _ARRAYS:
                     read = [getattr(v, v.WhichOneof("value") or "string_value") for v in value.array_value.values]
                 elif kind is not None:
-                    read = _UNREADABLE  # a list or map where a scalar belongs
+                    read = _NOT_A_SCALAR  # a list or map where a scalar belongs
                 else:
                     continue
                 if is_column and name not in values:
@@ -336,7 +336,7 @@ class Extractor:
             if not columns_found and PROBABILITIES not in values:
                 return  # a label, not a prediction
         version = values.get(MODEL_VERSION)
-        version = str(version) if version is not None and version is not _UNREADABLE else ""
+        version = str(version) if version is not None and version is not _NOT_A_SCALAR else ""
         key = (model, version[:MAX_STRING_LENGTH])
         predictions = found.get(key)
         if predictions is None:
@@ -383,9 +383,9 @@ class Extractor:
             if type(value) is float and name != LABEL:  # the common case, as `add` would take it
                 column.number_rows.append(row)
                 column.numbers.append(value)
-            elif value is _UNREADABLE:
+            elif value is _NOT_A_SCALAR:
                 column.string_rows.append(row)
-                column.strings.append(_UNREADABLE_TEXT)
+                column.strings.append(UNREADABLE)
             elif name == LABEL and isinstance(value, (int, float)) and not isinstance(value, bool):
                 column.add(row, category_of(value))  # a class is a category, even when it is a number
             else:
@@ -395,7 +395,7 @@ class Extractor:
 def _id_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value[:MAX_STRING_LENGTH] if value else None
-    if isinstance(value, bool) or value is None or value is _UNREADABLE:
+    if isinstance(value, bool) or value is None or value is _NOT_A_SCALAR:
         return None
     if isinstance(value, (int, float)) and math.isfinite(value):
         return category_of(value)
@@ -445,7 +445,6 @@ def _genai_call(span: Any, attributes: dict[str, Any], service: str, found: dict
     calls.error_type.append("" if error is None else (str(error)[:MAX_STRING_LENGTH] or OTHER_ERROR))
 
 
-_UNREADABLE = object()
+_NOT_A_SCALAR = object()  # a list or map where a scalar belongs; stored as the UNREADABLE text
 _UNSEEN = object()
 _MAX_DECISIONS = 10_000
-_UNREADABLE_TEXT = "\x00unreadable"

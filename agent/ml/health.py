@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from agent.ml.columns import _UNREADABLE, RawColumn, is_in
+from agent.ml.columns import UNREADABLE, RawColumn, is_in
 from agent.ml.profile import CATEGORICAL, NUMBER, ColumnProfile
 
 
@@ -47,7 +47,7 @@ def column_health(reference: ColumnProfile, column: RawColumn, sentinels: list[f
     if string_sentinels:
         sentinel += int(is_in(column.strings[is_string], string_sentinels).sum())
     # A value of no usable type (a list, a map) is a mismatch whatever the reference's type.
-    unreadable = int((column.strings == _UNREADABLE).sum())
+    unreadable = int((column.strings == UNREADABLE).sum())
     mismatch = int(is_string.sum() if reference.value_type == NUMBER else is_number.sum() + unreadable)
     out_of_range = unseen = 0
     if reference.kind == CATEGORICAL:
