@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import socket
 from pathlib import Path
@@ -12,6 +13,13 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 
 
 def detect_host_resource() -> dict[str, str]:
+    """The host's attributes (a fresh dict each call; the detection itself runs once)."""
+    return dict(_detect())
+
+
+@functools.cache
+def _detect() -> dict[str, str]:
+    # The host's identity does not change while Vigil runs; several components ask for it.
     attributes = {
         "host.name": socket.gethostname(),
         "host.arch": _ARCH.get(platform.machine().lower(), platform.machine().lower()),
