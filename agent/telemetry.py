@@ -140,3 +140,27 @@ class ComponentTelemetry:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._telemetry, name)
+
+
+class ReceiverCounters:
+    """One receiver's `vigil_receiver_accepted_<items>` and `vigil_receiver_refused_<items>`.
+
+    Every receiver counts what the pipelines took and what they refused the same way, under the
+    Collector's names, with `receiver` and `transport` attributes.
+    """
+
+    def __init__(self, telemetry: SelfTelemetry | ComponentTelemetry, receiver: str) -> None:
+        from agent.signals import Signal
+
+        self._receiver = receiver
+        self._accepted = {s: telemetry.counter(f"vigil_receiver_accepted_{s.item_name}",
+                                               f"{s.item_name} accepted into the pipelines") for s in Signal}
+        self._refused = {s: telemetry.counter(f"vigil_receiver_refused_{s.item_name}",
+                                              f"{s.item_name} refused (bad data or load)") for s in Signal}
+
+    def accepted(self, signal: Any, transport: str, n: int) -> None:
+        self._accepted[signal].add(n, {"receiver": self._receiver, "transport": transport})
+
+    def refused(self, signal: Any, transport: str, n: int) -> None:
+        self._refused[signal].add(n, {"receiver": self._receiver, "transport": transport})
+

@@ -37,6 +37,7 @@ from agent.receivers import security
 from agent.receivers.limits import AttributeLimits, AttributeLimitsConfig
 from agent.receivers.security import BearerAuth, BearerAuthConfig, TlsServerConfig
 from agent.signals import Batch, Signal
+from agent.telemetry import ReceiverCounters
 
 _MIB = 1024 * 1024
 PROTOBUF = "application/x-protobuf"
@@ -88,10 +89,7 @@ class _Counters:
     def __init__(self, settings: Settings) -> None:
         self._id = str(settings.id)
         t = settings.telemetry
-        self._accepted = {s: t.counter(f"vigil_receiver_accepted_{s.item_name}",
-                                       f"{s.item_name} accepted into the pipelines") for s in Signal}
-        self._refused = {s: t.counter(f"vigil_receiver_refused_{s.item_name}",
-                                      f"{s.item_name} refused (bad data or load)") for s in Signal}
+        self._items = ReceiverCounters(t, self._id)
         self._dropped_attributes = t.counter("vigil_receiver_dropped_attributes",
                                              "attributes dropped over max_attributes")
         self._truncated_values = t.counter("vigil_receiver_truncated_values",
@@ -103,10 +101,10 @@ class _Counters:
                                    "requests refused over max_concurrent_requests")
 
     def accepted(self, signal: Signal, transport: str, n: int) -> None:
-        self._accepted[signal].add(n, {"receiver": self._id, "transport": transport})
+        self._items.accepted(signal, transport, n)
 
     def refused(self, signal: Signal, transport: str, n: int) -> None:
-        self._refused[signal].add(n, {"receiver": self._id, "transport": transport})
+        self._items.refused(signal, transport, n)
 
     def limited(self, dropped: int, truncated: int) -> None:
         if dropped:

@@ -62,6 +62,7 @@ from agent.config import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.ml.columns import category_of
 from agent.signals import Batch, Signal
+from agent.telemetry import ReceiverCounters
 
 
 def _paths(value: Any) -> Any:
@@ -553,8 +554,7 @@ class PredictionLogReceiver:
         self._checkpoint_path = (Path(settings.state_dir) / "predictionlog"
                                  / (urllib.parse.quote(self._id, safe="") + ".json"))
         t = settings.telemetry
-        self._accepted = t.counter("vigil_receiver_accepted_log_records", "log_records accepted into the pipelines")
-        self._refused = t.counter("vigil_receiver_refused_log_records", "log_records refused (bad data or load)")
+        self._items = ReceiverCounters(t, self._id)
         self._malformed = t.counter("vigil_receiver_malformed_lines",
                                     "lines of a tailed file that were skipped, by reason")
         self._tailer: Tailer | None = None
@@ -600,17 +600,16 @@ class PredictionLogReceiver:
         if result.malformed:
             self._log.warning("skipped %d malformed lines (%s)", sum(result.malformed.values()),
                               ", ".join(f"{r}: {n}" for r, n in sorted(result.malformed.items())))
-        attrs = {"receiver": self._id, "transport": "file"}
         if result.request is not None:
             batch = Batch(Signal.LOGS, result.request, items=result.records)
             try:
                 await self._consumer.consume(batch)
             except ConsumerError as exc:
                 # Not committed: the same lines are read again at the next poll.
-                self._refused.add(result.records, attrs)
+                self._items.refused(Signal.LOGS, "file", result.records)
                 self._log.warning("pipelines refused %d prediction records; retrying: %s", result.records, exc)
                 return False
-            self._accepted.add(result.records, attrs)
+            self._items.accepted(Signal.LOGS, "file", result.records)
             self.records_accepted += result.records
         # Malformed lines and the progress of files with nothing valid move on too.
         self._tailer.commit(result.progress)

@@ -56,6 +56,7 @@ from agent.config import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.metrics_builder import Instrument, MetricSpec
 from agent.signals import Batch, Signal
+from agent.telemetry import ReceiverCounters
 
 _MIB = 1024 * 1024
 
@@ -376,9 +377,7 @@ class PrometheusReceiver:
                                                job.scrape_interval, job.scrape_timeout, job.body_size_limit,
                                                job.honor_timestamps))
         t = settings.telemetry
-        self._accepted = t.counter("vigil_receiver_accepted_metric_points",
-                                   "metric_points accepted into the pipelines")
-        self._refused = t.counter("vigil_receiver_refused_metric_points", "metric_points refused (bad data or load)")
+        self._items = ReceiverCounters(t, self._id)
         self._failed = t.counter("vigil_receiver_scrape_errors", "scrapes that failed, by scraper")
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task] = []
@@ -423,14 +422,13 @@ class PrometheusReceiver:
             self._failed.add(1, {"receiver": self._id, "scraper": target.url})
             self._log.warning("scraping %s failed: %s", target.url, error)
         batch = Batch(Signal.METRICS, request)
-        attrs = {"receiver": self._id, "transport": "scrape"}
         try:
             await self._consumer.consume(batch)
         except ConsumerError as exc:
-            self._refused.add(batch.items, attrs)
+            self._items.refused(Signal.METRICS, "scrape", batch.items)
             self._log.warning("pipelines refused %d points scraped from %s: %s", batch.items, target.url, exc)
             return
-        self._accepted.add(batch.items, attrs)
+        self._items.accepted(Signal.METRICS, "scrape", batch.items)
 
     async def _fetch(self, target: Target) -> tuple[str, str]:
         assert self._session is not None

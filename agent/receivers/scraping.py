@@ -20,6 +20,7 @@ from agent.config import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.metrics_builder import MetricsBuilder
 from agent.signals import Signal
+from agent.telemetry import ReceiverCounters
 
 
 class ScrapeConfig(StrictModel):
@@ -48,10 +49,7 @@ class ScrapingReceiver:
         self._id = str(settings.id)
         self._errors = settings.telemetry.counter(
             "vigil_receiver_scrape_errors", "scrapes that failed, by scraper")
-        self._accepted = settings.telemetry.counter(
-            "vigil_receiver_accepted_metric_points", "metric_points accepted into the pipelines")
-        self._refused = settings.telemetry.counter(
-            "vigil_receiver_refused_metric_points", "metric_points refused (bad data or load)")
+        self._items = ReceiverCounters(settings.telemetry, self._id)
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -76,15 +74,14 @@ class ScrapingReceiver:
         batch = builder.batch()
         if batch is None:
             return
-        attrs = {"receiver": self._id, "transport": "scrape"}
         try:
             await self._consumer.consume(batch)
         except Exception as exc:  # whatever the pipeline raises, the next turn still runs
-            self._refused.add(batch.items, attrs)
+            self._items.refused(Signal.METRICS, "scrape", batch.items)
             self._log.warning("pipelines refused %d points from scraper %s: %s", batch.items,
                               scraper.name, exc, exc_info=not isinstance(exc, ConsumerError))
             return
-        self._accepted.add(batch.items, attrs)
+        self._items.accepted(Signal.METRICS, "scrape", batch.items)
 
     async def _loop(self, scraper: Scraper) -> None:
         await asyncio.sleep(self._initial_delay)

@@ -36,6 +36,7 @@ from agent.receivers.nvml.scraper import GpuScraper
 from agent.receivers.nvml.xid import XidEvent, XidWatcher, log_batch
 from agent.receivers.scraping import ScrapeConfig, ScrapingReceiver
 from agent.signals import Batch, Signal
+from agent.telemetry import ReceiverCounters
 
 
 class NvmlReceiverConfig(ScrapeConfig):
@@ -60,10 +61,7 @@ class NvmlReceiver:
             self._scraping = ScrapingReceiver([scraper], config, settings, {Signal.METRICS: metrics}, self._host)
         self._logs = consumers.get(Signal.LOGS)
         self._xid = XidWatcher(self.session, self._on_xid, settings.logger) if config.xid_events else None
-        self._accepted = settings.telemetry.counter(
-            "vigil_receiver_accepted_log_records", "log_records accepted into the pipelines")
-        self._refused = settings.telemetry.counter(
-            "vigil_receiver_refused_log_records", "log_records refused (bad data or load)")
+        self._items = ReceiverCounters(settings.telemetry, self._id)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
@@ -129,17 +127,16 @@ class NvmlReceiver:
             pass
 
     async def _deliver_logs(self) -> None:
-        attrs = {"receiver": self._id, "transport": "event"}
         while True:
             batch = await self._queue.get()
             try:
                 await self._logs.consume(batch)
-                self._accepted.add(batch.items, attrs)
+                self._items.accepted(Signal.LOGS, "event", batch.items)
             except ConsumerError as exc:
-                self._refused.add(batch.items, attrs)
+                self._items.refused(Signal.LOGS, "event", batch.items)
                 self._log.warning("pipelines refused an XID log record: %s", exc)
             except Exception:  # noqa: BLE001 - a bug downstream must not end delivery
-                self._refused.add(batch.items, attrs)
+                self._items.refused(Signal.LOGS, "event", batch.items)
                 self._log.exception("delivering an XID log record failed")
             finally:
                 self._queue.task_done()
