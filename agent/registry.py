@@ -1,13 +1,41 @@
-"""Every component type Vigil knows, by kind and type name (the Collector's names)."""
+"""Every component type Vigil knows, by kind and type name (the Collector's names).
+
+A component's module is imported only when a config uses its type (or `vigil
+components` lists them all): the agent then loads grpc, numpy or aiohttp's
+client only for the pipelines that need them, which keeps an agent that only
+watches the host small.
+"""
 
 from __future__ import annotations
 
-from agent.alerts import processor as alerts
+import importlib
+
 from agent.component import Factory, Kind
-from agent.exporters import debug, file, otlp as otlp_exporter, otlphttp, prometheus as prometheus_exporter
-from agent.processors import batch, memory_limiter, ml, resource
-from agent.receivers import hostmetrics, nvml, otlp as otlp_receiver, predictionlog
-from agent.receivers import prometheus as prometheus_receiver
+
+# kind -> type name -> the module whose FACTORY makes it.
+_MODULES: dict[Kind, dict[str, str]] = {
+    Kind.RECEIVER: {
+        "otlp": "agent.receivers.otlp",
+        "hostmetrics": "agent.receivers.hostmetrics",
+        "nvml": "agent.receivers.nvml",
+        "predictionlog": "agent.receivers.predictionlog",
+        "prometheus": "agent.receivers.prometheus",
+    },
+    Kind.PROCESSOR: {
+        "memory_limiter": "agent.processors.memory_limiter",
+        "batch": "agent.processors.batch",
+        "resource": "agent.processors.resource",
+        "ml": "agent.processors.ml",
+        "alerts": "agent.alerts.processor",
+    },
+    Kind.EXPORTER: {
+        "otlp": "agent.exporters.otlp",
+        "otlphttp": "agent.exporters.otlphttp",
+        "file": "agent.exporters.file",
+        "debug": "agent.exporters.debug",
+        "prometheus": "agent.exporters.prometheus",
+    },
+}
 
 _FACTORIES: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}
 
@@ -19,29 +47,24 @@ def register(factory: Factory) -> None:
     known[factory.type] = factory
 
 
-for _factory in (
-    otlp_receiver.FACTORY,
-    hostmetrics.FACTORY,
-    nvml.FACTORY,
-    predictionlog.FACTORY,
-    prometheus_receiver.FACTORY,
-    memory_limiter.FACTORY,
-    batch.FACTORY,
-    resource.FACTORY,
-    ml.FACTORY,
-    alerts.FACTORY,
-    otlp_exporter.FACTORY,
-    otlphttp.FACTORY,
-    file.FACTORY,
-    debug.FACTORY,
-    prometheus_exporter.FACTORY,
-):
-    register(_factory)
+def types(kind: Kind) -> list[str]:
+    """The type names of `kind`, without importing their modules."""
+    return sorted(_MODULES[kind].keys() | _FACTORIES[kind].keys())
 
 
 def factories(kind: Kind) -> dict[str, Factory]:
+    """Every factory of `kind` (imports every component module of that kind)."""
+    for type_ in _MODULES[kind]:
+        lookup(kind, type_)
     return dict(_FACTORIES[kind])
 
 
 def lookup(kind: Kind, type_: str) -> Factory | None:
-    return _FACTORIES[kind].get(type_)
+    factory = _FACTORIES[kind].get(type_)
+    if factory is None and type_ in _MODULES[kind]:
+        factory = importlib.import_module(_MODULES[kind][type_]).FACTORY
+        if factory.kind is not kind or factory.type != type_:
+            raise ValueError(f"{_MODULES[kind][type_]} makes {factory.kind.value} {factory.type!r}, "
+                             f"not {kind.value} {type_!r}")
+        register(factory)
+    return factory

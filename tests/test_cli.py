@@ -267,3 +267,14 @@ def test_default_config_reads_otlp_headers():
     assert raw["exporters"]["otlp"]["headers"] == headers
     config = config_module.from_dict(raw)
     assert config.component(Kind.EXPORTER, ComponentId("otlp")).config.headers == headers
+
+
+def test_a_host_only_config_does_not_load_grpc_or_numpy(tmp_path):
+    # The registry imports a component's module only when a config uses its type.
+    config = tmp_path / "vigil.yaml"
+    config.write_text("receivers: {hostmetrics: }\nexporters: {debug: }\n"
+                      "service: {pipelines: {metrics: {receivers: [hostmetrics], exporters: [debug]}}}\n")
+    code = ("import sys; from agent import config; config.load(sys.argv[1]); "
+            "print(sorted(m for m in ('grpc', 'numpy', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
