@@ -92,18 +92,18 @@ def test_column(reference: ColumnProfile, column: RawColumn, config: DriftConfig
     """The statistics of one column against its reference (no decision yet)."""
     result = ColumnDrift(reference.name, reference.kind, tested=False)
     if reference.kind == NUMERIC:
-        values = numeric_values(column, config.sentinels)
-        result.current_counts = stats.bin_counts(values, reference.bin_edges)
+        values = np.sort(numeric_values(column, config.sentinels))  # sorted once for every statistic
+        result.current_counts = stats.bin_counts(values, reference.bin_edges, is_sorted=True)
         if values.size < config.min_values or reference.reservoir.size == 0:
             return result
-        ks = stats.ks(reference.reservoir, values)
+        two = stats.two_sample(reference.reservoir, values)
         result.statistics = {
-            "ks": ks.statistic,
+            "ks": two.ks.statistic,
             "psi": stats.psi(reference.bin_counts, result.current_counts),
-            "wasserstein_normed": stats.wasserstein_normed(reference.reservoir, values, reference.std),
+            "wasserstein_normed": stats.normed(two.wasserstein, reference.std),
             "jensen_shannon": stats.jensen_shannon(reference.bin_counts, result.current_counts),
         }
-        result.p_value = ks.p_value
+        result.p_value = two.ks.p_value
         result.method = config.numeric_method
     else:
         ref, cur, _ = category_counts(reference, column, config.sentinels)

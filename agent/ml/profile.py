@@ -77,8 +77,11 @@ class Profile:
 
 def infer_kind(column: RawColumn) -> str:
     """Strings are categorical; numbers numeric, unless they are few distinct integers."""
-    numbers = column.numbers[column.is_number]
-    if column.is_string.sum() > numbers.size:
+    return _infer_kind(column.numbers[column.is_number], int(column.is_string.sum()))
+
+
+def _infer_kind(numbers: np.ndarray, strings: int) -> str:
+    if strings > numbers.size:
         return CATEGORICAL
     finite = numbers[np.isfinite(numbers)]
     if finite.size and np.all(finite == np.round(finite)) and np.unique(finite).size <= MAX_INTEGER_CATEGORIES:
@@ -95,9 +98,11 @@ def build_column(name: str, column: RawColumn, kind: str | None = None, bins: in
     categories), as windows leave them out of the tests: a sentinel is a missing value
     in disguise, and in the reference it would make every window look drifted.
     """
-    kind = kind or infer_kind(column)
+    # The type masks are computed once: over a column of Python objects each is a full pass.
     is_string, is_number = column.is_string, column.is_number
-    value_type = STRING if is_string.sum() > is_number.sum() else NUMBER
+    strings, numbers = int(is_string.sum()), int(is_number.sum())
+    kind = kind or _infer_kind(column.numbers[is_number], strings)
+    value_type = STRING if strings > numbers else NUMBER
     profile = ColumnProfile(name, kind, value_type, count=len(column),
                             missing=int((~(is_string | is_number)).sum()))
     if kind == CATEGORICAL:

@@ -137,6 +137,98 @@ def test_ks_of_an_empty_sample_is_nan(a: np.ndarray, b: np.ndarray) -> None:
     assert math.isnan(result.statistic) and math.isnan(result.p_value)
 
 
+# --- KS and Wasserstein from one merge: the same numbers as scipy, on every path -------------------
+
+TIGHT = 1e-12  # floating-point noise: what the merge may change against scipy's own computation
+
+
+def samples(case: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(sum(map(ord, case)))
+    if case == "continuous, asymptotic":
+        return rng.standard_normal(10_000), rng.standard_normal(5_000) * 1.1 + 0.05
+    if case == "shifted, asymptotic":  # p-value from the Smirnov sum (2.2 <= n·d² < 370)
+        return rng.standard_normal(10_000), rng.standard_normal(8_000) + 0.3
+    if case == "far apart, asymptotic":  # n·d² >= 370: p-value 0
+        return rng.standard_normal(10_000), rng.standard_normal(8_000) + 3.0
+    if case == "integers with ties, asymptotic":
+        return rng.integers(0, 12, 4_000).astype(float), rng.integers(1, 13, 3_000).astype(float)
+    if case == "integers with ties, exact":
+        return rng.integers(0, 5, 300).astype(float), rng.integers(0, 6, 200).astype(float)
+    if case == "signed zeros":
+        a = rng.choice([-0.0, 0.0, 1.0, -1.0], 3_000)
+        return a, rng.choice([-0.0, 0.0, 1.0, 2.0], 2_000)
+    if case == "tiny":
+        return np.array([0.5]), np.array([0.1, 0.7])
+    if case == "one each, equal":
+        return np.array([2.0]), np.array([2.0])
+    if case == "at the exact limit":  # 10^6 pairs: exact
+        return rng.standard_normal(1_000), rng.standard_normal(1_000) + 0.1
+    if case == "just past the exact limit":  # 1,001 × 1,000: asymptotic
+        return rng.standard_normal(1_001), rng.standard_normal(1_000) + 0.1
+    if case == "unsorted reference, small window":  # asymptotic at n_eff < 140 (scipy's own branch)
+        return rng.standard_normal(20_000), rng.standard_normal(120) + 0.2
+    raise ValueError(case)
+
+
+CASES = ["continuous, asymptotic", "shifted, asymptotic", "far apart, asymptotic", "integers with ties, asymptotic",
+         "integers with ties, exact", "signed zeros", "tiny", "one each, equal", "at the exact limit",
+         "just past the exact limit", "unsorted reference, small window"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_two_sample_gives_scipys_ks_and_wasserstein(case: str) -> None:
+    a, b = samples(case)
+    expected = scipy_stats.ks_2samp(a, b, method=stats.ks_method(a.size, b.size))
+    for reference, current in ((np.sort(a), b), (a, np.sort(b))):  # sorted or not, either side
+        result = stats.two_sample(reference, current)
+        assert result.ks.statistic == expected.statistic  # the same float: the same differences compared
+        assert result.ks.p_value == pytest.approx(expected.pvalue, rel=TIGHT, abs=1e-300)
+        assert result.wasserstein == pytest.approx(scipy_stats.wasserstein_distance(a, b), rel=TIGHT, abs=1e-15)
+        assert stats.ks(reference, current) == result.ks
+    assert expected.statistic == approx(ks_statistic(a, b))
+    assert stats.two_sample(a, b).wasserstein == approx(wasserstein_1(a, b))
+
+
+def test_two_sample_does_not_change_its_inputs() -> None:
+    a, b = samples("continuous, asymptotic")
+    a_copy, b_copy = a.copy(), b.copy()
+    stats.two_sample(a, b)
+    np.testing.assert_array_equal(a, a_copy)
+    np.testing.assert_array_equal(b, b_copy)
+
+
+def test_two_sample_with_nan_propagates_it_as_scipy_does() -> None:
+    # The engine leaves NaN out before testing (see test_drift); called with one, the result is NaN.
+    a, b = samples("continuous, asymptotic")
+    b[7] = np.nan
+    result = stats.two_sample(a, b)
+    assert math.isnan(result.ks.statistic) and math.isnan(result.ks.p_value) and math.isnan(result.wasserstein)
+    assert math.isnan(scipy_stats.ks_2samp(a, b, method="asymp").pvalue)
+
+
+# --- the Kolmogorov distribution ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [141, 500, 3_333, 5_000, 9_901, 60_000])
+def test_smirnov_sum_matches_scipy_special_smirnov(n: int) -> None:
+    from scipy import special
+
+    # Where kstwo.sf uses it: 2.2 <= n·x² < 370, x < 0.5; p-values from about 0.02 down to 1e-160.
+    for x in np.linspace(math.sqrt(2.2 / n), min(math.sqrt(370 / n), 0.4999), 40):
+        assert stats.smirnov_sf(n, float(x)) == pytest.approx(special.smirnov(n, float(x)), rel=TIGHT)
+
+
+@pytest.mark.parametrize("n", [1, 20, 140, 141, 999, 5_000, 2_000_000])
+def test_kolmogorov_sf_is_kstwo_sf_on_every_branch(n: int) -> None:
+    # 0, 1/(2n), 1/n (Ruben-Gambino), small n·x² (Durbin matrix, Pelz-Good), 2.2 and 370 (Smirnov, 0),
+    # 0.5 and above, 1 - 1/n, 1.
+    xs = [0.0, 0.4 / n, 0.5 / n, 0.75 / n, 1 / n, 0.001, 0.003, 0.01, 0.02, math.sqrt(2.2 / n),
+          math.sqrt(2.2 / n) * 0.999, math.sqrt(100 / n), math.sqrt(370 / n), math.sqrt(370 / n) * 0.999, 0.3, 0.5,
+          0.7, 1 - 1 / n, 1.0]
+    for x in xs:
+        expected = float(scipy_stats.kstwo.sf(x, n))
+        assert stats.kolmogorov_sf(x, n) == pytest.approx(expected, rel=TIGHT, abs=1e-300), x
+
+
 # --- Wasserstein -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_ref, n_cur, shift, scale", [(50, 30, 0.0, 1.0), (5_000, 800, 0.4, 2.5),
@@ -196,6 +288,17 @@ def test_bin_counts_have_open_end_bins_and_upper_inclusive_inner_bins() -> None:
     assert counts.tolist() == [4, 2, 2, 3]
     assert stats.bin_counts(np.empty(0), edges).tolist() == [0, 0, 0, 0]
     assert stats.bin_counts(np.array([1.0, 2.0]), np.empty(0)).tolist() == [2]
+
+
+@pytest.mark.parametrize("edges", [0, 3, 9, 16, 17, 40])
+def test_bin_counts_are_the_same_on_every_path(edges: int) -> None:
+    # Sorted values look each edge up; few edges are counted by comparison; many by a binary search.
+    rng = np.random.default_rng(edges)
+    values = np.concatenate([rng.integers(0, 30, 2_000).astype(float), [np.inf, -np.inf, np.nan]])
+    grid = np.unique(rng.integers(0, 30, edges).astype(float)) if edges else np.empty(0)
+    expected = np.bincount(np.searchsorted(grid, values, side="left"), minlength=grid.size + 1)
+    np.testing.assert_array_equal(stats.bin_counts(values, grid), expected)
+    np.testing.assert_array_equal(stats.bin_counts(np.sort(values), grid, is_sorted=True), expected)
 
 
 # --- PSI -------------------------------------------------------------------------------------------
