@@ -5,14 +5,15 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test install clean proto test-debs install-service uninstall-service
 
-$(BIN)/vigil: pyproject.toml
+# setup.py builds agent/_otlpscan.c (the ml processor's wire scanner) into the editable install.
+$(BIN)/vigil: pyproject.toml setup.py agent/_otlpscan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
 # Test dependencies (rotel, the OpenTelemetry SDK exporters, pytest) come from the `test` extra.
-$(VENV)/.test-deps: pyproject.toml $(BIN)/vigil
+$(VENV)/.test-deps: pyproject.toml setup.py agent/_otlpscan.c $(BIN)/vigil
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -49,7 +50,7 @@ proto: $(VENV)/.test-deps
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=agent/proto --pyi_out=agent/proto $(patsubst proto/%,%,$(wildcard proto/vigil/v1/*.proto))
 
 clean:
-	rm -rf $(VENV) build *.egg-info vigil-data
+	rm -rf $(VENV) build *.egg-info vigil-data agent/*.so
 
 # bench/offline_engine.py's peers (NannyML, Evidently) in a venv of their own, never needed by the agent or its
 # tests. pandas < 3: evidently 0.7.23 imports a helper that pandas 3 removed.

@@ -219,7 +219,8 @@ class Extractor:
     A mapping key ending in `*` maps a prefix: `{"ml.feature.*": "features.*"}`.
     """
 
-    def __init__(self, attributes: Mapping[str, str] | None = None, max_features: int = 200) -> None:
+    def __init__(self, attributes: Mapping[str, str] | None = None, max_features: int = 200,
+                 use_scanner: bool = True) -> None:
         self._exact: dict[str, str] = {}
         self._prefixes: list[tuple[str, str]] = []
         for ml_name, source in (attributes or {}).items():
@@ -227,7 +228,7 @@ class Extractor:
                 self._prefixes.append((source[:-1], ml_name[:-1]))
             else:
                 self._exact[source] = ml_name
-        self._max_features = max_features
+        self.max_features = max_features
         self.dropped_features = 0  # feature values beyond max_features, since start
         # Per attribute key, what it is: (ml name, is an ml.* name, is a column) or None (not read).
         self._decisions: dict[str, tuple[str, bool, bool] | None] = {}
@@ -235,6 +236,13 @@ class Extractor:
         self._markers = tuple({b"ml.", b"gen_ai."}
                               | {source.encode() for source in self._exact}
                               | {source.encode() for source, _ in self._prefixes})
+        # The keys the wire scanner hands back: those that `_decide` may read.
+        self.scan_prefixes = (*self._markers, ERROR_TYPE.encode())
+        self._scanned = None
+        if use_scanner:
+            from agent.ml import scanned  # it reads this module's types: imported once this one is loaded
+            if scanned.available:
+                self._scanned = scanned.read
 
     def _ml_name(self, key: str) -> str:
         if key in self._exact:
@@ -256,6 +264,10 @@ class Extractor:
             self._decisions[key] = decision
         return decision
 
+    def decision(self, key: str) -> tuple[str, bool, bool] | None:
+        decision = self._decisions.get(key, _UNSEEN)
+        return self._decide(key) if decision is _UNSEEN else decision
+
     def _nothing_to_read(self, batch: Batch) -> bool:
         """True when the batch's wire bytes (if it still has those it arrived with) hold no key that
         could be read: no `ml.`, `gen_ai.` nor mapped source key anywhere in them (`error.type` alone
@@ -272,6 +284,10 @@ class Extractor:
         genai: dict[str, GenAiCalls] = {}
         if self._nothing_to_read(batch):
             return Extracted([], [], [])
+        if self._scanned is not None:
+            extracted = self._scanned(self, batch)
+            if extracted is not None:
+                return extracted
         spans = batch.signal is Signal.TRACES
         for resource in batch.resources():
             service = ""
@@ -375,7 +391,7 @@ class Extractor:
             value = values[name]
             column = columns.get(name)
             if column is None:
-                if name.startswith(FEATURE_PREFIX) and predictions.feature_count >= self._max_features:
+                if name.startswith(FEATURE_PREFIX) and predictions.feature_count >= self.max_features:
                     self.dropped_features += 1
                     continue
                 column = columns[name] = _ColumnBuilder()

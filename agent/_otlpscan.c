@@ -1,0 +1,689 @@
+/* Reads the attributes the ml processor needs straight from OTLP wire bytes.
+ *
+ * `scan(wire, logs, prefixes, skip_scope)` walks an ExportTraceServiceRequest
+ * (or ExportLogsServiceRequest) once and returns, for every attribute of a
+ * span or log record whose key starts with one of `prefixes`, one record:
+ * the item it belongs to, its key, the kind of its value and the value. Numbers
+ * go into flat typed arrays (bytes the caller reads with numpy); only strings
+ * and arrays become Python objects. Everything else in the request is skipped
+ * by length, so the cost grows with the bytes walked, not with the objects a
+ * parsed message would create.
+ *
+ * It reads what protobuf would read for well-formed input in its usual shape.
+ * For anything it does not handle the way the protobuf runtime would (a value
+ * given twice, which protobuf merges; groups; more than MAX_KEYS distinct
+ * matching keys; malformed bytes) it raises `Unsupported`, and the caller
+ * reads the batch through the parsed message instead.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <math.h>
+#include <string.h>
+
+#define MAX_KEYS 256
+#define MAX_PREFIXES 64
+
+/* Value kinds, as the caller's `extract.py` names them. */
+enum { K_NONE = 0, K_STRING = 1, K_BOOL = 2, K_INT = 3, K_DOUBLE = 4, K_ARRAY = 5, K_KVLIST = 6, K_BYTES = 7 };
+
+static PyObject *Unsupported;
+
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+} Cursor;
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} Buffer;
+
+typedef struct {
+    const uint8_t *ptr;
+    Py_ssize_t len;
+} Span_;
+
+typedef struct {
+    /* inputs */
+    const uint8_t *base;
+    int logs;
+    Span_ prefixes[MAX_PREFIXES];
+    int n_prefixes;
+    Span_ skip_scope;
+    /* distinct matching keys */
+    Span_ keys[MAX_KEYS];
+    int n_keys;
+    int last_key; /* apps write attributes in the same order on every item: try the next key first */
+    PyObject *key_list;
+    /* one entry per record */
+    Buffer rec_item, rec_key, rec_kind, rec_number, rec_int;
+    PyObject *rec_obj;
+    /* one entry per item */
+    int32_t n_items;
+    int32_t n_resources;
+    Buffer item_resource, item_start, item_end, item_status, item_offset, item_length;
+    PyObject *services;
+    PyObject *exceptions; /* item -> the exception.type of its "exception" event, where it has one */
+} Scan;
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static int unsupported(const char *why) {
+    if (!PyErr_Occurred())
+        PyErr_SetString(Unsupported, why);
+    return -1;
+}
+
+static int push(Buffer *b, const void *value, size_t size) {
+    if (b->len + size > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + size)
+            cap *= 2;
+        char *data = PyMem_Realloc(b->data, cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, value, size);
+    b->len += size;
+    return 0;
+}
+
+static int read_varint(Cursor *c, uint64_t *out) {
+    uint64_t value = 0;
+    for (int shift = 0; shift < 64 && c->p < c->end; shift += 7) {
+        uint8_t byte = *c->p++;
+        value |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *out = value;
+            return 0;
+        }
+    }
+    return unsupported("malformed varint");
+}
+
+/* The next field: its number and wire type; for length-delimited fields `sub` is its content,
+ * for varints `*number` its value, for fixed64 `*number` its bits. Returns 1 at the end, -1 on error. */
+static int next_field(Cursor *c, uint32_t *field, int *wire_type, Cursor *sub, uint64_t *number) {
+    if (c->p >= c->end)
+        return 1;
+    uint64_t tag;
+    if (read_varint(c, &tag) < 0)
+        return -1;
+    *field = (uint32_t)(tag >> 3);
+    *wire_type = (int)(tag & 7);
+    switch (*wire_type) {
+    case 0:
+        return read_varint(c, number);
+    case 1:
+        if (c->end - c->p < 8)
+            return unsupported("truncated fixed64");
+        memcpy(number, c->p, 8); /* little-endian hosts only: see the module's init */
+        c->p += 8;
+        return 0;
+    case 2: {
+        uint64_t length;
+        if (read_varint(c, &length) < 0)
+            return -1;
+        if (length > (uint64_t)(c->end - c->p))
+            return unsupported("truncated length-delimited field");
+        sub->p = c->p;
+        sub->end = c->p + length;
+        c->p += length;
+        return 0;
+    }
+    case 5:
+        if (c->end - c->p < 4)
+            return unsupported("truncated fixed32");
+        *number = 0;
+        memcpy(number, c->p, 4);
+        c->p += 4;
+        return 0;
+    default:
+        return unsupported("groups are not read");
+    }
+}
+
+#define FOR_FIELDS(cursor)                                                                         \
+    for (int _rc; (_rc = next_field(&(cursor), &field, &wire_type, &sub, &number)) != 1;)           \
+        if (_rc < 0)                                                                               \
+            return -1;                                                                             \
+        else
+
+static PyObject *decode_text(Cursor value) {
+    return PyUnicode_DecodeUTF8((const char *)value.p, value.end - value.p, NULL);
+}
+
+/* ---- values ----------------------------------------------------------- */
+
+typedef struct {
+    int kind;
+    uint64_t bits; /* bool/int: the varint; double: the fixed64 bits */
+    Cursor content; /* string, bytes, array, kvlist */
+} Value;
+
+/* An AnyValue. A message that sets its value more than once is merged by protobuf; not read here. */
+static int read_value(Cursor c, Value *value) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0;
+    int seen = 0;
+    value->kind = K_NONE;
+    FOR_FIELDS(c) {
+        int kind = K_NONE;
+        if (field == 1 && wire_type == 2)
+            kind = K_STRING;
+        else if (field == 2 && wire_type == 0)
+            kind = K_BOOL;
+        else if (field == 3 && wire_type == 0)
+            kind = K_INT;
+        else if (field == 4 && wire_type == 1)
+            kind = K_DOUBLE;
+        else if (field == 5 && wire_type == 2)
+            kind = K_ARRAY;
+        else if (field == 6 && wire_type == 2)
+            kind = K_KVLIST;
+        else if (field == 7 && wire_type == 2)
+            kind = K_BYTES;
+        else if (field >= 1 && field <= 7)
+            return unsupported("value with an unexpected wire type");
+        if (kind == K_NONE)
+            continue;
+        if (seen++)
+            return unsupported("value set more than once");
+        value->kind = kind;
+        value->bits = number;
+        value->content = sub;
+    }
+    return 0;
+}
+
+static PyObject *scalar_object(const Value *v) {
+    switch (v->kind) {
+    case K_STRING:
+        return decode_text(v->content);
+    case K_BOOL:
+        return PyBool_FromLong(v->bits != 0);
+    case K_INT:
+        return PyLong_FromLongLong((long long)v->bits);
+    case K_DOUBLE: {
+        double d;
+        memcpy(&d, &v->bits, 8);
+        return PyFloat_FromDouble(d);
+    }
+    case K_NONE:
+        return PyUnicode_FromStringAndSize("", 0); /* an empty AnyValue reads as its default string */
+    default:
+        unsupported("array element that is not a scalar");
+        return NULL;
+    }
+}
+
+/* An ArrayValue of scalars as a Python list. */
+static PyObject *array_object(Cursor c) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0;
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    for (int rc; (rc = next_field(&c, &field, &wire_type, &sub, &number)) != 1;) {
+        if (rc < 0)
+            goto fail;
+        if (field != 1)
+            continue;
+        if (wire_type != 2) {
+            unsupported("array element with an unexpected wire type");
+            goto fail;
+        }
+        Value element;
+        if (read_value(sub, &element) < 0)
+            goto fail;
+        PyObject *item = scalar_object(&element);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            goto fail;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+fail:
+    Py_DECREF(list);
+    return NULL;
+}
+
+/* ---- attributes ------------------------------------------------------- */
+
+static int key_matches(const Scan *s, const uint8_t *key, Py_ssize_t len) {
+    for (int i = 0; i < s->n_prefixes; i++) {
+        const Span_ *prefix = &s->prefixes[i];
+        if (prefix->len <= len && memcmp(prefix->ptr, key, prefix->len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int key_id(Scan *s, const uint8_t *key, Py_ssize_t len) {
+    for (int n = 0; n < s->n_keys; n++) {
+        int i = (s->last_key + 1 + n) % s->n_keys;
+        if (s->keys[i].len == len && memcmp(s->keys[i].ptr, key, len) == 0)
+            return s->last_key = i;
+    }
+    if (s->n_keys == MAX_KEYS)
+        return unsupported("too many distinct keys");
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)key, len, NULL);
+    if (text == NULL || PyList_Append(s->key_list, text) < 0) {
+        Py_XDECREF(text);
+        return -1;
+    }
+    Py_DECREF(text);
+    s->keys[s->n_keys].ptr = key;
+    s->keys[s->n_keys].len = len;
+    return s->last_key = s->n_keys++;
+}
+
+/* One KeyValue of item `item`: a record when its key matches and it has a value. */
+static int read_attribute(Scan *s, Cursor c, int32_t item) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0}, key = {0}, value_bytes = {0};
+    uint64_t number = 0;
+    int values = 0, has_key = 0;
+    FOR_FIELDS(c) {
+        if (field == 1 && wire_type == 2) {
+            key = sub;
+            has_key = 1;
+        } else if (field == 2 && wire_type == 2) {
+            value_bytes = sub;
+            values++;
+        }
+    }
+    if (!has_key || !key_matches(s, key.p, key.end - key.p))
+        return 0;
+    if (values > 1)
+        return unsupported("attribute value given more than once");
+    Value value;
+    value.kind = K_NONE;
+    if (values && read_value(value_bytes, &value) < 0)
+        return -1;
+    if (value.kind == K_NONE)
+        return 0; /* an attribute without a value is not read */
+    int32_t id = key_id(s, key.p, key.end - key.p);
+    if (id < 0)
+        return -1;
+    uint8_t kind = (uint8_t)value.kind;
+    double as_number = NAN;
+    int64_t as_int = 0;
+    PyObject *object = NULL;
+    switch (value.kind) {
+    case K_STRING:
+        object = decode_text(value.content);
+        break;
+    case K_BOOL:
+        as_int = value.bits != 0;
+        break;
+    case K_INT:
+        as_int = (int64_t)value.bits;
+        as_number = (double)as_int;
+        break;
+    case K_DOUBLE:
+        memcpy(&as_number, &value.bits, 8);
+        break;
+    case K_ARRAY:
+        object = array_object(value.content);
+        break;
+    default: /* kvlist, bytes: only their kind matters */
+        break;
+    }
+    if ((value.kind == K_STRING || value.kind == K_ARRAY) && object == NULL)
+        return -1;
+    int failed = PyList_Append(s->rec_obj, object ? object : Py_None) < 0;
+    Py_XDECREF(object);
+    if (failed || push(&s->rec_item, &item, 4) < 0 || push(&s->rec_key, &id, 4) < 0 ||
+        push(&s->rec_kind, &kind, 1) < 0 || push(&s->rec_number, &as_number, 8) < 0 ||
+        push(&s->rec_int, &as_int, 8) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- items, scopes, resources ----------------------------------------- */
+
+static int read_status_code(Cursor c, int32_t *code) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0;
+    FOR_FIELDS(c) {
+        if (field == 3 && wire_type == 0)
+            *code = (int32_t)number;
+    }
+    return 0;
+}
+
+/* The `exception.type` of a span's event, when the event is named "exception": 1 and `*type` set when
+ * found (a non-empty string, as the parsed-message path looks for it). */
+static int read_exception_event(Cursor c, Cursor *type) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0}, name = {0};
+    uint64_t number = 0;
+    int named = 0;
+    Cursor look = c;
+    FOR_FIELDS(look) {
+        if (field == 2 && wire_type == 2) {
+            name = sub;
+            named = 1;
+        }
+    }
+    if (!named || name.end - name.p != 9 || memcmp(name.p, "exception", 9) != 0)
+        return 0;
+    FOR_FIELDS(c) {
+        if (field != 3 || wire_type != 2)
+            continue;
+        Cursor kv = sub, key = {0}, value_bytes = {0};
+        uint32_t f2;
+        int w2, values = 0;
+        Cursor sub2 = {0};
+        uint64_t n2 = 0;
+        for (int rc; (rc = next_field(&kv, &f2, &w2, &sub2, &n2)) != 1;) {
+            if (rc < 0)
+                return -1;
+            if (f2 == 1 && w2 == 2)
+                key = sub2;
+            else if (f2 == 2 && w2 == 2) {
+                value_bytes = sub2;
+                values++;
+            }
+        }
+        if (key.end - key.p != 14 || memcmp(key.p, "exception.type", 14) != 0)
+            continue;
+        if (values > 1)
+            return unsupported("attribute value given more than once");
+        Value value;
+        value.kind = K_NONE;
+        if (values && read_value(value_bytes, &value) < 0)
+            return -1;
+        if (value.kind == K_STRING && value.content.end > value.content.p) {
+            *type = value.content;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int read_item(Scan *s, Cursor c) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0, start = 0, end = 0;
+    int32_t status = 0, item = s->n_items++;
+    int64_t offset = c.p - s->base, length = c.end - c.p;
+    uint32_t attributes = s->logs ? 6 : 9;
+    Cursor exception = {0};
+    int has_exception = 0;
+    FOR_FIELDS(c) {
+        if (field == attributes && wire_type == 2) {
+            if (read_attribute(s, sub, item) < 0)
+                return -1;
+        } else if (!s->logs && field == 7 && wire_type == 1) {
+            start = number;
+        } else if (!s->logs && field == 8 && wire_type == 1) {
+            end = number;
+        } else if (!s->logs && field == 15 && wire_type == 2) {
+            if (read_status_code(sub, &status) < 0)
+                return -1;
+        } else if (!s->logs && field == 11 && wire_type == 2 && !has_exception) {
+            if ((has_exception = read_exception_event(sub, &exception)) < 0)
+                return -1;
+        }
+    }
+    if (has_exception) {
+        PyObject *key = PyLong_FromLong(item), *type = decode_text(exception);
+        int failed = key == NULL || type == NULL || PyDict_SetItem(s->exceptions, key, type) < 0;
+        Py_XDECREF(key);
+        Py_XDECREF(type);
+        if (failed)
+            return -1;
+    }
+    int32_t resource = s->n_resources - 1;
+    if (push(&s->item_resource, &resource, 4) < 0 || push(&s->item_start, &start, 8) < 0 ||
+        push(&s->item_end, &end, 8) < 0 || push(&s->item_status, &status, 4) < 0 ||
+        push(&s->item_offset, &offset, 8) < 0 || push(&s->item_length, &length, 8) < 0)
+        return -1;
+    return 0;
+}
+
+/* True when an InstrumentationScope is the one whose records are skipped. */
+static int is_skipped_scope(const Scan *s, Cursor scope_list) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0}, name = {0};
+    uint64_t number = 0;
+    /* scope_list: the ScopeLogs message; its scope may come after its records, so look first */
+    Cursor c = scope_list;
+    FOR_FIELDS(c) {
+        if (field == 1 && wire_type == 2) {
+            Cursor scope = sub;
+            uint32_t f2;
+            int w2;
+            Cursor sub2 = {0};
+            uint64_t n2 = 0;
+            for (int rc; (rc = next_field(&scope, &f2, &w2, &sub2, &n2)) != 1;) {
+                if (rc < 0)
+                    return -1;
+                if (f2 == 1 && w2 == 2)
+                    name = sub2;
+            }
+        }
+    }
+    return s->skip_scope.len > 0 && name.end - name.p == s->skip_scope.len &&
+           memcmp(name.p, s->skip_scope.ptr, s->skip_scope.len) == 0;
+}
+
+static int read_scope(Scan *s, Cursor c) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0;
+    if (s->logs) {
+        int skipped = is_skipped_scope(s, c);
+        if (skipped)
+            return skipped < 0 ? -1 : 0;
+    }
+    FOR_FIELDS(c) {
+        if (field == 2 && wire_type == 2 && read_item(s, sub) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The `service.name` of a Resource: the first such attribute, "" when it is not a string. */
+static int find_service(Cursor resource, PyObject **service) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0;
+    FOR_FIELDS(resource) {
+        if (field != 1 || wire_type != 2)
+            continue;
+        Cursor kv = sub, key = {0}, value_bytes = {0};
+        uint32_t f2;
+        int w2, values = 0, has_key = 0;
+        Cursor sub2 = {0};
+        uint64_t n2 = 0;
+        for (int rc; (rc = next_field(&kv, &f2, &w2, &sub2, &n2)) != 1;) {
+            if (rc < 0)
+                return -1;
+            if (f2 == 1 && w2 == 2) {
+                key = sub2;
+                has_key = 1;
+            } else if (f2 == 2 && w2 == 2) {
+                value_bytes = sub2;
+                values++;
+            }
+        }
+        if (!has_key || key.end - key.p != 12 || memcmp(key.p, "service.name", 12) != 0)
+            continue;
+        if (values > 1)
+            return unsupported("attribute value given more than once");
+        Value value;
+        value.kind = K_NONE;
+        if (values && read_value(value_bytes, &value) < 0)
+            return -1;
+        *service = value.kind == K_STRING ? decode_text(value.content) : PyUnicode_FromStringAndSize("", 0);
+        return *service == NULL ? -1 : 1;
+    }
+    return 0;
+}
+
+static int read_resource_list(Scan *s, Cursor c) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0;
+    PyObject *service = NULL;
+    /* the resource first: it may come after the scopes */
+    Cursor look = c;
+    for (int rc; (rc = next_field(&look, &field, &wire_type, &sub, &number)) != 1;) {
+        if (rc < 0)
+            return -1;
+        if (field == 1 && wire_type == 2 && service == NULL && find_service(sub, &service) < 0)
+            return -1;
+    }
+    if (service == NULL && (service = PyUnicode_FromStringAndSize("", 0)) == NULL)
+        return -1;
+    int failed = PyList_Append(s->services, service) < 0;
+    Py_DECREF(service);
+    if (failed)
+        return -1;
+    s->n_resources++;
+    FOR_FIELDS(c) {
+        if (field == 2 && wire_type == 2 && read_scope(s, sub) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int read_request(Scan *s, Cursor c) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0;
+    FOR_FIELDS(c) {
+        if (field == 1 && wire_type == 2 && read_resource_list(s, sub) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- the module ------------------------------------------------------- */
+
+static PyObject *take_bytes(Buffer *b) {
+    PyObject *bytes = PyBytes_FromStringAndSize(b->data ? b->data : "", (Py_ssize_t)b->len);
+    PyMem_Free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return bytes;
+}
+
+static PyObject *scan(PyObject *module, PyObject *args) {
+    Py_buffer wire;
+    int logs;
+    PyObject *prefixes;
+    Py_buffer skip;
+    if (!PyArg_ParseTuple(args, "y*pO!y*", &wire, &logs, &PyTuple_Type, &prefixes, &skip))
+        return NULL;
+    PyObject *result = NULL;
+    Scan *s = PyMem_Calloc(1, sizeof(Scan));
+    if (s == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    s->base = wire.buf;
+    s->logs = logs;
+    s->skip_scope.ptr = skip.buf;
+    s->skip_scope.len = skip.len;
+    if (PyTuple_GET_SIZE(prefixes) > MAX_PREFIXES) {
+        PyErr_SetString(PyExc_ValueError, "too many prefixes");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); i++) {
+        PyObject *prefix = PyTuple_GET_ITEM(prefixes, i);
+        if (!PyBytes_Check(prefix)) {
+            PyErr_SetString(PyExc_TypeError, "prefixes must be bytes");
+            goto done;
+        }
+        s->prefixes[i].ptr = (const uint8_t *)PyBytes_AS_STRING(prefix);
+        s->prefixes[i].len = PyBytes_GET_SIZE(prefix);
+    }
+    s->n_prefixes = (int)PyTuple_GET_SIZE(prefixes);
+    s->key_list = PyList_New(0);
+    s->rec_obj = PyList_New(0);
+    s->services = PyList_New(0);
+    s->exceptions = PyDict_New();
+    if (s->key_list == NULL || s->rec_obj == NULL || s->services == NULL || s->exceptions == NULL)
+        goto done;
+    Cursor c = {wire.buf, (const uint8_t *)wire.buf + wire.len};
+    if (read_request(s, c) < 0)
+        goto done;
+    result = Py_BuildValue("{s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:O}",
+                           "keys", s->key_list, "item", take_bytes(&s->rec_item), "key", take_bytes(&s->rec_key),
+                           "kind", take_bytes(&s->rec_kind), "number", take_bytes(&s->rec_number),
+                           "int", take_bytes(&s->rec_int), "object", s->rec_obj, "items", s->n_items,
+                           "item_resource", take_bytes(&s->item_resource), "start", take_bytes(&s->item_start),
+                           "end", take_bytes(&s->item_end), "status", take_bytes(&s->item_status),
+                           "offset", take_bytes(&s->item_offset), "length", take_bytes(&s->item_length),
+                           "services", s->services, "exceptions", s->exceptions);
+done:
+    if (s != NULL) {
+        Buffer *buffers[] = {&s->rec_item, &s->rec_key, &s->rec_kind, &s->rec_number, &s->rec_int,
+                             &s->item_resource, &s->item_start, &s->item_end, &s->item_status,
+                             &s->item_offset, &s->item_length};
+        for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++)
+            PyMem_Free(buffers[i]->data);
+        Py_XDECREF(s->key_list);
+        Py_XDECREF(s->rec_obj);
+        Py_XDECREF(s->services);
+        Py_XDECREF(s->exceptions);
+        PyMem_Free(s);
+    }
+    PyBuffer_Release(&wire);
+    PyBuffer_Release(&skip);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(wire, logs, prefixes, skip_scope) -> dict: the attributes of spans (or log records) whose keys "
+     "start with one of `prefixes`, as flat records. Raises Unsupported for input it leaves to protobuf."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, .m_name = "agent._otlpscan", .m_size = -1, .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__otlpscan(void) {
+    const uint16_t probe = 1;
+    if (*(const uint8_t *)&probe != 1) {
+        PyErr_SetString(PyExc_ImportError, "agent._otlpscan reads fixed64 fields as little-endian");
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    Unsupported = PyErr_NewException("agent._otlpscan.Unsupported", PyExc_ValueError, NULL);
+    if (Unsupported == NULL || PyModule_AddObject(module, "Unsupported", Unsupported) < 0) {
+        Py_XDECREF(Unsupported);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(Unsupported);
+    return module;
+}

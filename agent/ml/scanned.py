@@ -1,0 +1,394 @@
+"""Predictions from the wire scanner's records: the ml processor's fast path.
+
+`agent._otlpscan` (C) walks a request's bytes once and hands back one record
+per attribute whose key could matter (`ml.*`, `gen_ai.*`, `error.type`, mapped
+names): the item it belongs to, its key, the kind of its value and the value,
+numbers in flat arrays. This module turns those records into the same
+`Extracted` that `Extractor` builds from parsed messages, a column at a time
+with numpy: per span it costs a few Python operations, not one per attribute.
+`tests/ml/test_scanned.py` checks that both give equal results on generated
+batches.
+
+When the scanner is not built, or raises `Unsupported` for a request it leaves
+to protobuf (a value given twice, which protobuf merges; too many distinct
+keys), `read` returns None and the caller reads the parsed message.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.ml.columns import UNREADABLE, RawColumn, category_of
+from agent.ml.labels import label_value
+from agent.signals import Batch, Signal
+
+from agent.ml import extract as ex
+
+if TYPE_CHECKING:
+    from agent.ml.extract import Extractor
+
+try:
+    from agent._otlpscan import Unsupported, scan
+except ImportError:  # built without a C compiler: the parsed-message path does all the work
+    scan = None
+
+    class Unsupported(ValueError):  # type: ignore[no-redef]
+        pass
+
+# Value kinds, as agent/_otlpscan.c numbers them.
+STRING, BOOL, INT, DOUBLE, ARRAY, KVLIST, BYTES = range(1, 8)
+
+available = scan is not None
+_ALERTS_SCOPE = ex.ALERTS_SCOPE.encode()
+
+
+class _Built:
+    """A column the scanner path built whole; `build` gives a copy, as `_ColumnBuilder.build` gives new arrays."""
+
+    __slots__ = ("column",)
+
+    def __init__(self, column: RawColumn) -> None:
+        self.column = column
+
+    def build(self, rows: int) -> RawColumn:
+        return RawColumn(self.column.numbers.copy(), self.column.strings.copy())
+
+
+class _Records:
+    """The scanner's output as numpy views, with lookups by name."""
+
+    def __init__(self, raw: dict, names: dict[str, list[int]]) -> None:
+        self.item = np.frombuffer(raw["item"], dtype=np.int32)
+        self.key = np.frombuffer(raw["key"], dtype=np.int32)
+        self.kind = np.frombuffer(raw["kind"], dtype=np.uint8)
+        self.number = np.frombuffer(raw["number"], dtype=np.float64)
+        self.int = np.frombuffer(raw["int"], dtype=np.int64)
+        self.object: list[Any] = raw["object"]
+        self._names = names
+        self._all: dict[str, np.ndarray] = {}
+
+    def all_of(self, name: str) -> np.ndarray:
+        """Indices of every record of `name` (several keys may map to it), in wire order."""
+        found = self._all.get(name)
+        if found is None:
+            ids = self._names.get(name)
+            if not ids:
+                found = np.empty(0, dtype=np.intp)
+            elif len(ids) == 1:
+                found = np.flatnonzero(self.key == ids[0])
+            else:
+                found = np.flatnonzero(np.isin(self.key, ids))
+            self._all[name] = found
+        return found
+
+    def last_of(self, name: str, scalars_only: bool = False) -> np.ndarray:
+        """Per item, the record that counts: the last one of `name` (an item may repeat a key)."""
+        found = self.all_of(name)
+        if scalars_only and found.size:
+            found = found[self.kind[found] <= DOUBLE]
+        return last_per_item(self.item, found)
+
+    def value(self, i: int, arrays: bool) -> Any:
+        """Record `i`'s value as the parsed-message path reads it; lists only where `arrays`."""
+        kind = self.kind[i]
+        if kind == STRING:
+            return self.object[i]
+        if kind == DOUBLE:
+            return float(self.number[i])
+        if kind == INT:
+            return int(self.int[i])
+        if kind == BOOL:
+            return bool(self.int[i])
+        if kind == ARRAY and arrays:
+            return self.object[i]
+        return ex._NOT_A_SCALAR
+
+
+def last_per_item(items: np.ndarray, records: np.ndarray) -> np.ndarray:
+    if records.size < 2:
+        return records
+    of = items[records]
+    keep = np.empty(records.size, dtype=bool)
+    np.not_equal(of[1:], of[:-1], out=keep[:-1])
+    keep[-1] = True
+    return records if keep.all() else records[keep]
+
+
+def read(extractor: Extractor, batch: Batch) -> ex.Extracted | None:
+    """The batch's predictions, labels and GenAI calls, or None when the scanner cannot read it."""
+    if scan is None:
+        return None
+    logs = batch.signal is Signal.LOGS
+    wire = batch.wire()
+    try:
+        raw = scan(wire, logs, extractor.scan_prefixes, _ALERTS_SCOPE if logs else b"")
+    except ValueError:  # Unsupported, or text that is not UTF-8: protobuf's parser says what is wrong
+        return None
+    return _Reading(extractor, raw, wire, logs).extracted()
+
+
+class _Reading:
+    """One batch's records turned into `Extracted`."""
+
+    def __init__(self, extractor: Extractor, raw: dict, wire: bytes, logs: bool) -> None:
+        self.extractor = extractor
+        self.wire = wire
+        self.logs = logs
+        self.n = raw["items"]
+        self.services: list[str] = raw["services"]
+        self.item_resource = np.frombuffer(raw["item_resource"], dtype=np.int32)
+        self.status = np.frombuffer(raw["status"], dtype=np.int32)
+        self.offset = np.frombuffer(raw["offset"], dtype=np.int64)
+        self.length = np.frombuffer(raw["length"], dtype=np.int64)
+        self.start = np.frombuffer(raw["start"], dtype=np.uint64)
+        self.end = np.frombuffer(raw["end"], dtype=np.uint64)
+        self.exceptions: dict[int, str] = raw["exceptions"]
+        ml_names: dict[str, list[int]] = {}
+        self.columns: list[str] = []  # ml names that are columns (features, outputs)
+        self.other: list[str] = []  # gen_ai.* and error.type
+        for key_id, key in enumerate(raw["keys"]):
+            decision = extractor.decision(key)
+            if decision is None:
+                continue
+            name, is_ml, is_column = decision
+            if name not in ml_names:
+                ml_names[name] = []
+                if is_column:
+                    self.columns.append(name)
+                elif not is_ml:
+                    self.other.append(name)
+            ml_names[name].append(key_id)
+        self.records = _Records(raw, ml_names)
+
+    def extracted(self) -> Extracted:
+        genai = [] if self.logs else self._genai()
+        predictions, labels = self._predictions_and_labels()
+        return ex.Extracted(predictions, labels, genai)
+
+    # -- per item: model, version, the label-only test ------------------------------------------
+
+    def _predictions_and_labels(self) -> tuple[list, list]:
+        r = self.records
+        n = self.n
+        model_records = r.last_of(ex.MODEL_NAME)
+        model_records = model_records[r.kind[model_records] == STRING]
+        if model_records.size == 0:
+            return [], []
+        model_of = np.full(n, None, dtype=object)
+        names = [r.object[i] for i in model_records.tolist()]
+        model_of[r.item[model_records]] = [m[:ex.MAX_STRING_LENGTH] if m else None for m in names]
+        has_model = model_of != None  # noqa: E711
+        has_column = np.zeros(n, dtype=bool)
+        for name in self.columns:
+            has_column[r.item[r.all_of(name)]] = True
+        has_truth = np.zeros(n, dtype=bool)
+        has_truth[r.item[r.all_of(ex.TRUE_LABEL)]] = True
+        has_probabilities = np.zeros(n, dtype=bool)
+        has_probabilities[r.item[r.all_of(ex.PROBABILITIES)]] = True
+        labels = self._labels(np.flatnonzero(has_model & has_truth), model_of) if has_truth.any() else []
+        is_prediction = has_model & ~(has_truth & ~has_column & ~has_probabilities)
+        items = np.flatnonzero(is_prediction)
+        if items.size == 0:
+            return [], labels
+        version_of = self._versions(n)
+        keys = list(zip(model_of[items].tolist(), version_of[items].tolist()))
+        groups = dict.fromkeys(keys)
+        if len(groups) == 1:
+            group_items = {keys[0]: items}
+        else:
+            group_index = {key: g for g, key in enumerate(groups)}
+            of = np.fromiter((group_index[k] for k in keys), dtype=np.intp, count=len(keys))
+            group_items = {key: items[of == g] for key, g in group_index.items()}
+        return [self._group(model, version, its) for (model, version), its in group_items.items()], labels
+
+    def _versions(self, n: int) -> np.ndarray:
+        r = self.records
+        version_of = np.full(n, "", dtype=object)
+        found = r.last_of(ex.MODEL_VERSION)
+        if found.size and bool((r.kind[found] == STRING).all()):
+            version_of[r.item[found]] = [v[:ex.MAX_STRING_LENGTH] for v in map(r.object.__getitem__, found.tolist())]
+        elif found.size:
+            texts = []
+            for i in found.tolist():
+                value = r.value(i, False)
+                texts.append("" if value is ex._NOT_A_SCALAR else str(value)[:ex.MAX_STRING_LENGTH])
+            version_of[r.item[found]] = texts
+        return version_of
+
+    def _labels(self, items: np.ndarray, model_of: np.ndarray) -> list:
+        r = self.records
+        truths = self._values_by_item(ex.TRUE_LABEL)
+        ids = self._values_by_item(ex.PREDICTION_ID)
+        found: dict[str, Any] = {}
+        for item in items.tolist():
+            prediction_id = ex._id_text(ids.get(item))
+            truth = label_value(truths[item])
+            if truth is None or prediction_id is None:
+                continue
+            model = model_of[item]
+            record = found.get(model)
+            if record is None:
+                record = found[model] = ex.Labels(model)
+            record.ids.append(prediction_id)
+            record.values.append(truth[:ex.MAX_STRING_LENGTH] if isinstance(truth, str) else truth)
+        return list(found.values())
+
+    def _values_by_item(self, name: str, arrays: bool = False) -> dict[int, Any]:
+        r = self.records
+        found = r.last_of(name)
+        return {item: r.value(i, arrays) for item, i in zip(r.item[found].tolist(), found.tolist())}
+
+    # -- one model version's predictions ---------------------------------------------------------
+
+    def _group(self, model: str, version: str, items: np.ndarray):
+        r = self.records
+        rows = items.size
+        row_of = np.full(self.n, -1, dtype=np.intp)
+        row_of[items] = np.arange(rows)
+        predictions = ex.Predictions(model, version, rows=rows,
+                                     service_name=self.services[self.item_resource[items[0]]])
+        predictions.durations = self._durations(items).tolist()
+        self._ids(predictions, items, row_of)
+        self._errors(predictions, items, row_of)
+        self._probabilities(predictions, items, row_of)
+        self._columns(predictions, row_of)
+        return predictions
+
+    def _durations(self, items: np.ndarray) -> np.ndarray:
+        if not self.logs:
+            start, end = self.start[items], self.end[items]
+            with np.errstate(invalid="ignore"):
+                seconds = (end - start).astype(np.float64) / 1e9
+            return np.where((end >= start) & (start > 0), seconds, math.nan)
+        r = self.records
+        durations = np.full(self.n, math.nan)
+        found = r.last_of(ex.DURATION)
+        numeric = found[(r.kind[found] == INT) | (r.kind[found] == DOUBLE)]
+        durations[r.item[numeric]] = r.number[numeric]
+        return durations[items]
+
+    def _ids(self, predictions, items: np.ndarray, row_of: np.ndarray) -> None:
+        r = self.records
+        found = r.last_of(ex.PREDICTION_ID)
+        found = found[row_of[r.item[found]] >= 0]
+        if not found.size:
+            return
+        if bool((r.kind[found] == STRING).all()):
+            texts = [t[:ex.MAX_STRING_LENGTH] if t else None for t in map(r.object.__getitem__, found.tolist())]
+        else:
+            texts = [ex._id_text(r.value(i, False)) for i in found.tolist()]
+        rows = row_of[r.item[found]].tolist()
+        predictions.id_rows = [row for row, text in zip(rows, texts) if text is not None]
+        predictions.ids = [text for text in texts if text is not None]
+
+    def _errors(self, predictions, items: np.ndarray, row_of: np.ndarray) -> None:
+        r = self.records
+        error_of: dict[int, Any] = {}
+        found = r.last_of(ex.ERROR_TYPE, scalars_only=True)
+        found = found[row_of[r.item[found]] >= 0]
+        for item, i in zip(r.item[found].tolist(), found.tolist()):
+            error_of[item] = r.value(i, False)
+        if not self.logs:
+            for item in items[self.status[items] == ex._STATUS_ERROR].tolist():
+                if item not in error_of:
+                    error_of[item] = self.exceptions.get(item, ex.OTHER_ERROR)
+        for item in sorted(error_of):
+            predictions.error_rows.append(int(row_of[item]))
+            predictions.error_types.append(str(error_of[item])[:ex.MAX_STRING_LENGTH] or ex.OTHER_ERROR)
+
+    def _probabilities(self, predictions, items: np.ndarray, row_of: np.ndarray) -> None:
+        r = self.records
+        found = r.last_of(ex.PROBABILITIES)
+        found = found[(row_of[r.item[found]] >= 0) & (r.kind[found] == ARRAY)]
+        if not found.size:
+            return
+        classes_of = self._values_by_item(ex.CLASSES, arrays=True)
+        for item, i in zip(r.item[found].tolist(), found.tolist()):
+            probabilities = r.object[i]
+            if not probabilities:
+                continue
+            numbers = [p for p in probabilities if isinstance(p, (int, float)) and not isinstance(p, bool)]
+            if len(numbers) != len(probabilities):
+                continue
+            classes = classes_of.get(item)
+            predictions.probability_rows.append(int(row_of[item]))
+            predictions.probabilities.append(numbers)
+            predictions.classes.append([category_of(c) if isinstance(c, (int, float)) and not isinstance(c, bool)
+                                        else str(c)[:ex.MAX_STRING_LENGTH] for c in classes]
+                                       if isinstance(classes, list) else None)
+
+    def _columns(self, predictions, row_of: np.ndarray) -> None:
+        """Features and outputs, in the order a row-by-row reading meets them first, capped at
+        `max_features` features (the values of features beyond it are counted as dropped)."""
+        r = self.records
+        in_group = []
+        for name in self.columns:
+            found = r.all_of(name)
+            found = found[row_of[r.item[found]] >= 0]
+            if found.size:
+                in_group.append((int(found[0]), name, found))
+        in_group.sort()
+        extractor = self.extractor
+        for _, name, found in in_group:
+            found = last_per_item(r.item, found)
+            if name.startswith(ex.FEATURE_PREFIX):
+                if predictions.feature_count >= extractor.max_features:
+                    extractor.dropped_features += found.size
+                    continue
+                predictions.feature_count += 1
+            predictions._columns[name] = _Built(self._column(name, found, row_of, predictions.rows))
+
+    def _column(self, name: str, found: np.ndarray, row_of: np.ndarray, rows: int) -> RawColumn:
+        r = self.records
+        numbers = np.full(rows, math.nan)
+        strings = np.full(rows, None, dtype=object)
+        at = row_of[r.item[found]]
+        kind = r.kind[found]
+        numeric = (kind == INT) | (kind == DOUBLE)
+        if name == ex.LABEL:  # a class is a category, even when it is a number
+            if numeric.any():
+                strings[at[numeric]] = [category_of(r.value(i, False))[:ex.MAX_STRING_LENGTH]
+                                        for i in found[numeric].tolist()]
+        elif numeric.all():
+            numbers[at] = r.number[found]
+            return RawColumn(numbers, strings)
+        else:
+            numbers[at[numeric]] = r.number[found[numeric]]
+        text = kind == STRING
+        if text.any():
+            strings[at[text]] = [s[:ex.MAX_STRING_LENGTH] for s in map(r.object.__getitem__, found[text].tolist())]
+        flags = kind == BOOL
+        if flags.any():
+            strings[at[flags]] = ["true" if v else "false" for v in r.int[found[flags]].tolist()]
+        unreadable = kind > DOUBLE
+        if unreadable.any():
+            strings[at[unreadable]] = UNREADABLE
+        return RawColumn(numbers, strings)
+
+    # -- GenAI calls ------------------------------------------------------------------------------
+
+    def _genai(self) -> list:
+        r = self.records
+        names = [name for name in self.other if name != ex.ERROR_TYPE]
+        if not names:
+            return []
+        attributes: dict[int, dict[str, Any]] = {}
+        found = np.sort(np.concatenate([r.all_of(name) for name in self.other]))
+        found = found[r.kind[found] <= DOUBLE]  # scalars only
+        keys = {key_id: name for name in self.other for key_id in r._names[name]}
+        for item, i in zip(r.item[found].tolist(), found.tolist()):
+            attributes.setdefault(item, {})[keys[int(r.key[i])]] = r.value(i, False)
+        calls: dict[str, Any] = {}
+        for item, other in attributes.items():
+            if len(other) > (ex.ERROR_TYPE in other):
+                service = self.services[self.item_resource[item]]
+                ex._genai_call(self._span(item), other, service, calls)
+        return list(calls.values())
+
+    def _span(self, item: int) -> Any:
+        from opentelemetry.proto.trace.v1.trace_pb2 import Span
+        start = int(self.offset[item])
+        return Span.FromString(self.wire[start:start + int(self.length[item])])
