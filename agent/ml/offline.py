@@ -392,8 +392,8 @@ def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: 
     from agent.ml.columns import RawColumn
 
     result = drift.evaluate(reference, table.columns, table.rows, config)
-    healths = {name: health.column_health(column, table.columns.get(name, RawColumn.missing(table.rows)),
-                                          config.sentinels)
+    healths = {name: health.column_health(column, table.columns[name] if name in table.columns
+                                          else RawColumn.missing(table.rows), config.sentinels)
                for name, column in reference.columns().items()}
     report = chunk_report(index, table.rows, result, healths)
     if reference.performance is not None or truth is not None:
