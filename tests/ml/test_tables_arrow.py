@@ -1,0 +1,56 @@
+"""Parquet columns become RawColumns as pyarrow's own conversion would have them, without pandas."""
+
+from __future__ import annotations
+
+import decimal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+
+from agent.ml.tables import arrow_column  # noqa: E402
+
+
+@pytest.mark.parametrize("array", [
+    pa.array([1.0, None, 3.5, float("nan"), float("inf")]),
+    pa.array([1, None, 3], type=pa.int64()),
+    pa.array([1, None, 3, 4, None, 6, 7, 8, 9, None, 11], type=pa.int8()).slice(3),  # an offset into the bitmap
+    pa.array([1.5, None], type=pa.float32()),
+    pa.array([decimal.Decimal("1.25"), None]),
+    pa.chunked_array([[1.0, 2.0], [None, 4.0]]),
+    pa.array([], type=pa.float64()),
+    pa.array([None, None], type=pa.float64()),
+])
+def test_numbers_are_pyarrows_with_nan_for_null(array) -> None:
+    column = arrow_column(array)
+    expected = np.asarray(array.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    np.testing.assert_array_equal(column.numbers, expected)
+    assert column.numbers.flags.writeable and column.numbers.dtype == np.float64
+    assert list(column.strings) == [None] * len(array)
+
+
+def test_strings_keep_none_for_null() -> None:
+    column = arrow_column(pa.array(["a", None, "c", "d"]).slice(1))
+    assert list(column.strings) == [None, "c", "d"]
+    assert column.strings.dtype == object and np.isnan(column.numbers).all()
+
+
+def test_reading_parquet_does_not_import_pandas(tmp_path) -> None:
+    pytest.importorskip("pandas")  # only where it is there to be imported
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"x": pa.array([1.0, None, 2.0]), "s": pa.array(["a", None, "b"])}), path)
+    code = textwrap.dedent(f"""
+        import sys
+        from agent.ml.tables import TableFile
+        table = TableFile({str(path)!r}, progress=False).read()
+        assert table.rows == 3, table.rows
+        print("pandas" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
