@@ -69,8 +69,8 @@ def two_sample(reference: np.ndarray, current: np.ndarray) -> TwoSample:
     u, v = sort(reference), sort(current)
     if math.isnan(u[-1]) or math.isnan(v[-1]):  # NaN sorts last; scipy propagates it
         return TwoSample(_scipy_ks(u, v), math.nan)
-    values, u_cdf, v_cdf = _pooled_cdfs(u, v)
-    return TwoSample(_ks_test(u, v, values, u_cdf, v_cdf), _wasserstein(values, u_cdf, v_cdf))
+    values, differences = _pooled_ecdf_differences(u, v)
+    return TwoSample(_ks_test(u, v, values, differences), _wasserstein(values, differences))
 
 
 def ks(reference: np.ndarray, current: np.ndarray) -> TestResult:
@@ -93,29 +93,27 @@ def _is_sorted(values: np.ndarray) -> bool:
     return bool(np.all(values[1:] >= values[:-1]))
 
 
-def _pooled_cdfs(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pooled values in order and, at each, the ECDFs of u and v (both sorted, no NaN).
+def _pooled_ecdf_differences(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled values in order and, at each, ECDF of u - ECDF of v (u, v sorted, no NaN).
 
     A stable argsort of two sorted runs is one merge pass. Within a run of equal values the ECDFs
-    are partial; only the last of the run has the value's ECDF (what searchsorted "right" gives).
+    are partial; only the last of the run has the value's ECDFs (what searchsorted "right" gives).
     """
     pooled = np.concatenate((u, v))
     order = np.argsort(pooled, kind="stable")
     u_count = np.cumsum(order < u.size)
     v_count = np.arange(1, pooled.size + 1) - u_count
-    return pooled[order], u_count / u.size, v_count / v.size
+    return pooled[order], u_count / u.size - v_count / v.size
 
 
-def _ks_test(u: np.ndarray, v: np.ndarray, values: np.ndarray, u_cdf: np.ndarray,
-             v_cdf: np.ndarray) -> TestResult:
+def _ks_test(u: np.ndarray, v: np.ndarray, values: np.ndarray, differences: np.ndarray) -> TestResult:
     """`scipy.stats.ks_2samp(u, v, method=ks_method(...))`, two-sided."""
     if ks_method(u.size, v.size) == "exact":
         return _scipy_ks(u, v)  # small samples: scipy's exact distribution, statistic and all
     # ks_2samp takes the extremes of cdf1 - cdf2 over every pooled value; the last of each run of
     # equal values is enough (the others repeat it), and each difference is computed as it does.
-    last = np.append(values[1:] != values[:-1], True)
-    differences = u_cdf[last] - v_cdf[last]
-    below, above = float(np.clip(-differences.min(), 0, 1)), float(differences.max())
+    at_values = differences[np.append(values[1:] != values[:-1], True)]
+    below, above = float(np.clip(-at_values.min(), 0, 1)), float(at_values.max())
     d = below if below > above else above
     # ks_2samp's asymptotic p-value: the two-sided one-sample distribution at the effective size.
     m, n = sorted([float(u.size), float(v.size)], reverse=True)
@@ -129,12 +127,12 @@ def _scipy_ks(u: np.ndarray, v: np.ndarray) -> TestResult:
     return TestResult(float(result.statistic), float(result.pvalue))
 
 
-def _wasserstein(values: np.ndarray, u_cdf: np.ndarray, v_cdf: np.ndarray) -> float:
+def _wasserstein(values: np.ndarray, differences: np.ndarray) -> float:
     # scipy's `wasserstein_distance` (its `_cdf_distance`, p = 1), step for step so the number is the
     # same. Inside a run of equal values the ECDFs here are partial, but the gap to the next value is
     # 0 there, so every product, and the sum, is scipy's.
     deltas = np.diff(values)
-    return float(_vecdot(np.abs(u_cdf[:-1] - v_cdf[:-1]), deltas))
+    return float(_vecdot(np.abs(differences[:-1]), deltas))
 
 
 def _vecdot(a: np.ndarray, b: np.ndarray) -> float:
