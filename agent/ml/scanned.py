@@ -285,16 +285,22 @@ class _Reading:
         predictions.ids = [text for text in texts if text is not None]
 
     def _errors(self, predictions, items: np.ndarray, row_of: np.ndarray) -> None:
+        """Failed predictions: an `error.type` attribute, else (spans) status ERROR, typed by the span's
+        exception event."""
         r = self.records
-        error_of: dict[int, Any] = {}
         found = r.last_of(ex.ERROR_TYPE, scalars_only=True)
         found = found[row_of[r.item[found]] >= 0]
-        for item, i in zip(r.item[found].tolist(), found.tolist()):
-            error_of[item] = r.value(i, False)
-        if not self.logs:
-            for item in items[self.status[items] == ex._STATUS_ERROR].tolist():
-                if item not in error_of:
-                    error_of[item] = self.exceptions.get(item, ex.OTHER_ERROR)
+        failed = items[self.status[items] == ex._STATUS_ERROR] if not self.logs else items[:0]
+        if not found.size:  # the usual case: failures known by their status alone
+            exceptions = self.exceptions
+            predictions.error_rows = row_of[failed].tolist()
+            predictions.error_types = ([exceptions.get(item, ex.OTHER_ERROR) for item in failed.tolist()]
+                                       if exceptions else [ex.OTHER_ERROR] * failed.size)
+            return
+        error_of: dict[int, Any] = {item: r.value(i, False) for item, i in zip(r.item[found].tolist(), found.tolist())}
+        for item in failed.tolist():
+            if item not in error_of:
+                error_of[item] = self.exceptions.get(item, ex.OTHER_ERROR)
         for item in sorted(error_of):
             predictions.error_rows.append(int(row_of[item]))
             predictions.error_types.append(str(error_of[item])[:ex.MAX_STRING_LENGTH] or ex.OTHER_ERROR)
