@@ -391,6 +391,31 @@ def test_processes(all_scrapers):
         assert len(created) == 1 and created[0].value >= now and created[0].attributes == {}
 
 
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_process_states_read_from_proc_are_psutils(tmp_path):
+    # A stopped child whose name has a space and parentheses: the state comes after the last ')'.
+    script = tmp_path / "odd) R (name"
+    script.write_text("#!/bin/sh\nkill -STOP $$\n")
+    script.chmod(0o755)
+    child = subprocess.Popen([str(script)])
+    try:
+        deadline = time.monotonic() + 5
+        while psutil.Process(child.pid).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+            time.sleep(0.01)
+        from_proc = system._linux_process_states()
+        from_psutil: dict[str, int] = {}
+        for proc in psutil.process_iter(["status"]):
+            state = system._PROCESS_STATES.get(proc.info["status"], "unknown")
+            from_psutil[state] = from_psutil.get(state, 0) + 1
+    finally:
+        child.kill()
+        child.wait()
+    assert from_proc["stopped"] >= 1
+    assert set(from_proc) <= {"running", "sleeping", "stopped", "defunct", "unknown"}
+    total = sum(from_psutil.values())
+    assert abs(sum(from_proc.values()) - total) <= max(10, total // 10), (from_proc, from_psutil)
+
 def test_process_by_pid_file(all_scrapers):
     me = psutil.Process()
     scrapes = all_scrapers.scrapes["process"]
