@@ -11,9 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
 
 from agent.signals import Signal
@@ -31,9 +34,72 @@ class JsonDecodeError(ValueError):
 
 def encode(message: Message) -> str:
     """The message as one line of OTLP/JSON."""
+    try:
+        data = _to_dict(message)
+    except _NotOtlp:
+        return encode_with_json_format(message)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def encode_with_json_format(message: Message) -> str:
+    """`encode` by way of protobuf's own JSON printer: the reference `encode` is tested against."""
     data = json_format.MessageToDict(message, use_integers_for_enums=True)
     _ids_to_hex(data)
     return json.dumps(data, separators=(",", ":"))
+
+
+# What protobuf's JSON printer does, for the field types OTLP has, at under half its cost: the
+# printer checks each field for well-known types, maps and options OTLP never uses. Fields come
+# from ListFields, so, as with the printer, a field at its default is left out unless it has
+# presence (a set oneof member).
+_INT64_TYPES = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64,
+                FieldDescriptor.TYPE_SFIXED64, FieldDescriptor.TYPE_SINT64}
+_FLOAT_TYPES = {FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT}
+
+
+def _to_dict(message: Message) -> dict[str, Any]:
+    out = {}
+    for field, value in message.ListFields():
+        plan = _PLANS.get(field)
+        if plan is None:
+            plan = _PLANS[field] = (field.json_name, _converter(field), field.is_repeated)
+        name, convert, repeated = plan
+        if convert is None:
+            out[name] = list(value) if repeated else value
+        else:
+            out[name] = [convert(v) for v in value] if repeated else convert(value)
+    return out
+
+
+class _NotOtlp(Exception):
+    """A field type OTLP does not have."""
+
+
+# Per field: its JSON name, how to convert a value, and whether it is repeated.
+_PLANS: dict[FieldDescriptor, tuple[str, Any | None, bool]] = {}
+
+
+def _converter(field: FieldDescriptor) -> Any | None:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if field.message_type.GetOptions().map_entry or field.message_type.full_name.startswith("google.protobuf."):
+            raise _NotOtlp(field.full_name)  # maps and well-known types: the printer knows their forms
+        return _to_dict
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        if field.json_name in _ID_LENGTHS:
+            return bytes.hex
+        return lambda value: base64.b64encode(value).decode()
+    if field.type in _INT64_TYPES:
+        return str
+    if field.type in _FLOAT_TYPES:
+        single = field.type == FieldDescriptor.TYPE_FLOAT
+        return lambda value: _float(value, single)
+    return None  # as they are: strings, booleans, 32-bit integers, and enums as integers
+
+
+def _float(value: float, single: bool) -> float | str:
+    if math.isfinite(value):
+        return type_checkers.ToShortestFloat(value) if single else value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 def decode(signal: Signal, body: bytes | str) -> Message:

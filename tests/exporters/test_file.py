@@ -108,3 +108,28 @@ async def test_rotation_never_deletes_other_files_beside_it(tmp_path):
         await _send_big_lines(vigil, 8)
     assert mine.read_text() == "keep me\n"
     assert len([p for p in tmp_path.glob("traces-*.json") if p != mine]) == 1
+
+
+def test_the_otlp_json_encoder_writes_what_protobufs_json_printer_writes():
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from agent.attributes import set_any_value
+    from tests.otlp_data import metrics
+
+    odd = ExportMetricsServiceRequest()
+    rm = odd.resource_metrics.add()
+    for key, value in (("bytes", b"\x00\xff"), ("list", [1, "a", True, 2.5]), ("map", {"k": -1}),
+                       ("big", 2**62), ("empty", "")):
+        set_any_value(rm.resource.attributes.add(key=key).value, value)
+    metric = rm.scope_metrics.add().metrics.add(name="m")
+    for value in (float("nan"), float("inf"), float("-inf"), -0.0, 0.1, 0):
+        metric.gauge.data_points.add(as_double=value, time_unix_nano=2**63 + 1)
+    metric.gauge.data_points.add(as_int=0)  # a set oneof member at its default is still written
+    point = metric.gauge.data_points[0]
+    point.exemplars.add(span_id=span_id(1), trace_id=trace_id(1), as_double=1.0, filtered_attributes=[])
+    histogram = rm.scope_metrics[0].metrics.add(name="h").histogram
+    histogram.aggregation_temporality = 1
+    histogram.data_points.add(count=3, bucket_counts=[1, 2], explicit_bounds=[0.5], min=0.0, max=7.0)
+
+    for message in (traces(4, resources=2, scopes=2), metrics(3, points=2), logs(3), odd):
+        assert otlp_json.encode(message) == otlp_json.encode_with_json_format(message)
