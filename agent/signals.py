@@ -17,6 +17,11 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+try:  # agent/_otlpscan.c, where it was built; without it metric points are counted on parsed messages
+    from agent._otlpscan import metric_point_count as _wire_point_count
+except ImportError:
+    _wire_point_count = None
+
 
 class Signal(enum.Enum):
     TRACES = "traces"
@@ -128,11 +133,23 @@ class Batch:
         if self._items is None:
             top, middle, bottom = _LEVELS[self.signal]
             if self.signal is Signal.METRICS:
-                self._items = sum(metric_point_count(item) for _, _, item in self._walk_items())
+                self._items = self._wire_point_count()
+                if self._items is None:
+                    self._items = sum(metric_point_count(item) for _, _, item in self._walk_items())
             else:  # spans and log records count one each: no need to visit them
                 self._items = sum(len(getattr(scope, bottom)) for resource in getattr(self.message, top)
                                   for scope in getattr(resource, middle))
         return self._items
+
+    def _wire_point_count(self) -> int | None:
+        """Metric points counted on the wire bytes, where the compiled reader is built and the bytes are
+        at hand: the same count, without visiting every metric's message."""
+        if self._wire is None or _wire_point_count is None:
+            return None
+        try:
+            return _wire_point_count(self._wire)
+        except ValueError:  # bytes the reader leaves to protobuf
+            return None
 
     def copy(self) -> Batch:
         """An independent batch with the same content, for a consumer that edits."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from agent import otlp_json
-from agent.signals import Batch, DecodeError, Signal, merge, split
+from agent import _otlpscan, otlp_json
+from agent.signals import Batch, DecodeError, Signal, merge, metric_point_count, split
 from tests.otlp_data import item_names, logs, metrics, request, span_id, trace_id, traces
 
 SIGNALS = pytest.mark.parametrize("signal", list(Signal), ids=lambda s: s.value)
@@ -233,3 +235,50 @@ async def test_fan_out_gives_every_consumer_the_batch_even_when_one_fails():
     with pytest.raises(RefusedError, match="disk full"):
         await FanOut([(Broken(), False), (keeper, False)]).consume(batch)
     assert keeper.batches == [batch]
+
+
+# --- metric points counted on the wire (agent/_otlpscan.c) ------------------------------------------------------
+
+point_kinds = st.sampled_from(["gauge", "sum", "histogram", "exponential_histogram", "summary", None])
+
+
+@settings(max_examples=300, deadline=None)
+@given(shape=st.lists(st.lists(st.lists(st.tuples(point_kinds, st.integers(0, 4)), max_size=5), max_size=3),
+                      max_size=3))
+def test_metric_points_counted_on_the_wire_equal_the_parsed_count(shape):
+    request = ExportMetricsServiceRequest()
+    for scopes in shape:
+        resource = request.resource_metrics.add()
+        for metrics_ in scopes:
+            scope = resource.scope_metrics.add()
+            for kind, points in metrics_:
+                metric = scope.metrics.add(name="m")
+                if kind is not None:
+                    data = getattr(metric, kind)
+                    data.SetInParent()
+                    for _ in range(points):
+                        data.data_points.add()
+    wire = request.SerializeToString()
+    assert _otlpscan.metric_point_count(wire) == Batch(Signal.METRICS, message=request).items
+
+
+def test_a_metric_given_two_kinds_counts_the_last_and_one_kind_given_twice_adds_up():
+    # protobuf's serializer never writes these, but a request may hold them; the wire count reads them as
+    # protobuf does: a oneof member replaces another, the same member given twice is merged.
+    def field(number: int, payload: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    point = field(1, b"")
+    gauge_then_sum = field(5, point + point) + field(7, point)
+    sum_twice = field(7, point) + field(7, point + point)
+    wire = field(1, field(2, field(2, gauge_then_sum) + field(2, sum_twice)))
+    parsed = Batch.from_wire(Signal.METRICS, wire)
+    assert sum(metric_point_count(m) for m in parsed.message.resource_metrics[0].scope_metrics[0].metrics) == 4
+    assert _otlpscan.metric_point_count(wire) == 4
+    assert Batch(Signal.METRICS, wire=wire).items == 4
+
+
+def test_damaged_metric_bytes_are_refused_by_the_wire_count():
+    wire = metrics(3, points=2).SerializeToString()
+    with pytest.raises(ValueError):
+        _otlpscan.metric_point_count(wire[:-3])
