@@ -93,7 +93,9 @@ def is_in(values: np.ndarray, names) -> np.ndarray:
     """`np.isin` for an object array of strings, by hashing: no fixed-width copy (one huge string
     would make `astype(str)` allocate its length for every row) and linear in the number of names."""
     names = set(names)
-    return np.fromiter((v in names for v in values.tolist()), dtype=bool, count=values.size)
+    if not names:
+        return np.zeros(values.size, dtype=bool)
+    return np.fromiter(map(names.__contains__, values.tolist()), dtype=bool, count=values.size)
 
 
 def category_of(number: float) -> str:

@@ -54,7 +54,8 @@ def column_health(reference: ColumnProfile, column: RawColumn, sentinels: list[f
         values = column.category_values()
         if values.size:
             fresh = ~is_in(values, reference.categories)
-            fresh &= ~is_in(values, string_sentinels)
+            if string_sentinels:
+                fresh &= ~is_in(values, string_sentinels)
             unseen = int(fresh.sum())
     else:
         numbers = column.numbers[is_number]
