@@ -63,6 +63,8 @@ typedef struct {
     PyObject *key_list;
     /* one entry per record */
     Buffer rec_item, rec_key, rec_kind, rec_number, rec_int;
+    int32_t n_records;
+    Buffer by_key[MAX_KEYS]; /* per key, the indices of its records */
     PyObject *rec_obj;
     /* one entry per item */
     int32_t n_items;
@@ -350,8 +352,9 @@ static int read_attribute(Scan *s, Cursor c, int32_t item) {
         return -1;
     int failed = PyList_Append(s->rec_obj, object ? object : Py_None) < 0;
     Py_XDECREF(object);
-    if (failed || push(&s->rec_item, &item, 4) < 0 || push(&s->rec_key, &id, 4) < 0 ||
-        push(&s->rec_kind, &kind, 1) < 0 || push(&s->rec_number, &as_number, 8) < 0 ||
+    int32_t record = s->n_records++;
+    if (failed || push(&s->by_key[id], &record, 4) < 0 || push(&s->rec_item, &item, 4) < 0 ||
+        push(&s->rec_key, &id, 4) < 0 || push(&s->rec_kind, &kind, 1) < 0 || push(&s->rec_number, &as_number, 8) < 0 ||
         push(&s->rec_int, &as_int, 8) < 0)
         return -1;
     return 0;
@@ -661,7 +664,7 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     Py_buffer skip;
     if (!PyArg_ParseTuple(args, "y*pO!y*", &wire, &logs, &PyTuple_Type, &prefixes, &skip))
         return NULL;
-    PyObject *result = NULL;
+    PyObject *result = NULL, *by_key = NULL;
     Scan *s = PyMem_Calloc(1, sizeof(Scan));
     if (s == NULL) {
         PyErr_NoMemory();
@@ -694,8 +697,17 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     Cursor c = {wire.buf, (const uint8_t *)wire.buf + wire.len};
     if (read_request(s, c) < 0)
         goto done;
-    result = Py_BuildValue("{s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:O}",
-                           "keys", s->key_list, "item", take_bytes(&s->rec_item), "key", take_bytes(&s->rec_key),
+    by_key = PyList_New(s->n_keys);
+    if (by_key == NULL)
+        goto done;
+    for (int i = 0; i < s->n_keys; i++) {
+        PyObject *indices = take_bytes(&s->by_key[i]);
+        if (indices == NULL)
+            goto done;
+        PyList_SET_ITEM(by_key, i, indices);
+    }
+    result = Py_BuildValue("{s:O,s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:O}",
+                           "keys", s->key_list, "by_key", by_key, "item", take_bytes(&s->rec_item), "key", take_bytes(&s->rec_key),
                            "kind", take_bytes(&s->rec_kind), "number", take_bytes(&s->rec_number),
                            "int", take_bytes(&s->rec_int), "object", s->rec_obj, "items", s->n_items,
                            "item_resource", take_bytes(&s->item_resource), "start", take_bytes(&s->item_start),
@@ -709,12 +721,15 @@ done:
                              &s->item_offset, &s->item_length};
         for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++)
             PyMem_Free(buffers[i]->data);
+        for (int i = 0; i < MAX_KEYS; i++)
+            PyMem_Free(s->by_key[i].data);
         Py_XDECREF(s->key_list);
         Py_XDECREF(s->rec_obj);
         Py_XDECREF(s->services);
         Py_XDECREF(s->exceptions);
         PyMem_Free(s);
     }
+    Py_XDECREF(by_key);
     PyBuffer_Release(&wire);
     PyBuffer_Release(&skip);
     return result;

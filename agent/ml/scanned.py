@@ -67,6 +67,7 @@ class _Records:
         self.number = np.frombuffer(raw["number"], dtype=np.float64)
         self.int = np.frombuffer(raw["int"], dtype=np.int64)
         self.object: list[Any] = raw["object"]
+        self._by_key: list[bytes] = raw["by_key"]
         self._names = names
         self._all: dict[str, np.ndarray] = {}
 
@@ -78,9 +79,9 @@ class _Records:
             if not ids:
                 found = np.empty(0, dtype=np.intp)
             elif len(ids) == 1:
-                found = np.flatnonzero(self.key == ids[0])
+                found = np.frombuffer(self._by_key[ids[0]], dtype=np.int32)
             else:
-                found = np.flatnonzero(np.isin(self.key, ids))
+                found = np.sort(np.concatenate([np.frombuffer(self._by_key[i], dtype=np.int32) for i in ids]))
             self._all[name] = found
         return found
 

@@ -215,4 +215,8 @@ def test_damaged_bytes_are_refused_or_read_never_crash(shape, signal, cuts, trun
         return
     records = len(raw["object"])
     assert len(raw["item"]) == len(raw["key"]) == 4 * records and len(raw["kind"]) == records
-    assert all(0 <= key < len(raw["keys"]) for key in memoryview(raw["key"]).cast("i"))
+    keys = memoryview(raw["key"]).cast("i").tolist()
+    assert all(0 <= key < len(raw["keys"]) for key in keys)
+    assert sorted(i for indices in raw["by_key"] for i in memoryview(indices).cast("i").tolist()) == \
+        list(range(records))
+    assert all(keys[i] == key for key, indices in enumerate(raw["by_key"]) for i in memoryview(indices).cast("i"))
