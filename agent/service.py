@@ -25,6 +25,7 @@ import asyncio
 import logging
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from agent import pipeline
@@ -34,6 +35,8 @@ from agent.systemd import Notifier
 from agent.telemetry import SelfTelemetry
 
 log = logging.getLogger("vigil.service")
+
+WORKER_THREADS = 4  # the event loop's pool for blocking calls (asyncio.to_thread)
 
 
 class StartupError(Exception):
@@ -279,9 +282,12 @@ async def run(config: VigilConfig, loader: Callable[[], VigilConfig] | None = No
               configure_logs: bool = False) -> int:
     """Run until SIGTERM or SIGINT (SIGHUP reloads), then shut down in order; the process's exit code."""
     service = Service(config, loader, configure_logs=configure_logs)
+    loop = asyncio.get_running_loop()
+    # Blocking work (scrapes, file writes) is short and rarely overlaps: a few threads do, where the
+    # default pool grows to cores + 4 threads, each with its own malloc arena on a many-core host.
+    loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="vigil-worker"))
     # Handlers first: a signal that comes while components start still ends in an orderly shutdown.
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, service.request_reload)
