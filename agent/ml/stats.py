@@ -174,6 +174,8 @@ def smirnov_sf(n: int, x: float) -> float:
     """
     nx = n * x
     j = np.arange(1.0, n - math.floor(nx))
+    if j.size == 0:  # x >= 1 - 1/n: the j = 0 term alone
+        return (1.0 - x) ** n
     k = n - j
     logs = (k * np.log1p(-nx / k) + j * np.log1p(nx / j) - np.log(x + j / n)
             + 0.5 * np.log(n / (2 * math.pi * j * k)) + _stirling_remainder(np.array([float(n)]))[0]
