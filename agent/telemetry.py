@@ -17,12 +17,13 @@ longer exists is not reported for ever.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Callable, Hashable, Iterable
 
 import psutil
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Counter, Observation
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -59,7 +60,8 @@ class SelfTelemetry:
         """The counter `name`, made on first use (the same instrument for every component)."""
         counter = self._counters.get(name)
         if counter is None:
-            counter = self._counters[name] = self._meter.create_counter(name, unit, description)
+            counter = self._counters[name] = Counter()
+            self._meter.create_observable_counter(name, [counter.observe], unit, description)
         return counter
 
     def gauge(self, name: str, description: str, read: Reading, unit: str = "1",
@@ -122,6 +124,31 @@ class SelfTelemetry:
 
         create = self._meter.create_observable_counter if counter else self._meter.create_observable_gauge
         create(name, [callback], unit, description)
+
+
+class Counter:
+    """A monotonic counter per attribute set, which the SDK reads when it collects.
+
+    The SDK's own counter costs over 10 µs an `add` (attributes checked and hashed, once per
+    reader), on the path of every request and scrape. Here an `add` is a dict update (1.4 µs), and
+    the SDK reads the running totals through an observable counter: the same cumulative sums.
+    """
+
+    __slots__ = ("_totals", "_lock")
+
+    def __init__(self) -> None:
+        self._totals: dict[frozenset, float] = {}
+        self._lock = threading.Lock()  # scrapers and the NVML event thread count from their threads
+
+    def add(self, amount: float, attributes: dict[str, Any] | None = None) -> None:
+        key = frozenset(attributes.items()) if attributes else frozenset()
+        with self._lock:
+            self._totals[key] = self._totals.get(key, 0) + amount
+
+    def observe(self, _: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            totals = list(self._totals.items())
+        return [Observation(total, dict(key)) for key, total in totals]
 
 
 class ComponentTelemetry:
