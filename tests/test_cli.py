@@ -278,3 +278,20 @@ def test_a_host_only_config_does_not_load_grpc_or_numpy(tmp_path):
             "print(sorted(m for m in ('grpc', 'numpy', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_run_caps_malloc_arenas_unless_the_environment_does(monkeypatch):
+    from agent import cli
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+
+    monkeypatch.setattr("ctypes.CDLL", lambda name: Libc())
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    cli._limit_malloc_arenas()
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    cli._limit_malloc_arenas()
+    assert calls == ([(-8, 2)] if sys.platform.startswith("linux") else [])
