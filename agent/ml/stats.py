@@ -3,16 +3,20 @@
 Numeric columns are compared as samples (the reference's reservoir against
 the window's values) or as counts in the reference's quantile bins;
 categorical columns as counts per category. The numbers are the ones a user
-would get from scipy on the same data: scipy computes them, or, where scipy's
-way costs most of the engine's time, they are computed here the way scipy
-does and tested against it (tests/ml/test_stats.py).
+would get from scipy on the same data. They are computed here the way scipy
+computes them and tested against it (tests/ml/test_stats.py): calling scipy
+costs more in its argument handling than the arithmetic (a window's dozen
+columns paid several milliseconds), and scipy.stats alone holds about 45 MiB
+of a running agent's memory. Only the special functions come from
+scipy.special; scipy.stats is asked for the two rare KS branches that
+`agent.ml.kolmogorov` does not repeat.
 
 - `two_sample`: KS and Wasserstein-1 of a numeric column from one merge of the
   two sorted samples (the reservoir is kept sorted; the window is sorted once).
   `ks_2samp` and `wasserstein_distance` would each sort both again.
 - `ks`: two-sample Kolmogorov–Smirnov statistic (exact) and p-value as `scipy.stats.ks_2samp`
-  gives them: the exact distribution up to 10^6 reference × window pairs (scipy computes it),
-  the asymptotic one beyond (`kolmogorov_sf`, i.e. `scipy.stats.kstwo.sf`).
+  gives them: the exact distribution up to 10^6 reference × window pairs, the asymptotic one
+  beyond (`kolmogorov.kolmogorov_sf`, i.e. `scipy.stats.kstwo.sf`).
 - `wasserstein_normed`: Wasserstein-1 distance divided by the reference's standard
   deviation (floored at 0.001, as Evidently does for constant columns).
 - `psi`: population stability index on binned counts; empty bins are given a
@@ -20,8 +24,10 @@ does and tested against it (tests/ml/test_stats.py).
 - `jensen_shannon`: Jensen–Shannon distance of two count vectors, natural log
   (`scipy.spatial.distance.jensenshannon`; 0 for identical, at most sqrt(ln 2)).
 - `chi2_two_sample`: chi-squared test of homogeneity on the 2×k contingency table
-  of reference and window counts (`scipy.stats.chi2_contingency`); categories
-  absent from both are dropped first.
+  of reference and window counts (`scipy.stats.chi2_contingency`, Yates-corrected
+  on two categories); categories absent from both are dropped first.
+- `adjust_p_values`: Bonferroni, or Benjamini–Hochberg as
+  `scipy.stats.false_discovery_control`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-# scipy is imported where it is used: importing it costs about a second, which every
+from agent.ml import kolmogorov
+
+# scipy is imported where it is used: importing it costs about half a second, which every
 # `vigil` command would otherwise pay at start-up.
 
 PSI_EMPTY_BIN_SHARE = 1e-4
@@ -108,16 +116,26 @@ def _pooled_ecdf_differences(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, 
 
 def _ks_test(u: np.ndarray, v: np.ndarray, values: np.ndarray, differences: np.ndarray) -> TestResult:
     """`scipy.stats.ks_2samp(u, v, method=ks_method(...))`, two-sided."""
-    if ks_method(u.size, v.size) == "exact":
-        return _scipy_ks(u, v)  # small samples: scipy's exact distribution, statistic and all
     # ks_2samp takes the extremes of cdf1 - cdf2 over every pooled value; the last of each run of
     # equal values is enough (the others repeat it), and each difference is computed as it does.
     at_values = differences[np.append(values[1:] != values[:-1], True)]
     below, above = float(np.clip(-at_values.min(), 0, 1)), float(at_values.max())
     d = below if below > above else above
+    if ks_method(u.size, v.size) == "exact":
+        if u.size != v.size:
+            return _scipy_ks(u, v)  # scipy's compiled recursion; in Python it would cost milliseconds
+        # The exact distribution is on whole steps of 1/n: ks_2samp rounds d to one, as here.
+        h = int(np.round(d * u.size))
+        d = h / u.size
+        if h == 0:
+            return TestResult(d, 1.0)
+        p = kolmogorov.equal_sizes_sf(u.size, h)
+        if 0 <= p <= 1:
+            return TestResult(d, p)
+        # Rounding took the exact value out of [0, 1]: ks_2samp takes the asymptotic one then.
     # ks_2samp's asymptotic p-value: the two-sided one-sample distribution at the effective size.
     m, n = sorted([float(u.size), float(v.size)], reverse=True)
-    return TestResult(d, min(max(kolmogorov_sf(d, round(m * n / (m + n))), 0.0), 1.0))
+    return TestResult(d, min(max(kolmogorov.kolmogorov_sf(d, round(m * n / (m + n))), 0.0), 1.0))
 
 
 def _scipy_ks(u: np.ndarray, v: np.ndarray) -> TestResult:
@@ -134,72 +152,6 @@ def _wasserstein(values: np.ndarray, differences: np.ndarray) -> float:
     # np.vecdot, which is BLAS: multi-threaded, it costs more than the rest of this function (the
     # sums differ in the last bit or so).
     return float(np.sum(np.abs(differences[:-1]) * np.diff(values)))
-
-
-# --- the Kolmogorov distribution ---------------------------------------------------------------
-# scipy's `kstwo.sf(x, n)` for n > 140 and 2.2 <= n·x² < 370 (a drifted column of a large window)
-# is 2·`scipy.special.smirnov(n, x)`, an exact sum of about n terms in double-double arithmetic:
-# 4 to 6 ms a call at n = 5,000. The same sum is taken here in one vectorised pass (about 0.1 ms),
-# in a form that keeps each term's relative error near 1e-13.
-
-_SMIRNOV_MAX_N = 1_000_000  # beyond it scipy's smirnov approximates; this sum is not used
-
-
-def kolmogorov_sf(x: float, n: int) -> float:
-    """`scipy.stats.kstwo.sf(x, n)`: P(D_n > x) for the two-sided one-sample KS statistic D_n."""
-    t = n * x
-    if 140 < n <= _SMIRNOV_MAX_N and x < 0.5 and t > 1.0:  # scipy's _kolmogn, branch for branch
-        nxsquared = t * x
-        if nxsquared >= 370.0:
-            return 0.0
-        if nxsquared >= 2.2:
-            return min(max(2 * smirnov_sf(n, x), 0.0), 1.0)
-    from scipy import stats as scipy_stats
-
-    return float(scipy_stats.kstwo.sf(x, n))
-
-
-def smirnov_sf(n: int, x: float) -> float:
-    """`scipy.special.smirnov(n, x)`, P(D+_n >= x), for 0 < x < 1 and 1/n < x, by Birnbaum–Tingey:
-
-        x · sum over 0 <= j < n(1-x) of C(n, j) (1 - x - j/n)^(n-j) (x + j/n)^(j-1)
-
-    Each term is taken in logs with C(n, j) written through Stirling's formula, so the large
-    logarithms cancel in closed form rather than in floating point:
-
-        log term_j = (n-j) log1p(-nx/(n-j)) + j log1p(nx/j) - log(x + j/n)
-                     + ½ log(n / (2π j (n-j))) + δ(n) - δ(j) - δ(n-j),
-
-    δ(k) = log k! - (k log k - k + ½ log 2πk), Stirling's remainder.
-    """
-    nx = n * x
-    j = np.arange(1.0, n - math.floor(nx))
-    if j.size == 0:  # x >= 1 - 1/n: the j = 0 term alone
-        return (1.0 - x) ** n
-    k = n - j
-    logs = (k * np.log1p(-nx / k) + j * np.log1p(nx / j) - np.log(x + j / n)
-            + 0.5 * np.log(n / (2 * math.pi * j * k)) + _stirling_remainder(np.array([float(n)]))[0]
-            - _stirling_remainder(j) - _stirling_remainder(k))
-    top = float(logs.max())  # scaled, so a sum below the smallest normal double keeps its digits
-    total = math.exp(top + math.log(x * float(np.sum(np.exp(logs - top)))))
-    return (1.0 - x) ** n + total  # j = 0 adds x · (1-x)^n / x
-
-
-_STIRLING_SERIES_FROM = 30
-_STIRLING_SMALL = np.array([0.0] + [math.lgamma(k + 1) - (k * math.log(k) - k + 0.5 * math.log(2 * math.pi * k))
-                                    for k in range(1, _STIRLING_SERIES_FROM)])
-
-
-def _stirling_remainder(k: np.ndarray) -> np.ndarray:
-    """δ(k) = log k! - (k log k - k + ½ log 2πk) for whole k >= 1: the asymptotic series from 30
-    (its next term is below 1e-16 there), log-gamma below."""
-    r = 1.0 / np.maximum(k, _STIRLING_SERIES_FROM)
-    r2 = r * r
-    out = r * (1 / 12 - r2 * (1 / 360 - r2 * (1 / 1260 - r2 / 1680)))
-    small = k < _STIRLING_SERIES_FROM
-    if small.any():
-        out[small] = _STIRLING_SMALL[k[small].astype(np.intp)]
-    return out
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray, *, is_sorted: bool = False) -> np.ndarray:
@@ -228,25 +180,37 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
 
 
 def jensen_shannon(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
-    if reference_counts.sum() == 0 or current_counts.sum() == 0:
+    """`scipy.spatial.distance.jensenshannon` of the two count vectors (0 where that is not finite)."""
+    ref_total, cur_total = reference_counts.sum(), current_counts.sum()
+    if ref_total == 0 or cur_total == 0:
         return math.nan
-    from scipy.spatial import distance
+    from scipy.special import rel_entr
 
-    value = distance.jensenshannon(reference_counts.astype(float), current_counts.astype(float))
-    return float(value) if np.isfinite(value) else 0.0
+    p, q = reference_counts / ref_total, current_counts / cur_total
+    m = (p + q) / 2.0
+    divergence = (float(np.sum(rel_entr(p, m))) + float(np.sum(rel_entr(q, m)))) / 2.0
+    return math.sqrt(divergence) if divergence >= 0 else 0.0  # rounding below 0: scipy's NaN, taken as 0
 
 
 def chi2_two_sample(reference_counts: np.ndarray, current_counts: np.ndarray) -> TestResult:
+    """`scipy.stats.chi2_contingency` of the 2×k table: Pearson's statistic against the counts the
+    margins expect, with Yates' continuity correction when k = 2 (one degree of freedom)."""
     if reference_counts.sum() == 0 or current_counts.sum() == 0:
         return TestResult(math.nan, math.nan)
     table = np.vstack([reference_counts, current_counts]).astype(float)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return TestResult(0.0, 1.0)  # one category in both: nothing can differ
-    from scipy import stats as scipy_stats
+    from scipy.special import chdtrc
 
-    result = scipy_stats.chi2_contingency(table)
-    return TestResult(float(result.statistic), float(result.pvalue))
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    dof = table.shape[1] - 1
+    observed = table
+    if dof == 1:  # Yates: each count moved half a unit towards its expected value, never past it
+        diff = expected - observed
+        observed = observed + np.minimum(0.5, np.abs(diff)) * np.sign(diff)
+    statistic = float(np.sum((observed - expected) ** 2 / expected))
+    return TestResult(statistic, float(chdtrc(dof, statistic)))
 
 
 def adjust_p_values(p_values: np.ndarray, method: str) -> np.ndarray:
@@ -260,9 +224,20 @@ def adjust_p_values(p_values: np.ndarray, method: str) -> np.ndarray:
     if method == "bonferroni":
         adjusted[tested] = np.minimum(p * m, 1.0)
     elif method == "benjamini_hochberg":
-        from scipy import stats as scipy_stats
-
-        adjusted[tested] = scipy_stats.false_discovery_control(p, method="bh")
+        adjusted[tested] = benjamini_hochberg(p)
     else:
         raise ValueError(f"unknown correction {method!r}")
     return adjusted
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """`scipy.stats.false_discovery_control(p, method="bh")`: the i-th smallest of m p-values times
+    m/i, then each made no larger than any above it in rank, capped at 1."""
+    if p.size <= 1:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * (p.size / np.arange(1, p.size + 1))
+    np.minimum.accumulate(ranked[::-1], out=ranked[::-1])
+    adjusted = np.empty_like(ranked)
+    adjusted[order] = ranked
+    return np.clip(adjusted, 0, 1)

@@ -206,29 +206,6 @@ def test_two_sample_with_nan_propagates_it_as_scipy_does() -> None:
     assert math.isnan(scipy_stats.ks_2samp(a, b, method="asymp").pvalue)
 
 
-# --- the Kolmogorov distribution ---------------------------------------------------------------------
-
-@pytest.mark.parametrize("n", [141, 500, 3_333, 5_000, 9_901, 60_000])
-def test_smirnov_sum_matches_scipy_special_smirnov(n: int) -> None:
-    from scipy import special
-
-    # Where kstwo.sf uses it: 2.2 <= n·x² < 370, x < 0.5; p-values from about 0.02 down to 1e-160.
-    for x in np.linspace(math.sqrt(2.2 / n), min(math.sqrt(370 / n), 0.4999), 40):
-        assert stats.smirnov_sf(n, float(x)) == pytest.approx(special.smirnov(n, float(x)), rel=TIGHT)
-
-
-@pytest.mark.parametrize("n", [1, 20, 140, 141, 999, 5_000, 2_000_000])
-def test_kolmogorov_sf_is_kstwo_sf_on_every_branch(n: int) -> None:
-    # 0, 1/(2n), 1/n (Ruben-Gambino), small n·x² (Durbin matrix, Pelz-Good), 2.2 and 370 (Smirnov, 0),
-    # 0.5 and above, 1 - 1/n, 1.
-    xs = [0.0, 0.4 / n, 0.5 / n, 0.75 / n, 1 / n, 0.001, 0.003, 0.01, 0.02, math.sqrt(2.2 / n),
-          math.sqrt(2.2 / n) * 0.999, math.sqrt(100 / n), math.sqrt(370 / n), math.sqrt(370 / n) * 0.999, 0.3, 0.5,
-          0.7, 1 - 1 / n, 1.0]
-    for x in xs:
-        expected = float(scipy_stats.kstwo.sf(x, n))
-        assert stats.kolmogorov_sf(x, n) == pytest.approx(expected, rel=TIGHT, abs=1e-300), x
-
-
 # --- Wasserstein -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_ref, n_cur, shift, scale", [(50, 30, 0.0, 1.0), (5_000, 800, 0.4, 2.5),
