@@ -9,7 +9,9 @@ with the reference's type without another pass over Python objects.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -83,6 +85,78 @@ class RawColumn:
         values = self.category_values()
         names = [category_of(s) if isinstance(s, (int, float)) else str(s) for s in sentinels]
         return values[~is_in(values, names)] if names and values.size else values
+
+
+class ColumnView:
+    """One window's column as the drift tests, health checks and histograms read it.
+
+    Each mask, count and array is computed on first use and kept, so the statistics of a
+    column share one pass over it (over an object array each pass costs as much as a test).
+    The column must not change while a view of it is in use.
+    """
+
+    def __init__(self, column: RawColumn, sentinels: Sequence[float | str] = ()) -> None:
+        self.column = column
+        self.sentinels = list(sentinels)
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    @cached_property
+    def is_number(self) -> np.ndarray:
+        return self.column.is_number
+
+    @cached_property
+    def is_string(self) -> np.ndarray:
+        return self.column.is_string
+
+    @cached_property
+    def present(self) -> int:
+        """Rows with a value (a number, NaN aside, or a string)."""
+        return int(np.count_nonzero(self.is_number | self.is_string))
+
+    @cached_property
+    def numbers(self) -> np.ndarray:
+        """The values that are numbers (infinities included)."""
+        return self.column.numbers[self.is_number]
+
+    @cached_property
+    def string_counts(self) -> Counter:
+        """How often each string value came (UNREADABLE among them)."""
+        return Counter(self.column.strings[self.is_string].tolist())
+
+    @cached_property
+    def usable_numbers(self) -> np.ndarray:
+        """`RawColumn.usable_numbers(sentinels)`, in the column's order."""
+        return self.column.usable_numbers(self.sentinels)
+
+    @cached_property
+    def sorted_numbers(self) -> np.ndarray:
+        """`usable_numbers`, sorted (what every numeric test wants)."""
+        return np.sort(self.usable_numbers)
+
+    @cached_property
+    def category_counts(self) -> Counter:
+        """How often each present value came, as a category name (`category_values`)."""
+        counts = Counter(self.string_counts)
+        if self.numbers.size:
+            counts.update(map(category_of, self.numbers.tolist()))
+        return counts
+
+    @cached_property
+    def usable_category_counts(self) -> dict[str, int]:
+        """Counts of `RawColumn.usable_categories(sentinels)`: sentinels' categories left out."""
+        names = {category_of(s) if isinstance(s, (int, float)) else str(s) for s in self.sentinels}
+        return {name: n for name, n in self.category_counts.items() if name not in names}
+
+
+def equals_any(values: np.ndarray, targets: Sequence[float]) -> np.ndarray:
+    """`np.isin(values, targets)` for a few numeric targets: one comparison pass each, without
+    isin's set-up (which costs more than the passes for the handful of sentinels a config lists)."""
+    found = np.zeros(values.shape, dtype=bool)
+    for target in targets:
+        found |= values == target
+    return found
 
 
 # A value of a type no column can use (a list, a map); a string no app would send.

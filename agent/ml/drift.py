@@ -18,16 +18,15 @@ reaches `drift_share`.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Mapping
 
 import numpy as np
 from pydantic import Field
 
 from agent.config import StrictModel
 from agent.ml import stats
-from agent.ml.columns import RawColumn
+from agent.ml.columns import ColumnView, RawColumn
 from agent.ml.profile import CATEGORICAL, NUMERIC, ColumnProfile, Profile
 
 NumericMethod = Literal["wasserstein_normed", "psi", "jensen_shannon", "ks"]
@@ -58,7 +57,9 @@ class ColumnDrift:
     method: str = ""
     drifted: bool = False
     statistics: dict[str, float] = field(default_factory=dict)
-    current_counts: np.ndarray | None = None  # numeric: window counts in the reference bins
+    # The window's counts: numeric, in the reference's bins; categorical, per name in `categories`.
+    current_counts: np.ndarray | None = None
+    categories: list[str] | None = None
 
 
 @dataclass
@@ -77,22 +78,32 @@ def numeric_values(column: RawColumn, sentinels: list[float | str]) -> np.ndarra
     return column.usable_numbers(sentinels)
 
 
-def category_counts(reference: ColumnProfile, column: RawColumn,
-                    sentinels: list[float | str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Reference and window counts over the union of their categories (reference order first)."""
-    values = column.usable_categories(sentinels)
-    current = Counter(values.tolist())  # not np.unique(astype(str)): see columns.is_in
+def category_counts(reference: ColumnProfile, column: RawColumn | ColumnView,
+                    sentinels: list[float | str] = ()) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Reference and window counts over the union of their categories (reference order first).
+
+    A `ColumnView` brings its own sentinels."""
+    view = column if isinstance(column, ColumnView) else ColumnView(column, sentinels)
+    current = view.usable_category_counts
     order = list(reference.categories) + sorted(n for n in current if n not in reference.categories)
     ref = np.array([reference.categories.get(n, 0) for n in order], dtype=np.int64)
     cur = np.array([current.get(n, 0) for n in order], dtype=np.int64)
     return ref, cur, order
 
 
-def test_column(reference: ColumnProfile, column: RawColumn, config: DriftConfig) -> ColumnDrift:
+def views(profile: Profile, window: Mapping[str, RawColumn], rows: int,
+          sentinels: list[float | str]) -> dict[str, ColumnView]:
+    """A view of each profiled column of the window (all missing where the window lacks it)."""
+    return {name: ColumnView(window[name] if name in window else RawColumn.missing(rows), sentinels)
+            for name in profile.columns()}
+
+
+def test_column(reference: ColumnProfile, column: RawColumn | ColumnView, config: DriftConfig) -> ColumnDrift:
     """The statistics of one column against its reference (no decision yet)."""
+    view = column if isinstance(column, ColumnView) else ColumnView(column, config.sentinels)
     result = ColumnDrift(reference.name, reference.kind, tested=False)
     if reference.kind == NUMERIC:
-        values = np.sort(numeric_values(column, config.sentinels))  # sorted once for every statistic
+        values = view.sorted_numbers  # sorted once for every statistic
         result.current_counts = stats.bin_counts(values, reference.bin_edges, is_sorted=True)
         if values.size < config.min_values or reference.reservoir.size == 0:
             return result
@@ -106,7 +117,8 @@ def test_column(reference: ColumnProfile, column: RawColumn, config: DriftConfig
         result.p_value = two.ks.p_value
         result.method = config.numeric_method
     else:
-        ref, cur, _ = category_counts(reference, column, config.sentinels)
+        ref, cur, result.categories = category_counts(reference, view)
+        result.current_counts = cur
         if cur.sum() < config.min_values or ref.sum() == 0:
             return result
         chi2 = stats.chi2_two_sample(ref, cur)
@@ -122,12 +134,16 @@ def test_column(reference: ColumnProfile, column: RawColumn, config: DriftConfig
     return result
 
 
-def evaluate(profile: Profile, window: dict[str, RawColumn], rows: int, config: DriftConfig) -> DriftResult:
+def evaluate(profile: Profile, window: Mapping[str, RawColumn], rows: int, config: DriftConfig,
+             column_views: Mapping[str, ColumnView] | None = None) -> DriftResult:
     """Test every profiled column on `window` and decide which drifted.
 
-    A column absent from the window counts as all missing; it is not tested.
+    A column absent from the window counts as all missing; it is not tested. `column_views`
+    (`views(...)` of the same window) lets the caller share what the tests compute per column.
     """
-    results = {name: test_column(reference, window[name] if name in window else RawColumn.missing(rows), config)
+    if column_views is None:
+        column_views = views(profile, window, rows, config.sentinels)
+    results = {name: test_column(reference, column_views[name], config)
                for name, reference in profile.columns().items()}
     p_values = np.array([r.p_value if r.tested else math.nan for r in results.values()])
     adjusted = stats.adjust_p_values(p_values, config.correction)

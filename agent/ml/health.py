@@ -13,11 +13,11 @@ Every share is NaN-free: an empty window gives 0.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from agent.ml.columns import UNREADABLE, RawColumn, is_in
+from agent.ml.columns import UNREADABLE, ColumnView, RawColumn, equals_any
 from agent.ml.profile import CATEGORICAL, NUMBER, ColumnProfile
 
 
@@ -30,39 +30,36 @@ class ColumnHealth:
     unseen_category: float
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return {"missing": self.missing, "sentinel": self.sentinel, "type_mismatch": self.type_mismatch,
+                "out_of_range": self.out_of_range, "unseen_category": self.unseen_category}
 
 
 def _share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def column_health(reference: ColumnProfile, column: RawColumn, sentinels: list[float | str]) -> ColumnHealth:
-    rows = len(column)
-    is_number, is_string = column.is_number, column.is_string
-    present = int((is_number | is_string).sum())
-    numeric_sentinels = [s for s in sentinels if isinstance(s, (int, float))]
-    string_sentinels = [str(s) for s in sentinels]
-    sentinel = int(np.isin(column.numbers[is_number], numeric_sentinels).sum()) if numeric_sentinels else 0
-    if string_sentinels:
-        sentinel += int(is_in(column.strings[is_string], string_sentinels).sum())
+def column_health(reference: ColumnProfile, column: RawColumn | ColumnView,
+                  sentinels: list[float | str] = ()) -> ColumnHealth:
+    """The shares above for one column; a `ColumnView` brings its own sentinels (and what the
+    drift tests already computed from it)."""
+    view = column if isinstance(column, ColumnView) else ColumnView(column, sentinels)
+    rows, present, strings = len(view), view.present, view.string_counts
+    numeric_sentinels = [s for s in view.sentinels if isinstance(s, (int, float))]
+    string_sentinels = {str(s) for s in view.sentinels}
+    is_sentinel = equals_any(view.numbers, numeric_sentinels)
+    sentinel = int(np.count_nonzero(is_sentinel)) + sum(strings[s] for s in string_sentinels)
     # A value of no usable type (a list, a map) is a mismatch whatever the reference's type.
-    unreadable = int((column.strings == UNREADABLE).sum())
-    mismatch = int(is_string.sum() if reference.value_type == NUMBER else is_number.sum() + unreadable)
+    if reference.value_type == NUMBER:
+        mismatch = sum(strings.values())
+    else:
+        mismatch = view.numbers.size + strings[UNREADABLE]
     out_of_range = unseen = 0
     if reference.kind == CATEGORICAL:
-        values = column.category_values()
-        if values.size:
-            fresh = ~is_in(values, reference.categories)
-            if string_sentinels:
-                fresh &= ~is_in(values, string_sentinels)
-            unseen = int(fresh.sum())
-    else:
-        numbers = column.numbers[is_number]
-        if numeric_sentinels:
-            numbers = numbers[~np.isin(numbers, numeric_sentinels)]
-        if reference.reservoir.size:
-            out_of_range = int(((numbers < reference.min) | (numbers > reference.max)).sum())
+        unseen = sum(n for name, n in view.category_counts.items()
+                     if name not in reference.categories and name not in string_sentinels)
+    elif reference.reservoir.size:
+        numbers = view.numbers[~is_sentinel] if numeric_sentinels else view.numbers
+        out_of_range = int(np.count_nonzero((numbers < reference.min) | (numbers > reference.max)))
     return ColumnHealth(
         missing=_share(rows - present, rows),
         sentinel=_share(sentinel, present),

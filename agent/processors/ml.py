@@ -652,9 +652,11 @@ class MlEngine:
 
     def _evaluate(self, state: _ModelState, rows: int, columns: dict[str, RawColumn],
                   started_ns: int) -> Batch | None:
-        result = drift.evaluate(state.profile, columns, rows, self._config.drift)
+        # One view per column: the drift tests, health checks and histograms share its masks and values.
+        views = drift.views(state.profile, columns, rows, self._config.drift.sentinels)
+        result = drift.evaluate(state.profile, columns, rows, self._config.drift, views)
         state.windows_evaluated += 1
-        self._remember(state, result, columns, rows)
+        self._remember(state, result)
         out = MetricsBuilder()
         rm = out.resource({"service.name": state.service_name or "unknown_service", "host.name": self._host})
         model_attrs = {"ml.model.name": state.model, "ml.model.version": state.version}
@@ -670,21 +672,21 @@ class MlEngine:
                     list(self._config.performance.metrics))
                 state.last_estimate = estimate
         for name, reference in state.profile.columns().items():
-            column = columns[name] if name in columns else RawColumn.missing(rows)
+            view = views[name]
             attrs = {**model_attrs, "ml.feature.name": name}
             col = result.columns[name]
             if col.tested:
                 rm.record(FEATURE_DRIFT_SCORE, col.score, {**attrs, "ml.drift.method": col.method})
                 rm.record(FEATURE_DRIFT_P_VALUE, col.p_adjusted, attrs)
                 rm.record(FEATURE_DRIFTED, int(col.drifted), attrs)
-            for key, value in health.column_health(reference, column, self._config.drift.sentinels).as_dict().items():
+            for key, value in health.column_health(reference, view).as_dict().items():
                 rm.record(HEALTH[key], value, attrs)
             if reference.kind == profiles.NUMERIC and col.current_counts is not None and reference.bin_edges.size:
-                values = drift.numeric_values(column, self._config.drift.sentinels)
+                values, ordered = view.usable_numbers, view.sorted_numbers
                 rm.record_histogram(FEATURE_VALUE, reference.bin_edges, col.current_counts, float(values.sum()),
                                     attrs, started_ns,
-                                    float(values.min()) if values.size else None,
-                                    float(values.max()) if values.size else None)
+                                    float(ordered[0]) if values.size else None,
+                                    float(ordered[-1]) if values.size else None)
         return out.batch()
 
     def _evaluate_labels(self, state: _ModelState, payload: tuple) -> Batch | None:
@@ -708,14 +710,9 @@ class MlEngine:
 
     # --- status, for `vigil status`, the status page and model health ---------------------
 
-    def _remember(self, state: _ModelState, result: drift.DriftResult, columns: dict[str, RawColumn],
-                  rows: int) -> None:
-        counts = {}
-        for name, reference in state.profile.columns().items():
-            if reference.kind == profiles.CATEGORICAL:
-                column = columns[name] if name in columns else RawColumn.missing(rows)
-                _, current, order = drift.category_counts(reference, column, self._config.drift.sentinels)
-                counts[name] = dict(zip(order, current.tolist()))
+    def _remember(self, state: _ModelState, result: drift.DriftResult) -> None:
+        counts = {name: dict(zip(col.categories, col.current_counts.tolist()))
+                  for name, col in result.columns.items() if col.categories is not None}
         state.last_drift, state.last_counts, state.last_window_ns = result, counts, time.time_ns()
 
     def status(self) -> dict:
