@@ -54,9 +54,8 @@ def types(kind: Kind) -> list[str]:
 
 def factories(kind: Kind) -> dict[str, Factory]:
     """Every factory of `kind` (imports every component module of that kind)."""
-    for type_ in _MODULES[kind]:
-        lookup(kind, type_)
-    return dict(_FACTORIES[kind])
+    known = {type_: lookup(kind, type_) for type_ in _MODULES[kind]}  # in a fixed order
+    return known | _FACTORIES[kind]
 
 
 def lookup(kind: Kind, type_: str) -> Factory | None:
