@@ -1,6 +1,7 @@
 """The `ml` processor's hot path in-process: CPU per span of extraction, observe and window evaluation.
 
-    .venv/bin/python bench/ml_hot_path.py                  # about half a minute
+    .venv/bin/python bench/ml_hot_path.py                  # windows of 1,000 and 5,000; about a minute
+    .venv/bin/python bench/ml_hot_path.py --window 1000    # one window size
     .venv/bin/python bench/ml_hot_path.py --profile        # and a cProfile of each part
 
 The payload is `bench/passthrough.py --ml`'s: requests of 512 prediction spans,
@@ -15,7 +16,10 @@ earlier one already walked), as the otlp receiver hands them on. Timed with
   (extraction included; windows that close are taken aside, not evaluated);
 - evaluate: `MlEngine._evaluate` (drift, health, histograms, metrics) on each
   window of `--window` predictions that observe closed, what the worker
-  thread runs per window; shown per window and spread over its spans;
+  thread runs per window; shown per window and spread over its spans. By
+  default for windows of 1,000 (the processor's default) and 5,000
+  (`passthrough.py --ml`'s): a window's cost is mostly per column, so the
+  smaller window pays more per span;
 - total: observe + evaluate per span, and as spans per CPU-second
   (issue 9's target: >= 100,000 end to end, which also pays for receiving,
   batching and exporting: about 5 us a span without ml).
@@ -86,21 +90,28 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40, help="requests per round (default 40)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds (default 5)")
     parser.add_argument("--warmup", type=int, default=1000, help="reference warmup (passthrough --ml: 1000)")
-    parser.add_argument("--window", type=int, default=5000, help="window size (passthrough --ml: 5000)")
+    parser.add_argument("--window", type=int, action="append",
+                        help="window size, repeatable (default: 1000, the processor's default, and 5000, "
+                             "passthrough --ml's)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each part")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
     bodies = [make_request(Signal.TRACES, args.items, args.attributes, True, seed=s) for s in range(8)]
     request_bodies = [bodies[i % len(bodies)] for i in range(args.requests)]
+    for window in args.window or [1000, 5000]:
+        run(args, bodies, request_bodies, window)
+
+
+def run(args: argparse.Namespace, bodies: list[bytes], request_bodies: list[bytes], window: int) -> None:
     spans = args.requests * Batch.from_wire(Signal.TRACES, bodies[0]).items
     print(f"payload: {spans // args.requests} prediction spans x ~{args.attributes} attributes per request, "
           f"{args.requests} requests ({spans:,} spans) per round, {args.repeat} rounds; "
-          f"warmup {args.warmup}, window {args.window}")
+          f"warmup {args.warmup}, window {window}")
 
     with tempfile.TemporaryDirectory(prefix="vigil-ml-bench-") as tmp:
         extractor = Extractor()
-        engine, jobs = make_engine(Path(tmp), args.warmup, args.window)
+        engine, jobs = make_engine(Path(tmp), args.warmup, window)
         learn(engine, jobs, bodies)
         extract_s, observe_s, evaluate_s, windows, window_rows = [], [], [], [], []
         profiles = {name: cProfile.Profile() for name in ("extract", "observe", "evaluate")} if args.profile \
@@ -142,13 +153,14 @@ def main() -> None:
 
     row("extract (Extractor.extract_all)", extract_s, spans)
     row("observe (MlEngine.observe)", observe_s, spans)
-    row(f"evaluate (per window of {args.window})", evaluate_s, window_rows)
+    row(f"evaluate (per window of {window})", evaluate_s, window_rows)
     print(f"{'evaluate, ms per window':<34} {per_window * 1e3:>10.2f}")
     print(f"\nobserve + evaluate: {total_us:.2f} us per span = {1e6 / total_us:,.0f} spans per CPU-second "
           f"(the ml processor alone; issue 9's target end to end: >= 100,000)")
     for name, profile in profiles.items():
-        print(f"\n--- cProfile: {name} (by own time) ---")
+        print(f"\n--- cProfile: {name}, window {window} (by own time) ---")
         pstats.Stats(profile).sort_stats("tottime").print_stats(14)
+    print()
 
 
 if __name__ == "__main__":

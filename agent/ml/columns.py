@@ -3,7 +3,8 @@
 Attribute values come in with whatever type the app gave them. A column keeps
 the two readings side by side — the value as a number (NaN when it is not
 one) and as a string (None when it is not one) — so the engine can compare it
-with the reference's type without another pass over Python objects.
+with the reference's type without another pass over Python objects. A row holds
+a number or a string, never both.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class RawColumn:
         """The values numeric statistics use: finite numbers that are not sentinels."""
         values = self.numbers[np.isfinite(self.numbers)]
         numeric = [s for s in sentinels if isinstance(s, (int, float)) and not isinstance(s, bool)]
-        return values[~np.isin(values, numeric)] if numeric and values.size else values
+        return values[~equals_any(values, numeric)] if numeric and values.size else values
 
     def usable_categories(self, sentinels: Sequence[float | str] = ()) -> np.ndarray:
         """The values categorical statistics use: every present value but sentinels, as strings."""
@@ -108,7 +109,12 @@ class ColumnView:
 
     @cached_property
     def is_string(self) -> np.ndarray:
-        return self.column.is_string
+        # A row holds a number or a string, never both (how every reader builds a RawColumn), so
+        # only the rows without a number are looked at: a comparison per Python object is slow.
+        is_string = np.zeros(len(self), dtype=bool)
+        gaps = np.flatnonzero(~self.is_number)
+        is_string[gaps] = self.column.strings[gaps] != None  # noqa: E711 (elementwise comparison)
+        return is_string
 
     @cached_property
     def present(self) -> int:

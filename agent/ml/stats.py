@@ -119,7 +119,7 @@ def _ks_test(u: np.ndarray, v: np.ndarray, values: np.ndarray, differences: np.n
     # ks_2samp takes the extremes of cdf1 - cdf2 over every pooled value; the last of each run of
     # equal values is enough (the others repeat it), and each difference is computed as it does.
     at_values = differences[np.append(values[1:] != values[:-1], True)]
-    below, above = float(np.clip(-at_values.min(), 0, 1)), float(at_values.max())
+    below, above = min(max(-float(at_values.min()), 0.0), 1.0), float(at_values.max())  # np.clip, on floats
     d = below if below > above else above
     if ks_method(u.size, v.size) == "exact":
         if u.size != v.size:
