@@ -389,12 +389,11 @@ def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: 
     `slots` maps the stored outputs (`ml.prediction.score`, …) to the chunk's columns (default: the
     stored names)."""
     from agent.ml import drift, health
-    from agent.ml.columns import RawColumn
 
-    result = drift.evaluate(reference, table.columns, table.rows, config)
-    healths = {name: health.column_health(column, table.columns[name] if name in table.columns
-                                          else RawColumn.missing(table.rows), config.sentinels)
-               for name, column in reference.columns().items()}
+    # One view per column: drift and health share its masks and usable values, as the live processor does.
+    views = drift.views(reference, table.columns, table.rows, config.sentinels)
+    result = drift.evaluate(reference, table.columns, table.rows, config, views)
+    healths = {name: health.column_health(column, views[name]) for name, column in reference.columns().items()}
     report = chunk_report(index, table.rows, result, healths)
     if reference.performance is not None or truth is not None:
         if slots is None:
