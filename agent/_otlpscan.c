@@ -65,6 +65,11 @@ typedef struct {
     Buffer rec_item, rec_key, rec_kind, rec_number, rec_int;
     int32_t n_records;
     Buffer by_key[MAX_KEYS]; /* per key, the indices of its records */
+    int32_t last_item[MAX_KEYS]; /* per key, the item of its last record: a key repeated in an item is seen */
+    int repeated; /* some item gives a key more than once (the caller then keeps the last) */
+    int plain_strings; /* every string value is 1 to 256 bytes: nothing to cut, none empty */
+    PyObject *last_text[MAX_KEYS]; /* per key, its last string value, reused while the next is the same */
+    Cursor last_bytes[MAX_KEYS];
     PyObject *rec_obj;
     /* one entry per item */
     int32_t n_items;
@@ -292,6 +297,7 @@ static int key_id(Scan *s, const uint8_t *key, Py_ssize_t len) {
     Py_DECREF(text);
     s->keys[s->n_keys].ptr = key;
     s->keys[s->n_keys].len = len;
+    s->last_item[s->n_keys] = -1;
     return s->last_key = s->n_keys++;
 }
 
@@ -324,14 +330,29 @@ static int read_attribute(Scan *s, Cursor c, int32_t item) {
     int32_t id = key_id(s, key.p, key.end - key.p);
     if (id < 0)
         return -1;
+    if (s->last_item[id] == item)
+        s->repeated = 1;
+    s->last_item[id] = item;
     uint8_t kind = (uint8_t)value.kind;
     double as_number = NAN;
     int64_t as_int = 0;
     PyObject *object = NULL;
     switch (value.kind) {
-    case K_STRING:
-        object = decode_text(value.content);
+    case K_STRING: {
+        Py_ssize_t length = value.content.end - value.content.p;
+        Cursor *last = &s->last_bytes[id];
+        if (length == 0 || length > 256)
+            s->plain_strings = 0;
+        if (s->last_text[id] != NULL && last->end - last->p == length && memcmp(last->p, value.content.p, length) == 0) {
+            object = s->last_text[id]; /* apps repeat model names, versions and classes on every item */
+            Py_INCREF(object);
+        } else if ((object = decode_text(value.content)) != NULL) {
+            Py_XSETREF(s->last_text[id], object);
+            Py_INCREF(object);
+            *last = value.content;
+        }
         break;
+    }
     case K_BOOL:
         as_int = value.bits != 0;
         break;
@@ -672,6 +693,7 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     }
     s->base = wire.buf;
     s->logs = logs;
+    s->plain_strings = 1;
     s->skip_scope.ptr = skip.buf;
     s->skip_scope.len = skip.len;
     if (PyTuple_GET_SIZE(prefixes) > MAX_PREFIXES) {
@@ -706,14 +728,16 @@ static PyObject *scan(PyObject *module, PyObject *args) {
             goto done;
         PyList_SET_ITEM(by_key, i, indices);
     }
-    result = Py_BuildValue("{s:O,s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:O}",
+    result = Py_BuildValue("{s:O,s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:O,s:O,s:O}",
                            "keys", s->key_list, "by_key", by_key, "item", take_bytes(&s->rec_item), "key", take_bytes(&s->rec_key),
                            "kind", take_bytes(&s->rec_kind), "number", take_bytes(&s->rec_number),
                            "int", take_bytes(&s->rec_int), "object", s->rec_obj, "items", s->n_items,
                            "item_resource", take_bytes(&s->item_resource), "start", take_bytes(&s->item_start),
                            "end", take_bytes(&s->item_end), "status", take_bytes(&s->item_status),
                            "offset", take_bytes(&s->item_offset), "length", take_bytes(&s->item_length),
-                           "services", s->services, "exceptions", s->exceptions);
+                           "services", s->services, "exceptions", s->exceptions,
+                           "repeated", s->repeated ? Py_True : Py_False,
+                           "plain_strings", s->plain_strings ? Py_True : Py_False);
 done:
     if (s != NULL) {
         Buffer *buffers[] = {&s->rec_item, &s->rec_key, &s->rec_kind, &s->rec_number, &s->rec_int,
@@ -721,8 +745,10 @@ done:
                              &s->item_offset, &s->item_length};
         for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++)
             PyMem_Free(buffers[i]->data);
-        for (int i = 0; i < MAX_KEYS; i++)
+        for (int i = 0; i < MAX_KEYS; i++) {
             PyMem_Free(s->by_key[i].data);
+            Py_XDECREF(s->last_text[i]);
+        }
         Py_XDECREF(s->key_list);
         Py_XDECREF(s->rec_obj);
         Py_XDECREF(s->services);

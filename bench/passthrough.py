@@ -81,6 +81,7 @@ def make_request(signal: Signal, items: int, attributes: int, ml: bool, seed: in
                             point.attributes.add(key=f"attr.{k}").value.string_value = f"v{k}"
                     continue
                 if ml:
+                    del target[:]  # the test data's own attributes name another model
                     target.add(key="ml.model.name").value.string_value = "fraud"
                     target.add(key="ml.model.version").value.string_value = "v3"
                     for f in range(10):

@@ -67,6 +67,8 @@ class _Records:
         self.number = np.frombuffer(raw["number"], dtype=np.float64)
         self.int = np.frombuffer(raw["int"], dtype=np.int64)
         self.object: list[Any] = raw["object"]
+        self.repeated: bool = raw["repeated"]  # some item gives a key twice: keep the last
+        self.plain_strings: bool = raw["plain_strings"]  # every string is 1-256 bytes: nothing to cut
         self._by_key: list[bytes] = raw["by_key"]
         self._names = names
         self._all: dict[str, np.ndarray] = {}
@@ -90,7 +92,15 @@ class _Records:
         found = self.all_of(name)
         if scalars_only and found.size:
             found = found[self.kind[found] <= DOUBLE]
-        return last_per_item(self.item, found)
+        return self.last(found)
+
+    def last(self, records: np.ndarray) -> np.ndarray:
+        return last_per_item(self.item, records) if self.repeated else records
+
+    def texts(self, records: np.ndarray) -> list[str]:
+        """The string values of `records`, cut to MAX_STRING_LENGTH."""
+        texts = list(map(self.object.__getitem__, records.tolist()))
+        return texts if self.plain_strings else [t[:ex.MAX_STRING_LENGTH] for t in texts]
 
     def value(self, i: int, arrays: bool) -> Any:
         """Record `i`'s value as the parsed-message path reads it; lists only where `arrays`."""
@@ -179,8 +189,8 @@ class _Reading:
         if model_records.size == 0:
             return [], []
         model_of = np.full(n, None, dtype=object)
-        names = [r.object[i] for i in model_records.tolist()]
-        model_of[r.item[model_records]] = [m[:ex.MAX_STRING_LENGTH] if m else None for m in names]
+        model_of[r.item[model_records]] = [m or None for m in r.texts(model_records)] if not r.plain_strings \
+            else r.texts(model_records)
         has_model = model_of != None  # noqa: E711
         has_column = np.zeros(n, dtype=bool)
         for name in self.columns:
@@ -210,7 +220,7 @@ class _Reading:
         version_of = np.full(n, "", dtype=object)
         found = r.last_of(ex.MODEL_VERSION)
         if found.size and bool((r.kind[found] == STRING).all()):
-            version_of[r.item[found]] = [v[:ex.MAX_STRING_LENGTH] for v in map(r.object.__getitem__, found.tolist())]
+            version_of[r.item[found]] = r.texts(found)
         elif found.size:
             texts = []
             for i in found.tolist():
@@ -249,6 +259,7 @@ class _Reading:
         rows = items.size
         row_of = np.full(self.n, -1, dtype=np.intp)
         row_of[items] = np.arange(rows)
+        self._whole = rows == self.n  # the usual batch: one model version, every item a prediction
         predictions = ex.Predictions(model, version, rows=rows,
                                      service_name=self.services[self.item_resource[items[0]]])
         predictions.durations = self._durations(items).tolist()
@@ -257,6 +268,14 @@ class _Reading:
         self._probabilities(predictions, items, row_of)
         self._columns(predictions, row_of)
         return predictions
+
+    def _of_group(self, records: np.ndarray, row_of: np.ndarray) -> np.ndarray:
+        """Those of `records` whose items are predictions of the group `row_of` numbers."""
+        return records if self._whole else records[row_of[self.records.item[records]] >= 0]
+
+    def _rows(self, records: np.ndarray, row_of: np.ndarray) -> np.ndarray:
+        """The group's row of each record's item."""
+        return self.records.item[records] if self._whole else row_of[self.records.item[records]]
 
     def _durations(self, items: np.ndarray) -> np.ndarray:
         if not self.logs:
@@ -273,15 +292,14 @@ class _Reading:
 
     def _ids(self, predictions, items: np.ndarray, row_of: np.ndarray) -> None:
         r = self.records
-        found = r.last_of(ex.PREDICTION_ID)
-        found = found[row_of[r.item[found]] >= 0]
+        found = self._of_group(r.last_of(ex.PREDICTION_ID), row_of)
         if not found.size:
             return
         if bool((r.kind[found] == STRING).all()):
-            texts = [t[:ex.MAX_STRING_LENGTH] if t else None for t in map(r.object.__getitem__, found.tolist())]
+            texts = r.texts(found) if r.plain_strings else [t or None for t in r.texts(found)]
         else:
             texts = [ex._id_text(r.value(i, False)) for i in found.tolist()]
-        rows = row_of[r.item[found]].tolist()
+        rows = self._rows(found, row_of).tolist()
         predictions.id_rows = [row for row, text in zip(rows, texts) if text is not None]
         predictions.ids = [text for text in texts if text is not None]
 
@@ -289,8 +307,7 @@ class _Reading:
         """Failed predictions: an `error.type` attribute, else (spans) status ERROR, typed by the span's
         exception event."""
         r = self.records
-        found = r.last_of(ex.ERROR_TYPE, scalars_only=True)
-        found = found[row_of[r.item[found]] >= 0]
+        found = self._of_group(r.last_of(ex.ERROR_TYPE, scalars_only=True), row_of)
         failed = items[self.status[items] == ex._STATUS_ERROR] if not self.logs else items[:0]
         if not found.size:  # the usual case: failures known by their status alone
             exceptions = self.exceptions
@@ -333,14 +350,13 @@ class _Reading:
         r = self.records
         in_group = []
         for name in self.columns:
-            found = r.all_of(name)
-            found = found[row_of[r.item[found]] >= 0]
+            found = self._of_group(r.all_of(name), row_of)
             if found.size:
                 in_group.append((int(found[0]), name, found))
         in_group.sort()
         extractor = self.extractor
         for _, name, found in in_group:
-            found = last_per_item(r.item, found)
+            found = r.last(found)
             if name.startswith(ex.FEATURE_PREFIX):
                 if predictions.feature_count >= extractor.max_features:
                     extractor.dropped_features += found.size
@@ -352,7 +368,7 @@ class _Reading:
         r = self.records
         numbers = np.full(rows, math.nan)
         strings = np.full(rows, None, dtype=object)
-        at = row_of[r.item[found]]
+        at = self._rows(found, row_of)
         kind = r.kind[found]
         numeric = (kind == INT) | (kind == DOUBLE)
         if name == ex.LABEL:  # a class is a category, even when it is a number
@@ -366,7 +382,7 @@ class _Reading:
             numbers[at[numeric]] = r.number[found[numeric]]
         text = kind == STRING
         if text.any():
-            strings[at[text]] = [s[:ex.MAX_STRING_LENGTH] for s in map(r.object.__getitem__, found[text].tolist())]
+            strings[at[text]] = r.texts(found[text])
         flags = kind == BOOL
         if flags.any():
             strings[at[flags]] = ["true" if v else "false" for v in r.int[found[flags]].tolist()]
