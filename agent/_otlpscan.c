@@ -105,7 +105,11 @@ static int push(Buffer *b, const void *value, size_t size) {
     return 0;
 }
 
-static int read_varint(Cursor *c, uint64_t *out) {
+static inline int read_varint(Cursor *c, uint64_t *out) {
+    if (c->p < c->end && *c->p < 0x80) { /* tags, lengths and small numbers: one byte */
+        *out = *c->p++;
+        return 0;
+    }
     uint64_t value = 0;
     for (int shift = 0; shift < 64 && c->p < c->end; shift += 7) {
         uint8_t byte = *c->p++;
@@ -668,6 +672,218 @@ static PyObject *metric_point_count(PyObject *module, PyObject *arg) {
     return failed ? NULL : PyLong_FromSsize_t(points);
 }
 
+/* ---- validation ------------------------------------------------------- */
+
+/* What a field is, for checking a request without parsing it: the kinds of a message type's fields
+ * come from its protobuf descriptor (agent/signals.py builds the table). */
+enum { F_UNKNOWN = 0, F_VARINT, F_FIXED64, F_FIXED32, F_STRING, F_BYTES, F_MESSAGE };
+#define MAX_FIELD 64
+#define MAX_TYPES 96
+#define MAX_DEPTH 64
+
+typedef struct {
+    uint8_t kind[MAX_FIELD];
+    uint8_t repeated[MAX_FIELD];
+    int16_t target[MAX_FIELD];
+} MessageType;
+
+typedef struct {
+    int n;
+    MessageType types[MAX_TYPES];
+} Schema;
+
+/* A varint as protobuf's parser surely takes it: at most 10 bytes, the 10th only 0 or 1. */
+static inline int read_checked_varint(Cursor *c, uint64_t *out) {
+    const uint8_t *start = c->p;
+    if (read_varint(c, out) < 0)
+        return -1;
+    if (c->p - start == 10 && start[9] > 1)
+        return unsupported("varint beyond 64 bits");
+    return 0;
+}
+
+static int utf8_valid(const uint8_t *p, const uint8_t *end) {
+    while (p < end) {
+        if (end - p >= 8) { /* eight ASCII bytes at a time: the usual text */
+            uint64_t word;
+            memcpy(&word, p, 8);
+            if (!(word & 0x8080808080808080ULL)) {
+                p += 8;
+                continue;
+            }
+        }
+        uint8_t c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        int more;
+        uint8_t low = 0x80, high = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            more = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            more = 2;
+            if (c == 0xE0)
+                low = 0xA0; /* overlong */
+            else if (c == 0xED)
+                high = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            more = 3;
+            if (c == 0xF0)
+                low = 0x90; /* overlong */
+            else if (c == 0xF4)
+                high = 0x8F; /* beyond U+10FFFF */
+        } else
+            return 0;
+        if (end - p <= more)
+            return 0;
+        if (p[1] < low || p[1] > high)
+            return 0;
+        for (int i = 2; i <= more; i++)
+            if ((p[i] & 0xC0) != 0x80)
+                return 0;
+        p += more + 1;
+    }
+    return 1;
+}
+
+typedef struct {
+    const Schema *schema;
+    int count_type;
+    uint32_t count_field;
+    Py_ssize_t count;
+} Check;
+
+/* Checks one message of `type` as protobuf's parser would, and counts the (count_type, count_field)
+ * messages in it. Anything it is not sure protobuf accepts is Unsupported: the caller then parses. */
+static int check_message(Check *k, int type, Cursor c, int depth) {
+    if (depth > MAX_DEPTH)
+        return unsupported("nested too deep");
+    const MessageType *t = &k->schema->types[type];
+    while (c.p < c.end) {
+        uint64_t tag;
+        if (read_checked_varint(&c, &tag) < 0)
+            return -1;
+        if (tag > 0xFFFFFFFFu || (tag >> 3) == 0)
+            return unsupported("bad field number");
+        uint32_t field = (uint32_t)(tag >> 3);
+        int kind = field < MAX_FIELD ? t->kind[field] : F_UNKNOWN;
+        int repeated = field < MAX_FIELD && t->repeated[field];
+        uint64_t number;
+        switch (tag & 7) {
+        case 0: /* a varint: the field's, or an unknown field's (a known field of another wire type) */
+            if (read_checked_varint(&c, &number) < 0)
+                return -1;
+            break;
+        case 1:
+            if (c.end - c.p < 8)
+                return unsupported("truncated fixed64");
+            c.p += 8;
+            break;
+        case 5:
+            if (c.end - c.p < 4)
+                return unsupported("truncated fixed32");
+            c.p += 4;
+            break;
+        case 2: {
+            uint64_t length;
+            if (read_checked_varint(&c, &length) < 0)
+                return -1;
+            if (length > (uint64_t)(c.end - c.p))
+                return unsupported("truncated length-delimited field");
+            Cursor sub = {c.p, c.p + length};
+            c.p += length;
+            if (kind == F_STRING) {
+                if (!utf8_valid(sub.p, sub.end))
+                    return unsupported("string that is not UTF-8");
+            } else if (kind == F_MESSAGE) {
+                if (type == k->count_type && field == k->count_field)
+                    k->count++;
+                if (check_message(k, t->target[field], sub, depth + 1) < 0)
+                    return -1;
+            } else if (repeated && kind == F_VARINT) { /* packed */
+                while (sub.p < sub.end)
+                    if (read_checked_varint(&sub, &number) < 0)
+                        return -1;
+            } else if (repeated && kind == F_FIXED64) {
+                if (length % 8)
+                    return unsupported("packed fixed64 of a bad length");
+            } else if (repeated && kind == F_FIXED32) {
+                if (length % 4)
+                    return unsupported("packed fixed32 of a bad length");
+            }
+            break;
+        }
+        default: /* groups, or no wire type at all */
+            return unsupported("group or unknown wire type");
+        }
+    }
+    return 0;
+}
+
+static void free_schema(PyObject *capsule) {
+    PyMem_Free(PyCapsule_GetPointer(capsule, "agent._otlpscan.Schema"));
+}
+
+/* schema(types): types[i] is a list of (field number, kind, repeated, target type index). */
+static PyObject *make_schema(PyObject *module, PyObject *types) {
+    if (!PyList_Check(types) || PyList_GET_SIZE(types) > MAX_TYPES) {
+        PyErr_SetString(PyExc_ValueError, "schema: a list of at most MAX_TYPES message types");
+        return NULL;
+    }
+    Schema *schema = PyMem_Calloc(1, sizeof(Schema));
+    if (schema == NULL)
+        return PyErr_NoMemory();
+    schema->n = (int)PyList_GET_SIZE(types);
+    for (int i = 0; i < schema->n; i++) {
+        PyObject *fields = PyList_GET_ITEM(types, i);
+        if (!PyList_Check(fields))
+            goto bad;
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(fields); j++) {
+            int number, kind, repeated, target;
+            if (!PyArg_ParseTuple(PyList_GET_ITEM(fields, j), "iipi", &number, &kind, &repeated, &target))
+                goto fail;
+            if (number <= 0 || number >= MAX_FIELD || kind < F_UNKNOWN || kind > F_MESSAGE ||
+                (kind == F_MESSAGE && (target < 0 || target >= schema->n)))
+                goto bad;
+            schema->types[i].kind[number] = (uint8_t)kind;
+            schema->types[i].repeated[number] = (uint8_t)repeated;
+            schema->types[i].target[number] = (int16_t)target;
+        }
+    }
+    PyObject *capsule = PyCapsule_New(schema, "agent._otlpscan.Schema", free_schema);
+    if (capsule == NULL)
+        PyMem_Free(schema);
+    return capsule;
+bad:
+    PyErr_SetString(PyExc_ValueError, "schema: a field this table cannot hold");
+fail:
+    PyMem_Free(schema);
+    return NULL;
+}
+
+/* check(schema, root, wire, count_type, count_field) -> how many count_field messages of count_type. */
+static PyObject *check(PyObject *module, PyObject *args) {
+    PyObject *capsule;
+    int root, count_type, count_field;
+    Py_buffer wire;
+    if (!PyArg_ParseTuple(args, "Oiy*ii", &capsule, &root, &wire, &count_type, &count_field))
+        return NULL;
+    Check k = {PyCapsule_GetPointer(capsule, "agent._otlpscan.Schema"), count_type, (uint32_t)count_field, 0};
+    PyObject *result = NULL;
+    if (k.schema != NULL) {
+        if (root < 0 || root >= k.schema->n)
+            PyErr_SetString(PyExc_ValueError, "no such message type");
+        else {
+            Cursor c = {wire.buf, (const uint8_t *)wire.buf + wire.len};
+            if (check_message(&k, root, c, 0) == 0)
+                result = PyLong_FromSsize_t(k.count);
+        }
+    }
+    PyBuffer_Release(&wire);
+    return result;
+}
+
 /* ---- the module ------------------------------------------------------- */
 
 static PyObject *take_bytes(Buffer *b) {
@@ -768,6 +984,12 @@ static PyMethodDef methods[] = {
     {"metric_point_count", metric_point_count, METH_O,
      "metric_point_count(wire) -> int: the data points of an ExportMetricsServiceRequest, as the Collector "
      "counts metric items. Raises Unsupported for malformed bytes."},
+    {"schema", make_schema, METH_O,
+     "schema(types) -> a table for `check`: types[i] lists (field number, kind, repeated, target type)."},
+    {"check", check, METH_VARARGS,
+     "check(schema, root, wire, count_type, count_field) -> int: whether protobuf would accept `wire` as a "
+     "message of type `root` (Unsupported where that is not certain) and how many `count_field` messages of "
+     "`count_type` it holds."},
     {NULL, NULL, 0, NULL},
 };
 

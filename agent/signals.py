@@ -17,6 +17,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from agent.wirecheck import WireCheck
+
 try:  # agent/_otlpscan.c, where it was built; without it metric points are counted on parsed messages
     from agent._otlpscan import metric_point_count as _wire_point_count
 except ImportError:
@@ -97,7 +99,14 @@ class Batch:
 
     @classmethod
     def from_wire(cls, signal: Signal, wire: bytes) -> Batch:
-        """Parse and check `wire`; raises `DecodeError` if it is not a valid request."""
+        """Check `wire`; raises `DecodeError` if it is not a valid request.
+
+        Where the compiled check can vouch for the bytes (agent/wirecheck.py), the batch holds them
+        and their item count, and is parsed only if something reads its message; else it is parsed now.
+        """
+        items = _checked_items(signal, wire)
+        if items is not None:
+            return cls(signal, wire=wire, items=items)
         message = signal.request_type()
         message.ParseFromString(wire)
         return cls(signal, message, wire)
@@ -168,6 +177,17 @@ class Batch:
 
     def __repr__(self) -> str:
         return f"Batch({self.signal.value}, items={self.items})"
+
+
+_WIRE_CHECKS = {signal: WireCheck(_REQUEST_TYPES[signal], _LEVELS[signal]) for signal in Signal}
+
+
+def _checked_items(signal: Signal, wire: bytes) -> int | None:
+    """The items of `wire` when the compiled check vouches for it as a request of `signal`, else None."""
+    items = _WIRE_CHECKS[signal].items(wire)
+    if items is None or signal is not Signal.METRICS:
+        return items
+    return _wire_point_count(wire)  # a metric counts by its data points
 
 
 def merge(batches: list[Batch]) -> Batch:

@@ -1,0 +1,134 @@
+"""The compiled request check (agent/wirecheck.py) never vouches for bytes protobuf would refuse, and counts
+items as the parsed message does: on generated requests of every signal, on damaged copies of them, and on
+hand-made bytes at each rule protobuf's parser applies."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.signals import Batch, Signal, _WIRE_CHECKS, _checked_items
+from tests.otlp_data import request
+
+signals = st.sampled_from(list(Signal))
+
+
+def parsed_items(signal: Signal, wire: bytes) -> int | None:
+    """What protobuf makes of `wire`: its item count, or None when it refuses it."""
+    try:
+        message = signal.request_type()
+        message.ParseFromString(wire)
+    except DecodeError:
+        return None
+    return Batch(signal, message).items
+
+
+def test_the_check_is_built():
+    # `make test` builds agent/_otlpscan.c; without a compiler every request is parsed instead.
+    assert all(check._schema is not None for check in _WIRE_CHECKS.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(signal=signals, items=st.integers(0, 40))
+def test_valid_requests_are_vouched_for_with_their_item_count(signal, items):
+    wire = request(signal, items).SerializeToString()
+    assert _checked_items(signal, wire) == parsed_items(signal, wire)
+    assert Batch.from_wire(signal, wire).items == parsed_items(signal, wire)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(signal=signals, items=st.integers(1, 6), edits=st.lists(
+    st.tuples(st.sampled_from(["set", "insert", "delete", "truncate"]), st.integers(0, 1 << 16),
+              st.integers(0, 255)), min_size=1, max_size=4))
+def test_damaged_requests_are_never_vouched_for_unless_protobuf_takes_them(signal, items, edits):
+    wire = bytearray(request(signal, items).SerializeToString())
+    for action, at, byte in edits:
+        at %= max(len(wire), 1)
+        if action == "set" and wire:
+            wire[at] = byte
+        elif action == "insert":
+            wire[at:at] = bytes([byte])
+        elif action == "delete" and wire:
+            del wire[at]
+        elif action == "truncate":
+            del wire[at:]
+    wire = bytes(wire)
+    vouched = _checked_items(signal, wire)
+    if vouched is not None:
+        assert parsed_items(signal, wire) == vouched
+    # Whatever the check says, the batch is what protobuf says.
+    expected = parsed_items(signal, wire)
+    if expected is None:
+        with pytest.raises(DecodeError):
+            Batch.from_wire(signal, wire)
+    else:
+        assert Batch.from_wire(signal, wire).items == expected
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, wire_type: int, payload: bytes) -> bytes:
+    tag = _varint(number << 3 | wire_type)
+    return tag + (_varint(len(payload)) + payload if wire_type == 2 else payload)
+
+
+def span(*fields: bytes) -> bytes:
+    """A traces request holding one span made of `fields`."""
+    return field(1, 2, field(2, 2, field(2, 2, b"".join(fields))))
+
+
+@pytest.mark.parametrize("wire, protobuf_takes_it", [
+    (span(field(5, 2, "prédiction".encode())), True),  # a name in UTF-8
+    (span(field(5, 2, b"\xff\xfe")), False),  # a name that is not UTF-8
+    (span(field(5, 2, b"\xed\xa0\x80")), False),  # a surrogate
+    (span(field(5, 2, b"\xc0\xaf")), False),  # an overlong '/'
+    (span(field(5, 2, b"\xf4\x90\x80\x80")), False),  # beyond U+10FFFF
+    (span(field(1, 2, b"\xff\xfe")), True),  # trace_id: bytes, anything goes
+    (span(field(5, 0, b"\x07")), True),  # the name as a varint: protobuf keeps it as an unknown field
+    (span(field(99, 2, b"\xff")), True),  # an unknown field's bytes are not text
+    (span(field(6, 0, b"\xff" * 9 + b"\x01")), True),  # a ten-byte varint
+    (span(field(6, 0, b"\x80" * 10 + b"\x00")), False),  # eleven bytes
+    (span(b"\x00\x01"), False),  # field number 0
+    (span(field(7, 1, b"\x00" * 4)), False),  # a fixed64 cut short
+    (field(1, 2, field(2, 2, b"\x2a\x05ab")), False),  # a length beyond its message
+])
+def test_each_rule_is_protobufs(wire, protobuf_takes_it):
+    assert (parsed_items(Signal.TRACES, wire) is not None) is protobuf_takes_it
+    vouched = _WIRE_CHECKS[Signal.TRACES].items(wire)
+    assert vouched is None if not protobuf_takes_it else vouched == 1
+
+
+def test_packed_numbers_are_checked_like_protobuf():
+    def histogram_point(*fields: bytes) -> bytes:  # a metrics request with one histogram data point
+        return field(1, 2, field(2, 2, field(2, 2, field(9, 2, field(1, 2, b"".join(fields))))))
+
+    good = histogram_point(field(6, 2, b"\x01" + b"\x00" * 7), field(7, 2, b"\x00" * 16))
+    bad = histogram_point(field(6, 2, b"\x01\x02\x03"))  # bucket_counts: not whole fixed64s
+    assert parsed_items(Signal.METRICS, good) == _WIRE_CHECKS[Signal.METRICS].items(good) is not None
+    assert parsed_items(Signal.METRICS, bad) is None and _WIRE_CHECKS[Signal.METRICS].items(bad) is None
+
+
+def test_deep_nesting_and_groups_are_left_to_protobuf():
+    value = b""
+    for _ in range(80):  # an attribute value of arrays in arrays, deeper than the check follows
+        value = field(5, 2, field(1, 2, value))
+    deep = span(field(9, 2, field(1, 2, b"k") + field(2, 2, value)))
+    group = span(field(99, 3, b"") + field(99, 4, b""))
+    for wire in (deep, group):
+        assert _WIRE_CHECKS[Signal.TRACES].items(wire) is None
+        expected = parsed_items(Signal.TRACES, wire)
+        if expected is None:
+            with pytest.raises(DecodeError):
+                Batch.from_wire(Signal.TRACES, wire)
+        else:
+            assert Batch.from_wire(Signal.TRACES, wire).items == expected
