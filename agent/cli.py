@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
 
     version = sub.add_parser("version", help="print the version")
-    version.set_defaults(func=lambda _: print(f"vigil {__version__}") or 0)
+    version.set_defaults(func=_version)
     return parser
 
 
@@ -87,6 +87,18 @@ def _run(args: argparse.Namespace) -> int:
 
     # A reload (SIGHUP, POST /-/reload) reads the same file again, or rebuilds the built-in default.
     return asyncio.run(service.run(config, loader=lambda: _load(args.config), configure_logs=True))
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(f"vigil {__version__}")
+    # The compiled wire reader is optional (built where pip found a C compiler); without it requests are
+    # parsed and predictions read through protobuf's messages, at several times the CPU.
+    try:
+        import agent._otlpscan  # noqa: F401
+        print("wire reader: compiled (agent/_otlpscan.c)")
+    except ImportError:
+        print("wire reader: not built (no C compiler when Vigil was installed); protobuf reads every request")
+    return 0
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
