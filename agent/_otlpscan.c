@@ -305,30 +305,53 @@ static int key_id(Scan *s, const uint8_t *key, Py_ssize_t len) {
     return s->last_key = s->n_keys++;
 }
 
-/* One KeyValue of item `item`: a record when its key matches and it has a value. */
-static int read_attribute(Scan *s, Cursor c, int32_t item) {
+/* A KeyValue: its key (the last given) and the bytes of its value. */
+typedef struct {
+    Cursor key, value;
+    int has_key, values; /* values: how many value fields; protobuf merges repeats, not read here */
+} KeyValue;
+
+static int split_key_value(Cursor c, KeyValue *kv) {
     uint32_t field;
     int wire_type;
-    Cursor sub = {0}, key = {0}, value_bytes = {0};
+    Cursor sub = {0};
     uint64_t number = 0;
-    int values = 0, has_key = 0;
+    memset(kv, 0, sizeof *kv);
     FOR_FIELDS(c) {
         if (field == 1 && wire_type == 2) {
-            key = sub;
-            has_key = 1;
+            kv->key = sub;
+            kv->has_key = 1;
         } else if (field == 2 && wire_type == 2) {
-            value_bytes = sub;
-            values++;
+            kv->value = sub;
+            kv->values++;
         }
     }
-    if (!has_key || !key_matches(s, key.p, key.end - key.p))
-        return 0;
-    if (values > 1)
+    return 0;
+}
+
+static int key_is(const KeyValue *kv, const char *text, Py_ssize_t length) {
+    return kv->has_key && kv->key.end - kv->key.p == length && memcmp(kv->key.p, text, length) == 0;
+}
+
+/* The KeyValue's value as one AnyValue (kind K_NONE when it has none). */
+static int key_value_value(const KeyValue *kv, Value *value) {
+    value->kind = K_NONE;
+    if (kv->values > 1)
         return unsupported("attribute value given more than once");
+    return kv->values ? read_value(kv->value, value) : 0;
+}
+
+/* One KeyValue of item `item`: a record when its key matches and it has a value. */
+static int read_attribute(Scan *s, Cursor c, int32_t item) {
+    KeyValue kv;
     Value value;
-    value.kind = K_NONE;
-    if (values && read_value(value_bytes, &value) < 0)
+    if (split_key_value(c, &kv) < 0)
         return -1;
+    if (!kv.has_key || !key_matches(s, kv.key.p, kv.key.end - kv.key.p))
+        return 0;
+    if (key_value_value(&kv, &value) < 0)
+        return -1;
+    Cursor key = kv.key;
     if (value.kind == K_NONE)
         return 0; /* an attribute without a value is not read */
     int32_t id = key_id(s, key.p, key.end - key.p);
@@ -419,28 +442,13 @@ static int read_exception_event(Cursor c, Cursor *type) {
     FOR_FIELDS(c) {
         if (field != 3 || wire_type != 2)
             continue;
-        Cursor kv = sub, key = {0}, value_bytes = {0};
-        uint32_t f2;
-        int w2, values = 0;
-        Cursor sub2 = {0};
-        uint64_t n2 = 0;
-        for (int rc; (rc = next_field(&kv, &f2, &w2, &sub2, &n2)) != 1;) {
-            if (rc < 0)
-                return -1;
-            if (f2 == 1 && w2 == 2)
-                key = sub2;
-            else if (f2 == 2 && w2 == 2) {
-                value_bytes = sub2;
-                values++;
-            }
-        }
-        if (key.end - key.p != 14 || memcmp(key.p, "exception.type", 14) != 0)
-            continue;
-        if (values > 1)
-            return unsupported("attribute value given more than once");
+        KeyValue kv;
         Value value;
-        value.kind = K_NONE;
-        if (values && read_value(value_bytes, &value) < 0)
+        if (split_key_value(sub, &kv) < 0)
+            return -1;
+        if (!key_is(&kv, "exception.type", 14))
+            continue;
+        if (key_value_value(&kv, &value) < 0)
             return -1;
         if (value.kind == K_STRING && value.content.end > value.content.p) {
             *type = value.content;
@@ -545,29 +553,13 @@ static int find_service(Cursor resource, PyObject **service) {
     FOR_FIELDS(resource) {
         if (field != 1 || wire_type != 2)
             continue;
-        Cursor kv = sub, key = {0}, value_bytes = {0};
-        uint32_t f2;
-        int w2, values = 0, has_key = 0;
-        Cursor sub2 = {0};
-        uint64_t n2 = 0;
-        for (int rc; (rc = next_field(&kv, &f2, &w2, &sub2, &n2)) != 1;) {
-            if (rc < 0)
-                return -1;
-            if (f2 == 1 && w2 == 2) {
-                key = sub2;
-                has_key = 1;
-            } else if (f2 == 2 && w2 == 2) {
-                value_bytes = sub2;
-                values++;
-            }
-        }
-        if (!has_key || key.end - key.p != 12 || memcmp(key.p, "service.name", 12) != 0)
-            continue;
-        if (values > 1)
-            return unsupported("attribute value given more than once");
+        KeyValue kv;
         Value value;
-        value.kind = K_NONE;
-        if (values && read_value(value_bytes, &value) < 0)
+        if (split_key_value(sub, &kv) < 0)
+            return -1;
+        if (!key_is(&kv, "service.name", 12))
+            continue;
+        if (key_value_value(&kv, &value) < 0)
             return -1;
         *service = value.kind == K_STRING ? decode_text(value.content) : PyUnicode_FromStringAndSize("", 0);
         return *service == NULL ? -1 : 1;

@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from agent import _otlpscan, otlp_json
 from agent.signals import Batch, DecodeError, Signal, merge, metric_point_count, split
 from tests.otlp_data import item_names, logs, metrics, request, span_id, trace_id, traces
+from tests.wire import field
 
 SIGNALS = pytest.mark.parametrize("signal", list(Signal), ids=lambda s: s.value)
 
@@ -265,9 +266,6 @@ def test_metric_points_counted_on_the_wire_equal_the_parsed_count(shape):
 def test_a_metric_given_two_kinds_counts_the_last_and_one_kind_given_twice_adds_up():
     # protobuf's serializer never writes these, but a request may hold them; the wire count reads them as
     # protobuf does: a oneof member replaces another, the same member given twice is merged.
-    def field(number: int, payload: bytes) -> bytes:
-        return bytes([number << 3 | 2, len(payload)]) + payload
-
     point = field(1, b"")
     gauge_then_sum = field(5, point + point) + field(7, point)
     sum_twice = field(7, point) + field(7, point + point)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agent.signals import Batch, Signal, _WIRE_CHECKS, _checked_items
 from tests.otlp_data import request
+from tests.wire import field
 
 signals = st.sampled_from(list(Signal))
 
@@ -67,40 +68,25 @@ def test_damaged_requests_are_never_vouched_for_unless_protobuf_takes_them(signa
         assert Batch.from_wire(signal, wire).items == expected
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def field(number: int, wire_type: int, payload: bytes) -> bytes:
-    tag = _varint(number << 3 | wire_type)
-    return tag + (_varint(len(payload)) + payload if wire_type == 2 else payload)
-
-
 def span(*fields: bytes) -> bytes:
     """A traces request holding one span made of `fields`."""
-    return field(1, 2, field(2, 2, field(2, 2, b"".join(fields))))
+    return field(1, field(2, field(2, b"".join(fields))))
 
 
 @pytest.mark.parametrize("wire, protobuf_takes_it", [
-    (span(field(5, 2, "prédiction".encode())), True),  # a name in UTF-8
-    (span(field(5, 2, b"\xff\xfe")), False),  # a name that is not UTF-8
-    (span(field(5, 2, b"\xed\xa0\x80")), False),  # a surrogate
-    (span(field(5, 2, b"\xc0\xaf")), False),  # an overlong '/'
-    (span(field(5, 2, b"\xf4\x90\x80\x80")), False),  # beyond U+10FFFF
-    (span(field(1, 2, b"\xff\xfe")), True),  # trace_id: bytes, anything goes
-    (span(field(5, 0, b"\x07")), True),  # the name as a varint: protobuf keeps it as an unknown field
-    (span(field(99, 2, b"\xff")), True),  # an unknown field's bytes are not text
-    (span(field(6, 0, b"\xff" * 9 + b"\x01")), True),  # a ten-byte varint
-    (span(field(6, 0, b"\x80" * 10 + b"\x00")), False),  # eleven bytes
+    (span(field(5, "prédiction".encode())), True),  # a name in UTF-8
+    (span(field(5, b"\xff\xfe")), False),  # a name that is not UTF-8
+    (span(field(5, b"\xed\xa0\x80")), False),  # a surrogate
+    (span(field(5, b"\xc0\xaf")), False),  # an overlong '/'
+    (span(field(5, b"\xf4\x90\x80\x80")), False),  # beyond U+10FFFF
+    (span(field(1, b"\xff\xfe")), True),  # trace_id: bytes, anything goes
+    (span(field(5, b"\x07", wire_type=0)), True),  # the name as a varint: protobuf keeps it as an unknown field
+    (span(field(99, b"\xff")), True),  # an unknown field's bytes are not text
+    (span(field(6, b"\xff" * 9 + b"\x01", wire_type=0)), True),  # a ten-byte varint
+    (span(field(6, b"\x80" * 10 + b"\x00", wire_type=0)), False),  # eleven bytes
     (span(b"\x00\x01"), False),  # field number 0
-    (span(field(7, 1, b"\x00" * 4)), False),  # a fixed64 cut short
-    (field(1, 2, field(2, 2, b"\x2a\x05ab")), False),  # a length beyond its message
+    (span(field(7, b"\x00" * 4, wire_type=1)), False),  # a fixed64 cut short
+    (field(1, field(2, b"\x2a\x05ab")), False),  # a length beyond its message
 ])
 def test_each_rule_is_protobufs(wire, protobuf_takes_it):
     assert (parsed_items(Signal.TRACES, wire) is not None) is protobuf_takes_it
@@ -110,10 +96,10 @@ def test_each_rule_is_protobufs(wire, protobuf_takes_it):
 
 def test_packed_numbers_are_checked_like_protobuf():
     def histogram_point(*fields: bytes) -> bytes:  # a metrics request with one histogram data point
-        return field(1, 2, field(2, 2, field(2, 2, field(9, 2, field(1, 2, b"".join(fields))))))
+        return field(1, field(2, field(2, field(9, field(1, b"".join(fields))))))
 
-    good = histogram_point(field(6, 2, b"\x01" + b"\x00" * 7), field(7, 2, b"\x00" * 16))
-    bad = histogram_point(field(6, 2, b"\x01\x02\x03"))  # bucket_counts: not whole fixed64s
+    good = histogram_point(field(6, b"\x01" + b"\x00" * 7), field(7, b"\x00" * 16))
+    bad = histogram_point(field(6, b"\x01\x02\x03"))  # bucket_counts: not whole fixed64s
     assert parsed_items(Signal.METRICS, good) == _WIRE_CHECKS[Signal.METRICS].items(good) is not None
     assert parsed_items(Signal.METRICS, bad) is None and _WIRE_CHECKS[Signal.METRICS].items(bad) is None
 
@@ -121,9 +107,9 @@ def test_packed_numbers_are_checked_like_protobuf():
 def test_deep_nesting_and_groups_are_left_to_protobuf():
     value = b""
     for _ in range(80):  # an attribute value of arrays in arrays, deeper than the check follows
-        value = field(5, 2, field(1, 2, value))
-    deep = span(field(9, 2, field(1, 2, b"k") + field(2, 2, value)))
-    group = span(field(99, 3, b"") + field(99, 4, b""))
+        value = field(5, field(1, value))
+    deep = span(field(9, field(1, b"k") + field(2, value)))
+    group = span(field(99, b"", wire_type=3) + field(99, b"", wire_type=4))
     for wire in (deep, group):
         assert _WIRE_CHECKS[Signal.TRACES].items(wire) is None
         expected = parsed_items(Signal.TRACES, wire)

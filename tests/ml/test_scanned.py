@@ -16,6 +16,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from agent.ml import scanned
 from agent.ml.extract import Extracted, Extractor
 from agent.signals import Batch, Signal
+from tests.wire import field
 
 KEYS = ["ml.model.name", "ml.model.version", "ml.prediction.id", "ml.label", "ml.prediction.label",
         "ml.prediction.score", "ml.prediction.confidence", "ml.prediction.value", "ml.prediction.probabilities",
@@ -177,9 +178,6 @@ def test_typical_prediction_spans_take_the_scanner_path():
 def test_a_value_given_twice_is_left_to_protobuf_which_merges_it():
     # protobuf's serializer never writes this, but a request may hold it: the feature's AnyValue sent twice,
     # which protobuf merges (the last double wins). The scanner hands such a request back.
-    def field(number: int, payload: bytes) -> bytes:
-        return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
     model = KeyValue(key="ml.model.name", value=AnyValue(string_value="fraud")).SerializeToString()
     feature = field(1, b"ml.feature.a") + field(2, AnyValue(double_value=1.5).SerializeToString()) + \
         field(2, AnyValue(double_value=2.5).SerializeToString())
@@ -187,36 +185,3 @@ def test_a_value_given_twice_is_left_to_protobuf_which_merges_it():
     assert scanned.read(Extractor(), batch) is None
     (predictions,) = Extractor().extract_all(batch).predictions
     assert predictions.features()["a"].numbers.tolist() == [2.5]
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-@settings(max_examples=300, deadline=None)
-@given(shape=resources, signal=st.sampled_from([Signal.TRACES, Signal.LOGS]),
-       cuts=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
-       truncate=st.integers(0, 10_000))
-def test_damaged_bytes_are_refused_or_read_never_crash(shape, signal, cuts, truncate):
-    wire = bytearray(build(signal, shape).wire())
-    for at, byte in cuts:
-        if wire:
-            wire[at % len(wire)] = byte
-    wire = bytes(wire[:max(1, len(wire) - truncate % 7)])
-    try:
-        raw = scanned.scan(wire, signal is Signal.LOGS, (b"ml.", b"gen_ai.", b"error.type"), b"vigil.alerts")
-    except ValueError:  # Unsupported, or text that is not UTF-8
-        return
-    records = len(raw["object"])
-    assert len(raw["item"]) == len(raw["key"]) == 4 * records and len(raw["kind"]) == records
-    keys = memoryview(raw["key"]).cast("i").tolist()
-    assert all(0 <= key < len(raw["keys"]) for key in keys)
-    assert sorted(i for indices in raw["by_key"] for i in memoryview(indices).cast("i").tolist()) == \
-        list(range(records))
-    assert all(keys[i] == key for key, indices in enumerate(raw["by_key"]) for i in memoryview(indices).cast("i"))
