@@ -1,8 +1,9 @@
-"""The one compiled part of Vigil: agent/_otlpscan.c, the ml processor's wire-level attribute reader.
+"""The one compiled part of Vigil: agent/_otlpscan.c, which reads OTLP wire bytes without building
+protobuf messages (the receiver's request check, metric point counts, the ml processor's attribute scan).
 
-It is optional: where it cannot be built (no C compiler), pip installs Vigil without it and the ml
-processor reads predictions through protobuf's parsed messages instead, at several times the CPU.
-Everything else about the package lives in pyproject.toml.
+It is optional: where it cannot be built (no C compiler), pip installs Vigil without it and protobuf's
+parsed messages do the same work, at several times the CPU. Everything else about the package lives in
+pyproject.toml.
 """
 
 from setuptools import Extension, setup

@@ -13,7 +13,11 @@
  * by length, so the cost grows with the bytes walked, not with the objects a
  * parsed message would create.
  *
- * Both read what protobuf would read for well-formed input in its usual shape.
+ * `check(schema, root, wire, ...)` says whether protobuf's parser would accept
+ * the bytes as a request, against a table of field kinds built from the
+ * request's descriptors (agent/wirecheck.py), and counts its items.
+ *
+ * All read what protobuf would read for well-formed input in its usual shape.
  * For anything it does not handle the way the protobuf runtime would (a value
  * given twice, which protobuf merges; groups; more than MAX_KEYS distinct
  * matching keys; malformed bytes) it raises `Unsupported`, and the caller
@@ -130,6 +134,8 @@ static int next_field(Cursor *c, uint32_t *field, int *wire_type, Cursor *sub, u
     uint64_t tag;
     if (read_varint(c, &tag) < 0)
         return -1;
+    if (tag > 0xFFFFFFFFu || (tag >> 3) == 0) /* never wrap a huge tag onto a small field number */
+        return unsupported("bad field tag");
     *field = (uint32_t)(tag >> 3);
     *wire_type = (int)(tag & 7);
     switch (*wire_type) {
@@ -754,10 +760,11 @@ static int check_message(Check *k, int type, Cursor c, int depth) {
     const MessageType *t = &k->schema->types[type];
     while (c.p < c.end) {
         uint64_t tag;
+        const uint8_t *start = c.p;
         if (read_checked_varint(&c, &tag) < 0)
             return -1;
-        if (tag > 0xFFFFFFFFu || (tag >> 3) == 0)
-            return unsupported("bad field number");
+        if (c.p - start > 5 || tag > 0xFFFFFFFFu || (tag >> 3) == 0)
+            return unsupported("bad field tag"); /* protobuf refuses a tag padded beyond 5 bytes */
         uint32_t field = (uint32_t)(tag >> 3);
         int kind = field < MAX_FIELD ? t->kind[field] : F_UNKNOWN;
         int repeated = field < MAX_FIELD && t->repeated[field];
@@ -779,8 +786,11 @@ static int check_message(Check *k, int type, Cursor c, int depth) {
             break;
         case 2: {
             uint64_t length;
+            start = c.p;
             if (read_checked_varint(&c, &length) < 0)
                 return -1;
+            if (c.p - start > 5) /* as a tag: a length padded beyond 5 bytes is refused */
+                return unsupported("bad length");
             if (length > (uint64_t)(c.end - c.p))
                 return unsupported("truncated length-delimited field");
             Cursor sub = {c.p, c.p + length};

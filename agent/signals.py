@@ -142,7 +142,7 @@ class Batch:
         if self._items is None:
             top, middle, bottom = _LEVELS[self.signal]
             if self.signal is Signal.METRICS:
-                self._items = self._wire_point_count()
+                self._items = self._points_on_wire()
                 if self._items is None:
                     self._items = sum(metric_point_count(item) for _, _, item in self._walk_items())
             else:  # spans and log records count one each: no need to visit them
@@ -150,7 +150,7 @@ class Batch:
                                   for scope in getattr(resource, middle))
         return self._items
 
-    def _wire_point_count(self) -> int | None:
+    def _points_on_wire(self) -> int | None:
         """Metric points counted on the wire bytes, where the compiled reader is built and the bytes are
         at hand: the same count, without visiting every metric's message."""
         if self._wire is None or _wire_point_count is None:
@@ -187,7 +187,12 @@ def _checked_items(signal: Signal, wire: bytes) -> int | None:
     items = _WIRE_CHECKS[signal].items(wire)
     if items is None or signal is not Signal.METRICS:
         return items
-    return _wire_point_count(wire)  # a metric counts by its data points
+    # A metric counts by its data points, with protobuf's reading of the `data` oneof: a walk of its own
+    # (the check counts messages, not what a oneof leaves of them).
+    try:
+        return _wire_point_count(wire)
+    except ValueError:
+        return None
 
 
 def merge(batches: list[Batch]) -> Batch:

@@ -85,6 +85,11 @@ def span(*fields: bytes) -> bytes:
     (span(field(6, b"\xff" * 9 + b"\x01", wire_type=0)), True),  # a ten-byte varint
     (span(field(6, b"\x80" * 10 + b"\x00", wire_type=0)), False),  # eleven bytes
     (span(b"\x00\x01"), False),  # field number 0
+    (span(b"\xa8\x80\x80\x80\x00\x01"), True),  # a tag padded to 5 bytes
+    (span(b"\xb0\x80\x80\x80\x80\x00\x01"), False),  # a tag padded to 6: refused, though small
+    (span(b"\x2a\x82\x80\x80\x80\x00ab"), True),  # a name's length padded to 5 bytes
+    (span(b"\x2a\x82\x80\x80\x80\x80\x00ab"), False),  # to 6
+    (span(field(6, b"\x81" + b"\x80" * 8 + b"\x00", wire_type=0)), True),  # a value padded to 10 bytes
     (span(field(7, b"\x00" * 4, wire_type=1)), False),  # a fixed64 cut short
     (field(1, field(2, b"\x2a\x05ab")), False),  # a length beyond its message
 ])

@@ -92,10 +92,14 @@ class _Records:
         found = self.all_of(name)
         if scalars_only and found.size:
             found = found[self.kind[found] <= DOUBLE]
-        return self.last(found)
+        return self.last(found, name)
 
-    def last(self, records: np.ndarray) -> np.ndarray:
-        return last_per_item(self.item, records) if self.repeated else records
+    def last(self, records: np.ndarray, name: str) -> np.ndarray:
+        """`records` of `name`, one per item: the last. An item may repeat a key, or give two keys
+        that map to the same name (`pid` and `ml.prediction.id`)."""
+        if self.repeated or len(self._names.get(name, ())) > 1:
+            return last_per_item(self.item, records)
+        return records
 
     def texts(self, records: np.ndarray) -> list[str]:
         """The string values of `records`, cut to MAX_STRING_LENGTH."""
@@ -356,7 +360,7 @@ class _Reading:
         in_group.sort()
         extractor = self.extractor
         for _, name, found in in_group:
-            found = r.last(found)
+            found = r.last(found, name)
             if name.startswith(ex.FEATURE_PREFIX):
                 if predictions.feature_count >= extractor.max_features:
                     extractor.dropped_features += found.size

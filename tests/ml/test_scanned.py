@@ -22,8 +22,10 @@ KEYS = ["ml.model.name", "ml.model.version", "ml.prediction.id", "ml.label", "ml
         "ml.prediction.score", "ml.prediction.confidence", "ml.prediction.value", "ml.prediction.probabilities",
         "ml.model.classes", "ml.prediction.duration", "ml.feature.a", "ml.feature.b", "ml.feature.c",
         "ml.other", "gen_ai.system", "gen_ai.operation.name", "gen_ai.usage.input_tokens", "error.type",
-        "http.route", "features.x", "model", "ml.feature.é"]
-MAPPING = {"ml.feature.*": "features.*", "ml.model.name": "model"}
+        "http.route", "features.x", "features.a", "model", "pid", "probs", "ml.feature.é"]
+# Mapped names, some of which collide with the ml.* names also sent (features.a / ml.feature.a, pid / ...).
+MAPPING = {"ml.feature.*": "features.*", "ml.model.name": "model", "ml.prediction.id": "pid",
+           "ml.prediction.probabilities": "probs"}
 
 texts = st.one_of(st.sampled_from(["fraud", "churn", "", "0", "1", "v3", "a" * 300]), st.text(max_size=8))
 scalars = st.one_of(
@@ -45,6 +47,8 @@ usual = st.lists(st.sampled_from([
     ("ml.model.version", ("string_value", "v1")), ("ml.prediction.id", ("string_value", "p-1")),
     ("ml.prediction.id", ("int_value", 7)), ("ml.label", ("string_value", "yes")), ("ml.label", ("double_value", 1.0)),
     ("ml.feature.a", ("double_value", 0.5)), ("ml.prediction.score", ("double_value", 0.8)),
+    ("pid", ("string_value", "p-2")), ("features.a", ("double_value", 0.25)),
+    ("probs", ("array_value", [("double_value", 0.3), ("double_value", 0.7)])),
 ]), max_size=5)
 attributes = st.builds(lambda first, rest: first + rest, usual,
                        st.lists(st.tuples(st.sampled_from(KEYS), values), max_size=10))
@@ -173,6 +177,19 @@ def test_typical_prediction_spans_take_the_scanner_path():
     assert predictions.rows == 50 and predictions.ids[:2] == ["id-0", "id-1"]
     assert predictions.features()["a"].numbers[:3].tolist() == [0.0, 0.1, 0.2]
     assert predictions.outputs()["ml.prediction.label"].strings[0] == "yes"  # from the top probability
+
+
+def test_two_keys_mapped_to_one_name_keep_the_last_as_the_message_path_does():
+    # No key repeats within the span, but `pid` and `ml.prediction.id` (and `features.a` and `ml.feature.a`)
+    # name the same thing under the mapping: the later one counts.
+    attributes = [("ml.model.name", ("string_value", "fraud")), ("pid", ("string_value", "a")),
+                  ("features.a", ("double_value", 1.0)), ("ml.prediction.id", ("string_value", "b")),
+                  ("ml.feature.a", ("double_value", 2.0))]
+    shape = [("svc", [("app", [{"attributes": attributes, "start": 1, "end": 2, "status": 0, "events": []}])])]
+    got, expected, reading = both(build(Signal.TRACES, shape), attributes=MAPPING, max_features=1)
+    assert reading is not None and same(got, expected)
+    (predictions,) = reading.predictions
+    assert predictions.ids == ["b"] and predictions.features()["a"].numbers.tolist() == [2.0]
 
 
 def test_a_value_given_twice_is_left_to_protobuf_which_merges_it():
