@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.signals import Batch, Signal, _WIRE_CHECKS, _checked_items
 from tests.otlp_data import request
-from tests.wire import field
+from tests.wire import field, varint
 
 signals = st.sampled_from(list(Signal))
 
@@ -123,3 +123,34 @@ def test_deep_nesting_and_groups_are_left_to_protobuf():
                 Batch.from_wire(Signal.TRACES, wire)
         else:
             assert Batch.from_wire(Signal.TRACES, wire).items == expected
+
+
+def padded(value: int, extra: int) -> bytes:
+    """`value` as a varint written `extra` bytes longer than it needs (protobuf's parser has limits there)."""
+    out = bytearray(varint(value))
+    if extra:
+        out[-1] |= 0x80
+        out += b"\x80" * (extra - 1) + b"\x00"
+    return bytes(out)
+
+
+raw_fields = st.lists(st.tuples(
+    st.sampled_from([1, 2, 5, 6, 7, 9, 11, 15, 99]), st.sampled_from([0, 1, 2, 5]),
+    st.binary(max_size=12), st.integers(0, 6), st.integers(0, 6)), max_size=6)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(fields=raw_fields)
+def test_spans_of_any_fields_and_padding_are_vouched_for_only_as_protobuf_takes_them(fields):
+    body = bytearray()
+    for number, wire_type, payload, tag_pad, length_pad in fields:
+        body += padded(number << 3 | wire_type, tag_pad)
+        if wire_type == 0:
+            body += padded(int.from_bytes(payload[:7] or b"\x00", "little"), length_pad)
+        elif wire_type == 2:
+            body += padded(len(payload), length_pad) + payload
+        else:
+            body += (payload + bytes(8))[:8 if wire_type == 1 else 4]
+    wire = span(bytes(body))
+    vouched = _checked_items(Signal.TRACES, wire)
+    assert vouched is None or vouched == parsed_items(Signal.TRACES, wire)
