@@ -69,8 +69,8 @@ class ResourceMetrics:
             point.as_int = value
         else:
             point.as_double = float(value)
-        for key, attr in (attributes or {}).items():
-            set_any_value(point.attributes.add(key=key).value, attr)
+        if attributes:
+            _add_attributes(point, attributes)
 
     def record_histogram(self, spec: MetricSpec, bounds: Sequence[float], counts: Sequence[int],
                          total: float, attributes: Mapping[str, Any] | None = None, start_ns: int = 0,
@@ -92,12 +92,38 @@ class ResourceMetrics:
             point.min = minimum
         if maximum is not None:
             point.max = maximum
-        for key, attr in (attributes or {}).items():
-            set_any_value(point.attributes.add(key=key).value, attr)
+        if attributes:
+            _add_attributes(point, attributes)
 
     @property
     def empty(self) -> bool:
         return not self._metrics
+
+
+# Serialized attribute lists by point type and attributes: scrapers and processors write the same few sets
+# (a model and a feature, a CPU and a state) on every round, and merging their bytes into a point is one call
+# where building them is one per attribute. Bounded: sets that never repeat (a pid) only cycle through it.
+_ATTRIBUTE_BYTES: dict[tuple, bytes] = {}
+_MAX_ATTRIBUTE_SETS = 4096
+
+
+def _add_attributes(point: Any, attributes: Mapping[str, Any]) -> None:
+    try:
+        # Types too: 1, 1.0 and True are equal keys but different attribute values.
+        key = (type(point), *((name, type(value), value) for name, value in attributes.items()))
+        encoded = _ATTRIBUTE_BYTES.get(key)
+    except TypeError:  # a list or dict value: not hashable, written directly
+        key = encoded = None
+    if encoded is None:
+        holder = type(point)()
+        for name, value in attributes.items():
+            set_any_value(holder.attributes.add(key=name).value, value)
+        encoded = holder.SerializeToString()
+        if key is not None:
+            if len(_ATTRIBUTE_BYTES) >= _MAX_ATTRIBUTE_SETS:
+                _ATTRIBUTE_BYTES.clear()
+            _ATTRIBUTE_BYTES[key] = encoded
+    point.MergeFromString(encoded)
 
 
 class MetricsBuilder:
