@@ -27,6 +27,12 @@ rm -rf "$ROOT$PREFIX/venv.new"
 "$PYTHON" -m venv "$ROOT$PREFIX/venv.new"
 # shellcheck disable=SC2086  # PIP_ARGS is a list of words
 "$ROOT$PREFIX/venv.new/bin/pip" install --quiet --disable-pip-version-check $PIP_ARGS "$SRC"
+# pip builds the compiled wire reader only where a C compiler is at hand; without it Vigil runs, slower.
+if "$ROOT$PREFIX/venv.new/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("agent._otlpscan") is None)'; then
+    echo "wire reader: compiled (agent/_otlpscan.c)"
+else
+    echo "install.sh: built without the wire reader (no C compiler): Vigil runs, at several times the CPU per request; install gcc and the Python headers (Debian: gcc python3-dev) and run this again" >&2
+fi
 # The new venv replaces the old one only once it is complete: a failed upgrade leaves the service as it was.
 rm -rf "$ROOT$PREFIX/venv.old"
 [ ! -d "$ROOT$PREFIX/venv" ] || mv "$ROOT$PREFIX/venv" "$ROOT$PREFIX/venv.old"

@@ -82,6 +82,7 @@ def test_install_and_uninstall_staged_under_destdir(tmp_path):
     result = subprocess.run(["sh", str(REPO / "systemd" / "install.sh")], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "wire reader: compiled (agent/_otlpscan.c)" in result.stdout  # a C compiler is at hand here
     assert (root / "etc/systemd/system/vigil.service").read_text() == UNIT.read_text()
     assert (root / "etc/vigil/vigil.yaml").read_text() == (REPO / "systemd/vigil.yaml").read_text()
     assert oct((root / "etc/vigil/vigil.env").stat().st_mode & 0o777) == "0o600"
