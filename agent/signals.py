@@ -142,23 +142,13 @@ class Batch:
         if self._items is None:
             top, middle, bottom = _LEVELS[self.signal]
             if self.signal is Signal.METRICS:
-                self._items = self._points_on_wire()
+                self._items = _points_on_wire(self._wire) if self._wire is not None else None
                 if self._items is None:
                     self._items = sum(metric_point_count(item) for _, _, item in self._walk_items())
             else:  # spans and log records count one each: no need to visit them
                 self._items = sum(len(getattr(scope, bottom)) for resource in getattr(self.message, top)
                                   for scope in getattr(resource, middle))
         return self._items
-
-    def _points_on_wire(self) -> int | None:
-        """Metric points counted on the wire bytes, where the compiled reader is built and the bytes are
-        at hand: the same count, without visiting every metric's message."""
-        if self._wire is None or _wire_point_count is None:
-            return None
-        try:
-            return _wire_point_count(self._wire)
-        except ValueError:  # bytes the reader leaves to protobuf
-            return None
 
     def copy(self) -> Batch:
         """An independent batch with the same content, for a consumer that edits."""
@@ -189,6 +179,14 @@ def _checked_items(signal: Signal, wire: bytes) -> int | None:
         return items
     # A metric counts by its data points, with protobuf's reading of the `data` oneof: a walk of its own
     # (the check counts messages, not what a oneof leaves of them).
+    return _points_on_wire(wire)
+
+
+def _points_on_wire(wire: bytes) -> int | None:
+    """Metric points counted on the wire bytes where the compiled reader is built: the same count as on
+    the parsed message, without visiting every metric. None where the reader leaves the bytes to protobuf."""
+    if _wire_point_count is None:
+        return None
     try:
         return _wire_point_count(wire)
     except ValueError:

@@ -31,12 +31,9 @@ if TYPE_CHECKING:
     from agent.ml.extract import Extractor
 
 try:
-    from agent._otlpscan import Unsupported, scan
+    from agent._otlpscan import scan
 except ImportError:  # built without a C compiler: the parsed-message path does all the work
     scan = None
-
-    class Unsupported(ValueError):  # type: ignore[no-redef]
-        pass
 
 # Value kinds, as agent/_otlpscan.c numbers them.
 STRING, BOOL, INT, DOUBLE, ARRAY, KVLIST, BYTES = range(1, 8)
