@@ -302,6 +302,22 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
     return graph
 
 
+def remake_receiver(graph: Graph, config: VigilConfig, telemetry: SelfTelemetry, cid: ComponentId) -> Receiver:
+    """A new instance of `graph`'s receiver `cid` on the same edges, in place of the one there.
+
+    What brings back a receiver that a reload stopped and then could not replace; a stopped
+    component is not asked to start twice.
+    """
+    node = ("receivers", cid)
+    component = config.component(Kind.RECEIVER, cid)
+    owner = graph.owners[node]
+    telemetry.release(owner)  # the stopped instance's gauges go; the new one registers its own
+    settings = _settings(Kind.RECEIVER, cid, telemetry.scoped(owner), Path(config.service.state_dir))
+    receiver = component.factory.create(component.config, settings, dict(graph.outputs[node]))
+    graph.receivers[cid] = receiver
+    return receiver
+
+
 class _Unwired:
     async def consume(self, batch: Batch) -> None:
         raise RefusedError("not connected yet")

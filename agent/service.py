@@ -15,8 +15,12 @@ abandoned and the old graph keeps running untouched. Then the reused
 components' edges are re-pointed at the new graph at once, and what only the
 old graph had is stopped in shutdown order, flushing what it holds downstream,
 so no accepted data is dropped. Receivers whose config changed are restarted
-last (they may need the port the old one holds): their senders see a moment of
-refused connections and retry.
+after the rest has started (they may need the port the old one holds): their
+senders see a moment of refused connections and retry. If a new receiver
+cannot start (its port is taken), the reload is abandoned like any other: the
+old receivers start again on the old graph, which was never unwired, and the
+answer names the error. An admin endpoint that moves listens on its new
+address before the reload commits, so a taken port fails the reload too.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Callable
 
 from agent import pipeline
 from agent.config import ConfigError, VigilConfig, load as load_config
+from agent.netconfig import split_host_port
 from agent.pipeline import Graph
 from agent.systemd import Notifier
 from agent.telemetry import SelfTelemetry
@@ -200,50 +205,90 @@ class Service:
             log.exception("cannot build the new config's components; still running the previous config")
             return {"status": "failed", "problems": [f"cannot build the components: {exc}"]}
         fresh = [(name, node, c) for name, node, c in new.startup_order() if node not in new.reused]
+        fresh_nodes = [node for _, node, _ in fresh]
+        leftovers = [(name, node, c) for name, node, c in old.shutdown_order() if node not in new.reused]
+        gone_receivers = [entry for entry in leftovers if entry[1][0] == "receivers"]
+
         # Everything but the receivers starts while the old graph still runs: a failure leaves it untouched.
         started: list[tuple[str, Any, Any]] = []
-        for name, node, component in fresh:
-            if node[0] == "receivers":
-                continue
+        problem = await self._start_each([e for e in fresh if e[1][0] != "receivers"], started)
+        admin = None
+        if problem is None:
             try:
-                await component.start()
-            except Exception as exc:
-                log.error("reload abandoned, still running the previous config: cannot start %s: %s", name, exc)
-                await self._stop(list(reversed(started)), timeout)
-                self._release(new, [node for _, node, _ in fresh])
-                return {"status": "failed", "problems": [f"cannot start {name}: {exc}"]}
-            started.append((name, node, component))
+                admin = await self._open_admin_beside(config)
+            except OSError as exc:
+                problem = f"cannot start the admin endpoint on {config.service.admin.endpoint}: {exc}"
+        if problem is not None:
+            log.error("reload abandoned, still running the previous config: %s", problem)
+            await self._stop(list(reversed(started)), timeout)
+            self._release(new, fresh_nodes)
+            return {"status": "failed", "problems": [problem]}
+
+        # Receivers that go stop before the new ones start (a changed one may need its own port). If
+        # a new one cannot start, the old ones come back on the old graph, which was never unwired.
+        await self._stop(gone_receivers, timeout)
+        problem = await self._start_each([e for e in fresh if e[1][0] == "receivers"], started)
+        if problem is not None:
+            log.error("reload abandoned, still running the previous config: %s", problem)
+            begun = {node for _, node, _ in started}
+            await self._stop([e for e in new.shutdown_order() if e[1] in begun], timeout)
+            self._release(new, fresh_nodes)
+            if admin is not None:
+                await admin.stop()
+            await self._restore_receivers(old, [cid for _, (_, cid), _ in gone_receivers])
+            return {"status": "failed", "problems": [problem]}
 
         new.commit()
-        leftovers = [(name, node, c) for name, node, c in old.shutdown_order() if node not in new.reused]
-        await self._stop(leftovers, timeout)
+        rest = [entry for entry in leftovers if entry[1][0] != "receivers"]
+        await self._stop(rest, timeout)
         self._release(old, [node for _, node, _ in leftovers])
 
-        problems = []
-        for name, node, component in fresh:
-            if node[0] != "receivers":
-                continue
-            try:
-                await component.start()
-            except Exception as exc:
-                log.error("cannot start %s after the reload; it is not running: %s", name, exc)
-                problems.append(f"{name}: {exc}")
         self.graph, previous, self.config = new, self.config, config
-        self.problems = problems
+        # What is still down is what the new graph kept as it was (a receiver a failed reload could
+        # not bring back, the admin endpoint if it stays where it is).
+        kept = {f"receivers.{node[1]}" for node in new.reused if node[0] == "receivers"}
+        if config.service.admin == previous.service.admin:
+            kept.add("admin endpoint")
+        self.problems = [p for p in self.problems if p.split(":", 1)[0] in kept]
         if self._configure_logs and config.service.telemetry.logs != previous.service.telemetry.logs:
             from agent import logs
 
             logs.setup(config.service.telemetry.logs)
         if config.service.admin != previous.service.admin:
             # Not from here: this may run inside a request to the admin endpoint being moved.
-            self._spawn(self._move_admin(config))
+            self._spawn(self._move_admin(config, admin))
         old_nodes = {n for _, n, _ in old.startup_order()}
         counts = {"kept": len(new.reused), "started": len(fresh),
                   "stopped": len(leftovers), "replaced": sum(1 for _, n, _ in fresh if n in old_nodes)}
         log.info("reloaded %s: %d components kept, %d started (%d of them replacing changed ones), "
                  "%d stopped", config.source, counts["kept"], counts["started"], counts["replaced"],
                  counts["stopped"])
-        return {"status": "reloaded", "problems": problems, **counts}
+        return {"status": "reloaded", "problems": list(self.problems), **counts}
+
+    @staticmethod
+    async def _start_each(components: list[tuple[str, Any, Any]], started: list) -> str | None:
+        """Start `components` in order, adding each to `started`; the first failure, or None."""
+        for name, node, component in components:
+            try:
+                await component.start()
+            except Exception as exc:
+                return f"cannot start {name}: {exc}"
+            started.append((name, node, component))
+        return None
+
+    async def _restore_receivers(self, graph: Graph, cids: list) -> None:
+        """Start again, as new instances on their old edges, the receivers a failed reload stopped."""
+        back = {f"receivers.{cid}" for cid in cids}
+        self.problems = [p for p in self.problems if p.split(":", 1)[0] not in back]
+        for cid in cids:
+            receiver = pipeline.remake_receiver(graph, self.config, self.telemetry, cid)
+            try:
+                await receiver.start()
+            except Exception as exc:
+                # Its port was taken in the moment it was free: the service says it is not ready.
+                log.error("cannot start receivers.%s again after the abandoned reload; it is not running: %s",
+                          cid, exc)
+                self.problems.append(f"receivers.{cid}: {exc}")
 
     def _release(self, graph: Graph, nodes: list) -> None:
         for node in nodes:
@@ -260,22 +305,50 @@ class Service:
     async def _start_admin(self, config: VigilConfig) -> None:
         if config.service.admin.endpoint is None:
             return
+        self.admin = await self._new_admin(config.service.admin.endpoint)
+
+    async def _new_admin(self, endpoint: str):
         from agent.admin import AdminServer  # aiohttp's web app, only when it serves
 
-        admin = AdminServer(self, config.service.admin.endpoint)
+        admin = AdminServer(self, endpoint)
         await admin.start()
-        self.admin = admin
+        return admin
 
-    async def _move_admin(self, config: VigilConfig) -> None:
+    async def _open_admin_beside(self, config: VigilConfig):
+        """The admin endpoint a reload moves to, listening while the old one still serves, so that a
+        port it cannot have fails the reload. None when it does not move, is turned off, or wants
+        the old one's port (it moves after the answer then)."""
+        endpoint = config.service.admin.endpoint
+        if endpoint is None or config.service.admin == self.config.service.admin:
+            return None
+        if self.admin is not None and split_host_port(endpoint)[1] == self.admin.port:
+            return None
+        return await self._new_admin(endpoint)
+
+    async def _move_admin(self, config: VigilConfig, opened: Any) -> None:
         await asyncio.sleep(0.1)  # let the answer to a POST /-/reload go out first
-        if self.admin is not None:
-            await self.admin.stop()
-            self.admin = None
+        old = self.admin
+        if opened is not None or config.service.admin.endpoint is None:
+            self.admin = opened
+            if old is not None:
+                await old.stop()
+            return
+        self.admin = None
+        if old is not None:
+            await old.stop()
         try:
-            await self._start_admin(config)
+            self.admin = await self._new_admin(config.service.admin.endpoint)
+            return
         except OSError as exc:
-            log.error("cannot move the admin endpoint to %s; it is off: %s", config.service.admin.endpoint, exc)
-            self.problems.append(f"admin endpoint: {exc}")
+            log.error("cannot move the admin endpoint to %s: %s", config.service.admin.endpoint, exc)
+            problem = f"admin endpoint: cannot move to {config.service.admin.endpoint}: {exc}"
+        if old is not None:
+            try:
+                await old.start()  # back on the port it held a moment ago
+                self.admin = old
+            except OSError as exc:
+                log.error("the admin endpoint is off: %s", exc)
+        self.problems.append(problem)
 
 
 async def run(config: VigilConfig, loader: Callable[[], VigilConfig] | None = None,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
+
+import aiohttp
 
 import grpc
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from agent import config as config_module
 from agent.component import ComponentId
 from agent.signals import Signal
-from tests.conftest import otlp_receiver_config, read_json_lines, running_vigil
+from tests.conftest import async_wait_for, free_port, otlp_receiver_config, read_json_lines, running_vigil
 from tests.otlp_data import send_grpc, traces
 
 OTLP = ComponentId("otlp")
@@ -140,20 +143,102 @@ async def test_a_changed_receiver_is_restarted_on_its_port(tmp_path):
     assert span_names(tmp_path / "a.json") == ["span-0"]
 
 
-async def test_a_receiver_that_cannot_start_after_a_reload_makes_the_service_not_ready(tmp_path):
-    import socket
+def held_port():
+    """A listening socket on 127.0.0.1, as another process holding a port would be."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
 
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
+
+async def test_a_reload_whose_new_receiver_cannot_bind_is_abandoned_and_the_old_one_serves(tmp_path):
+    config = base(tmp_path, batch={"timeout": "10ms"})
+    grpc_port = free_port()
+    config["receivers"]["otlp"] = {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}}}
+    with held_port() as holder:
         taken = holder.getsockname()[1]
-        changed = base(tmp_path)
-        changed["receivers"]["otlp"] = {"protocols": {"http": {"endpoint": f"127.0.0.1:{taken}"}}}
-        async with running_vigil(base(tmp_path)) as vigil:
+        changed = base(tmp_path, batch={"timeout": "10ms"}, exporter="b.json")
+        changed["receivers"]["otlp"] = {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
+                                                      "http": {"endpoint": f"127.0.0.1:{taken}"}}}
+        async with running_vigil(config) as vigil:
+            graph, components = vigil.service.graph, vigil.service.graph.components()
             result = await vigil.service.reload(parsed(changed))
-            assert result["status"] == "reloaded"
-            assert result["problems"][0].startswith("receivers.otlp: ")
-            assert not vigil.service.ready
+            assert result["status"] == "failed"
+            assert result["problems"][0].startswith("cannot start receivers.otlp: ")
+            assert str(taken) in result["problems"][0]
+            # The old graph runs on, its exporter and batch as they were, its receiver back on its port.
+            assert vigil.service.graph is graph and vigil.service.ready and not vigil.service.problems
+            after = graph.components()
+            assert all(after[n] is c for n, c in components.items() if n[0] != "receivers")
+            assert vigil.receiver().grpc_port == grpc_port
+            await send_grpc(f"127.0.0.1:{grpc_port}", Signal.TRACES, traces(1))
+            # The same config once the port is free.
+            holder.close()
+            assert (await vigil.service.reload(parsed(changed)))["status"] == "reloaded"
+            await send_grpc(f"127.0.0.1:{grpc_port}", Signal.TRACES, traces(1, prefix="new"))
+    assert span_names(tmp_path / "a.json") == ["span-0"]
+    assert span_names(tmp_path / "b.json") == ["new-0"]
+
+
+async def test_an_abandoned_reload_brings_back_a_receiver_it_removed(tmp_path):
+    """A reload renaming `otlp` to `otlp/2` on a held port: `otlp` comes back, and its self-telemetry
+    counts on as one receiver."""
+    config = base(tmp_path, batch={"timeout": "10ms"})
+    grpc_port = free_port()
+    config["receivers"]["otlp"] = {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}}}
+    with held_port() as holder:
+        changed = copy.deepcopy(config)
+        changed["receivers"] = {"otlp/2": {"protocols": {"grpc": {
+            "endpoint": f"127.0.0.1:{holder.getsockname()[1]}"}}}}
+        changed["service"]["pipelines"]["traces"]["receivers"] = ["otlp/2"]
+        async with running_vigil(config) as vigil:
+            await send_grpc(f"127.0.0.1:{grpc_port}", Signal.TRACES, traces(2))
+            result = await vigil.service.reload(parsed(changed))
+            assert result["status"] == "failed" and "receivers.otlp/2" in result["problems"][0]
+            assert list(vigil.service.graph.receivers) == [OTLP] and vigil.service.ready
+            await send_grpc(f"127.0.0.1:{grpc_port}", Signal.TRACES, traces(3, start=2))
+            assert vigil.counter("vigil_receiver_accepted_spans", receiver="otlp") == 5
+
+
+async def test_an_admin_endpoint_that_cannot_move_fails_the_reload_and_stays(tmp_path):
+    config = base(tmp_path)
+    with held_port() as holder:
+        changed = copy.deepcopy(config)
+        changed["service"]["admin"] = {"endpoint": f"127.0.0.1:{holder.getsockname()[1]}"}
+        async with running_vigil(config) as vigil:
+            admin, graph = vigil.service.admin, vigil.service.graph
+            result = await vigil.service.reload(parsed(changed))
+            assert result["status"] == "failed"
+            assert result["problems"][0].startswith(f"cannot start the admin endpoint on "
+                                                    f"127.0.0.1:{holder.getsockname()[1]}")
+            await asyncio.sleep(0.3)
+            assert vigil.service.admin is admin and vigil.service.graph is graph and vigil.service.ready
+            async with aiohttp.ClientSession() as session, session.get(vigil.admin_url("/-/ready")) as response:
+                assert response.status == 200
+
+
+async def test_an_admin_endpoint_moves_to_a_new_port_and_onto_its_own_port(tmp_path):
+    config = base(tmp_path)
+    async with running_vigil(config) as vigil, aiohttp.ClientSession() as session:
+        old_port = vigil.service.admin.port
+        new_port = free_port()
+        moved = copy.deepcopy(config)
+        moved["service"]["admin"] = {"endpoint": f"127.0.0.1:{new_port}"}
+        assert (await vigil.service.reload(parsed(moved)))["status"] == "reloaded"
+        assert await async_wait_for(lambda: getattr(vigil.service.admin, "port", None) == new_port)
+        async with session.get(f"http://127.0.0.1:{new_port}/-/ready") as response:
+            assert response.status == 200
+        # Onto the port it has, under another spelling: it cannot listen beside itself, so it moves after.
+        same = copy.deepcopy(config)
+        same["service"]["admin"] = {"endpoint": f"localhost:{new_port}"}
+        assert (await vigil.service.reload(parsed(same)))["status"] == "reloaded"
+        assert await async_wait_for(lambda: vigil.service.admin is not None
+                                    and vigil.service.admin._endpoint == f"localhost:{new_port}")
+        async with session.get(f"http://127.0.0.1:{new_port}/-/ready") as response:
+            assert response.status == 200
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with session.get(f"http://127.0.0.1:{old_port}/-/ready"):
+                pass
 
 
 async def test_nothing_accepted_is_lost_while_reloads_swap_the_exporter(tmp_path):
