@@ -26,6 +26,7 @@ address before the reload commits, so a taken port fails the reload too.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import time
@@ -205,41 +206,51 @@ class Service:
             log.exception("cannot build the new config's components; still running the previous config")
             return {"status": "failed", "problems": [f"cannot build the components: {exc}"]}
         fresh = [(name, node, c) for name, node, c in new.startup_order() if node not in new.reused]
-        fresh_nodes = [node for _, node, _ in fresh]
         leftovers = [(name, node, c) for name, node, c in old.shutdown_order() if node not in new.reused]
-        gone_receivers = [entry for entry in leftovers if entry[1][0] == "receivers"]
-
-        # Everything but the receivers starts while the old graph still runs: a failure leaves it untouched.
-        started: list[tuple[str, Any, Any]] = []
-        problem = await self._start_each([e for e in fresh if e[1][0] != "receivers"], started)
+        started: list[tuple[str, Any, Any]] = []  # new components running
+        displaced: list[tuple[str, Any, Any]] = []  # old ones stopped early to free their port
+        stopped_receivers: list = []  # ids of the old receivers stopped for the new ones
         admin = None
-        if problem is None:
-            try:
-                admin = await self._open_admin_beside(config)
-            except OSError as exc:
-                problem = f"cannot start the admin endpoint on {config.service.admin.endpoint}: {exc}"
-        if problem is not None:
-            log.error("reload abandoned, still running the previous config: %s", problem)
-            await self._stop(list(reversed(started)), timeout)
-            self._release(new, fresh_nodes)
-            return {"status": "failed", "problems": [problem]}
 
-        # Receivers that go stop before the new ones start (a changed one may need its own port). If
-        # a new one cannot start, the old ones come back on the old graph, which was never unwired.
-        await self._stop(gone_receivers, timeout)
-        problem = await self._start_each([e for e in fresh if e[1][0] == "receivers"], started)
-        if problem is not None:
+        async def abandon(problem: str) -> dict[str, Any]:
+            # The old graph was never unwired: what of it stopped starts again, and it runs on as it was.
             log.error("reload abandoned, still running the previous config: %s", problem)
             begun = {node for _, node, _ in started}
             await self._stop([e for e in new.shutdown_order() if e[1] in begun], timeout)
-            self._release(new, fresh_nodes)
+            self._release(new, [node for _, node, _ in fresh])
             if admin is not None:
                 await admin.stop()
-            await self._restore_receivers(old, [cid for _, (_, cid), _ in gone_receivers])
+            await self._start_again(displaced)
+            await self._restore_receivers(old, stopped_receivers)
             return {"status": "failed", "problems": [problem]}
 
+        # Everything but the receivers starts while the old graph still runs.
+        for name, node, component in fresh:
+            if node[0] != "receivers":
+                try:
+                    await self._start_beside(name, node, component, old, displaced, timeout)
+                except Exception as exc:
+                    return await abandon(f"cannot start {name}: {exc}")
+                started.append((name, node, component))
+        try:
+            admin = await self._open_admin_beside(config)
+        except OSError as exc:
+            return await abandon(f"cannot start the admin endpoint on {config.service.admin.endpoint}: {exc}")
+
+        # Receivers that go stop before the new ones start (a changed one may need its own port).
+        gone = [entry for entry in leftovers if entry[1][0] == "receivers"]
+        await self._stop(gone, timeout)
+        stopped_receivers = [cid for _, (_, cid), _ in gone]
+        for name, node, component in fresh:
+            if node[0] == "receivers":
+                try:
+                    await component.start()
+                except Exception as exc:
+                    return await abandon(f"cannot start {name}: {exc}")
+                started.append((name, node, component))
+
         new.commit()
-        rest = [entry for entry in leftovers if entry[1][0] != "receivers"]
+        rest = [entry for entry in leftovers if entry[1][0] != "receivers" and entry not in displaced]
         await self._stop(rest, timeout)
         self._release(old, [node for _, node, _ in leftovers])
 
@@ -265,16 +276,29 @@ class Service:
                  counts["stopped"])
         return {"status": "reloaded", "problems": list(self.problems), **counts}
 
-    @staticmethod
-    async def _start_each(components: list[tuple[str, Any, Any]], started: list) -> str | None:
-        """Start `components` in order, adding each to `started`; the first failure, or None."""
-        for name, node, component in components:
+    async def _start_beside(self, name: str, node: Any, component: Any, old: Graph,
+                            displaced: list, timeout: float) -> None:
+        """Start a new component while the old graph runs. One that wants the port its predecessor
+        (same id, changed config: a `prometheus` exporter) listens on starts once that one has
+        stopped, which is then added to `displaced`."""
+        try:
+            await component.start()
+            return
+        except OSError as exc:
+            previous = old.components().get(node)
+            if exc.errno != errno.EADDRINUSE or previous is None:
+                raise
+        await self._stop([(name, node, previous)], timeout)
+        displaced.append((name, node, previous))
+        await component.start()
+
+    async def _start_again(self, components: list[tuple[str, Any, Any]]) -> None:
+        for name, _, component in components:
             try:
                 await component.start()
             except Exception as exc:
-                return f"cannot start {name}: {exc}"
-            started.append((name, node, component))
-        return None
+                log.error("cannot start %s again after the abandoned reload; it is not running: %s", name, exc)
+                self.problems.append(f"{name}: {exc}")
 
     async def _restore_receivers(self, graph: Graph, cids: list) -> None:
         """Start again, as new instances on their old edges, the receivers a failed reload stopped."""

@@ -306,3 +306,31 @@ async def test_a_receiver_feeding_other_signals_is_replaced(tmp_path, signals):
             changed["service"]["pipelines"][s] = {"receivers": ["otlp"], "exporters": ["file"]}
         await vigil.service.reload(parsed(changed))
         assert (vigil.receiver() is old) == (signals == ("traces",))
+
+
+async def test_a_changed_prometheus_exporter_takes_over_its_port_and_gives_it_back_if_the_reload_fails(tmp_path):
+    """A listener that replaces one of the same id on the same port starts once that one stopped."""
+    port = free_port()
+    config = {"receivers": {"otlp": otlp_receiver_config(http=False)},
+              "exporters": {"prometheus": {"endpoint": f"127.0.0.1:{port}"}},
+              "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["prometheus"]}},
+                          "admin": {"endpoint": "127.0.0.1:0"}}}
+    renamed = copy.deepcopy(config)
+    renamed["exporters"]["prometheus"]["namespace"] = "renamed"
+    async with running_vigil(config) as vigil, aiohttp.ClientSession() as session:
+        old = vigil.service.graph.exporters[ComponentId("prometheus")]
+        with held_port() as holder:
+            failing = copy.deepcopy(renamed)
+            failing["receivers"]["otlp"] = {"protocols": {"grpc": {
+                "endpoint": f"127.0.0.1:{holder.getsockname()[1]}"}}}
+            result = await vigil.service.reload(parsed(failing))
+            assert result["status"] == "failed" and "receivers.otlp" in result["problems"][0]
+        assert vigil.service.graph.exporters[ComponentId("prometheus")] is old and vigil.service.ready
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            assert response.status == 200
+
+        result = await vigil.service.reload(parsed(renamed))
+        assert result["status"] == "reloaded" and result["replaced"] == 1, result
+        assert vigil.service.graph.exporters[ComponentId("prometheus")].port == port
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            assert response.status == 200
