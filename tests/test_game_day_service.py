@@ -20,7 +20,7 @@ import yaml
 
 from tests.conftest import free_port, read_json_lines, wait_for
 from tests.otlp_data import traces
-from tests.vigil_cli import vigil_run
+from tests.vigil_cli import run_cli, vigil_run
 
 TRACES_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -105,3 +105,43 @@ def test_a_reload_whose_receiver_cannot_bind_keeps_the_old_receivers_serving(tmp
     assert sorted(span_names(out)) == sorted(
         ["before-0", "after-post-0", "after-post-http-0", "after-sighup-0", "after-sighup-http-0",
          "on-the-new-port-0", "after-reload-http-0"])
+
+
+def test_a_web_page_cannot_reload_the_agent_or_silence_its_alerts(tmp_path):
+    """Defect 13: what a page in a browser on the host can send to the admin endpoint (a fetch with
+    its Origin, a simple form POST) is refused with 403 and changes nothing; `vigil alerts` and a
+    plain POST (curl, a config-management hook) still work."""
+    grpc_port, http_port, admin_port = free_port(), free_port(), free_port()
+    out = tmp_path / "out.json"
+    config = agent_config(grpc_port, http_port, admin_port, out)
+    config["processors"] = {"alerts": {"rules": [{"name": "Up", "metric": "up", "op": ">", "threshold": 0}]}}
+    config["service"]["pipelines"]["metrics"] = {"receivers": ["otlp"], "processors": ["alerts"],
+                                                 "exporters": ["file"]}
+    config_path = tmp_path / "vigil.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    admin = f"http://127.0.0.1:{admin_port}"
+    browser = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # a <form method=post>, old browsers
+    silence = json.dumps({"matchers": ['alertname="Up"'], "duration": "1h"}).encode()
+    with vigil_run(["-c", str(config_path)], tmp_path) as vigil:
+        vigil.wait_running()
+        codes = [post(admin + "/-/reload", browser)[0], post(admin + "/-/reload", form, b"a=1")[0],
+                 post(admin + "/api/v1/alerts/silences", {**browser, "Content-Type": "text/plain"}, silence)[0],
+                 post(admin + "/api/v1/alerts/silences", form, silence)[0]]
+        print(f"\ncross-site admin requests answered {codes}")
+        assert codes == [403, 403, 403, 403]
+        assert "reloading the config" not in vigil.stderr()
+        listed = run_cli("alerts", "--endpoint", f"127.0.0.1:{admin_port}", "silences")
+        assert listed.returncode == 0 and listed.stdout.strip() == "no silences", listed
+
+        made = run_cli("alerts", "silence", 'alertname="Up"', "--duration", "1h", "--endpoint",
+                       f"127.0.0.1:{admin_port}")
+        assert made.returncode == 0, made.stderr
+        expired = run_cli("alerts", "expire", made.stdout.split()[1], "--endpoint", f"127.0.0.1:{admin_port}")
+        assert expired.returncode == 0, expired.stderr
+        code, answer = post(admin + "/-/reload")
+        assert code == 200 and answer["status"] == "reloaded" and answer["started"] == 0, answer
+        with urllib.request.urlopen(admin + "/metrics", timeout=10) as response:
+            refused = [line for line in response.read().decode().splitlines()
+                       if line.startswith("vigil_admin_refused_requests_total{")]
+        assert len(refused) == 1 and 'method="POST"' in refused[0] and refused[0].endswith(" 4.0"), refused

@@ -13,17 +13,21 @@
 Components come and go with reloads, so their routes are not registered in
 aiohttp's (frozen) router: one catch-all route resolves them against a router
 built for the current graph.
+
+A POST, PUT or DELETE that a browser was made to send from another site is
+refused with 403 before any handler runs (`origin.py`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
 
-from agent.admin import models, page, status
+from agent.admin import models, origin, page, status
 from agent.component import AdminRoutes
 from agent.netconfig import split_host_port
 
@@ -43,9 +47,13 @@ class AdminServer:
         self._routes_for: Any = None  # the graph the component router was built for
         self._component_router: web.UrlDispatcher | None = None
         self.port: int | None = None
+        self._refused = service.telemetry.counter(
+            "vigil_admin_refused_requests", "state-changing admin requests refused as sent from another site")
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = float("-inf")
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._same_origin_only])
         app.router.add_get("/-/healthy", self._healthy)
         app.router.add_get("/-/ready", self._ready)
         app.router.add_post("/-/reload", self._reload)
@@ -72,6 +80,20 @@ class AdminServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _same_origin_only(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        why = origin.refusal(request.method, request.headers, split_host_port(self._endpoint)[0])
+        if why is None:
+            return await handler(request)
+        self._refused.add(1, {"method": request.method})
+        self._refusals_unlogged += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= 60:  # a page may send them in a loop: a line a minute
+            log.warning("refused %d state-changing admin request(s) sent from another site, the last "
+                        "%s %s: %s", self._refusals_unlogged, request.method, request.path[:100], why)
+            self._refusals_unlogged, self._refusal_logged_at = 0, now
+        return json_response({"error": f"refused: {why}"}, 403)
 
     # --- health -----------------------------------------------------------------------------
 
@@ -127,9 +149,11 @@ class AdminServer:
         if match.http_exception is not None:
             raise match.http_exception
         # As aiohttp's own Application does once it resolved a route: the handler reads its
-        # path parameters from request.match_info.
-        request._match_info = match
-        return await match.handler(request)
+        # path parameters from request.match_info. On a copy: the outer match is cached once read
+        # (a middleware reads it).
+        inner = request.clone()
+        inner._match_info = match
+        return await match.handler(inner)
 
     def _router(self) -> web.UrlDispatcher:
         graph = self._service.graph
