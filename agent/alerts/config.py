@@ -56,6 +56,9 @@ class DeliveryConfig(StrictModel):
 class LimitsConfig(StrictModel):
     max_series: int = Field(10_000, ge=1)
     max_samples: int = Field(1_000, ge=2)  # per series read over a window
+    # Samples held in all (a histogram's count one per bucket): a series over it forgets its oldest.
+    max_stored_samples: int = Field(200_000, ge=1)
+    max_buckets: int = Field(256, ge=1)  # histograms with more are not read (SDKs' defaults have 16)
     max_alerts: int = Field(1_000, ge=1)  # pending and firing
     max_silences: int = Field(1_000, ge=1)
 

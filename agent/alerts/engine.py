@@ -90,7 +90,8 @@ class _Point:
 
 class RuleEngine:
     def __init__(self, rules: list[RuleConfig], *, stale_after: float = 900.0, max_series: int = 10_000,
-                 max_samples: int = 1_000, max_alerts: int = 1_000) -> None:
+                 max_samples: int = 1_000, max_stored_samples: int = 200_000, max_buckets: int = 256,
+                 max_alerts: int = 1_000) -> None:
         self.rules = {rule.name: rule for rule in rules}
         self._stale_after = stale_after
         queries: list[QueryConfig] = []
@@ -99,7 +100,8 @@ class RuleEngine:
             if rule.denominator is not None:
                 queries.append(rule.denominator)
         horizon = max([self.stale_after(r) for r in rules] + [q.window or 0 for q in queries] + [stale_after])
-        self.store = SeriesStore(queries, max_series=max_series, max_samples=max_samples, horizon=horizon)
+        self.store = SeriesStore(queries, max_series=max_series, max_samples=max_samples,
+                                 max_stored_samples=max_stored_samples, max_buckets=max_buckets, horizon=horizon)
         self.alerts: dict[str, Alert] = {}  # by fingerprint: pending and firing
         # (rule, group key) -> (labels, fingerprint): computed once per group, not once per evaluation
         self._identities: dict[tuple[str, tuple[str, ...]], tuple[dict[str, str], str]] = {}

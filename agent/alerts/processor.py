@@ -80,7 +80,8 @@ class AlertsEngine:
         self._emit: Consumer | None = None
         limits = config.limits
         self.engine = RuleEngine(config.all_rules(), stale_after=config.stale_after, max_series=limits.max_series,
-                                 max_samples=limits.max_samples, max_alerts=limits.max_alerts)
+                                 max_samples=limits.max_samples, max_stored_samples=limits.max_stored_samples,
+                                 max_buckets=limits.max_buckets, max_alerts=limits.max_alerts)
         self.silences = Silences(limits.max_silences)
         routes, default = build_routes(config)
         self.dispatcher = Dispatcher(routes, default, self.silences)
@@ -105,7 +106,8 @@ class AlertsEngine:
         t = settings.telemetry
         self._attrs = {"processor": self.id}
         self._errors = t.counter("vigil_alerts_errors", "errors inside the alerts processor; data still passed on")
-        self._dropped = t.counter("vigil_alerts_dropped", "series and alerts not kept beyond the limits, by what")
+        self._dropped = t.counter("vigil_alerts_dropped", "what the limits did not keep, by what: points of "
+                                  "new series, unreadable points, samples forgotten early, alerts")
         self._transitions = t.counter("vigil_alerts_transitions", "alert state changes, by state")
         self._refused_logs = t.counter("vigil_alerts_refused_log_records",
                                        "alert state changes the logs pipelines refused")
@@ -169,10 +171,13 @@ class AlertsEngine:
         self._errors.add(1, self._attrs)
 
     def observe(self, batch: Batch) -> None:
-        before = self.engine.store.dropped_series
-        self.engine.store.observe(batch, self._clock())
-        if self.engine.store.dropped_series > before:
-            self._dropped.add(self.engine.store.dropped_series - before, {**self._attrs, "what": "series"})
+        store = self.engine.store
+        before = store.dropped_series, store.dropped_points, store.forgotten_samples
+        store.observe(batch, self._clock())
+        after = store.dropped_series, store.dropped_points, store.forgotten_samples
+        for what, old, new in zip(("series", "points", "samples"), before, after):
+            if new > old:
+                self._dropped.add(new - old, {**self._attrs, "what": what})
 
     # --- evaluation --------------------------------------------------------------------------
 

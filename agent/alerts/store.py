@@ -10,6 +10,13 @@ plus the one before it (the baseline the increase is measured from), at most
 dropped, and at most `max_series` series are kept in all; what does not fit
 is counted, not kept.
 
+Memory is bounded in all, not only per series: the samples held count
+against `max_stored_samples` (a histogram's as one per bucket), and a series
+that goes over it forgets its own oldest samples, down to its latest one (its
+window then covers less; a rate stays a rate). Histograms with more than
+`max_buckets` buckets, or bounds that are not finite and increasing, are not
+kept (`dropped_points`).
+
 Times: `observed` is the engine's clock when a point arrived (windows and
 staleness use it, so a skewed app clock cannot hide or age data); rates
 divide by the points' own timestamps when they have them.
@@ -59,6 +66,11 @@ class Series:
         return self.samples[-1] if self.samples else None
 
 
+def _weight(sample: Sample) -> int:
+    """What a sample counts against the store's budget: one per number it holds beyond its time."""
+    return len(sample.counts) or 1
+
+
 def label_text(value: Any) -> str:
     """An attribute value as a label (labels are strings, as in Prometheus and Alertmanager)."""
     if isinstance(value, bool):
@@ -78,7 +90,7 @@ def _labels(attributes: Iterable) -> dict[str, str]:
 
 class SeriesStore:
     def __init__(self, queries: Iterable[QueryConfig], *, max_series: int = 10_000, max_samples: int = 1_000,
-                 horizon: float = 900.0) -> None:
+                 max_stored_samples: int = 200_000, max_buckets: int = 256, horizon: float = 900.0) -> None:
         self._queries: dict[str, list[QueryConfig]] = {}
         self._history: dict[str, float] = {}  # metric -> the longest window a rule reads it over
         for query in queries:
@@ -89,9 +101,15 @@ class SeriesStore:
         self._count = 0
         self._max_series = max_series
         self._max_samples = max_samples
+        self._max_stored = max_stored_samples
+        self._max_buckets = max_buckets
         self._horizon = horizon  # how long an unseen series is kept (the longest staleness of any rule)
-        self.dropped_series = 0  # series refused by max_series since the last read
-        self.dropped_points = 0  # points of kinds rules cannot read (exponential histograms, summaries)
+        self.stored_samples = 0  # what the series hold, by _weight
+        self.dropped_series = 0  # points of new series refused by max_series
+        # Points not kept: kinds rules cannot read (exponential histograms, summaries), histograms over
+        # max_buckets or with bounds that cannot be read.
+        self.dropped_points = 0
+        self.forgotten_samples = 0  # samples a series forgot early, over max_stored_samples or max_samples
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -165,7 +183,13 @@ class SeriesStore:
                      name)
 
     def _histogram(self, name: str, delta: bool, point: Any, resource: dict[str, str], now: float) -> None:
-        if point.flags & 1 or len(point.bucket_counts) != len(point.explicit_bounds) + 1:
+        if point.flags & 1:  # no recorded value
+            return
+        bounds = point.explicit_bounds
+        if (len(point.bucket_counts) != len(bounds) + 1 or len(bounds) >= self._max_buckets
+                or not all(math.isfinite(b) for b in bounds)
+                or any(a >= b for a, b in zip(bounds, bounds[1:]))):
+            self.dropped_points += 1
             return
         series = self._series_for(name, HISTOGRAM, delta, point, resource, now)
         if series is None:
@@ -177,17 +201,22 @@ class SeriesStore:
     def _append(self, series: Series, sample: Sample, name: str) -> None:
         samples = series.samples
         samples.append(sample)
+        self.stored_samples += _weight(sample)
         window = self._history.get(name)
         if window is None:
             while len(samples) > 1:
-                samples.popleft()
+                self._forget(samples)
             return
         start = sample.observed - window
         # Keep one sample at or before the window's start: the baseline of an increase.
         while len(samples) > 2 and samples[1].observed <= start:
-            samples.popleft()
-        while len(samples) > self._max_samples:
-            samples.popleft()
+            self._forget(samples)
+        while len(samples) > self._max_samples or (self.stored_samples > self._max_stored and len(samples) > 1):
+            self._forget(samples)
+            self.forgotten_samples += 1
+
+    def _forget(self, samples: deque) -> None:
+        self.stored_samples -= _weight(samples.popleft())
 
     # --- reading -----------------------------------------------------------------------
 
@@ -204,7 +233,7 @@ class SeriesStore:
         """Forget series not seen within the horizon."""
         for of_metric in self._series.values():
             for key in [k for k, s in of_metric.items() if now - s.last_seen > self._horizon]:
-                del of_metric[key]
+                self.stored_samples -= sum(map(_weight, of_metric.pop(key).samples))
                 self._count -= 1
 
 
