@@ -3,7 +3,9 @@
 With `rotation`, the file is renamed when it reaches `max_megabytes`
 (`traces.json` becomes `traces-2026-11-22T21-30-05.123.json`, as the
 Collector's rotation names them) and only `max_backups` old files are kept.
-Writes run in a worker thread, in order, never on the event loop.
+Writes run in a worker thread, in order, never on the event loop. A line is
+encoded and written a piece at a time (`agent.exporters.json_stream`), so a
+huge request never exists as Python objects all at once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from pydantic import Field
 from agent import otlp_json
 from agent.component import Factory, Kind, Settings
 from agent.config import StrictModel
+from agent.exporters import json_stream
 from agent.signals import Batch, Signal
+
+_MIB = 1024 * 1024
 
 
 class RotationConfig(StrictModel):
@@ -55,7 +60,24 @@ class FileExporter:
         self._sent[batch.signal].add(batch.items, self._attrs)
 
     def _write_batch(self, batch: Batch) -> None:
-        self._write((otlp_json.encode(batch.message) + "\n").encode())
+        wire = batch.wire()
+        start = self._file.tell()
+        try:
+            for piece in json_stream.pieces(batch.signal, wire):
+                self._file.write(piece.encode())
+        except ValueError:
+            # Bytes the wire walker cannot follow (they would not parse either): let protobuf say.
+            self._file.truncate(start)
+            self._file.write(otlp_json.encode(batch.message).encode())
+        except BaseException:
+            self._file.truncate(start)  # never leave half a line behind
+            raise
+        self._file.flush()
+        if self._rotation and start and self._file.tell() + 1 > self._rotation.max_megabytes * _MIB:
+            # The line does not fit in this file: it starts the next one.
+            self._rotate(move_from=start)
+        self._file.write(b"\n")  # only now: a reader never sees a whole line twice
+        self._file.flush()
 
     async def shutdown(self) -> None:
         async with self._lock:
@@ -65,17 +87,13 @@ class FileExporter:
 
     def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self._path, "ab")
+        # Left by a crash before a rotation renamed anything: the line is still in the file itself.
+        self._path.with_name(self._path.name + ".rotating").unlink(missing_ok=True)
+        self._file = open(self._path, "ab+")  # +: a rotation reads back the line it moves
 
-    def _write(self, data: bytes) -> None:
-        if self._rotation and self._file.tell() and (
-                self._file.tell() + len(data) > self._rotation.max_megabytes * 1024 * 1024):
-            self._rotate()
-        self._file.write(data)
-        self._file.flush()
-
-    def _rotate(self) -> None:
-        self._file.close()
+    def _rotate(self, move_from: int) -> None:
+        """Rename the file to a backup; the bytes from `move_from` on (the line being written)
+        are moved to the new file."""
         now = datetime.datetime.now()
         while True:  # two rotations within one millisecond must not overwrite a backup
             stamp = now.strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
@@ -83,8 +101,17 @@ class FileExporter:
             if not backup.exists():
                 break
             now += datetime.timedelta(milliseconds=1)
+        fresh = self._path.with_name(self._path.name + ".rotating")
+        with open(fresh, "wb") as out:
+            self._file.seek(move_from)
+            while chunk := self._file.read(_MIB):
+                out.write(chunk)
+        # In this order a crash leaves the line in both files at worst, never in neither.
         os.replace(self._path, backup)
-        self._file = open(self._path, "ab")
+        os.replace(fresh, self._path)
+        self._file.truncate(move_from)  # the backup, through the descriptor that followed it
+        self._file.close()
+        self._file = open(self._path, "ab+")
         if self._rotation.max_backups:
             # Only names this exporter makes: a user's other files beside it are never touched.
             made_here = re.compile(re.escape(self._path.stem) + r"-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}"
