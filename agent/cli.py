@@ -151,9 +151,11 @@ def _status(args: argparse.Namespace) -> int:
 def _components(_: argparse.Namespace) -> int:
     from agent import registry
 
-    for kind in Kind:
+    known = {kind: sorted(registry.factories(kind).items()) for kind in Kind}
+    width = max(len(type_) for factories in known.values() for type_, _ in factories)
+    for kind, factories in known.items():
         print(f"{kind.section}:")
-        for type_, factory in sorted(registry.factories(kind).items()):
+        for type_, factory in factories:
             signals = ", ".join(s.value for s in sorted(factory.signals, key=lambda s: s.value))
-            print(f"  {type_:<12} {factory.description} [{signals}]")
+            print(f"  {type_:<{width}}  {factory.description} [{signals}]")
     return 0

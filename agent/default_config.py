@@ -1,7 +1,9 @@
 """The config `vigil run` uses without `-c`: it serves with no backend at all.
 
-OTLP receivers on 127.0.0.1:4317 (gRPC) and :4318 (HTTP), a `batch` processor,
-and a `file` exporter per signal under `./vigil-data/`. When the standard
+OTLP receivers on 127.0.0.1:4317 (gRPC) and :4318 (HTTP), the `ml` processor
+on spans and log records (its metrics join the others), `alerts` with the
+shipped rule pack (logged as they fire, recorded in the logs file), a `batch`
+processor, and a `file` exporter per signal under `./vigil-data/`. When the standard
 `OTEL_EXPORTER_OTLP_ENDPOINT` is set, an `otlp` exporter (or `otlphttp`, by
 `OTEL_EXPORTER_OTLP_PROTOCOL`) sends everything there too, with the headers of
 `OTEL_EXPORTER_OTLP_HEADERS`.
@@ -9,10 +11,13 @@ and a `file` exporter per signal under `./vigil-data/`. When the standard
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 from urllib.parse import unquote
 
 DATA_DIR = "./vigil-data"
+# The shipped alert rule pack, inside the installed package.
+RULE_PACK = str(resources.files("agent.alerts") / "inference-rules.yaml")
 
 
 def default_config(environ: dict[str, str]) -> dict[str, Any]:
@@ -24,18 +29,23 @@ def default_config(environ: dict[str, str]) -> dict[str, Any]:
     backend = _backend_exporter(environ)
     if backend is not None:
         exporters[backend[0]] = backend[1]
+    also = [backend[0]] if backend else []
     pipelines = {
-        signal: {
-            "receivers": ["otlp"],
-            "processors": ["batch"],
-            "exporters": [f"file/{signal}"] + ([backend[0]] if backend else []),
-        }
-        for signal in ("traces", "metrics", "logs")
+        "traces": {"receivers": ["otlp"], "processors": ["ml", "batch"], "exporters": ["file/traces", *also]},
+        "metrics": {"receivers": ["otlp", "ml"], "processors": ["alerts", "batch"],
+                    "exporters": ["file/metrics", *also]},
+        "logs": {"receivers": ["otlp"], "processors": ["ml", "batch"], "exporters": ["file/logs", *also]},
+        # Alert records carry ml.model.name: kept out of the ml processor's way.
+        "logs/alerts": {"receivers": ["alerts"], "processors": ["batch"], "exporters": ["file/logs", *also]},
     }
     return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:4317"},
                                              "http": {"endpoint": "127.0.0.1:4318"}}}},
-        "processors": {"batch": {}},
+        "processors": {
+            "ml": {},
+            "alerts": {"rule_files": [RULE_PACK], "notifiers": {"log": {}}, "route": {"notifiers": ["log"]}},
+            "batch": {},
+        },
         "exporters": exporters,
         "service": {"pipelines": pipelines},
     }

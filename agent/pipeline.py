@@ -29,6 +29,7 @@ from agent.config import VigilConfig
 from agent.errors import ConsumerError, RefusedError
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
+from agent.unwatched import PredictionWatch, UnwatchedPredictions
 
 # A component's place in the graph: ("exporters", id), ("receivers", id), ("shared", id),
 # ("processors", pipeline id, id).
@@ -114,6 +115,8 @@ class Graph:
     exporters: dict[ComponentId, Exporter] = field(default_factory=dict)
     # The state of processors that derive data, one per id, shared by their steps in every pipeline.
     shared: dict[ComponentId, Component] = field(default_factory=dict)
+    # Predictions that reach no ml processor, as found by the receivers' watches.
+    unwatched: UnwatchedPredictions = field(default_factory=UnwatchedPredictions)
     # What each component was built from; a later build reuses a component whose key is equal.
     keys: dict[Node, Any] = field(default_factory=dict)
     # The edges leaving each component, and the processors' counting wrappers.
@@ -287,6 +290,12 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
             else:
                 switch.target = fan_in(pids)
 
+    def watched(receiver: ComponentId, signal: Signal, pids: list[ComponentId]) -> Consumer:
+        """The receiver's edge into `pids`, watched for predictions where no ml processor sees them."""
+        if signal is Signal.METRICS or any(c.type == "ml" for pid in pids for c in config.pipelines[pid].processors):
+            return fan_in(pids)
+        return PredictionWatch(fan_in(pids), receiver, signal, pids, graph.unwatched)
+
     for cid in sorted({r for p in config.pipelines.values() for r in p.receivers}):
         feeds = {s: [pid for pid, p in config.pipelines.items() if p.signal is s and cid in p.receivers]
                  for s in Signal}
@@ -295,7 +304,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
         node = ("receivers", cid)
         # The signals it feeds are part of its key: a receiver serves only those it was given.
         receiver = reuse(node, (component.config, state_dir, frozenset(feeds)))
-        consumers = {s: point(node, s, fan_in(pids)) for s, pids in feeds.items()}
+        consumers = {s: point(node, s, watched(cid, s, pids)) for s, pids in feeds.items()}
         if receiver is None:
             receiver = component.factory.create(component.config, settings(Kind.RECEIVER, cid, node), consumers)
         graph.receivers[cid] = receiver

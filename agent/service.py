@@ -105,8 +105,8 @@ class Service:
                 self.problems.append(f"admin endpoint: {exc}")
             self.state = "running"
             self.started_at = time.time()
-        summary = (f"{len(self.graph.pipelines)} pipelines, {len(self.graph.receivers)} receivers, "
-                   f"{len(self.graph.exporters)} exporters")
+        summary = ", ".join(_count(len(parts), noun) for parts, noun in (
+            (self.graph.pipelines, "pipeline"), (self.graph.receivers, "receiver"), (self.graph.exporters, "exporter")))
         log.info("Vigil is running: %s", summary)
         self.notifier.ready(f"running: {summary}")
         interval = self.notifier.watchdog_interval
@@ -373,6 +373,10 @@ class Service:
             except OSError as exc:
                 log.error("the admin endpoint is off: %s", exc)
         self.problems.append(problem)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 async def run(config: VigilConfig, loader: Callable[[], VigilConfig] | None = None,

@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from agent.component import ComponentId, Settings  # noqa: E402
 from agent.ml.extract import Extractor  # noqa: E402
-from agent.processors.ml import MlEngine, MlProcessorConfig  # noqa: E402
+from agent.ml.config import MlProcessorConfig  # noqa: E402
+from agent.ml.engine import MlEngine  # noqa: E402
 from agent.signals import Batch, Signal  # noqa: E402
 from agent.telemetry import SelfTelemetry  # noqa: E402
 from bench.passthrough import make_request  # noqa: E402

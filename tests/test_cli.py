@@ -64,6 +64,10 @@ def test_components_lists_every_built_in_type():
         assert sections[section][type_].endswith(" [logs, metrics, traces]"), (section, type_)
     for types in sections.values():
         assert list(types) == sorted(types)
+    # Descriptions start in one column, whatever the length of the names (predictionlog, memory_limiter).
+    lines = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+    starts = {len(line) - len(line[2:].split(" ", 1)[1].lstrip()) for line in lines}
+    assert len(starts) == 1, result.stdout
 
 
 def test_no_command_prints_help_and_fails():
@@ -193,7 +197,7 @@ def test_run_logs_as_json_when_configured(tmp_path):
     messages = [(e["level"], e["logger"], e["msg"]) for e in entries]
     assert ("warning", "vigil.config", f"{path}: exporters.debug/spare: defined but not used in any pipeline") \
         in messages
-    assert ("info", "vigil.service", "Vigil is running: 1 pipelines, 1 receivers, 1 exporters") in messages
+    assert ("info", "vigil.service", "Vigil is running: 1 pipeline, 1 receiver, 1 exporter") in messages
     assert messages[-1] == ("info", "vigil.service", "Vigil stopped")
     assert all(set(e) == {"ts", "level", "logger", "msg"} for e in entries)
 
@@ -214,19 +218,16 @@ def test_run_without_config_uses_the_built_in_default(tmp_path):
 
 def test_default_config_needs_no_backend():
     raw = default_config({})
-    assert raw == {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:4317"},
-                                             "http": {"endpoint": "127.0.0.1:4318"}}}},
-        "processors": {"batch": {}},
-        "exporters": {
-            f"file/{s}": {"path": f"./vigil-data/{s}.json", "rotation": {"max_megabytes": 100, "max_backups": 5}}
-            for s in ("traces", "metrics", "logs")},
-        "service": {"pipelines": {
-            s: {"receivers": ["otlp"], "processors": ["batch"], "exporters": [f"file/{s}"]}
-            for s in ("traces", "metrics", "logs")}},
-    }
+    assert raw["receivers"] == {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:4317"},
+                                                       "http": {"endpoint": "127.0.0.1:4318"}}}}
+    assert raw["exporters"] == {
+        f"file/{s}": {"path": f"./vigil-data/{s}.json", "rotation": {"max_megabytes": 100, "max_backups": 5}}
+        for s in ("traces", "metrics", "logs")}
+    # Model monitoring and alerts are on (tests/test_shipped_configs.py); every pipeline ends in a file.
+    assert {pid: p["exporters"] for pid, p in raw["service"]["pipelines"].items()} == {
+        "traces": ["file/traces"], "metrics": ["file/metrics"], "logs": ["file/logs"], "logs/alerts": ["file/logs"]}
     config = config_module.from_dict(raw, "<built-in default>")
-    assert [str(p) for p in config.pipelines] == ["traces", "metrics", "logs"]
+    assert [str(p) for p in config.pipelines] == ["traces", "metrics", "logs", "logs/alerts"]
     assert config.warnings == []
     assert default_config({"OTEL_EXPORTER_OTLP_ENDPOINT": "  "}) == raw
 
@@ -240,6 +241,7 @@ def test_default_config_sends_to_the_otlp_endpoint_over_grpc(protocol):
     assert raw["exporters"]["otlp"] == {"endpoint": "http://collector:4317", "headers": {}}
     for s in ("traces", "metrics", "logs"):
         assert raw["service"]["pipelines"][s]["exporters"] == [f"file/{s}", "otlp"]
+    assert raw["service"]["pipelines"]["logs/alerts"]["exporters"] == ["file/logs", "otlp"]
     config = config_module.from_dict(raw, "<built-in default>")
     assert config.component(Kind.EXPORTER, ComponentId("otlp")).config.endpoint == "http://collector:4317"
     assert config.warnings == []

@@ -70,7 +70,7 @@ def test_notify_reload_on_sighup_watchdog_and_stopping(tmp_path):
         vigil.wait_running()
         assert notify.wait_for("READY")
         ready = next(m for m in notify.messages if "READY" in m)
-        assert ready["STATUS"] == "running: 1 pipelines, 1 receivers, 1 exporters"
+        assert ready["STATUS"] == "running: 1 pipeline, 1 receiver, 1 exporter"
         assert notify.wait_for("WATCHDOG", count=3, timeout=5)  # every 0.2 s from the event loop
 
         # A changed config: reloaded on SIGHUP, bracketed by RELOADING=1 and READY=1.

@@ -63,6 +63,9 @@ def render(status: dict[str, Any], health: dict[tuple[str, str], dict[str, Any]]
     if status.get("problems"):
         parts.append('<section class="problems"><h2>Problems</h2><ul>'
                      + "".join(f"<li>{_e(p)}</li>" for p in status["problems"]) + "</ul></section>")
+    if status.get("notices"):
+        parts.append('<section id=notices class="problems"><h2>Notices</h2><ul>'
+                     + "".join(f"<li>{_e(n)}</li>" for n in status["notices"]) + "</ul></section>")
     parts.append(_models(status, health))
     parts.append(_components(status))
     parts.append(_pipelines(status))

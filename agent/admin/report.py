@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import urllib.error
 import urllib.request
 from typing import Any
@@ -81,6 +82,8 @@ def render(status: dict[str, Any], models: list[dict[str, Any]] | None = None) -
     out.append(f"cpu {process.get('cpu_seconds', 0):.1f}s  rss {rss / 2**20:.0f} MiB" if rss else "")
     for problem in status.get("problems", []):
         out.append(_cut(f"! {problem}", WIDTH))
+    for notice in status.get("notices", []):
+        out += textwrap.wrap(notice, WIDTH, initial_indent="note: ", subsequent_indent="  ")
     reload = status.get("last_reload")
     if reload:
         out.append(_cut(f"last reload: {reload.get('status')}"

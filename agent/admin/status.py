@@ -1,6 +1,6 @@
 """What `GET /api/v1/status` answers: the service, its pipelines and every component.
 
-    {"version", "state", "ready", "problems", "config", "started_at", "uptime_seconds", "last_reload",
+    {"version", "state", "ready", "problems", "notices", "config", "started_at", "uptime_seconds", "last_reload",
      "process": {"cpu_seconds", "memory_rss_bytes"},
      "pipelines": {"traces": {"signal", "receivers", "processors", "exporters"}, ...},
      "components": {"receivers"|"processors"|"exporters": {id: {
@@ -10,7 +10,8 @@
          "status": {...}}}},                                        # the component's own status()
      "telemetry": [{"name", "attributes", "value"}, ...]}
 
-Counters come from the self-telemetry, by the component's id; `status` is
+`notices` are what the service found wrong with how data flows, but that
+does not stop it (predictions that reach no `ml` processor). Counters come from the self-telemetry, by the component's id; `status` is
 what the component's `status()` returns (for a processor with shared state,
 like `ml`, that state's).
 """
@@ -40,6 +41,7 @@ def collect(service: Any) -> dict[str, Any]:
         "state": service.state,
         "ready": service.ready,
         "problems": list(service.problems),
+        "notices": list(service.graph.unwatched.notices) if service.graph is not None else [],
         "config": config.source,
         "started_at": service.started_at,
         "uptime_seconds": None if service.started_at is None else time.time() - service.started_at,

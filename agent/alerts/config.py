@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
-from agent.alerts.notifiers import CONFIG_MODELS
+from agent.alerts import notifiers as notifier_types
 from agent.alerts.rules import Matchers, RuleConfig, load_rule_file
 from agent.component import ComponentId
 from agent.config import Duration, StrictModel
@@ -95,10 +95,10 @@ class AlertsConfig(StrictModel):
             except ValueError as exc:
                 errors.append(_error((key,), str(exc), key))
                 continue
-            model = CONFIG_MODELS.get(nid.type)
+            model = notifier_types.config_model(nid.type)
             if model is None:
                 errors.append(_error((key,), f"unknown notifier type {nid.type!r} (available: "
-                                             f"{', '.join(sorted(CONFIG_MODELS))})", key))
+                                             f"{', '.join(sorted(notifier_types.TYPES))})", key))
                 continue
             try:
                 out[str(nid)] = model.model_validate(body or {})

@@ -19,31 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Mapping
 
 import numpy as np
-from pydantic import Field
 
-from agent.config import StrictModel
 from agent.ml import stats
 from agent.ml.columns import ColumnView, RawColumn
 from agent.ml.profile import CATEGORICAL, NUMERIC, ColumnProfile, Profile
 
-NumericMethod = Literal["wasserstein_normed", "psi", "jensen_shannon", "ks"]
-CategoricalMethod = Literal["jensen_shannon", "psi", "chi2"]
-
-
-class DriftConfig(StrictModel):
-    alpha: float = Field(0.05, gt=0, lt=1)
-    correction: Literal["bonferroni", "benjamini_hochberg"] = "bonferroni"
-    numeric_method: NumericMethod = "wasserstein_normed"
-    numeric_threshold: float = Field(0.1, ge=0)
-    categorical_method: CategoricalMethod = "jensen_shannon"
-    categorical_threshold: float = Field(0.1, ge=0)
-    drift_share: float = Field(0.5, gt=0, le=1)
-    # Fewer usable values than this in a window: the column is not tested.
-    min_values: int = Field(30, ge=1)
-    sentinels: list[float | str] = [-999]
+from agent.ml.config import CategoricalMethod, DriftConfig, NumericMethod  # noqa: F401
 
 
 @dataclass

@@ -236,7 +236,7 @@ async def _run(tmp: Path) -> Scenario:
         await asyncio.to_thread(run_app, vigil.grpc_endpoint(), predictions)
         await asyncio.to_thread(send_labels, vigil.grpc_endpoint(), labels)
         # The unknown ids are given up on once they have waited labels.wait.
-        assert await async_wait_for(lambda: engine._join.unmatched.get((MODEL, "unknown_id")) == 5, timeout=10)
+        assert await async_wait_for(lambda: engine.engine._join.unmatched.get((MODEL, "unknown_id")) == 5, timeout=10)
         assert await async_wait_for(lambda: all(m.get("realized_accuracy") is not None
                                                 for m in engine.status()["models"]), timeout=20)
         status = engine.status()
@@ -486,7 +486,8 @@ async def test_classes_error_types_genai_series_and_label_models_are_bounded(tmp
     from google.protobuf.json_format import MessageToDict
 
     from agent.component import Settings
-    from agent.processors.ml import MlEngine, MlProcessorConfig
+    from agent.ml.config import MlProcessorConfig
+    from agent.ml.engine import MlEngine
     from agent.signals import Signal
     from agent.telemetry import SelfTelemetry
     from tests.ml.test_extract import logs, spans

@@ -13,33 +13,39 @@ receivers.)
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from agent.alerts.notifiers.base import NotifierConfig
-from agent.alerts.notifiers.email import EmailConfig, EmailNotifier
-from agent.alerts.notifiers.http import (PagerDutyConfig, PagerDutyNotifier, SlackConfig, SlackNotifier,
-                                         WebhookConfig, WebhookNotifier)
-from agent.alerts.notifiers.log import LogConfig, LogNotifier
 
-CONFIG_MODELS: dict[str, type[NotifierConfig]] = {
-    "log": LogConfig,
-    "webhook": WebhookConfig,
-    "slack": SlackConfig,
-    "pagerduty": PagerDutyConfig,
-    "email": EmailConfig,
+# type -> (module, config model, notifier class); a module is imported when a config names its type.
+_TYPES: dict[str, tuple[str, str, str]] = {
+    "log": ("agent.alerts.notifiers.log", "LogConfig", "LogNotifier"),
+    "webhook": ("agent.alerts.notifiers.http", "WebhookConfig", "WebhookNotifier"),
+    "slack": ("agent.alerts.notifiers.http", "SlackConfig", "SlackNotifier"),
+    "pagerduty": ("agent.alerts.notifiers.http", "PagerDutyConfig", "PagerDutyNotifier"),
+    "email": ("agent.alerts.notifiers.email", "EmailConfig", "EmailNotifier"),
 }
+TYPES = tuple(_TYPES)
+
+
+def config_model(kind: str) -> type[NotifierConfig] | None:
+    if kind not in _TYPES:
+        return None
+    module, model, _ = _TYPES[kind]
+    return getattr(importlib.import_module(module), model)
 
 
 def create(id: str, config: NotifierConfig, *, logger: logging.Logger, host: str, timeout: float):
     kind = id.partition("/")[0]
+    if kind not in _TYPES:
+        raise ValueError(f"unknown notifier type {kind!r}")
+    module, _, notifier = _TYPES[kind]
+    cls = getattr(importlib.import_module(module), notifier)
     if kind == "log":
-        return LogNotifier(id, config, logger)  # type: ignore[arg-type]
-    if kind == "webhook":
-        return WebhookNotifier(id, config)
-    if kind == "slack":
-        return SlackNotifier(id, config)
+        return cls(id, config, logger)
     if kind == "pagerduty":
-        return PagerDutyNotifier(id, config, host)  # type: ignore[arg-type]
+        return cls(id, config, host)
     if kind == "email":
-        return EmailNotifier(id, config, timeout)  # type: ignore[arg-type]
-    raise ValueError(f"unknown notifier type {kind!r}")
+        return cls(id, config, timeout)
+    return cls(id, config)

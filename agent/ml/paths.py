@@ -1,0 +1,21 @@
+"""Where an `ml` processor keeps what must survive a restart: learned references and the label join."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.parse
+from pathlib import Path
+
+_MAX_NAME = 200
+
+
+def engine_state_dir(state_dir: str | Path, processor_id: str) -> Path:
+    return Path(state_dir) / "ml" / safe_name(processor_id)
+
+
+def safe_name(name: str) -> str:
+    """A name usable as one path component (a long one is cut and told apart by a hash of it)."""
+    quoted = urllib.parse.quote(name, safe="") or "_"
+    if len(quoted) > _MAX_NAME:  # file names are at most 255 bytes; ".vigilprofile" follows
+        quoted = f"{quoted[:_MAX_NAME - 17]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+    return quoted
