@@ -4,7 +4,6 @@ series sent fast. It keeps evaluating, holds a bounded amount, and counts what i
 from __future__ import annotations
 
 import math
-import time
 import tracemalloc
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
