@@ -1,9 +1,10 @@
-# Quick start: `make run` (the agent with config/vigil.yaml) and `make test` (the whole suite).
+# Quick start: `make run` (the agent with config/vigil.yaml), `make demo` (the inference-app game day)
+# and `make test` (the whole suite).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install clean proto test-debs install-service uninstall-service
+.PHONY: run demo test install clean proto test-debs install-service uninstall-service
 
 # setup.py builds agent/_otlpscan.c (the ml processor's wire scanner) into the editable install.
 $(BIN)/vigil: pyproject.toml setup.py agent/_otlpscan.c
@@ -21,6 +22,15 @@ install: $(BIN)/vigil
 
 run: $(BIN)/vigil
 	$(BIN)/vigil run -c config/vigil.yaml
+
+# The inference-app demo (examples/inference_app/): what it runs on (scikit-learn, the SDK's OTLP
+# exporter) from the `examples` extra, then the quick game day. DEMO_ARGS="--keep" leaves Vigil up.
+$(VENV)/.examples-deps: pyproject.toml setup.py agent/_otlpscan.c $(BIN)/vigil
+	$(BIN)/pip install --quiet -e '.[examples]'
+	touch $@
+
+demo: $(VENV)/.examples-deps
+	$(BIN)/python examples/inference_app/demo.py --quick $(DEMO_ARGS)
 
 # Debian packages some tests run for real: systemd-analyze (the unit), Prometheus (scraping Vigil) and
 # Chromium (the status page). apt-get runs only for what is missing (CI runs as root on Debian).

@@ -63,6 +63,25 @@ def vigil(config: Path, log_dir: Path, env: dict[str, str]) -> contextlib.Abstra
     return child("vigil", [sys.executable, "-m", "agent", "run", "-c", str(config)], log_dir, env)
 
 
+def show_status_page(admin_port: int) -> None:
+    print(f"Vigil's status page: http://127.0.0.1:{admin_port}/  "
+          f"(or: vigil status --endpoint 127.0.0.1:{admin_port})", flush=True)
+
+
+def keep_running(agent: subprocess.Popen, admin_port: int) -> None:
+    """Until Ctrl-C (or SIGTERM), with Vigil still serving its status page (`--keep`)."""
+    print(f"\nVigil keeps running for a look: http://127.0.0.1:{admin_port}/ (Ctrl-C stops it)", flush=True)
+    stop = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while agent.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, stop)
+
+
 def read_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []

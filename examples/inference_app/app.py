@@ -19,6 +19,11 @@ probabilities. A failure (a body that is not JSON, a value that is not a
 number) is span status ERROR with the exception recorded, and a 4xx answer.
 Nothing here is Vigil-specific but those attribute names: the spans go to any
 OTLP endpoint (Vigil on localhost:4317 by default).
+
+The model runs as `--instances` instances (1 by default), each prediction
+holding one for at least `--compute-ms` (3 ms), as a model on a GPU would:
+a burst of clients queues for an instance, and the prediction span includes
+that wait, as an inference server's request latency includes its queue time.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -52,7 +58,7 @@ def feature_name(raw: str) -> str:
 class Model:
     """The classifier, trained on the bundled wine dataset when the app starts."""
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, instances: int = 1, compute_seconds: float = 0.003) -> None:
         from sklearn.datasets import load_wine
         from sklearn.impute import SimpleImputer
         from sklearn.linear_model import LogisticRegression
@@ -66,9 +72,14 @@ class Model:
         self.pipeline = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
                                       LogisticRegression(max_iter=2000))
         self.pipeline.fit(data.data, data.target)
+        self._instances = threading.Semaphore(instances)
+        self._compute_seconds = compute_seconds
 
     def predict(self, row: list[float]) -> tuple[str, float, list[float]]:
-        probabilities = self.pipeline.predict_proba([row])[0]
+        with self._instances:  # waits for a free instance
+            started = time.perf_counter()
+            probabilities = self.pipeline.predict_proba([row])[0]
+            time.sleep(max(0.0, self._compute_seconds - (time.perf_counter() - started)))
         best = int(probabilities.argmax())
         return self.classes[best], float(probabilities[best]), [float(p) for p in probabilities]
 
@@ -164,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--otlp-endpoint", default="http://127.0.0.1:4317", help="OTLP/gRPC endpoint (Vigil)")
     parser.add_argument("--service-name", default="wine-api")
     parser.add_argument("--model-version", default="1.0")
+    parser.add_argument("--instances", type=int, default=1, help="predictions served at once (default 1)")
+    parser.add_argument("--compute-ms", type=float, default=3.0,
+                        help="the least time a prediction holds an instance (default 3)")
     args = parser.parse_args(argv)
 
     provider = TracerProvider(resource=Resource.create({"service.name": args.service_name,
@@ -171,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=args.otlp_endpoint, insecure=True),
                                                    schedule_delay_millis=500))
     tracer = provider.get_tracer("wine-api", "1.0")
-    model = Model(args.model_version)
+    model = Model(args.model_version, args.instances, args.compute_ms / 1000)
     class Server(ThreadingHTTPServer):
         request_queue_size = 256  # the default backlog of 5 resets connections in a burst
         daemon_threads = True

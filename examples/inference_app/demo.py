@@ -2,13 +2,18 @@
 
     .venv/bin/python examples/inference_app/demo.py            # about three minutes
     .venv/bin/python examples/inference_app/demo.py --quick    # under a minute
+    .venv/bin/python examples/inference_app/demo.py --quick --keep   # then leaves Vigil running
+
+(`make demo` installs what it needs and runs the quick one.)
 
 Starts `vigil run -c examples/inference_app/vigil.yaml` and the app on free
 ports, runs examples/traffic.py against the app, waits for the last windows
 and alert evaluations, stops both, and prints the alerts that fired and the
 drifted features. Everything Vigil exported stays in --data-dir (default
 ./vigil-data/demo) as OTLP/JSON lines: traces.json, metrics.json, logs.json,
-alerts.json, and the processes' logs in logs/.
+alerts.json, and the processes' logs in logs/. Vigil's admin endpoint (the
+status page) is on a free port too, printed at the start; with --keep Vigil
+keeps serving after the report, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _demo import REPO, child, firing, free_port, metric_points, port_open, spans, vigil, wait_until  # noqa: E402
+from _demo import (REPO, child, firing, free_port, keep_running, metric_points, port_open,  # noqa: E402
+                   show_status_page, spans, vigil, wait_until)
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(REPO / "vigil-data" / "demo"))
     parser.add_argument("--settle", type=float, default=None,
                         help="seconds to wait after the traffic for the last windows and alerts (default 25, 8 quick)")
+    parser.add_argument("--keep", action="store_true", help="leave Vigil running after the report, until Ctrl-C")
     args = parser.parse_args(argv)
     data = Path(args.data_dir).resolve()
     shutil.rmtree(data, ignore_errors=True)  # a fresh reference each run: the demo starts from nothing
     logs = data / "logs"
-    grpc, http, app_port = free_port(), free_port(), free_port()
-    env = {"VIGIL_OTLP_GRPC": f"127.0.0.1:{grpc}", "VIGIL_OTLP_HTTP": f"127.0.0.1:{http}", "VIGIL_DATA": str(data)}
+    grpc, http, app_port, admin = free_port(), free_port(), free_port(), free_port()
+    env = {"VIGIL_OTLP_GRPC": f"127.0.0.1:{grpc}", "VIGIL_OTLP_HTTP": f"127.0.0.1:{http}", "VIGIL_DATA": str(data),
+           "VIGIL_ADMIN": f"127.0.0.1:{admin}"}
     settle = args.settle if args.settle is not None else (8.0 if args.quick else 25.0)
 
     with vigil(HERE / "vigil.yaml", logs, env) as agent:
@@ -53,11 +61,16 @@ def main(argv: list[str] | None = None) -> int:
                 print((logs / "app.log").read_text(), file=sys.stderr)
                 return 1
             print(f"Vigil on 127.0.0.1:{grpc} (OTLP gRPC), the app on http://127.0.0.1:{app_port}", flush=True)
+            show_status_page(admin)
             traffic = [sys.executable, str(REPO / "examples" / "traffic.py"), "--url", f"http://127.0.0.1:{app_port}",
                        "--otlp-endpoint", f"http://127.0.0.1:{grpc}"] + (["--quick"] if args.quick else [])
             subprocess.run(traffic, check=True, cwd=REPO)
         print(f"waiting {settle:g}s for the last windows and alert evaluations ...", flush=True)
         time.sleep(settle)
+        if args.keep:
+            report(data)
+            keep_running(agent, admin)
+            return 0
     report(data)
     return 0
 

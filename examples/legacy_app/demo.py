@@ -2,13 +2,16 @@
 
     .venv/bin/python examples/legacy_app/demo.py            # about a minute
     .venv/bin/python examples/legacy_app/demo.py --quick    # about 20 seconds
+    .venv/bin/python examples/legacy_app/demo.py --quick --keep   # then leaves Vigil running
 
 Starts `vigil run -c examples/legacy_app/vigil.yaml` and examples/legacy_app/app.py
 on free ports; the app predicts a stream of iris measurements, rotating its
 log as it goes, and shifts the petal measurements half-way. Then it prints
 what Vigil made of it: prediction records read from the log (and rotations
 survived), the drifted features, and the app's own metrics as scraped.
-Output stays in --data-dir (default ./vigil-data/legacy).
+Output stays in --data-dir (default ./vigil-data/legacy). Vigil's status page
+is on a free port, printed at the start; with --keep Vigil keeps serving
+after the report, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _demo import (REPO, child, free_port, log_records, metric_points, port_open, vigil,  # noqa: E402
-                   wait_until)
+from _demo import (REPO, child, free_port, keep_running, log_records, metric_points, port_open,  # noqa: E402
+                   show_status_page, vigil, wait_until)
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,14 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data-dir", default=str(REPO / "vigil-data" / "legacy"))
+    parser.add_argument("--keep", action="store_true", help="leave Vigil running after the report, until Ctrl-C")
     args = parser.parse_args(argv)
     data = Path(args.data_dir).resolve()
     shutil.rmtree(data, ignore_errors=True)
     logs = data / "logs"
-    metrics_port = free_port()
+    metrics_port, admin = free_port(), free_port()
     count, rate = (1200, 200.0) if args.quick else (3000, 50.0)
     env = {"VIGIL_DATA": str(data), "LEGACY_LOG_DIR": str(data / "app"),
-           "LEGACY_METRICS": f"127.0.0.1:{metrics_port}"}
+           "LEGACY_METRICS": f"127.0.0.1:{metrics_port}", "VIGIL_ADMIN": f"127.0.0.1:{admin}"}
     with vigil(HERE / "vigil.yaml", logs, env) as agent:
         time.sleep(1.0)
         if agent.poll() is not None:
@@ -50,10 +54,15 @@ def main(argv: list[str] | None = None) -> int:
             wait_until(lambda: port_open(metrics_port) or app.poll() is not None, 60, "the app to serve /metrics")
             print(f"the app writes {data / 'app' / 'predictions.jsonl'} and serves "
                   f"http://127.0.0.1:{metrics_port}/metrics; Vigil reads both", flush=True)
+            show_status_page(admin)
             wait_until(lambda: "made" in (logs / "app.log").read_text() or app.poll() is not None,
                        count / rate + 60, "the app to finish")
             wait_until(lambda: _records(data) >= count, 30, "Vigil to read every line")
             time.sleep(6)  # one more scrape, and the last window closes at shutdown
+        if args.keep:
+            report(data, count)
+            keep_running(agent, admin)
+            return 0
     report(data, count)
     return 0
 
