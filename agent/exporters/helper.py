@@ -12,7 +12,8 @@ The queue never blocks a receiver: when it is full, `consume` raises
 
 In memory (the default), retries give up after `max_elapsed_time`, and
 shutdown drains the queue until the service's shutdown deadline cancels it;
-what is left then is counted as dropped. With `sending_queue.storage`, the
+what is left then (queued, or between retries) is counted as dropped and said
+in one log line. With `sending_queue.storage`, the
 queue is on disk (`agent.exporters.queue_persistent`): a retryable failure is
 retried until it succeeds, however long the backend is down (the queue's size
 bounds an outage, not a timer), and shutdown only lets pushes under way
@@ -25,6 +26,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from typing import Protocol
 
 from pydantic import Field, model_validator
@@ -32,6 +34,7 @@ from pydantic import Field, model_validator
 from agent.component import Settings
 from agent.config import Duration, StrictModel
 from agent.errors import InvalidDataError, RefusedError
+from agent.exporters.log_summary import LogSummary
 from agent.exporters.queue import QueueConfig, make_queue
 from agent.signals import Batch, Signal
 
@@ -91,6 +94,7 @@ class Backoff:
         return delay
 
 
+_SIZE_BYTES = "bytes the sending queue holds (on disk, for a persistent queue)"
 _ABANDONED = object()  # a retry given up because the exporter is stopping; the data stays queued
 
 
@@ -113,6 +117,11 @@ class QueuedExporter:
         self._workers: list[asyncio.Task] = []
         self._accepting = False
         self._stopping = asyncio.Event()
+        # An outage makes every batch fail alike: one line, then a count every few seconds.
+        self._retry_log = LogSummary(self._log, logging.WARNING)
+        self._drop_log = LogSummary(self._log, logging.ERROR)
+        self._dropped_in_flight: Counter[Signal] = Counter()  # cancelled mid-send or mid-retry at shutdown
+        self._requests_in_flight = 0
         self._sent = {s: t.counter(f"vigil_exporter_sent_{s.item_name}", "items sent") for s in Signal}
         self._failed = {s: t.counter(f"vigil_exporter_send_failed_{s.item_name}",
                                      "items that could not be sent and were dropped") for s in Signal}
@@ -125,13 +134,16 @@ class QueuedExporter:
             t.gauge("vigil_exporter_queue_size", "requests waiting in the sending queue",
                     lambda: [(self._queue.size(), self._attrs)])
             if self._queue.durable:
-                t.gauge("vigil_exporter_queue_size_bytes", "bytes the persistent queue holds on disk",
+                t.gauge("vigil_exporter_queue_size_bytes", _SIZE_BYTES,
                         lambda: [(self._queue.used_bytes, self._attrs)], unit="By")
                 t.gauge("vigil_exporter_queue_capacity_bytes", "capacity of the persistent queue, in bytes",
                         lambda: [(self._queue.capacity_bytes, self._attrs)], unit="By")
             else:
-                t.gauge("vigil_exporter_queue_capacity", "capacity of the sending queue, in requests",
-                        lambda: [(queue.queue_size, self._attrs)])
+                t.gauge("vigil_exporter_queue_capacity", "capacity of the in-memory sending queue, in its "
+                        "sizer's units (requests, items or bytes)", lambda: [(queue.queue_size, self._attrs)])
+                if queue.sizer == "bytes":
+                    t.gauge("vigil_exporter_queue_size_bytes", _SIZE_BYTES,
+                            lambda: [(self._queue.used, self._attrs)], unit="By")
 
     async def start(self) -> None:
         await self._sender.start()
@@ -170,12 +182,16 @@ class QueuedExporter:
 
     async def shutdown(self) -> None:
         self._accepting = False
-        if self._queue is None:
-            await self._sender.close()
-        elif self._queue.durable:
-            await self._shutdown_durable()
-        else:
-            await self._shutdown_draining()
+        try:
+            if self._queue is None:
+                await self._sender.close()
+            elif self._queue.durable:
+                await self._shutdown_durable()
+            else:
+                await self._shutdown_draining()
+        finally:
+            self._retry_log.flush()
+            self._drop_log.flush()
 
     async def _shutdown_draining(self) -> None:
         """Drain the queue; when the caller's deadline cancels this, count what is left as dropped."""
@@ -186,10 +202,19 @@ class QueuedExporter:
                 worker.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
             self._workers = []
+            self._retry_log.flush()
+            dropped, requests = self._dropped_in_flight, self._requests_in_flight
+            in_flight = requests
             for batch in self._queue.take_all():
                 self._failed[batch.signal].add(batch.items, self._attrs)
-                self._log.warning("dropped %d %s still queued at shutdown", batch.items,
-                                  batch.signal.item_name)
+                dropped[batch.signal] += batch.items
+                requests += 1
+            if requests:
+                # One line for the whole shutdown, however many batches: the count is what matters.
+                self._log.error("dropped at shutdown, the deadline having passed: %s in %d requests (%d being "
+                                "sent or between retries, %d still queued)",
+                                ", ".join(f"{n} {s.item_name}" for s, n in dropped.items()), requests, in_flight,
+                                requests - in_flight)
             await self._sender.close()
 
     async def _shutdown_durable(self) -> None:
@@ -218,6 +243,8 @@ class QueuedExporter:
             except asyncio.CancelledError:
                 if not self._queue.durable:
                     self._failed[batch.signal].add(batch.items, self._attrs)
+                    self._dropped_in_flight[batch.signal] += batch.items
+                    self._requests_in_flight += 1
                     self._queue.done(entry)
                 raise
             except Exception:
@@ -256,12 +283,13 @@ class QueuedExporter:
                 why = "not retryable" if not error.retryable else (
                     "retry disabled" if not self._retry.enabled else f"no success after {elapsed:.0f}s")
                 self._failed[batch.signal].add(batch.items, self._attrs)
-                self._log.error("dropped %d %s (%s): %s", batch.items, batch.signal.item_name, why, error)
+                self._drop_log("dropped %d %s (%s): %s", batch.items, batch.signal.item_name, why, error,
+                               items={batch.signal.item_name: batch.items})
                 return error
             if durable and self._stopping.is_set():
                 return _ABANDONED
-            self._log.warning("sending %d %s failed, retrying in %.1fs: %s", batch.items,
-                              batch.signal.item_name, delay, error)
+            self._retry_log("sending %d %s failed, retrying in %.1fs: %s", batch.items,
+                            batch.signal.item_name, delay, error)
             if durable:
                 try:
                     await asyncio.wait_for(self._stopping.wait(), delay)

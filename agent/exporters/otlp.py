@@ -3,7 +3,9 @@
 Batches go out as the bytes they arrived with when nothing changed them.
 Retries follow the OTLP spec: only the retryable status codes below, and
 RESOURCE_EXHAUSTED only when the server sends RetryInfo (whose delay is
-honoured).
+honoured). The channel's own reconnect backoff (gRPC's: 1 s growing to 120 s)
+is bounded by `retry_on_failure`, so that once a backend is back, delivery
+resumes as soon as the next retry, not minutes later.
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ class OtlpExporterConfig(StrictModel):
         return value
 
 
+def reconnect_options(retry: RetryConfig, timeout: float) -> list[tuple[str, int]]:
+    """gRPC channel options that make the channel try to reconnect as often as the exporter retries.
+
+    A channel whose backend went away backs off on its own, up to 120 s between connection attempts,
+    and fails every call at once meanwhile; retries past that only hear UNAVAILABLE. `min` is gRPC's
+    connect timeout, the time one connection attempt may take: the export timeout.
+    """
+    return [("grpc.initial_reconnect_backoff_ms", max(1, int(retry.initial_interval * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(1, int(retry.max_interval * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(1, int(timeout * 1000)))]
+
+
 def _strip_scheme(endpoint: str) -> tuple[str, bool | None]:
     """The target without its scheme, and whether the scheme asked for plaintext (None: no scheme)."""
     for scheme, insecure in (("http://", True), ("https://", False)):
@@ -77,7 +91,7 @@ class OtlpGrpcSender:
         target, scheme_insecure = _strip_scheme(config.endpoint)
         insecure = config.tls.insecure if scheme_insecure is None else scheme_insecure
         compression = grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
-        options = []
+        options = reconnect_options(config.retry_on_failure, config.timeout)
         if config.tls.server_name_override:
             options.append(("grpc.ssl_target_name_override", config.tls.server_name_override))
         if insecure:

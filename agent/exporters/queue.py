@@ -7,9 +7,11 @@ Both kinds offer the same four calls to the exporter helper's workers:
     done(entry)  sent, or dropped for good
     size()       requests queued or being sent
 
-The in-memory queue counts requests (`queue_size`) and loses what it holds if
+The in-memory queue is bounded by `queue_size`, counted in the unit `sizer`
+names (the Collector's: requests, items or bytes), and loses what it holds if
 the process dies; `storage` switches to the persistent queue
-(`agent.exporters.queue_persistent`), bounded by bytes on disk.
+(`agent.exporters.queue_persistent`), bounded by bytes on disk. The in-memory
+queue holds each request as its wire bytes only, however a processor left it.
 """
 
 from __future__ import annotations
@@ -17,22 +19,26 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from agent.config import StrictModel
-from agent.errors import RefusedError
+from agent.errors import InvalidDataError, RefusedError
 from agent.exporters.queue_persistent import PersistentQueue, StorageConfig
 from agent.signals import Batch
 
 
 class QueueConfig(StrictModel):
-    """The Collector's `sending_queue`; `queue_size` counts requests (in memory only)."""
+    """The Collector's `sending_queue`; `queue_size` is in `sizer` units (in memory only)."""
 
     enabled: bool = True
     num_consumers: int = Field(10, ge=1)
+    # What waits to be sent, at most (up to num_consumers more requests are being sent).
     queue_size: int = Field(1000, ge=1)
+    # requests: as the Collector by default; bytes (of each request on the wire) bounds memory
+    # whatever the requests' size, the one to use against a slow backend; items: spans, points, records.
+    sizer: Literal["requests", "items", "bytes"] = "requests"
     # On disk instead of in memory; `storage:` alone turns it on with its defaults.
     storage: StorageConfig | None = None
 
@@ -47,28 +53,47 @@ class QueueConfig(StrictModel):
     def _check(self) -> QueueConfig:
         if self.storage is not None and not self.enabled:
             raise ValueError("storage needs the sending queue: remove enabled: false, or storage")
+        if self.storage is not None and self.sizer != "requests":
+            raise ValueError("sizer is for the in-memory queue: storage is bounded by storage.max_size_mib")
+        if self.sizer != "requests" and "queue_size" not in self.model_fields_set:
+            raise ValueError(f"with sizer: {self.sizer}, set queue_size in {self.sizer} "
+                             f"(e.g. {268435456 if self.sizer == 'bytes' else 100000})")
         return self
 
 
 class MemoryQueue:
     durable = False
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, sizer: str = "requests") -> None:
         self.capacity = size
-        self._queue: asyncio.Queue[Batch] = asyncio.Queue(size)
-        self._closed = False
+        self.sizer = sizer
+        self.used = 0  # in `sizer` units, of what waits
+        self._queue: asyncio.Queue[tuple[int, Batch]] = asyncio.Queue()
 
     async def open(self) -> None:
         pass
 
     async def put(self, batch: Batch) -> None:
-        try:
-            self._queue.put_nowait(batch)
-        except asyncio.QueueFull:
-            raise RefusedError("sending queue is full") from None
+        # Only the bytes: a parsed message costs many times its wire size while it waits.
+        batch = Batch(batch.signal, wire=batch.wire(), items=batch.items)
+        cost = self._cost(batch)
+        if cost > self.capacity:
+            raise InvalidDataError(f"a request of {cost} {self.sizer} can never fit in the sending queue "
+                                   f"(queue_size: {self.capacity} {self.sizer})")
+        if self.used + cost > self.capacity:
+            raise RefusedError("sending queue is full")
+        self.used += cost
+        self._queue.put_nowait((cost, batch))
+
+    def _cost(self, batch: Batch) -> int:
+        if self.sizer == "bytes":
+            return len(batch.wire())
+        return batch.items if self.sizer == "items" else 1
 
     async def get(self) -> tuple[None, Batch] | None:
-        return None, await self._queue.get()
+        cost, batch = await self._queue.get()
+        self.used -= cost
+        return None, batch
 
     def done(self, entry: None) -> None:
         self._queue.task_done()
@@ -83,7 +108,9 @@ class MemoryQueue:
         """What is still queued, removed (counted as dropped at shutdown)."""
         left = []
         while not self._queue.empty():
-            left.append(self._queue.get_nowait())
+            cost, batch = self._queue.get_nowait()
+            self.used -= cost
+            left.append(batch)
         return left
 
     async def close(self) -> None:
@@ -93,7 +120,7 @@ class MemoryQueue:
 def make_queue(config: QueueConfig, state_dir: Path, exporter_id: str, telemetry, attrs, log):
     """The queue `config` asks for; a persistent one lives in its own folder under `state_dir`."""
     if config.storage is None:
-        return MemoryQueue(config.queue_size)
+        return MemoryQueue(config.queue_size, config.sizer)
     directory = (Path(config.storage.directory) if config.storage.directory
                  else Path(state_dir) / "queues" / urllib.parse.quote(exporter_id, safe=""))
     return PersistentQueue(config.storage, directory, telemetry, attrs, log)

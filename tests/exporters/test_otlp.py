@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from agent import attributes
 from agent.signals import Signal
 from tests.conftest import async_wait_for, otlp_receiver_config, running_vigil
-from tests.exporters.backends import FAST_RETRY, GrpcReply, TcpProxy, grpc_backend, reserve_port
+from tests.exporters.backends import FAST_RETRY, GrpcBackend, GrpcReply, TcpProxy, grpc_backend, reserve_port
 from tests.otlp_data import item_names, request, send_grpc, send_span_batches, traces
 
 
@@ -267,4 +267,32 @@ async def test_shutdown_with_a_dead_backend_ends_in_time_and_counts_dropped(capl
     assert took < 1.0 + 0.8, took
     assert spans(vigil, "send_failed") == 6
     assert spans(vigil, "sent") == 0
-    assert "still queued at shutdown" in caplog.text
+    # Every dropped span is in one line, the one mid-retry as well as those still queued.
+    dropped = [r.getMessage() for r in caplog.records if "dropped at shutdown" in r.getMessage()]
+    assert dropped == ["dropped at shutdown, the deadline having passed: 6 spans in 3 requests (1 being sent or "
+                       "between retries, 2 still queued)"]
+
+
+@pytest.mark.timeout(90)
+async def test_delivery_resumes_within_the_retry_interval_after_an_outage():
+    """gRPC's own reconnect backoff (up to 120 s) is bounded by retry_on_failure: once the backend is back,
+    the next retry gets through, not the channel's next reconnect minutes later."""
+    outage = 19.0  # long enough for gRPC's default backoff to have grown past 10 s
+    retry = {"initial_interval": "100ms", "max_interval": "500ms", "max_elapsed_time": "0s"}
+    backend = await GrpcBackend().start()
+    try:
+        async with running_vigil(vigil_config(exporter(backend.endpoint, retry_on_failure=retry))) as vigil:
+            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(1, start=0))
+            assert await async_wait_for(lambda: spans(vigil, "sent") == 1)  # connected
+            await backend.stop()
+            down = time.monotonic()
+            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, traces(1, start=1))  # queued, retried
+            await asyncio.sleep(outage)
+            await backend.start(backend.port)  # the same port: the channel's target
+            back = time.monotonic()
+            assert await async_wait_for(lambda: spans(vigil, "sent") == 2, timeout=40)
+            resumed = time.monotonic() - back
+    finally:
+        await backend.stop()
+    print(f"\nbackend down {back - down:.0f}s: delivery resumed {resumed:.1f}s after it came back")
+    assert resumed < 3.0  # max_interval (0.5 s) with its jitter, and a connect
