@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.component import ComponentId, Factory, Kind
 from agent.signals import Signal
@@ -116,11 +116,16 @@ class AdminConfig(StrictModel):
 class ServiceConfig(StrictModel):
     pipelines: dict[str, PipelineConfig] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
-    admin: AdminConfig = AdminConfig()
+    admin: AdminConfig = AdminConfig()  # `admin: null` turns it off, as `admin: {endpoint: null}`
     # How long shutdown may take in all: processors flush, exporters drain their queues.
     shutdown_timeout: Duration = 30.0
     # What must survive a restart lives here; under systemd, StateDirectory= sets STATE_DIRECTORY.
     state_dir: str = Field(default_factory=lambda: _default_state_dir())
+
+    @field_validator("admin", mode="before")
+    @classmethod
+    def _admin_off(cls, value: Any) -> Any:
+        return {"endpoint": None} if value is None else value
 
 
 def _default_state_dir() -> str:

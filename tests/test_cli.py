@@ -297,3 +297,23 @@ def test_run_caps_malloc_arenas_unless_the_environment_does(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     cli._limit_malloc_arenas()
     assert calls == ([(-8, 2)] if sys.platform.startswith("linux") else [])
+
+
+# --- service.admin: null ------------------------------------------------------------------------------
+
+
+def test_admin_null_turns_the_admin_endpoint_off_as_the_readme_says(tmp_path):
+    path = tmp_path / "vigil.yaml"
+    path.write_text(yaml.safe_dump({
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+        "exporters": {"debug": {}},
+        "service": {"admin": None, "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug"]}}}}))
+    assert "  admin: null\n" in path.read_text()
+    result = run_cli("validate", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    result = run_cli("status", "-c", str(path))
+    assert result.returncode == 1
+    assert result.stderr == f"{path}: service.admin.endpoint is off, so there is no status to ask\n"
+    with vigil_run(["-c", str(path)], tmp_path) as vigil:
+        vigil.wait_running()
+        assert "admin endpoint" not in vigil.stderr()

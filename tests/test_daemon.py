@@ -123,6 +123,32 @@ def test_vigil_status_renders_the_running_agent_at_80_columns(tmp_path):
     assert data["models"] == []
 
 
+def test_vigil_status_shows_each_models_errors_and_error_rate(tmp_path):
+    from tests.admin.traffic import prediction_spans
+
+    admin = free_port()
+    path = tmp_path / "vigil.yaml"
+    config = _config(tmp_path, "a.json", admin)
+    config["processors"] = {"ml": {}}
+    config["service"]["pipelines"]["traces"]["processors"] = ["ml"]
+    path.write_text(yaml.safe_dump(config))
+    request = prediction_spans(200, seed=1)
+    for span in request.resource_spans[0].scope_spans[0].spans[:15]:
+        span.status.code = 2  # ERROR
+    with vigil_run(["-c", str(path)], tmp_path) as vigil:
+        vigil.wait_running()
+        http = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+        assert _post(f"http://{http}/v1/traces", request.SerializeToString()) == 200
+        assert wait_for(lambda: "fraud" in run_cli("status", "-c", str(path)).stdout, 10)
+        table = run_cli("status", "-c", str(path))
+    lines = table.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("MODEL"))
+    assert header.split() == ["MODEL", "VERSION", "REQUESTS", "ERRORS", "WINDOWS", "DRIFT", "HEALTH", "REFERENCE"]
+    row = next(line for line in lines if line.startswith("fraud "))
+    assert row.split()[:5] == ["fraud", "3", "200", "15", "7.5%"], table.stdout
+    assert all(len(line) <= 80 for line in lines), table.stdout
+
+
 def test_vigil_status_says_when_nothing_answers():
     result = run_cli("status", "--endpoint", f"127.0.0.1:{free_port()}")
     assert result.returncode == 1

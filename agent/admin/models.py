@@ -98,7 +98,9 @@ def version_health(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str,
             worse("failing", f"{len(drifted)} of {tested} columns drifted (share {drift.get('share', 0):.2f} "
                              f">= {snapshot.get('drift_share_threshold', 0.5):g}): {', '.join(drifted)}")
         elif outputs:
-            worse("failing", f"prediction drift: {', '.join(outputs)}")
+            # The outputs moved; the features that moved with them are the likely cause.
+            cause = f"; feature drift: {', '.join(inputs)}" if inputs else "; no feature drifted"
+            worse("failing", f"prediction drift: {', '.join(outputs)}{cause} ({len(drifted)} of {tested} columns)")
         elif inputs:
             worse("degraded", f"feature drift: {', '.join(inputs)} ({len(inputs)} of {tested} columns)")
     # The recent interval's error rate when it saw enough requests to say, else the lifetime one.

@@ -121,8 +121,8 @@ def render(status: dict[str, Any], models: list[dict[str, Any]] | None = None) -
 
     model_rows, notes = _models(status, models or [])
     if model_rows:
-        out += ["", *_table(["MODEL", "VERSION", "REQUESTS", "WINDOWS", "DRIFT", "HEALTH", "REFERENCE"],
-                            model_rows, {2, 3, 4})]
+        out += ["", *_table(["MODEL", "VERSION", "REQUESTS", "ERRORS", "WINDOWS", "DRIFT", "HEALTH", "REFERENCE"],
+                            model_rows, {2, 3, 4, 5})]
         out += notes
     return "\n".join(out) + "\n"
 
@@ -143,7 +143,10 @@ def _models(status: dict[str, Any], health: list[dict[str, Any]]) -> tuple[list[
                 warmup = m.get("warmup") or {}
                 source = f"learning {human(warmup.get('rows'))}/{human(warmup.get('needed'))}"
             share = drift.get("share")
-            rows.append([m["model"], m.get("version") or "-", human(m.get("requests")),
+            errors, error_rate = m.get("errors"), m.get("error_rate")
+            failed = "-" if errors is None else human(errors) + (
+                f" {error_rate:.1%}" if isinstance(error_rate, (int, float)) else "")
+            rows.append([m["model"], m.get("version") or "-", human(m.get("requests")), failed,
                          human(m.get("windows_evaluated")), "-" if share is None else f"{share:.2f}",
                          verdicts.get((m["model"], m.get("version")), "-"), source])
             details = []
@@ -153,9 +156,10 @@ def _models(status: dict[str, Any], health: list[dict[str, Any]]) -> tuple[list[
             if isinstance(latency, dict) and any(isinstance(v, (int, float)) for v in latency.values()):
                 details.append("latency " + " ".join(f"{k} {v * 1000:.0f}ms" for k, v in latency.items()
                                                      if isinstance(v, (int, float))))
-            error_rate = m.get("error_rate")
-            if isinstance(error_rate, (int, float)):
-                details.append(f"success {1 - error_rate:.1%}")
+            recent = m.get("recent") or {}
+            if isinstance(recent.get("error_rate"), (int, float)):
+                details.append(f"last interval: {human(recent.get('requests'))} requests, "
+                               f"{human(recent.get('errors'))} errors ({recent['error_rate']:.1%})")
             for key, label in (("confidence_mean", "confidence"), ("estimated_accuracy", "est. accuracy"),
                                ("realized_accuracy", "accuracy")):
                 if isinstance(m.get(key), (int, float)):

@@ -64,6 +64,10 @@ class RawColumn:
     def is_missing(self) -> np.ndarray:
         return ~(self.is_number | self.is_string)
 
+    def rows(self, start: int, stop: int) -> RawColumn:
+        """Rows start..stop-1 (views, not copies)."""
+        return RawColumn(self.numbers[start:stop], self.strings[start:stop])
+
     def concat(self, other: RawColumn) -> RawColumn:
         return RawColumn(np.concatenate([self.numbers, other.numbers]),
                          np.concatenate([self.strings, other.strings]))

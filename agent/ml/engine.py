@@ -204,12 +204,20 @@ class MlEngine:
             if found.ids:
                 self._wait_for_labels(state, found, outputs, now)
             columns = {**self._features(state, found), **outputs}
+            rows = found.rows
             if state.profile is None and not state.building:
-                state.warmup.add(found.rows, columns)
-                if state.warmup.rows >= self._config.reference.warmup:
-                    self._build_reference(state)
-                continue
-            state.window.add(found.rows, columns)
+                # The reference is exactly the first `warmup` predictions; the rest of the batch
+                # that completes it goes on to the first window.
+                take = min(rows, self._config.reference.warmup - state.warmup.rows)
+                state.warmup.add(take, {n: c.rows(0, take) for n, c in columns.items()} if take < rows else columns)
+                if state.warmup.rows < self._config.reference.warmup:
+                    continue
+                self._build_reference(state)
+                rows -= take
+                if rows == 0:
+                    continue
+                columns = {n: c.rows(take, take + rows) for n, c in columns.items()}
+            state.window.add(rows, columns)
             if state.window.rows >= self._config.window.size:
                 self._close_window(state)
         for found_labels in extracted.labels:

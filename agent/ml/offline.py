@@ -517,13 +517,13 @@ def format_chunk(chunk: dict[str, Any], start_row: int, methods: dict[str, str] 
     features = drift_["features"]
     tested = sum(f["p_value"] is not None for f in features.values())
     drifted = drift_["drifted_features"]
-    verdict = "DRIFT DETECTED" if drift_["detected"] else "no drift"
+    verdict = "yes" if drift_["detected"] else "no"
     rows = chunk["rows"]
     span = f"rows {start_row + 1}-{start_row + rows}" if rows else "no rows"
-    threshold = f"; drift at {_share(drift_share)}" if drift_share is not None else ""
+    threshold = f", threshold {_percent(drift_share)}" if drift_share is not None else ""
     names = f": {', '.join(drifted)}" if drifted else ""
-    lines = [f"chunk {chunk['index']}: {span} ({rows} rows): {verdict}: {len(drifted)} of {tested} tested "
-             f"columns drifted ({_share(drift_['share'])}{threshold}){names}"]
+    lines = [f"chunk {chunk['index']}: {span} ({rows} rows): dataset drift: {verdict} ({len(drifted)} of "
+             f"{tested} columns drifted{threshold}){names}"]
     header = ["column", "type", "drift", "p_value", "ks", "chi2", "psi", "wasserstein", "jensen_sh",
               "missing", "sentinel", "mismatch", "out_range", "unseen"]
     table = [header]
@@ -618,6 +618,11 @@ def _stat(value: float | None) -> str:
 
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def _percent(value: float) -> str:
+    """50%, 33.3%: a share as people write it."""
+    return f"{value:.1%}".replace(".0%", "%")
 
 
 def _count(n: int, noun: str) -> str:

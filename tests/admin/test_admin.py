@@ -148,6 +148,21 @@ async def test_model_health_for_a_circuit_breaker(tmp_path):
                                       "health": "failing"}]
 
 
+async def test_model_health_names_the_features_that_moved_with_the_predictions(tmp_path):
+    config = ml_vigil_config(tmp_path)
+    config["processors"]["ml"]["drift"] = {"drift_share": 0.75}  # 2 of 3 columns: not dataset drift
+    async with running_vigil(config) as vigil:
+        engine = vigil.service.graph.shared[ComponentId("ml")]
+        await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, prediction_spans(400, seed=1))
+        assert await async_wait_for(lambda: engine.status()["models"][0]["phase"] == "monitoring")
+        # Ages 25 years older: the predicted label follows the age, which is the cause to name.
+        await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, prediction_spans(400, seed=2, start=400, shift=25))
+        assert await async_wait_for(lambda: engine.status()["models"][0]["windows_evaluated"] == 1)
+        status, body, _ = await get(vigil.admin_url(f"/api/v1/models/{MODEL}/health"))
+        assert status == 200 and body["status"] == "failing", body
+        assert body["reasons"] == ["prediction drift: ml.prediction.label; feature drift: age (2 of 3 columns)"]
+
+
 # --- routes a component offers ----------------------------------------------------------------------
 
 

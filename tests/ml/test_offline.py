@@ -396,6 +396,9 @@ def test_table_marks_drifted_features(files, profile_file):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.count("chunk ") == 2 and "chunk 1: rows 2001-2500 (500 rows)" in out
+    # The verdict reads as one: 1 of 5 columns drifted is below the 50% that makes it dataset drift.
+    verdicts = [line.split("): ", 1)[1] for line in out.splitlines() if line.startswith("chunk ")]
+    assert all(v == "dataset drift: no (1 of 5 columns drifted, threshold 50%): age" for v in verdicts), verdicts
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
     assert "DRIFT" in lines["age"] and "*" in lines["age"]
     for name in ("income", "city", "pred", "score"):

@@ -557,3 +557,25 @@ def test_config_problems_name_their_field(ml: dict[str, Any], problem: str):
     with pytest.raises(config_module.ConfigError) as caught:
         config_module.from_dict(raw, "<test>")
     assert caught.value.problems == [problem]
+
+
+async def test_the_reference_is_exactly_the_first_warmup_predictions(tmp_path, caplog):
+    # The SDK's batches are 512 spans: warmup 1000 completes inside the second one, whose other 24
+    # predictions start the first window instead of joining the reference.
+    from tests.admin.traffic import MODEL, ml_vigil_config, prediction_spans
+    from tests.otlp_data import send_grpc
+    from agent.signals import Signal
+
+    caplog.set_level("INFO", logger="vigil")
+    config = ml_vigil_config(tmp_path)
+    config["processors"]["ml"]["reference"]["warmup"] = 1000
+    config["processors"]["ml"]["window"] = {"size": 1000, "min_size": 100}
+    async with running_vigil(config) as vigil:
+        engine = vigil.service.graph.shared[ComponentId("ml")]
+        for k in range(2):
+            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, prediction_spans(512, seed=k, start=512 * k))
+        assert await async_wait_for(lambda: engine.status()["models"][0]["phase"] == "monitoring")
+        model = engine.status()["models"][0]
+        assert model["reference"] == {"source": "warmup", "rows": 1000}
+        assert model["window"]["rows"] == 24 and model["requests"] == 1024
+    assert f"{MODEL} 3: reference learned from 1000 predictions" in caplog.text
