@@ -1,8 +1,8 @@
 """The metrics of the `ml` processor's second half: traffic, confidence, performance, labels, GenAI.
 
 Each metric is declared once here as a `MetricSpec` and written by one
-function from what the engine computed; the drift and health metrics stay
-with the processor (`agent.processors.ml`).
+function from what the engine computed; the drift and health metrics are
+declared and written by the engine itself (`agent.ml.engine`).
 
 Attributes besides `ml.model.name` and `ml.model.version`:
 `ml.prediction.label` (the predicted class, on `ml.predictions`),
