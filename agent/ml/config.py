@@ -50,6 +50,15 @@ class WindowConfig(StrictModel):
         return self
 
 
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be > 0")
+    return seconds
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+
+
 class LimitsConfig(StrictModel):
     """Bounds on what the processor tracks, so a misbehaving app cannot grow its memory without end."""
 
@@ -58,18 +67,12 @@ class LimitsConfig(StrictModel):
     max_features: int = Field(100, ge=1)  # per model version
     max_classes: int = Field(50, ge=1)  # predicted classes counted by name per model version; then _OTHER
     max_error_types: int = Field(20, ge=1)  # error.type values per model version; then _OTHER
+    # A model version with no prediction for this long gives its slot to a new one at the limits (its
+    # learned reference stays on disk): one burst of junk names or five old deploys lock nothing out.
+    expire_after: PositiveDuration = 3600.0
 
 
 Buckets = Annotated[list[float], AfterValidator(check_bounds)]
-
-
-def _positive(seconds: float) -> float:
-    if seconds <= 0:
-        raise ValueError("must be > 0")
-    return seconds
-
-
-PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
 class ConfidenceConfig(StrictModel):

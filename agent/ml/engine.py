@@ -87,6 +87,7 @@ class _ModelState:
     last_drift: drift.DriftResult | None = None
     last_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # categorical columns
     last_window_ns: int = 0
+    last_seen: float = 0.0  # monotonic time of its last prediction or label
     traffic: Traffic | None = None
     labeled: list[label_join.Joined] = field(default_factory=list)  # joined labels not yet evaluated
     labeled_since: float = 0.0  # monotonic time of the first of them
@@ -281,14 +282,22 @@ class MlEngine:
         """The model version's state, made on first sight (None beyond the limits)."""
         key = (model, version)
         state = self._models.get(key)
+        now = time.monotonic()
         if state is not None:
+            state.last_seen = now
             return state
-        versions = sum(1 for m, _ in self._models if m == model)
-        models = len({m for m, _ in self._models})
-        if versions >= self._config.limits.max_versions or (
-                versions == 0 and models >= self._config.limits.max_models):
-            return None
-        state = self._models[key] = _ModelState(model, version, service_name)
+        limits = self._config.limits
+        versions = [k for k in self._models if k[0] == model]
+        if len(versions) >= limits.max_versions:
+            if not self._expire(versions, now):
+                return None
+        elif not versions and len({m for m, _ in self._models}) >= limits.max_models:
+            # A model's last version makes room for a new model only if the model is idle as a whole.
+            idle = {m for m in {m for m, _ in self._models}
+                    if all(now - s.last_seen >= limits.expire_after for k, s in self._models.items() if k[0] == m)}
+            if not idle or not self._expire([k for k in self._models if k[0] in idle], now, whole_model=True):
+                return None
+        state = self._models[key] = _ModelState(model, version, service_name, last_seen=now)
         limits, config = self._config.limits, self._config
         state.traffic = Traffic(config.latency.buckets, config.confidence.buckets, config.confidence.low_threshold,
                                 limits.max_classes, limits.max_error_types)
@@ -297,6 +306,21 @@ class MlEngine:
             self._log.info("%s %s: using the reference from %s", model, version or "-",
                            state.profile.source or "a profile file")
         return state
+
+    def _expire(self, keys: list[tuple[str, str]], now: float, whole_model: bool = False) -> bool:
+        """Forget the least recently seen of `keys` (all its model's versions, with `whole_model`) if it
+        has been idle for limits.expire_after; whether it made room."""
+        idle = [k for k in keys if now - self._models[k].last_seen >= self._config.limits.expire_after
+                and not self._models[k].building]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda k: self._models[k].last_seen)
+        gone = [k for k in idle if k[0] == oldest[0]] if whole_model else [oldest]
+        for k in gone:
+            del self._models[k]
+        self._log.info("%s: no prediction for %ds; its slot goes to a new model version",
+                       ", ".join(f"{m} {v or '-'}" for m, v in gone), self._config.limits.expire_after)
+        return True
 
     def _features(self, state: _ModelState, found: extract.Predictions) -> dict[str, RawColumn]:
         """The features the model version keeps: its reference's, or the first `max_features` names

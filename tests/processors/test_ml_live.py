@@ -579,3 +579,43 @@ async def test_the_reference_is_exactly_the_first_warmup_predictions(tmp_path, c
         assert model["reference"] == {"source": "warmup", "rows": 1000}
         assert model["window"]["rows"] == 24 and model["requests"] == 1024
     assert f"{MODEL} 3: reference learned from 1000 predictions" in caplog.text
+
+
+async def test_idle_model_versions_give_their_slots_to_new_ones_and_active_ones_keep_theirs(tmp_path):
+    # Junk names fill every model slot at once; the real model keeps sending and keeps its slot, the
+    # junk goes once idle for expire_after, and a model that came too early is watched after that.
+    from tests.admin.traffic import ml_vigil_config, prediction_spans
+    from tests.otlp_data import send_grpc
+    from agent.signals import Signal
+
+    config = ml_vigil_config(tmp_path)
+    config["processors"]["ml"]["limits"] = {"max_models": 3, "max_versions": 2, "expire_after": "1s"}
+    async with running_vigil(config) as vigil:
+        engine = vigil.service.graph.shared[ComponentId("ml")]
+
+        def watched() -> set[tuple[str, str]]:
+            return {(m["model"], m["version"]) for m in engine.status()["models"]}
+
+        async def send(model: str, version: str = "1", n: int = 10) -> None:
+            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, prediction_spans(n, seed=1, model=model,
+                                                                                  version=version))
+        await send("real")
+        for junk in ("junk-1", "junk-2"):
+            await send(junk)
+        await send("late")  # no slot: dropped, counted
+        assert watched() == {("real", "1"), ("junk-1", "1"), ("junk-2", "1")}
+        assert vigil.counter("vigil_ml_dropped_predictions", reason="limit") == 10
+        for _ in range(6):  # the real model stays busy while the junk goes idle
+            await asyncio.sleep(0.25)
+            await send("real")
+        await send("late")
+        assert ("late", "1") in watched() and ("real", "1") in watched()
+        assert len(watched()) == 3
+        # Versions likewise: a third deploy is watched once an old version is idle.
+        await send("real", "2")
+        await send("real", "3")
+        assert ("real", "3") not in watched()
+        await asyncio.sleep(1.1)
+        await send("real", "2")
+        await send("real", "3")
+        assert {("real", "2"), ("real", "3")} <= watched() and ("real", "1") not in watched()
