@@ -5,15 +5,20 @@ on the disk itself), so what a receiver acknowledges survives a `kill -9`, a
 power cut or a backend outage for as long as the queue has room. Workers `get`
 records in order and call `done` once a record is sent or dropped for good; a
 record never done (shut down mid-retry, or killed) is sent again after the next
-start. Delivery is therefore at-least-once: a restart can repeat what was sent
-but not yet marked done.
+start. Delivery is therefore at-least-once: a restart repeats what was in
+flight, and what was done in the moment before the last cursor write, never
+more: the cursor keeps the records in flight by position (as the Collector's
+persistent queue keeps its dispatched items), so one record stuck in retry
+does not hold everything after it back.
 
     put ─▶ group commit (one write, one fsync for every request waiting) ─▶ segment files
     get ◀─ index of records not yet handed out (positions only; the bytes stay on disk)
 
 The queue is bounded by bytes on disk. When it is full it refuses (retryable,
 so the senders keep the data) or drops the oldest records not being sent,
-as configured; both are counted. A full disk is a refusal too.
+as configured; both are counted. A full disk is a refusal too; once everything
+in the segment being written is sent, that segment is sealed and deleted, so
+a disk with less than one segment free recovers without a restart.
 
 File I/O runs in one thread of the queue's own, in order; the event loop only
 keeps the index and the accounting.
@@ -25,7 +30,7 @@ import asyncio
 import collections
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +39,8 @@ from pydantic import Field
 from agent.config import Duration, StrictModel
 from agent.errors import InvalidDataError, RefusedError
 from agent.exporters import queue_storage
-from agent.exporters.queue_storage import CorruptRecordError, Record, SegmentStore
+from agent.exporters.log_summary import LogSummary
+from agent.exporters.queue_storage import CorruptRecordError, Cursor, Record, SegmentStore, Unsent
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 
@@ -66,6 +72,11 @@ class _Segment:
     size: int = 0
     unread: int = 0
     in_flight: int = 0
+    unread_items: dict[Signal, int] = field(default_factory=dict)
+
+    def add_unread(self, record: Record, count: int = 1) -> None:
+        self.unread += count
+        self.unread_items[record.signal] = self.unread_items.get(record.signal, 0) + count * record.items
 
 
 @dataclass
@@ -105,9 +116,17 @@ class PersistentQueue:
         self._dispatching = False
         self._full_since_logged = False
         self._cursor_error_logged = False
+        self._write_failed = False  # the last append failed (a full disk): seal a segment once it is sent
+        self._finished: list[int] = []  # sealed segments all done: deleted once a cursor without them is written
+        self._checkpoint: asyncio.Task | None = None
+        self._refused_log = LogSummary(log, logging.WARNING)
+        self._dropped_log = LogSummary(log, logging.WARNING)
         self._dropped = {s: telemetry.counter(f"vigil_exporter_queue_dropped_{s.item_name}",
                                               "items dropped from a full persistent queue (when_full: "
                                               "drop_oldest)") for s in Signal}
+        self._lost = {s: telemetry.counter(f"vigil_exporter_queue_lost_{s.item_name}",
+                                           "items the persistent queue had stored that could not be read back "
+                                           "at start (damaged, cut short or missing files)") for s in Signal}
         self._corrupted_segments = telemetry.counter(
             "vigil_exporter_queue_corrupted_segments", "damaged queue segments found and moved aside")
         self._corrupted_bytes = telemetry.counter(
@@ -139,28 +158,45 @@ class PersistentQueue:
             self.used_bytes += size
         for record in recovery.records:
             self._index.append(record)
-            self._segments[record.seq].unread += 1
+            self._segments[record.seq].add_unread(record)
             self._recovered[record.signal].add(record.items, self._attrs)
         self._segments.setdefault(self._write_seq, _Segment())
         self._report(recovery)
         self._ticker = asyncio.create_task(self._tick(), name=f"{self._attrs['exporter']}-queue")
 
     def _report(self, recovery: queue_storage.Recovery) -> None:
+        where = f"persistent queue {self.directory}"
+        if recovery.cursor_problem:
+            self._log.warning("%s: %s: every request in it is sent again", where, recovery.cursor_problem)
         if recovery.records:
             items = sum(r.items for r in recovery.records)
-            self._log.info("persistent queue %s: %d requests (%d items) from before the restart will be sent",
-                           self.directory, len(recovery.records), items)
-        if recovery.torn_bytes:
-            self._truncated_bytes.add(recovery.torn_bytes, self._attrs)
-            self._log.warning("persistent queue %s: cut off a torn write of %d bytes at the end (it was "
-                              "never acknowledged)", self.directory, recovery.torn_bytes)
+            self._log.info("%s: %d requests (%d items) from before the restart will be sent", where,
+                           len(recovery.records), items)
+        for torn in recovery.torn:
+            self._truncated_bytes.add(torn.bytes, self._attrs)
+            acknowledged = ("it was never acknowledged" if self._config.fsync == "always" else
+                            f"never acknowledged if the process died; after a power cut with fsync: "
+                            f"{self._config.fsync} it may have been")
+            self._log.warning("%s: cut off a torn write at the end of %s: %d bytes%s (%s)", where, torn.segment,
+                              torn.bytes, _items_text(torn.items, " holding "), acknowledged)
         for damaged in recovery.damaged:
             self._corrupted_segments.add(1, self._attrs)
             self._corrupted_bytes.add(damaged.damaged_bytes, self._attrs)
-            where = f"moved to {damaged.moved_to}" if damaged.moved_to else "left in place"
-            self._log.error("persistent queue %s: segment %s is damaged (%s): %d bytes lost, %d good requests "
-                            "kept; %s", self.directory, damaged.name, damaged.problem, damaged.damaged_bytes,
-                            damaged.records_kept, where)
+            moved = f"moved to {damaged.moved_to}" if damaged.moved_to else "left in place"
+            self._log.error("%s: segment %s is damaged (%s): %d bytes unreadable, %d good requests kept; %s",
+                            where, damaged.name, damaged.problem, damaged.damaged_bytes, damaged.records_kept, moved)
+        for loss in recovery.losses:
+            for signal, count in loss.items.items():
+                if count:
+                    self._lost[signal].add(count, self._attrs)
+            counted = "" if loss.exact else " (as the damaged records' own headers count them)"
+            self._log.error("%s: lost %d stored request%s (%s)%s in %s: %s", where, loss.records,
+                            "" if loss.records == 1 else "s",
+                            _items_text(loss.items) or "items unknown: no record header survived", counted,
+                            loss.segment, loss.why)
+        for name, version in recovery.unknown_format:
+            self._log.error("%s: segment %s is in format version %d, which this Vigil cannot read: left in "
+                            "place, not sent (a Vigil that reads it sends it)", where, name, version)
 
     def stop_dispatch(self) -> None:
         """From now on `get` returns None: workers stop, and what is queued stays for the next start."""
@@ -178,7 +214,11 @@ class PersistentQueue:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
+        self._refused_log.flush()
+        self._dropped_log.flush()
         try:
             await self._run(self._write_cursor, self._cursor(), True)
         finally:
@@ -239,15 +279,16 @@ class PersistentQueue:
                 return None
             record = self._index.popleft()
             segment = self._segments[record.seq]
-            segment.unread -= 1
+            segment.add_unread(record, -1)
             segment.in_flight += 1
             self._in_flight.add(record)
+            self._cursor_dirty = True
             try:
                 wire = await self._run(self._store.read, record)
             except asyncio.CancelledError:
                 self._in_flight.discard(record)
                 segment.in_flight -= 1
-                segment.unread += 1
+                segment.add_unread(record)
                 self._index.appendleft(record)
                 raise
             except (CorruptRecordError, OSError) as exc:
@@ -273,6 +314,8 @@ class PersistentQueue:
         try:
             while self._writes:
                 writes, self._writes = self._writes, []
+                if self._write_failed and self._all_sent(self._write_seq):
+                    await self._seal()
                 try:
                     results = await self._run(self._store.append, [(w.signal, w.items, w.wire) for w in writes],
                                               self._config.fsync == "always")
@@ -291,21 +334,45 @@ class PersistentQueue:
                         write.future.set_exception(RefusedError(
                             f"cannot store in the persistent queue of exporter {self._attrs['exporter']}: "
                             f"{reason}", retry_after=1.0))
-                if any(not isinstance(r, Record) for r in results):
-                    self._log.warning("persistent queue %s: %d requests refused: cannot write: %s", self.directory,
+                self._write_failed = any(not isinstance(r, Record) for r in results)
+                if self._write_failed:
+                    self._refused_log("persistent queue %s: %d requests refused: cannot write: %s", self.directory,
                                       sum(not isinstance(r, Record) for r in results),
                                       next(getattr(r, "strerror", None) or r for r in results
                                            if not isinstance(r, Record)))
         finally:
             self._writer = None
 
+    def _all_sent(self, seq: int) -> bool:
+        segment = self._segments.get(seq)
+        return segment is not None and segment.size > 0 and not segment.unread and not segment.in_flight
+
+    async def _seal(self) -> None:
+        """Go on in a new segment, and delete the one written so far (all of it sent): on a disk
+        with less room than one segment, the space it holds is the only space there is."""
+        try:
+            sealed = await self._run(self._store.seal, self._config.fsync == "always")
+        except OSError as exc:
+            self._refused_log("persistent queue %s: cannot start a new segment: %s", self.directory,
+                              exc.strerror or exc)
+            return
+        self._write_seq = self._store.write_seq
+        self._segments.setdefault(self._write_seq, _Segment())
+        self._maybe_delete(sealed)
+        if self._checkpoint is not None:
+            await asyncio.shield(self._checkpoint)  # the space is back before this round's writes
+
     def _stored(self, record: Record) -> None:
         if record.seq > self._write_seq:
             sealed = self._write_seq
             self._write_seq = record.seq
             self._maybe_delete(sealed)
-        self._segments.setdefault(record.seq, _Segment()).size += record.size
-        self._segments[record.seq].unread += 1
+        segment = self._segments.setdefault(record.seq, _Segment())
+        if not segment.size:
+            segment.size = queue_storage.SEGMENT_HEADER.size  # written with its first record
+            self.used_bytes += segment.size
+        segment.size += record.size
+        segment.add_unread(record)
         self._index.append(record)
         self._tail = (record.seq, record.offset + record.size)
         self._wake_getters(1)
@@ -324,12 +391,15 @@ class PersistentQueue:
             if self.used_bytes + needed <= self.capacity_bytes or seq >= self._write_seq:
                 return
             segment = self._segments[seq]
+            dropped: dict[Signal, int] = {}
             while self._index and self._index[0].seq == seq:
                 record = self._index.popleft()
-                segment.unread -= 1
+                segment.add_unread(record, -1)
                 self._dropped[record.signal].add(record.items, self._attrs)
-                self._log.warning("persistent queue %s is full: dropped %d %s, the oldest queued",
-                                  self.directory, record.items, record.signal.item_name)
+                dropped[record.signal] = dropped.get(record.signal, 0) + record.items
+            if dropped:
+                self._dropped_log("persistent queue %s is full: dropped the oldest queued: %s", self.directory,
+                                  _items_text(dropped), items={s.item_name: n for s, n in dropped.items()})
             self._maybe_delete(seq)
             self._cursor_dirty = True
 
@@ -340,23 +410,50 @@ class PersistentQueue:
             return
         del self._segments[seq]
         self.used_bytes -= segment.size
+        self._finished.append(seq)
         self._cursor_dirty = True
-        self._background_run(self._store.delete, seq)
+        if self._checkpoint is None:
+            self._checkpoint = asyncio.create_task(self._delete_finished())
 
-    def _cursor(self) -> tuple[int, int]:
-        """The oldest position not yet done: sending resumes here after a restart."""
-        candidates = [r.position for r in self._in_flight]
-        if self._index:
-            candidates.append(self._index[0].position)
-        return min(candidates) if candidates else self._tail
-
-    def _write_cursor(self, position: tuple[int, int], sync: bool = False) -> None:
-        # Runs in the queue's thread; the position was taken on the loop just before.
-        seq, offset = position
+    async def _delete_finished(self) -> None:
+        """Write a cursor that no longer names the finished segments, then delete them: a crash in
+        between leaves segments the cursor says are done, never a cursor naming deleted ones."""
         try:
-            self._store.write_cursor(seq, offset, sync)
+            while self._finished:
+                finished, self._finished = self._finished, []
+                self._cursor_dirty = False
+                await self._run(self._write_cursor, self._cursor(), self._config.fsync == "always")
+                for seq in finished:
+                    await self._run(self._store.delete, seq)
+        except Exception as exc:  # noqa: BLE001 - a failed delete is retried at the next start
+            self._log.warning("persistent queue %s: cannot delete a sent segment: %s", self.directory, exc)
+        finally:
+            self._checkpoint = None
+
+    def _cursor(self) -> Cursor:
+        """Where sending resumes after a restart: the oldest record never handed out (everything before
+        it is done unless listed in flight), and what each segment from there on still holds."""
+        read = self._index[0].position if self._index else self._tail
+        unsent = []
+        for seq in sorted(self._segments):
+            segment = self._segments[seq]
+            if seq < read[0] or not segment.unread:
+                continue
+            start = read[1] if seq == read[0] else 0
+            unsent.append(Unsent(seq, start, segment.size, segment.unread, dict(segment.unread_items)))
+        return Cursor(read, sorted(self._in_flight, key=lambda r: r.position), unsent)
+
+    def _write_cursor(self, cursor: Cursor, sync: bool = False) -> None:
+        # Runs in the queue's thread; the cursor was taken on the loop just before.
+        try:
+            self._store.write_cursor(cursor, sync)
         except OSError as exc:
-            # Only a hint: without it, a restart re-sends more. A full disk must not stop sending.
+            # No room for the new one (a full disk): no cursor rather than a stale one that names
+            # segments about to be deleted. A restart then sends everything left again.
+            try:
+                self._store.remove_cursor()
+            except OSError:
+                pass
             if not self._cursor_error_logged:
                 self._cursor_error_logged = True
                 self._log.warning("persistent queue %s: cannot write the resume position: %s", self.directory,
@@ -390,3 +487,9 @@ class PersistentQueue:
 
     def _run(self, fn, *args: Any) -> asyncio.Future:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def _items_text(items: dict[Signal, int], prefix: str = "") -> str:
+    """"120 spans, 4 log records": what a dict of item counts holds, for a log line."""
+    text = ", ".join(f"{count} {signal.item_name.replace('_', ' ')}" for signal, count in items.items() if count)
+    return prefix + text if text else ""

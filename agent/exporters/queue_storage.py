@@ -1,24 +1,46 @@
 """The on-disk format of the persistent sending queue: segment files of checksummed records.
 
     <dir>/lock                        flock'd while one Vigil owns the queue
-    <dir>/cursor                      where sending resumes after a restart
-    <dir>/00000000000000000042.seg    records, appended; a new segment at each start and when full
+    <dir>/cursor                      where sending resumes after a restart, and what was left to send
+    <dir>/00000000000000000042.seg    a segment: records, appended; a new one at each start and when full
     <dir>/corrupted/                  segments with damaged records, moved aside at start
 
+    segment: header | record | record | ...
+    header:  b"VQSG" | u16 format version (2) | u16 0 | u32 crc32 of the 8 bytes before it
     record:  b"VQR1" | u32 payload length | u32 crc32(length, payload) | payload
     payload: u8 signal | u32 items | the OTLP export request's bytes
 
-Records are only ever appended, and a segment is deleted whole once every record
-in it is sent. The cursor is a hint that may lag: everything before it is done,
-so a cursor that is stale, torn or missing only makes records be sent again
-(at-least-once), never skipped.
+    cursor:  b"VQC2" | u32 body length | body | u32 crc32 of everything before it
+    body:    u64 seq, u64 offset        the read position: every record from here on was never sent
+             u32 n, n x in flight       handed to a sender, not yet done: u64 seq, u64 offset,
+                                        u32 size, u8 signal, u32 items
+             u32 m, m x unsent          per segment from the read position on: u64 seq, u64 start,
+                                        u64 end, u32 records, u32 items of each signal (3)
 
-Recovery (`open`) reads each segment from the cursor on. A record that does not
-check out at the very end of the newest segment is a torn write (the process or
-the machine died during an append): it was never acknowledged, and it is cut
-off. A bad record anywhere else is damage: the segment's good records are
-copied into the new segment, the segment is moved into `corrupted/`, and the
-report says what was lost. Nothing here ever refuses to start over bad data.
+A segment's header is written with its first record. The reader dispatches on
+the format version: 1 is the headerless format of earlier Vigils (records from
+byte 0), 2 is the header above and the same records. A segment whose header
+checks out but names a version this reader does not know is left in place,
+unread, and reported, never taken for damage. A cursor of format 1 (b"VQC1",
+the read position alone) is read too.
+
+Records are only ever appended, and a segment is deleted whole once every
+record in it is done and a cursor that no longer needs it is written. Every
+record before the read position is done unless the cursor lists it in flight,
+so after a crash only what was in flight (and what was done in the last moment
+before it) is sent again. A cursor that is torn or missing makes every record
+be sent again (at-least-once), never skipped; one pointing past every segment
+does not describe these files and is ignored the same way.
+
+Recovery (`open`) reads each segment from the read position on and checks it
+against what the cursor says was left to send there, so a loss is counted in
+items: a record that does not check out, a segment cut short or missing. An
+incomplete record at the very end of the newest segment, past what the cursor
+knew of, is a torn write (the process died during an append, before it was
+acknowledged): it is cut off. Any other bad record is damage: the segment's
+good records are copied into the new segment, the segment is moved into
+`corrupted/`, and the report says what was lost. Nothing here ever refuses to
+start over bad data.
 
 Everything in this module is blocking file I/O; the queue runs it in one worker
 thread, so calls never overlap.
@@ -37,12 +59,20 @@ from pathlib import Path
 
 from agent.signals import Signal
 
+SEGMENT_MAGIC = b"VQSG"
+SEGMENT_VERSION = 2
+SEGMENT_HEADER = struct.Struct("<4sHHI")  # magic, version, 0, crc32 of the first 8 bytes
 MAGIC = b"VQR1"
 HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
 PREFIX = struct.Struct("<BI")  # signal code, items
 OVERHEAD = HEADER.size + PREFIX.size
-CURSOR = struct.Struct("<4sQQI")  # magic, segment, offset, crc32 of what comes before it
-CURSOR_MAGIC = b"VQC1"
+CURSOR_MAGIC = b"VQC2"
+CURSOR_V1 = struct.Struct("<4sQQI")  # b"VQC1", segment, offset, crc32 of what comes before it
+_CURSOR_HEAD = struct.Struct("<4sI")
+_POSITION = struct.Struct("<QQ")
+_COUNT = struct.Struct("<I")
+_IN_FLIGHT = struct.Struct("<QQIBI")
+_UNSENT = struct.Struct("<QQQIIII")
 SUFFIX = ".seg"
 
 _CODES = {Signal.TRACES: 1, Signal.METRICS: 2, Signal.LOGS: 3}
@@ -76,6 +106,36 @@ class Record:
         return (self.seq, self.offset)
 
 
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """What a segment held from `start` to `end` that was never handed out, when the cursor was written."""
+
+    seq: int
+    start: int
+    end: int
+    records: int
+    items: dict[Signal, int]
+
+
+@dataclass
+class Cursor:
+    read: tuple[int, int]
+    in_flight: list[Record] = field(default_factory=list)
+    unsent: list[Unsent] = field(default_factory=list)
+    version: int = 2
+
+
+@dataclass
+class Loss:
+    """Requests the queue had stored that recovery could not give back."""
+
+    segment: str
+    why: str
+    records: int
+    items: dict[Signal, int]
+    exact: bool = True  # False: counted from the damaged records' own headers
+
+
 @dataclass
 class DamagedSegment:
     name: str
@@ -86,13 +146,28 @@ class DamagedSegment:
 
 
 @dataclass
+class TornWrite:
+    segment: str
+    bytes: int
+    items: dict[Signal, int]  # what the cut-off record's header says it held, where it got that far
+
+
+@dataclass
 class Recovery:
     """What `open` found: the records still to send, in order, and what was wrong."""
 
     records: list[Record] = field(default_factory=list)
     segment_sizes: dict[int, int] = field(default_factory=dict)
-    torn_bytes: int = 0
+    torn: list[TornWrite] = field(default_factory=list)
     damaged: list[DamagedSegment] = field(default_factory=list)
+    losses: list[Loss] = field(default_factory=list)
+    # Segments of a format this reader does not know: (name, version), left in place.
+    unknown_format: list[tuple[str, int]] = field(default_factory=list)
+    cursor_problem: str = ""  # why the cursor was not used, when it was not
+
+    @property
+    def torn_bytes(self) -> int:
+        return sum(t.bytes for t in self.torn)
 
 
 def encode(signal: Signal, items: int, wire: bytes) -> bytes:
@@ -103,6 +178,11 @@ def encode(signal: Signal, items: int, wire: bytes) -> bytes:
 
 def record_size(wire_length: int) -> int:
     return OVERHEAD + wire_length
+
+
+def segment_header(version: int = SEGMENT_VERSION) -> bytes:
+    head = struct.pack("<4sHH", SEGMENT_MAGIC, version, 0)
+    return head + struct.pack("<I", zlib.crc32(head))
 
 
 def _parse(data: bytes | memoryview, pos: int) -> tuple[Signal, int, int, int] | None:
@@ -124,10 +204,106 @@ def _parse(data: bytes | memoryview, pos: int) -> tuple[Signal, int, int, int] |
     return signal, items, start + PREFIX.size, HEADER.size + length
 
 
+def _incomplete(data: bytes, pos: int) -> bool:
+    """Whether data[pos:] is the start of a record cut short by the end of the file (a torn append)."""
+    rest = len(data) - pos
+    if rest < HEADER.size:
+        return MAGIC.startswith(bytes(data[pos:pos + 4]))
+    magic, length, _ = HEADER.unpack_from(data, pos)
+    return magic == MAGIC and length <= _MAX_PAYLOAD and pos + HEADER.size + length > len(data)
+
+
+def _claimed_items(data: bytes, start: int, end: int) -> dict[Signal, int]:
+    """What the record headers in a damaged range say they held (unchecked: the best count there is)."""
+    items: dict[Signal, int] = {}
+    pos = data.find(MAGIC, start, end)
+    while pos != -1:
+        if pos + OVERHEAD <= len(data):
+            code, count = PREFIX.unpack_from(data, pos + HEADER.size)
+            if code in _SIGNALS:
+                items[_SIGNALS[code]] = items.get(_SIGNALS[code], 0) + count
+        pos = data.find(MAGIC, pos + 4, end)
+    return items
+
+
+def _read_segment_header(data: bytes) -> tuple[int | None, int]:
+    """(format version, where records start) of a segment's bytes; version None: the header is damaged."""
+    if len(data) < SEGMENT_HEADER.size or data[:4] != SEGMENT_MAGIC:
+        if not data or data[:4] == MAGIC or (len(data) < 4 and MAGIC.startswith(data)):
+            return 1, 0  # headerless: format 1, or a new segment whose first write never happened
+        if len(data) < SEGMENT_HEADER.size and SEGMENT_MAGIC.startswith(data[:4]):
+            return SEGMENT_VERSION, len(data)  # a header cut short: nothing after it was acknowledged
+        return None, 0
+    magic, version, _, crc = SEGMENT_HEADER.unpack_from(data, 0)
+    if zlib.crc32(data[:8]) != crc:
+        return None, 0
+    return version, SEGMENT_HEADER.size
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+# --- the cursor ----------------------------------------------------------------------------------------
+
+
+def encode_cursor(cursor: Cursor) -> bytes:
+    body = [_POSITION.pack(*cursor.read), _COUNT.pack(len(cursor.in_flight))]
+    body += [_IN_FLIGHT.pack(r.seq, r.offset, r.size, _CODES[r.signal], r.items) for r in cursor.in_flight]
+    body.append(_COUNT.pack(len(cursor.unsent)))
+    body += [_UNSENT.pack(u.seq, u.start, u.end, u.records, *(u.items.get(s, 0) for s in _CODES))
+             for u in cursor.unsent]
+    data = b"".join(body)
+    data = _CURSOR_HEAD.pack(CURSOR_MAGIC, len(data)) + data
+    return data + struct.pack("<I", zlib.crc32(data))
+
+
+def decode_cursor(data: bytes) -> Cursor | None:
+    """The cursor in `data`, of any format this reader knows; None when it is torn or damaged."""
+    reader = _CURSOR_READERS.get(data[:4])
+    if reader is None:
+        return None
+    try:
+        return reader(data)
+    except (struct.error, KeyError, ValueError):
+        return None
+
+
+def _cursor_v1(data: bytes) -> Cursor | None:
+    if len(data) != CURSOR_V1.size or zlib.crc32(data[:-4]) != CURSOR_V1.unpack(data)[3]:
+        return None
+    _, seq, offset, _ = CURSOR_V1.unpack(data)
+    return Cursor((seq, offset), version=1)
+
+
+def _cursor_v2(data: bytes) -> Cursor | None:
+    _, length = _CURSOR_HEAD.unpack_from(data, 0)
+    end = _CURSOR_HEAD.size + length
+    if len(data) != end + 4 or zlib.crc32(data[:end]) != struct.unpack_from("<I", data, end)[0]:
+        return None
+    pos = _CURSOR_HEAD.size
+    read = _POSITION.unpack_from(data, pos)
+    pos += _POSITION.size
+    (n,) = _COUNT.unpack_from(data, pos)
+    pos += _COUNT.size
+    in_flight = []
+    for _ in range(n):
+        seq, offset, size, code, items = _IN_FLIGHT.unpack_from(data, pos)
+        in_flight.append(Record(seq, offset, size, _SIGNALS[code], items))
+        pos += _IN_FLIGHT.size
+    (m,) = _COUNT.unpack_from(data, pos)
+    pos += _COUNT.size
+    unsent = []
+    for _ in range(m):
+        seq, start, stop, records, *counts = _UNSENT.unpack_from(data, pos)
+        unsent.append(Unsent(seq, start, stop, records, dict(zip(_CODES, counts))))
+        pos += _UNSENT.size
+    return Cursor(read, in_flight, unsent)
+
+
+_CURSOR_READERS = {b"VQC1": _cursor_v1, CURSOR_MAGIC: _cursor_v2}
 
 
 class SegmentStore:
@@ -173,31 +349,61 @@ class SegmentStore:
         _HELD.add(self.directory.resolve())
 
     def _recover(self) -> Recovery:
-        cursor = self.read_cursor()
+        recovery = Recovery()
+        cursor = self._read_cursor(recovery)
         (self.directory / "cursor.tmp").unlink(missing_ok=True)
         seqs = sorted(int(p.name[:-len(SUFFIX)]) for p in self.directory.glob("*" + SUFFIX)
                       if p.name[:-len(SUFFIX)].isdigit())
-        recovery = Recovery()
-        salvage: list[tuple[int, bytes, list[tuple[Signal, int, int, int]], DamagedSegment]] = []
+        if cursor is not None and seqs and cursor.read[0] > seqs[-1]:
+            # The segment being written is never deleted, so this cursor is not about these files.
+            recovery.cursor_problem = (f"the resume position (segment {cursor.read[0]}) is past every segment "
+                                       f"on disk")
+            cursor = None
+        # The new segment first: from here on there is always one at or past the read position.
+        self._start_segment(max(seqs + ([cursor.read[0]] if cursor is not None else []), default=0) + 1)
+        in_flight: dict[int, list[Record]] = {}
+        unsent: dict[int, Unsent] = {}
+        if cursor is not None:
+            for record in cursor.in_flight:
+                in_flight.setdefault(record.seq, []).append(record)
+            unsent = {u.seq: u for u in cursor.unsent}
+        salvage = []
         for seq in seqs:
             path = self._path(seq)
-            if cursor is not None and seq < cursor[0]:
-                path.unlink(missing_ok=True)  # sent before the cursor was written
+            with open(path, "rb") as f:
+                version, _ = _read_segment_header(f.read(SEGMENT_HEADER.size))
+            if version is not None and version not in _SEGMENT_READERS:
+                recovery.unknown_format.append((path.name, version))  # whatever the cursor says of it
+                continue
+            if cursor is not None and seq < cursor.read[0] and seq not in in_flight:
+                path.unlink(missing_ok=True)  # every record in it was done before the cursor was written
                 continue
             data = path.read_bytes()
-            start = min(cursor[1], len(data)) if cursor is not None and seq == cursor[0] else 0
-            good, damage = _scan(data, start)
-            size = len(data)
-            if len(damage) == 1 and damage[0][1] == size and seq == seqs[-1]:
-                # A torn append at the very end of the newest segment: never acknowledged, cut it off.
-                size = damage[0][0]
+            version, records_start = _read_segment_header(data)
+            if cursor is None or seq > cursor.read[0]:
+                start = records_start
+            elif seq == cursor.read[0]:
+                start = max(records_start, min(cursor.read[1], len(data)))
+            else:
+                start = len(data)  # only its records in flight are left to send
+            # A damaged header (version None): read it as the newest format, records from the first byte.
+            good, damage = _SEGMENT_READERS[version or SEGMENT_VERSION](data, start)
+            good, lost_in_flight = _with_in_flight(data, good, in_flight.get(seq, []))
+            expected = unsent.pop(seq, None)
+            known_end = expected.end if expected is not None else start
+            if (damage and damage[-1][1] == len(data) and seq == seqs[-1] and damage[-1][0] >= known_end
+                    and _incomplete(data, damage[-1][0])):
+                # A torn append at the very end of the newest segment, after all the cursor knew of.
+                cut = damage.pop()[0]
+                recovery.torn.append(TornWrite(path.name, len(data) - cut, _claimed_items(data, cut, len(data))))
                 with open(path, "r+b") as f:
-                    f.truncate(size)
-                recovery.torn_bytes += len(data) - size
-                damage = []
+                    f.truncate(cut)
+                data = data[:cut]
+            loss = _loss(path.name, data, good, damage, expected, lost_in_flight)
+            if loss is not None:
+                recovery.losses.append(loss)
             if damage:
-                lost = sum(b - a for a, b in damage)
-                report = DamagedSegment(path.name, lost, len(good), None,
+                report = DamagedSegment(path.name, sum(b - a for a, b in damage), len(good), None,
                                         ", ".join(f"bytes {a}-{b}" for a, b in damage))
                 recovery.damaged.append(report)
                 salvage.append((seq, data, good, report))
@@ -205,15 +411,26 @@ class SegmentStore:
             if not good:
                 path.unlink(missing_ok=True)  # empty, or everything in it was sent
                 continue
-            recovery.segment_sizes[seq] = size
+            recovery.segment_sizes[seq] = len(data)
             recovery.records += [Record(seq, pos - OVERHEAD, size, signal, items)
                                  for signal, items, pos, size in good]
-        last = max(seqs + ([cursor[0]] if cursor is not None else []), default=0)
-        self._start_segment(last + 1)
+        for expected in unsent.values():  # the cursor says these held unsent records: their files are gone
+            recovery.losses.append(Loss(self._path(expected.seq).name, "the segment file is missing",
+                                        expected.records, dict(expected.items)))
         for seq, data, good, report in salvage:
             recovery.records += self._salvage(seq, data, good, report, recovery)
         recovery.records.sort(key=lambda r: r.position)
         return recovery
+
+    def _read_cursor(self, recovery: Recovery) -> Cursor | None:
+        try:
+            data = (self.directory / "cursor").read_bytes()
+        except FileNotFoundError:
+            return None
+        cursor = decode_cursor(data)
+        if cursor is None:
+            recovery.cursor_problem = "the resume position cannot be read (torn or damaged)"
+        return cursor
 
     def _salvage(self, seq: int, data: bytes, good: list[tuple[Signal, int, int, int]],
                  report: DamagedSegment, recovery: Recovery) -> list[Record]:
@@ -231,15 +448,15 @@ class SegmentStore:
         target = aside / f"{self._path(seq).name}.{time.strftime('%Y%m%dT%H%M%S')}"
         os.replace(self._path(seq), target)
         report.moved_to = str(target)
-        for r in results:
-            recovery.segment_sizes[r.seq] = recovery.segment_sizes.get(r.seq, 0) + r.size
+        for r in results:  # the copies' segments, header included
+            recovery.segment_sizes[r.seq] = max(recovery.segment_sizes.get(r.seq, 0), r.offset + r.size)
         return list(results)
 
     def _truncate_written(self, results: list) -> None:
         # Records copied before the failure would be sent twice; drop them from the new segment.
         written = [r for r in results if isinstance(r, Record) and r.seq == self.write_seq]
         if written:
-            self._write_size = written[0].offset
+            self._write_size = written[0].offset if written[0].offset > SEGMENT_HEADER.size else 0
             os.ftruncate(self._write_fd, self._write_size)
 
     # --- appending -----------------------------------------------------------------
@@ -253,10 +470,11 @@ class SegmentStore:
         results: list[Record | OSError] = []
         buffer: list[bytes] = []
         buffered = 0
+        records = 0  # in the buffer
         error: OSError | None = None
 
         def flush() -> OSError | None:
-            nonlocal buffer, buffered
+            nonlocal buffer, buffered, records
             if not buffer:
                 return None
             before = self._write_size
@@ -264,13 +482,12 @@ class SegmentStore:
                 _write_all(self._write_fd, b"".join(buffer))
             except OSError as exc:
                 self._cut_back(before)
-                count = len(buffer)
-                results[-count:] = [exc] * count
-                buffer, buffered = [], 0
+                results[len(results) - records:] = [exc] * records
+                buffer, buffered, records = [], 0, 0
                 return exc
             self._write_size += buffered
             self._dirty = True
-            buffer, buffered = [], 0
+            buffer, buffered, records = [], 0, 0
             return None
 
         for signal, items, wire in entries:
@@ -278,7 +495,8 @@ class SegmentStore:
                 results.append(error)
                 continue
             blob = encode(signal, items, wire)
-            if self._write_size + buffered and self._write_size + buffered + len(blob) > self.segment_bytes:
+            if (self._write_size + buffered > SEGMENT_HEADER.size
+                    and self._write_size + buffered + len(blob) > self.segment_bytes):
                 error = flush()
                 if error is None:
                     try:
@@ -288,9 +506,13 @@ class SegmentStore:
                 if error is not None:
                     results.append(error)
                     continue
+            if self._write_size + buffered == 0:
+                buffer.append(segment_header())  # a segment's header goes out with its first record
+                buffered += SEGMENT_HEADER.size
             results.append(Record(self.write_seq, self._write_size + buffered, len(blob), signal, items))
             buffer.append(blob)
             buffered += len(blob)
+            records += 1
         if error is None:
             error = flush()
         if sync and any(isinstance(r, Record) for r in results):
@@ -309,6 +531,12 @@ class SegmentStore:
             except OSError:
                 pass
 
+    def seal(self, sync: bool) -> int:
+        """Go on in a new segment, so the one written so far can be deleted once it is done; its seq."""
+        sealed = self.write_seq
+        self._rotate(sync)
+        return sealed
+
     def _rotate(self, sync: bool) -> None:
         if sync and self._dirty:
             os.fsync(self._write_fd)
@@ -316,6 +544,7 @@ class SegmentStore:
         self._start_segment(self.write_seq + 1)
 
     def _start_segment(self, seq: int) -> None:
+        # Empty until its first record: creating it needs no free space, only a directory entry.
         fd = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         if self._write_fd is not None:
             os.close(self._write_fd)
@@ -346,27 +575,22 @@ class SegmentStore:
 
     # --- what is done ------------------------------------------------------------------
 
-    def read_cursor(self) -> tuple[int, int] | None:
-        try:
-            data = (self.directory / "cursor").read_bytes()
-        except FileNotFoundError:
-            return None
-        if len(data) != CURSOR.size:
-            return None
-        magic, seq, offset, crc = CURSOR.unpack(data)
-        if magic != CURSOR_MAGIC or zlib.crc32(data[:-4]) != crc:
-            return None  # torn or damaged: start from the oldest segment (re-sends, never skips)
-        return seq, offset
-
-    def write_cursor(self, seq: int, offset: int, sync: bool = False) -> None:
-        body = struct.pack("<4sQQ", CURSOR_MAGIC, seq, offset)
+    def write_cursor(self, cursor: Cursor, sync: bool = False) -> None:
         tmp = self.directory / "cursor.tmp"
-        with open(tmp, "wb") as f:
-            f.write(body + struct.pack("<I", zlib.crc32(body)))
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.directory / "cursor")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(encode_cursor(cursor))
+                if sync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, self.directory / "cursor")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def remove_cursor(self) -> None:
+        """No cursor at all: a restart sends every record again, rather than trust an old one."""
+        (self.directory / "cursor").unlink(missing_ok=True)
 
     def delete(self, seq: int) -> None:
         fd = self._read_fds.pop(seq, None)
@@ -423,6 +647,58 @@ def _scan(data: bytes, start: int) -> tuple[list[tuple[Signal, int, int, int]], 
         damage.append((pos, end))
         pos = end
     return good, damage
+
+
+# Per segment format version: how to read its records from a position on. Versions 1 and 2 hold the
+# same records; 2 has a header in front of them.
+_SEGMENT_READERS = {1: _scan, 2: _scan}
+
+
+def _with_in_flight(data: bytes, good: list[tuple[Signal, int, int, int]], in_flight: list[Record]):
+    """`good` plus the records the cursor lists in flight that still check out; and those that do not."""
+    found = {pos - OVERHEAD for _, _, pos, _ in good}
+    lost = []
+    extra = []
+    for record in in_flight:
+        if record.offset in found:
+            continue
+        parsed = _parse(memoryview(data)[:record.offset + record.size], record.offset)
+        if parsed is None or parsed[3] != record.size:
+            lost.append(record)
+        else:
+            extra.append(parsed)
+    return sorted(extra + good, key=lambda g: g[2]), lost
+
+
+def _loss(name: str, data: bytes, good: list[tuple[Signal, int, int, int]], damage: list[tuple[int, int]],
+          expected: Unsent | None, lost_in_flight: list[Record]) -> Loss | None:
+    """What this segment should have given back and did not: counted against the cursor where it
+    knew the segment, else from the damaged records' headers."""
+    items: dict[Signal, int] = {}
+    records = 0
+    exact = True
+    for record in lost_in_flight:
+        items[record.signal] = items.get(record.signal, 0) + record.items
+        records += 1
+    damage_after = damage
+    if expected is not None:
+        found = [(signal, count) for signal, count, pos, size in good
+                 if expected.start <= pos - OVERHEAD and pos - OVERHEAD + size <= expected.end]
+        records += max(0, expected.records - len(found))
+        for signal in Signal:
+            missing = expected.items.get(signal, 0) - sum(c for s, c in found if s is signal)
+            if missing > 0:
+                items[signal] = items.get(signal, 0) + missing
+        damage_after = [(max(a, expected.end), b) for a, b in damage if b > expected.end]
+    for a, b in damage_after:  # past what the cursor knew: the headers are all there is
+        for signal, count in _claimed_items(data, a, b).items():
+            items[signal] = items.get(signal, 0) + count
+            exact = False
+        records += data.count(MAGIC, a, b)
+    if not records and not any(items.values()):
+        return None
+    why = "damaged records" if damage else "the file holds fewer records than were written to it"
+    return Loss(name, why, records, items, exact)
 
 
 def _first_error(results: list) -> str:

@@ -12,9 +12,11 @@ import logging
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import grpc
@@ -88,19 +90,19 @@ async def test_what_is_not_done_is_sent_after_a_restart_in_order(tmp_path):
     assert sum(p.stat().st_size for p in segments(tmp_path)) == 0
 
 
-async def test_records_being_sent_at_shutdown_are_sent_again(tmp_path):
+async def test_records_being_sent_at_shutdown_are_sent_again_and_only_those(tmp_path):
     queue = make_queue(tmp_path)
     await queue.open()
     for i in range(4):
         await queue.put(spans(2, 2 * i))
     first, _ = await queue.get()  # handed out, never done
     second, _ = await queue.get()
-    queue.done(second)  # done out of order: the cursor must stay at `first`
+    queue.done(second)  # done out of order: `first` is in flight, `second` is not sent again
     await queue.close()
 
     queue = make_queue(tmp_path)
     await queue.open()
-    assert await drain(queue) == names(8)  # at-least-once: `second` comes again too
+    assert await drain(queue) == names(2) + names(4, start=4)
     await queue.close()
 
 
@@ -150,8 +152,9 @@ async def test_a_damaged_segment_is_moved_aside_and_its_good_records_kept(tmp_pa
     await queue.close()
     seg = segments(tmp_path)[0]
     data = bytearray(seg.read_bytes())
-    size = len(data) // 5  # every record is the same size here
-    third = 2 * size  # damage the third record only
+    header = queue_storage.SEGMENT_HEADER.size
+    size = (len(data) - header) // 5  # every record is the same size here
+    third = header + 2 * size  # damage the third record only
     if damage == "flip a byte":
         data[third + size // 2] ^= 0xFF
     elif damage == "zero a block":
@@ -168,7 +171,9 @@ async def test_a_damaged_segment_is_moved_aside_and_its_good_records_kept(tmp_pa
     assert not seg.exists()
     assert telemetry.total("vigil_exporter_queue_corrupted_segments") == 1
     assert telemetry.total("vigil_exporter_queue_corrupted_bytes") == size
+    assert telemetry.total("vigil_exporter_queue_lost_spans") == 2  # counted in items, not only bytes
     assert "is damaged" in caplog.text and "moved to" in caplog.text
+    assert "lost 1 stored request (2 spans)" in caplog.text
     # The records before and after the damage are kept; only the third is lost.
     assert await drain(queue) == names(4) + names(4, start=6)
     await queue.close()
@@ -274,6 +279,222 @@ async def test_every_fsync_policy_keeps_what_was_written(tmp_path, fsync):
     await queue.open()
     assert sorted(await drain(queue)) == sorted(names(30))
     await queue.close()
+
+
+def crashed_copy(directory: Path, into: Path) -> Path:
+    """The queue's files as a kill -9 would leave them now (the page cache survives it): a copy taken
+    while the queue runs, opened by a new queue as the next start would."""
+    shutil.copytree(directory, into, ignore=shutil.ignore_patterns("lock"))
+    return into
+
+
+async def test_a_record_stuck_in_retry_does_not_hold_back_the_restart_position(tmp_path):
+    """Issue 15, defect 8: one record in retry pinned the cursor, so a crash re-sent everything after it."""
+    queue = make_queue(tmp_path / "q")
+    await queue.open()
+    for i in range(200):
+        await queue.put(spans(1, i))
+    stuck, _ = await queue.get()  # handed out, never done: its backend call keeps failing
+    assert len(await drain(queue, limit=199)) == 199
+    await asyncio.sleep(0.6)  # the resume position is written down a few times a second
+    copy = crashed_copy(tmp_path / "q", tmp_path / "crashed")
+    await queue.close()
+
+    telemetry = SelfTelemetry()
+    again = make_queue(copy, telemetry)
+    await again.open()
+    assert await drain(again) == ["span-0"]  # only what was in flight comes again (before: all 200)
+    assert telemetry.total("vigil_exporter_queue_recovered_spans") == 1
+    await again.close()
+
+
+def small_disk(monkeypatch, directory: Path, free: int) -> dict:
+    """os.write as a disk with `free` bytes for the queue's segments does it: what fits, then ENOSPC."""
+    real_write = os.write
+    disk = {"free": free}
+
+    def write(fd, data):
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(".seg"):
+            return real_write(fd, data)
+        used = sum(p.stat().st_size for p in directory.glob("*.seg"))
+        room = disk["free"] - used
+        if room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, bytes(data)[:room])
+
+    monkeypatch.setattr(queue_storage.os, "write", write)
+    return disk
+
+
+async def test_a_disk_with_less_than_one_segment_free_recovers_once_the_queue_drains(tmp_path, monkeypatch):
+    """Issue 15, defect 6: the segment being written held the disk's only free space until a restart."""
+    segment = 64 * 1024
+    small_disk(monkeypatch, tmp_path, free=segment * 6 // 10)
+    queue = make_queue(tmp_path, segment_size_mib=segment / (1 << 20), max_size_mib=64)
+    await queue.open()
+    stored = 0
+    with pytest.raises(RefusedError, match="No space left on device"):
+        for i in range(1000):
+            await queue.put(Batch(Signal.TRACES, traces(5, start=5 * i, payload="p" * 200)))
+            stored += 1
+    assert stored > 5
+    assert len(await drain(queue)) == 5 * stored  # the backend takes everything: the queue is empty
+    # The sent segment goes, and with it the space: a sender's next retry gets in.
+    assert await async_wait_for_put(queue, spans(1, 100_000), timeout=5)
+    assert await drain(queue) == ["span-100000"]
+    await queue.close()
+
+
+async def async_wait_for_put(queue: PersistentQueue, batch: Batch, timeout: float) -> bool:
+    """Retry `put` as a sender retries a refusal, until it is stored or `timeout` passes."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await queue.put(batch)
+            return True
+        except RefusedError:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+
+# --- what recovery finds, and what it says ------------------------------------------------
+
+
+async def stored(directory: Path, count: int, per_record: int = 100, **config) -> None:
+    queue = make_queue(directory, **config)
+    await queue.open()
+    for i in range(count):
+        await queue.put(spans(per_record, per_record * i))
+    await queue.close()
+
+
+async def reopened(directory: Path, **config) -> tuple[PersistentQueue, SelfTelemetry]:
+    telemetry = SelfTelemetry()
+    queue = make_queue(directory, telemetry, **config)
+    await queue.open()
+    return queue, telemetry
+
+
+def error_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("cursor", ["written at shutdown", "lost in the crash"])
+async def test_damage_in_the_last_acknowledged_record_is_a_loss_not_a_torn_write(tmp_path, caplog, cursor):
+    """Issue 15, defect 9: a damaged last record was called a torn write and its 100 spans not counted."""
+    caplog.set_level(logging.INFO, logger="vigil")
+    await stored(tmp_path, 3, segment_size_mib=1)
+    if cursor == "lost in the crash":
+        (tmp_path / "cursor").unlink()
+    seg = segments(tmp_path)[0]
+    data = bytearray(seg.read_bytes())
+    data[-50] ^= 0xFF  # inside the last record's spans: its length and header are intact
+    seg.write_bytes(bytes(data))
+    queue, telemetry = await reopened(tmp_path, segment_size_mib=1)
+    assert await drain(queue) == names(200)
+    await queue.close()
+    lines = error_lines(caplog)
+    assert not any("torn" in line for line in lines), lines
+    assert telemetry.total("vigil_exporter_queue_lost_spans") == 100
+    assert telemetry.total("vigil_exporter_queue_truncated_bytes") == 0
+    assert any("lost 1 stored request (100 spans)" in line for line in lines), lines
+
+
+async def test_a_cursor_pointing_past_every_segment_is_ignored_and_everything_sent(tmp_path, caplog):
+    """Issue 15, defect 9: such a cursor deleted the whole queue without a word."""
+    caplog.set_level(logging.INFO, logger="vigil")
+    await stored(tmp_path, 20, per_record=10)
+    (tmp_path / "cursor").write_bytes(queue_storage.encode_cursor(queue_storage.Cursor((1000, 0))))
+    queue, telemetry = await reopened(tmp_path)
+    assert sorted(await drain(queue)) == sorted(names(200))
+    await queue.close()
+    assert any("past every segment on disk: every request in it is sent again" in line
+               for line in error_lines(caplog)), error_lines(caplog)
+
+
+async def test_a_segment_cut_short_counts_the_items_it_lost(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="vigil")
+    await stored(tmp_path, 10, per_record=10, segment_size_mib=1)
+    seg = segments(tmp_path)[0]
+    whole = seg.stat().st_size
+    record = (whole - queue_storage.SEGMENT_HEADER.size) // 10
+    with open(seg, "r+b") as f:
+        f.truncate(whole // 2)  # in the middle of the sixth record (of ten)
+    queue, telemetry = await reopened(tmp_path, segment_size_mib=1)
+    kept = await drain(queue)
+    await queue.close()
+    assert kept == names(10 * ((whole // 2 - queue_storage.SEGMENT_HEADER.size) // record))
+    assert telemetry.total("vigil_exporter_queue_lost_spans") == 100 - len(kept)
+    assert any(f"({100 - len(kept)} spans)" in line and seg.name in line for line in error_lines(caplog))
+    assert not any("torn" in line for line in error_lines(caplog))
+
+
+async def test_a_missing_segment_counts_the_items_it_held(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="vigil")
+    await stored(tmp_path, 30, per_record=10)
+    files = [p for p in segments(tmp_path) if p.stat().st_size]
+    assert len(files) >= 3
+    victim = files[1]
+    queue, _ = await reopened(tmp_path)  # how many spans the victim holds, as a queue reads it
+    in_victim = sum(r.items for r in queue._index if r.seq == int(victim.name[:-4]))
+    await queue.close()
+    victim.unlink()
+    queue, telemetry = await reopened(tmp_path)
+    left = await drain(queue)
+    await queue.close()
+    assert len(left) == 300 - in_victim
+    assert telemetry.total("vigil_exporter_queue_lost_spans") == in_victim
+    assert any(f"({in_victim} spans) in {victim.name}: the segment file is missing" in line
+               for line in error_lines(caplog)), error_lines(caplog)
+
+
+# --- the format version -------------------------------------------------------------------
+
+
+async def test_segments_and_cursor_of_the_earlier_format_are_read_after_an_upgrade(tmp_path):
+    """Format 1: no segment header, a cursor holding the read position only."""
+    records = [queue_storage.encode(Signal.TRACES, 2, traces(2, start=2 * i).SerializeToString()) for i in range(6)]
+    (tmp_path / f"{7:020d}.seg").write_bytes(b"".join(records))
+    body = struct.pack("<4sQQ", b"VQC1", 7, len(records[0]) * 2)  # the first two were sent
+    (tmp_path / "cursor").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    queue, telemetry = await reopened(tmp_path)
+    assert await drain(queue) == names(8, start=4)
+    await queue.close()
+    assert telemetry.total("vigil_exporter_queue_lost_spans") == 0
+    # What it writes from now on is the current format.
+    assert all(p.read_bytes()[:4] == queue_storage.SEGMENT_MAGIC for p in segments(tmp_path) if p.stat().st_size)
+
+
+async def test_a_segment_in_an_unknown_format_version_is_left_in_place_and_reported(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="vigil")
+    future = tmp_path / f"{3:020d}.seg"
+    future.write_bytes(queue_storage.segment_header(version=9) + b"whatever version 9 holds")
+    for _ in range(2):  # not taken for damage, not deleted, at every start
+        queue, telemetry = await reopened(tmp_path)
+        assert queue.size() == 0
+        await queue.put(spans(1, 0))
+        assert await drain(queue) == ["span-0"]
+        await queue.close()
+        assert future.read_bytes().startswith(queue_storage.segment_header(version=9))
+        assert telemetry.total("vigil_exporter_queue_corrupted_segments") == 0
+    assert not (tmp_path / "corrupted").exists()
+    assert any("is in format version 9, which this Vigil cannot read: left in place" in line
+               for line in error_lines(caplog))
+
+
+async def test_a_damaged_segment_header_still_gives_back_every_record(tmp_path):
+    await stored(tmp_path, 4, per_record=2, segment_size_mib=1)
+    seg = segments(tmp_path)[0]
+    data = bytearray(seg.read_bytes())
+    data[5] ^= 0x01  # the version number: its checksum no longer matches
+    seg.write_bytes(bytes(data))
+    (tmp_path / "cursor").unlink()
+    queue, telemetry = await reopened(tmp_path, segment_size_mib=1)
+    assert await drain(queue) == names(8)
+    await queue.close()
+    assert telemetry.total("vigil_exporter_queue_corrupted_bytes") == queue_storage.SEGMENT_HEADER.size
+    assert telemetry.total("vigil_exporter_queue_lost_spans") == 0
 
 
 # --- kill -9 --------------------------------------------------------------------------
