@@ -9,28 +9,38 @@ as it inflates). The gRPC services take the raw request bytes, so an
 unchanged batch is forwarded as it arrived and a malformed one is answered
 with INVALID_ARGUMENT rather than gRPC's generic decoding error.
 
-Limits and protection (`limits`, and per protocol `tls` and `auth`): past
-`max_concurrent_requests` a request is refused at once (UNAVAILABLE / 429
-with Retry-After), before its body is read; attribute limits cut what
-exceeds them and count it (`agent.receivers.limits`); TLS, mTLS and bearer
-tokens come from `agent.receivers.security` (UNAUTHENTICATED / 401).
+Limits and protection (`limits`, and per protocol `tls` and `auth`): an HTTP
+body declared larger than the limit is refused (413) before it is read, and
+one not received within `read_timeout` is answered 408 and its connection
+closed. A request takes one of `max_concurrent_requests` only once its body is
+in, as nginx hands a request upstream only once it has buffered it: senders
+that stall mid-upload hold a connection, never the pipeline's capacity. Past
+the limit a request is refused (UNAVAILABLE / 429 with Retry-After). Bodies
+over 64 KiB are decoded on a small pool of threads, so that one large request
+never holds up the event loop's other work. Attribute limits cut what exceeds
+them and count it (`agent.receivers.limits`); TLS, mTLS and bearer tokens come
+from `agent.receivers.security` (UNAUTHENTICATED / 401). Error messages are
+cut to 512 characters.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from pydantic import Field, model_validator
 
-from agent import otlp_json
+from agent import otlp_json_reader
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import OptionalPartsModel, StrictModel
+from agent.config import Duration, OptionalPartsModel, StrictModel
 from agent.errors import ConsumerError, InvalidDataError, RefusedError
 from agent.netconfig import ListenEndpoint, split_host_port
 from agent.receivers import security
@@ -42,6 +52,11 @@ from agent.telemetry import ReceiverCounters
 _MIB = 1024 * 1024
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+# Bodies up to this size are decoded on the event loop (a thread hop would cost more than they do).
+_DECODE_INLINE = 64 * 1024
+# Decodes of larger bodies at once: each holds its text and the bytes it writes, about twice the body.
+_DECODE_THREADS = 2
+_MAX_MESSAGE = 512  # characters of an error message sent back
 
 
 class GrpcConfig(StrictModel):
@@ -56,6 +71,12 @@ class HttpConfig(StrictModel):
     endpoint: ListenEndpoint = "127.0.0.1:4318"
     # Applies to the body as sent and, separately, to the body once decompressed.
     max_request_body_size: int = Field(20 * _MIB, gt=0)
+    # How long a request's body may take to arrive once its headers are in; past it, 408 and the
+    # connection closes. (The Collector's confighttp read_timeout has no limit by default; SDKs give up
+    # on an export after 10 s.)
+    read_timeout: Duration = Field(30.0, gt=0)
+    # How long an open connection may wait for its next request, or for the rest of a request's headers.
+    idle_timeout: Duration = Field(60.0, gt=0)
     traces_url_path: str = "/v1/traces"
     metrics_url_path: str = "/v1/metrics"
     logs_url_path: str = "/v1/logs"
@@ -87,7 +108,7 @@ class OtlpReceiverConfig(StrictModel):
 
 class _Counters:
     def __init__(self, settings: Settings) -> None:
-        self._id = str(settings.id)
+        self.id = self._id = str(settings.id)
         t = settings.telemetry
         self._items = ReceiverCounters(t, self._id)
         self._dropped_attributes = t.counter("vigil_receiver_dropped_attributes",
@@ -119,6 +140,49 @@ class _Counters:
         self._too_many.add(1, {"receiver": self._id, "transport": transport})
 
 
+class _IncompleteRequests:
+    """Requests whose body never arrived whole (the sender went away, or was too slow): each counted,
+    and logged as one line at most every `every` seconds, summed, however many there are."""
+
+    def __init__(self, settings: Settings, every: float = 60.0) -> None:
+        self._id = str(settings.id)
+        self._log = settings.logger
+        self._counter = settings.telemetry.counter(
+            "vigil_receiver_incomplete_requests",
+            "HTTP requests whose body did not arrive whole, by reason (disconnected, read_timeout)")
+        self._every = every
+        self._pending: dict[str, int] = {}
+        self._flush: asyncio.TimerHandle | None = None
+
+    def add(self, reason: str) -> None:
+        self._counter.add(1, {"receiver": self._id, "transport": "http", "reason": reason})
+        self._pending[reason] = self._pending.get(reason, 0) + 1
+        if self._flush is None:  # the first of a while is logged at once, the rest with the next line
+            self.flush()
+            self._flush = asyncio.get_running_loop().call_later(self._every, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush = None
+        if self._pending:
+            self.flush()
+            self._flush = asyncio.get_running_loop().call_later(self._every, self._flush_later)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        parts = {"disconnected": "the sender disconnected", "read_timeout": "not received within read_timeout"}
+        self._log.warning("%d HTTP request(s) ended before their whole body arrived: %s",
+                          sum(self._pending.values()),
+                          ", ".join(f"{n} {parts.get(reason, reason)}" for reason, n in self._pending.items()))
+        self._pending.clear()
+
+    def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self.flush()
+
+
 class OtlpReceiver:
     def __init__(self, config: OtlpReceiverConfig, settings: Settings,
                  consumers: dict[Signal, Consumer]) -> None:
@@ -126,9 +190,11 @@ class OtlpReceiver:
         self._consumers = consumers
         self._log = settings.logger
         self._counters = _Counters(settings)
+        self._incomplete = _IncompleteRequests(settings)
         self._limits = AttributeLimits(config.limits)
         self._max_in_flight = config.limits.max_concurrent_requests
         self._in_flight = 0
+        self._decoders: ThreadPoolExecutor | None = None
         self._grpc_server: grpc.aio.Server | None = None
         self._http_runner: web.AppRunner | None = None
         self.grpc_port: int | None = None
@@ -136,6 +202,7 @@ class OtlpReceiver:
 
     async def start(self) -> None:
         protocols = self._config.protocols
+        self._decoders = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix=f"{self._counters.id}-decode")
         try:
             if protocols.grpc is not None:
                 await self._start_grpc(protocols.grpc)
@@ -153,6 +220,10 @@ class OtlpReceiver:
         if self._http_runner is not None:
             await self._http_runner.cleanup()
             self._http_runner = None
+        if self._decoders is not None:
+            self._decoders.shutdown(wait=False, cancel_futures=True)
+            self._decoders = None
+        self._incomplete.close()
 
     def _admit(self) -> bool:
         """Take a slot for one request, unless max_concurrent_requests are being handled."""
@@ -161,21 +232,40 @@ class OtlpReceiver:
         self._in_flight += 1
         return True
 
-    def _prepare(self, batch: Batch, wire: bytes | None) -> Batch:
-        """Apply the limits to `batch`, parsed from the protobuf body `wire` (None: from JSON).
+    def _prepare(self, batch: Batch) -> Batch:
+        """Apply the limits to `batch`, just checked on its wire bytes.
 
         A request the limits left alone goes on as its bytes and item count, without the parsed
         message: parsed, a request takes about four times its size, for as long as its sender waits
         (ten 300 KiB requests held 12 MiB). A processor that reads it parses it again.
         """
-        changed = False
+        wire = batch.wire()
         if self._limits.enabled:
             dropped, truncated = self._limits.apply(batch)
             self._counters.limited(dropped, truncated)
-            changed = bool(dropped or truncated)
-        if wire is not None and not changed:
-            return Batch(batch.signal, wire=wire, items=batch.items)
-        return batch
+            if dropped or truncated:
+                return batch
+        return Batch(batch.signal, wire=wire, items=batch.items)
+
+    def _decode(self, signal: Signal, body: bytes, content_type: str = PROTOBUF, encoding: str = "",
+                max_size: int = 0) -> Batch:
+        """The batch a request body holds: decompressed, read (OTLP/JSON into wire bytes), checked and
+        limited. Raises `_TooLarge`, `DecodeError` or `ValueError` (JsonDecodeError) for a bad body."""
+        body = _decompress(body, encoding, max_size)
+        if content_type == JSON:
+            body = otlp_json_reader.read(signal, body)
+        return self._prepare(Batch.from_wire(signal, body))
+
+    async def _decode_off_loop(self, size: int, *args) -> Batch:
+        """`_decode(*args)`, on a decoding thread when the body is large (`size` bytes).
+
+        The JSON reader is Python and holds the GIL in slices, so the event loop keeps its turn
+        (sys.getswitchinterval, 5 ms) while a large body is read; a thread per decode would not bound
+        memory, so decodes beyond the pool's threads wait their turn.
+        """
+        if size <= _DECODE_INLINE or self._decoders is None:
+            return self._decode(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._decoders, self._decode, *args)
 
     async def _receive(self, batch: Batch, transport: str) -> None:
         """Hand `batch` to the pipelines and count the outcome; raises what they raise."""
@@ -245,22 +335,22 @@ class OtlpReceiver:
     async def _grpc_receive(self, signal: Signal, request: bytes) -> tuple | None:
         """Decode and take one request; the status (and trailing metadata) to abort with, or None."""
         try:
-            batch = self._prepare(Batch.from_wire(signal, request), request)
+            batch = await self._decode_off_loop(len(request), signal, request)
         except DecodeError as exc:
             self._counters.refused(signal, "grpc", 0)
-            return grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP {signal.value} protobuf: {exc}"
+            return grpc.StatusCode.INVALID_ARGUMENT, _short(f"malformed OTLP {signal.value} protobuf: {exc}")
         try:
             await self._receive(batch, "grpc")
         except RefusedError as exc:
-            return grpc.StatusCode.UNAVAILABLE, str(exc), _retry_info(str(exc), exc.retry_after)
+            return grpc.StatusCode.UNAVAILABLE, _short(str(exc)), _retry_info(str(exc), exc.retry_after)
         except InvalidDataError as exc:
-            return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+            return grpc.StatusCode.INVALID_ARGUMENT, _short(str(exc))
         return None
 
     # --- HTTP ------------------------------------------------------------------
 
     async def _start_http(self, config: HttpConfig) -> None:
-        app = web.Application(client_max_size=config.max_request_body_size)
+        app = web.Application()  # the body size is checked as it is read (`_read_body`)
         paths = {Signal.TRACES: config.traces_url_path, Signal.METRICS: config.metrics_url_path,
                  Signal.LOGS: config.logs_url_path}
         for signal in self._consumers:
@@ -268,7 +358,7 @@ class OtlpReceiver:
         # auto_decompress=False: `_decompress` undoes Content-Encoding itself, with the size limit and
         # a google.rpc.Status answer; aiohttp would otherwise inflate first, so gzip bodies were inflated twice.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
-                               auto_decompress=False)
+                               auto_decompress=False, keepalive_timeout=config.idle_timeout)
         await runner.setup()
         host, port = split_host_port(config.endpoint)
         ssl_context = security.server_ssl_context(config.tls) if config.tls is not None else None
@@ -286,47 +376,58 @@ class OtlpReceiver:
     def _http_handler(self, signal: Signal, config: HttpConfig):
         auth = BearerAuth(config.auth) if config.auth is not None else None
         max_size = config.max_request_body_size
+        too_large = f"request body larger than {max_size} bytes"
 
         async def export(request: web.Request) -> web.Response:
+            content_type = request.content_type
             if auth is not None and not auth.allows(request.headers.get("Authorization")):
                 self._counters.unauthenticated("http")
-                return _status_response(request.content_type, 401, code_pb2.UNAUTHENTICATED,
+                return _status_response(content_type, 401, code_pb2.UNAUTHENTICATED,
                                         "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+            if content_type not in (PROTOBUF, JSON):
+                return _status_response(JSON, 415, code_pb2.INVALID_ARGUMENT,
+                                        f"unsupported content type {content_type!r}: use {PROTOBUF} or {JSON}")
+            if request.content_length is not None and request.content_length > max_size:
+                return _unread(_status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, too_large))
+            try:
+                async with asyncio.timeout(config.read_timeout):
+                    body = await _read_body(request, max_size)
+            except _TooLarge:  # sent without a Content-Length
+                return _unread(_status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, too_large))
+            except TimeoutError:
+                self._incomplete.add("read_timeout")
+                return _unread(_status_response(content_type, 408, code_pb2.DEADLINE_EXCEEDED,
+                                                f"request body not received within {config.read_timeout:g} s "
+                                                f"(read_timeout)"))
+            except ConnectionError:  # the sender went away mid-body: there is nobody to answer
+                self._incomplete.add("disconnected")
+                return _unread(web.Response(status=400))
+            except HttpProcessingError as exc:  # a broken chunked encoding, say
+                return _unread(_status_response(content_type, 400, code_pb2.INVALID_ARGUMENT,
+                                                f"malformed request body: {exc.message}"))
             if not self._admit():
                 self._counters.too_many("http")
-                return _status_response(request.content_type, 429, code_pb2.UNAVAILABLE,
+                return _status_response(content_type, 429, code_pb2.UNAVAILABLE,
                                         "too many concurrent requests", {"Retry-After": "1"})
             try:
-                return await handle(request)
+                try:
+                    batch = await self._decode_off_loop(len(body), signal, body, content_type,
+                                                        request.headers.get("Content-Encoding", ""), max_size)
+                except _TooLarge as exc:
+                    return _status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, str(exc))
+                except DecodeError as exc:
+                    self._counters.refused(signal, "http", 0)
+                    return _status_response(content_type, 400, code_pb2.INVALID_ARGUMENT,
+                                            f"malformed OTLP {signal.value} protobuf: {exc}")
+                except ValueError as exc:  # bad encoding or OTLP/JSON
+                    self._counters.refused(signal, "http", 0)
+                    return _status_response(content_type, 400, code_pb2.INVALID_ARGUMENT, str(exc))
+                del body  # a JSON body is no longer needed: the batch holds its wire bytes
+                return await deliver(batch, content_type)
             finally:
                 self._in_flight -= 1
 
-        async def handle(request: web.Request) -> web.Response:
-            content_type = request.content_type
-            if content_type not in (PROTOBUF, JSON):
-                return _status_response(JSON, 415, code_pb2.INVALID_ARGUMENT,
-                                        f"unsupported content type {content_type!r}: "
-                                        f"use {PROTOBUF} or {JSON}")
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return _status_response(content_type, 413, code_pb2.INVALID_ARGUMENT,
-                                        f"request body larger than {max_size} bytes")
-            try:
-                body = _decompress(body, request.headers.get("Content-Encoding", ""), max_size)
-                if content_type == PROTOBUF:
-                    batch = self._prepare(Batch.from_wire(signal, body), body)
-                else:
-                    batch = self._prepare(Batch(signal, otlp_json.decode(signal, body)), None)
-            except _TooLarge as exc:
-                return _status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, str(exc))
-            except DecodeError as exc:
-                self._counters.refused(signal, "http", 0)
-                return _status_response(content_type, 400, code_pb2.INVALID_ARGUMENT,
-                                        f"malformed OTLP {signal.value} protobuf: {exc}")
-            except ValueError as exc:  # bad encoding or OTLP/JSON
-                self._counters.refused(signal, "http", 0)
-                return _status_response(content_type, 400, code_pb2.INVALID_ARGUMENT, str(exc))
+        async def deliver(batch: Batch, content_type: str) -> web.Response:
             try:
                 await self._receive(batch, "http")
             except RefusedError as exc:
@@ -339,6 +440,31 @@ class OtlpReceiver:
             return web.Response(body=b"{}", content_type=JSON)
 
         return export
+
+
+async def _read_body(request: web.Request, max_size: int) -> bytes:
+    """The request's body, refused (`_TooLarge`) once more than `max_size` bytes came.
+
+    Read from the stream rather than with `request.read()`, which keeps a copy on the request for as
+    long as the request lives: here the body goes once it is decoded.
+    """
+    chunks, size = [], 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > max_size:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _unread(response: web.Response) -> web.Response:
+    """`response`, for a request whose body was not read whole: its connection closes once it is sent.
+
+    Until then, what the sender still sends is read and dropped for a few seconds (aiohttp's lingering
+    close, as nginx's), so that it sees this answer rather than a reset.
+    """
+    response.force_close()
+    return response
 
 
 class _TooLarge(Exception):
@@ -391,10 +517,14 @@ def _retry_info(message: str, retry_after: float | None) -> tuple:
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
+def _short(message: str) -> str:
+    return message if len(message) <= _MAX_MESSAGE else message[:_MAX_MESSAGE - 3] + "..."
+
+
 def _status_response(content_type: str, http_status: int, code: int, message: str,
                      headers: dict[str, str] | None = None) -> web.Response:
     """An error answer: a google.rpc.Status in the request's encoding, as the OTLP spec asks."""
-    status = status_pb2.Status(code=code, message=message)
+    status = status_pb2.Status(code=code, message=_short(message))
     if content_type == PROTOBUF:
         body = status.SerializeToString()
     else:

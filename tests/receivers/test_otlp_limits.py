@@ -1,0 +1,228 @@
+"""The `otlp` receiver against hostile HTTP senders: huge or deep bodies, stalled and abandoned uploads.
+
+The receiver runs for real on 127.0.0.1:0 and feeds a recording consumer;
+hostile clients are raw sockets, so a test controls every byte and every
+pause; well-behaved ones are aiohttp sessions and gRPC channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import aiohttp
+import grpc
+import pytest
+from google.protobuf import json_format
+from google.rpc import code_pb2, status_pb2
+
+from agent.component import ComponentId, Settings
+from agent.errors import InvalidDataError
+from agent.receivers.otlp import OtlpReceiver, OtlpReceiverConfig
+from agent.signals import Batch, Signal
+from agent.telemetry import SelfTelemetry
+from tests.otlp_data import send_grpc, traces
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+PATHS = {Signal.TRACES: "/v1/traces", Signal.METRICS: "/v1/metrics", Signal.LOGS: "/v1/logs"}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+
+    async def consume(self, batch: Batch) -> None:
+        self.batches.append(batch)
+
+
+async def start(http: dict | None = None, limits: dict | None = None, consumer=None):
+    telemetry = SelfTelemetry()
+    recorder = consumer or Recorder()
+    config = OtlpReceiverConfig.model_validate({
+        "protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0", **(http or {})}},
+        "limits": limits or {}})
+    receiver = OtlpReceiver(config, Settings(ComponentId("otlp"), telemetry), {s: recorder for s in Signal})
+    await receiver.start()
+    return receiver, recorder, telemetry
+
+
+async def raw_request(port: int, headers: dict[str, str], body: bytes = b"", path: str = "/v1/traces"):
+    """A connection with a POST's head (and `body`) written and nothing more: the test decides the rest."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": "127.0.0.1", **PROTOBUF, **headers}.items())
+    writer.write(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body)
+    await writer.drain()
+    return reader, writer
+
+
+async def read_response(reader: asyncio.StreamReader, timeout: float = 10) -> tuple[int, bytes, dict]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), timeout)
+    return int(lines[0].split(" ", 2)[1]), body, headers
+
+
+async def post_ok(receiver: OtlpReceiver, session: aiohttp.ClientSession) -> int:
+    async with session.post(f"http://127.0.0.1:{receiver.http_port}/v1/traces",
+                            data=traces(1).SerializeToString(), headers=PROTOBUF) as response:
+        return response.status
+
+
+# --- defect 5: deep JSON was a 500 with a RecursionError, and a 100-deep one a 400 as long as the document ---
+
+
+def deep_json(signal: Signal, levels: int) -> bytes:
+    """A request whose first item's first attribute is an array nested `levels` deep."""
+    value = '{"arrayValue":{"values":[' * levels + '{"stringValue":"x"}' + "]}}" * levels
+    attribute = '{"key":"k","value":' + value + "}"
+    item = {Signal.TRACES: ('"scopeSpans":[{"spans":[{"name":"s","attributes":[', "]}]}]"),
+            Signal.METRICS: ('"scopeMetrics":[{"metrics":[{"name":"m","gauge":{"dataPoints":[{"asInt":"1",'
+                             '"attributes":[', "]}]}}]}]"),
+            Signal.LOGS: ('"scopeLogs":[{"logRecords":[{"attributes":[', "]}]}]")}[signal]
+    top = {Signal.TRACES: "resourceSpans", Signal.METRICS: "resourceMetrics", Signal.LOGS: "resourceLogs"}[signal]
+    return (f'{{"{top}":[{{' + item[0] + attribute + item[1] + "}]}").encode()
+
+
+@pytest.mark.parametrize("signal", list(Signal), ids=[s.value for s in Signal])
+def test_the_deep_requests_are_json(signal):
+    json.loads(deep_json(signal, 50))
+
+
+@pytest.mark.parametrize("signal", list(Signal), ids=[s.value for s in Signal])
+@pytest.mark.parametrize("levels", [50, 1_000, 100_000])
+async def test_deeply_nested_json_is_a_short_400_on_every_signal(signal, levels, caplog):
+    receiver, recorder, _ = await start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{receiver.http_port}{PATHS[signal]}",
+                                    data=deep_json(signal, levels),
+                                    headers={"Content-Type": "application/json"}) as response:
+                status, answer = response.status, await response.read()
+            assert await post_ok(receiver, session) == 200  # and it serves on
+    finally:
+        await receiver.shutdown()
+    assert status == 400, answer
+    error = json_format.Parse(answer, status_pb2.Status())
+    assert error.code == code_pb2.INVALID_ARGUMENT
+    assert "nested deeper than 100 messages" in error.message
+    assert len(error.message) < 300 and error.message.count("arrayValue") <= 3, error.message
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    assert len(recorder.batches) == 1
+
+
+class Refuses:
+    """A pipeline that refuses every batch with a very long message, as a processor might."""
+
+    async def consume(self, batch: Batch) -> None:
+        raise InvalidDataError("bad data: " + "x" * 100_000)
+
+
+async def test_every_error_message_is_cut_short_on_both_protocols():
+    receiver, _, _ = await start(consumer=Refuses())
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{receiver.http_port}/v1/traces",
+                                    data=traces(1).SerializeToString(), headers=PROTOBUF) as response:
+                assert response.status == 400
+                message = status_pb2.Status.FromString(await response.read()).message
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await send_grpc(f"127.0.0.1:{receiver.grpc_port}", Signal.TRACES, traces(1))
+    finally:
+        await receiver.shutdown()
+    assert message.startswith("bad data: xxx") and len(message) == 512 and message.endswith("...")
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT and len(info.value.details()) == 512
+
+
+# --- defect 2: stalled uploads held every concurrency slot; a huge Content-Length waited for its body ---
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent():
+    receiver, recorder, _ = await start(http={"max_request_body_size": 1_000_000})
+    try:
+        started = time.monotonic()
+        reader, writer = await raw_request(receiver.http_port, {"Content-Length": "500000000"})
+        status, answer, headers = await read_response(reader)
+        took = time.monotonic() - started
+        writer.close()
+    finally:
+        await receiver.shutdown()
+    assert status == 413 and took < 1.0, (status, took)
+    assert status_pb2.Status.FromString(answer).message == "request body larger than 1000000 bytes"
+    # What the sender still sends is read and dropped for a few seconds (aiohttp's lingering close, as
+    # nginx's), so that it sees this answer rather than a reset; then the connection closes.
+    assert headers["connection"] == "close"
+    assert recorder.batches == []
+
+
+async def test_stalled_uploads_cannot_starve_well_behaved_senders():
+    receiver, recorder, _ = await start(limits={"max_concurrent_requests": 4})
+    stalled = []
+    try:
+        # Twice as many stalled uploads as the concurrency limit: headers and a little body, then nothing.
+        for _ in range(8):
+            stalled.append(await raw_request(receiver.http_port, {"Content-Length": "1000000"}, b"\x0a" * 100))
+        await asyncio.sleep(0.2)
+        async with aiohttp.ClientSession() as session:
+            statuses = await asyncio.gather(*(post_ok(receiver, session) for _ in range(20)))
+        await send_grpc(f"127.0.0.1:{receiver.grpc_port}", Signal.TRACES, traces(1))
+    finally:
+        for _, writer in stalled:
+            writer.close()
+        await receiver.shutdown()
+    assert statuses == [200] * 20
+    assert len(recorder.batches) == 21
+
+
+async def test_a_body_not_received_within_read_timeout_is_answered_408_and_its_connection_closed():
+    receiver, recorder, telemetry = await start(http={"read_timeout": "500ms"})
+    try:
+        started = time.monotonic()
+        reader, writer = await raw_request(receiver.http_port, {"Content-Length": "1000"}, b"\x0a" * 10)
+        status, answer, headers = await read_response(reader)
+        took = time.monotonic() - started
+        writer.close()
+        # A slow sender that finishes in time is served.
+        reader, writer = await raw_request(receiver.http_port, {"Content-Length": str(len(body := traces(2)
+                                                                                         .SerializeToString()))})
+        for i in range(0, len(body), 20):
+            writer.write(body[i:i + 20])
+            await asyncio.sleep(0.01)
+        slow_status, _, _ = await read_response(reader)
+        writer.close()
+    finally:
+        await receiver.shutdown()
+    assert status == 408 and 0.5 <= took < 2.0, (status, took)
+    error = status_pb2.Status.FromString(answer)
+    assert error.code == code_pb2.DEADLINE_EXCEEDED
+    assert error.message == "request body not received within 0.5 s (read_timeout)"
+    assert headers["connection"] == "close"
+    assert slow_status == 200 and [b.items for b in recorder.batches] == [2]
+    assert telemetry.total("vigil_receiver_incomplete_requests", reason="read_timeout") == 1
+
+
+# --- defect 12: one full traceback per client that disconnected mid-body ---
+
+
+async def test_senders_that_disconnect_mid_body_are_counted_and_summed_up_in_one_line(caplog):
+    caplog.set_level(logging.DEBUG)
+    receiver, recorder, telemetry = await start()
+    try:
+        for _ in range(50):
+            reader, writer = await raw_request(receiver.http_port, {"Content-Length": "100000"}, b"\x0a" * 500)
+            await asyncio.sleep(0.005)
+            writer.close()
+        await asyncio.sleep(0.3)
+        async with aiohttp.ClientSession() as session:
+            assert await post_ok(receiver, session) == 200
+    finally:
+        await receiver.shutdown()
+    assert telemetry.total("vigil_receiver_incomplete_requests", reason="disconnected") == 50
+    assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
+    lines = [r.getMessage() for r in caplog.records if "before their whole body arrived" in r.getMessage()]
+    # The first at once, the rest summed up (here: when the receiver stops, within the minute).
+    assert lines == ["1 HTTP request(s) ended before their whole body arrived: 1 the sender disconnected",
+                     "49 HTTP request(s) ended before their whole body arrived: 49 the sender disconnected"]
+    assert len(recorder.batches) == 1

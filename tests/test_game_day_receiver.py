@@ -1,0 +1,236 @@
+"""Game day for the `otlp` receiver: hostile senders against a real `vigil run` on 127.0.0.1.
+
+    hostile sender ─┐
+    probes ─────────┼─▶ vigil run (otlp receiver ─▶ otlp exporter) ─▶ sink (a gRPC server in this process)
+    systemd socket ◀┘   (WATCHDOG=1 pings)
+
+While one sender does its worst, probes keep asking the admin endpoint's /-/healthy
+and sending small OTLP/gRPC exports, and the agent's systemd watchdog pings are
+timed: every one of them must keep answering within a second, and the agent's
+peak RSS (VmHWM) must stay a small multiple of what the sender sent.
+
+Figures are printed (run with -s).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.request
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from agent import otlp_json
+from agent.signals import Signal
+from tests.conftest import free_port, wait_for
+from tests.otlp_data import traces
+from tests.vigil_cli import clean_env, vigil_run
+
+MIB = 1024 * 1024
+
+
+class Sink:
+    """An OTLP/gRPC trace backend in this process that accepts everything and counts the requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.server = grpc.server(futures.ThreadPoolExecutor(4),
+                                  options=[("grpc.max_receive_message_length", 256 * MIB)])
+        service, method = Signal.TRACES.grpc_method.lstrip("/").split("/")
+
+        def export(request: bytes, context) -> bytes:
+            self.requests += 1
+            return b""
+
+        handler = grpc.unary_unary_rpc_method_handler(export)
+        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, {method: handler})])
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+    def __enter__(self) -> Sink:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop(0)
+
+
+class Watchdog:
+    """A systemd notify socket that records when each WATCHDOG=1 ping arrives."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = str(tmp_path / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.pings: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            if b"WATCHDOG=1" in data:
+                self.pings.append(time.monotonic())
+
+    def longest_gap(self, start: float, end: float) -> float:
+        """The longest time without a ping between `start` and `end`."""
+        marks = [start, *(t for t in self.pings if start < t < end), end]
+        return max(b - a for a, b in zip(marks, marks[1:]))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+class Probes:
+    """Threads that ask /-/healthy and send one small gRPC export, over and over, timing each answer."""
+
+    NAMES = ("healthy", "grpc export")
+
+    def __init__(self, admin: str, grpc_endpoint: str) -> None:
+        self.admin = admin
+        self.channel = grpc.insecure_channel(grpc_endpoint)
+        self.export = self.channel.unary_unary(Signal.TRACES.grpc_method)
+        self.asked: list[tuple[str, float, float, str | None]] = []  # (probe, start, end, error)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(name,), daemon=True) for name in self.NAMES]
+
+    def __enter__(self) -> Probes:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+        self.channel.close()
+
+    def during(self, start: float, end: float) -> tuple[dict[str, float], list[str], int]:
+        """The slowest answer of each probe asked while [start, end] lasted, the failures, and how many."""
+        overlapping = [a for a in self.asked if a[1] < end and a[2] > start]
+        slowest = {name: max((e - s for n, s, e, _ in overlapping if n == name), default=0.0)
+                   for name in self.NAMES}
+        return slowest, [f"{n}: {error}" for n, _, _, error in overlapping if error], len(overlapping)
+
+    def _ask(self, name: str) -> None:
+        if name == "healthy":
+            with urllib.request.urlopen(f"http://{self.admin}/-/healthy", timeout=20) as response:
+                assert response.status == 200
+        else:
+            self.export(traces(1).SerializeToString(), timeout=20)
+
+    def _run(self, name: str) -> None:
+        while not self._stop.is_set():
+            started, error = time.monotonic(), None
+            try:
+                self._ask(name)
+            except Exception as exc:  # the test fails on those asked while it measured
+                error = repr(exc)[:200]
+            self.asked.append((name, started, time.monotonic(), error))
+            time.sleep(0.05)
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of `pid` in MiB: now, and the peak so far."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def agent_config(tmp_path: Path, sink_port: int, http: dict | None = None, grpc_: dict | None = None) -> dict:
+    return {"receivers": {"otlp": {"protocols": {
+                "grpc": {"endpoint": f"127.0.0.1:{free_port()}", **(grpc_ or {})},
+                "http": {"endpoint": f"127.0.0.1:{free_port()}", **(http or {})}}}},
+            "exporters": {"otlp": {"endpoint": f"http://127.0.0.1:{sink_port}", "compression": "none",
+                                   "sending_queue": {"queue_size": 100}}},
+            "service": {"admin": {"endpoint": f"127.0.0.1:{free_port()}"},
+                        "state_dir": str(tmp_path / "state"),
+                        "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp"]}}}}
+
+
+class Agent:
+    """`vigil run` with `config`, its watchdog socket and its endpoints."""
+
+    def __init__(self, config: dict, tmp_path: Path) -> None:
+        self.config = config
+        self.tmp_path = tmp_path
+        protocols = config["receivers"]["otlp"]["protocols"]
+        self.grpc = protocols["grpc"]["endpoint"]
+        self.http = protocols["http"]["endpoint"]
+        self.admin = config["service"]["admin"]["endpoint"]
+
+    def run(self):
+        path = self.tmp_path / "vigil.yaml"
+        path.write_text(yaml.safe_dump(self.config))
+        self.watchdog = Watchdog(self.tmp_path)
+        env = clean_env(NOTIFY_SOCKET=self.watchdog.path, WATCHDOG_USEC="500000")  # a ping every 0.25 s
+        return vigil_run(["-c", str(path)], self.tmp_path, env=env)
+
+
+def post(endpoint: str, path: str, body: bytes, content_type: str, timeout: float = 120) -> tuple[int, bytes]:
+    host, port = endpoint.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+# --- defect 1: one OTLP/JSON request froze the whole agent ----------------------------------------
+
+
+def empty_resources_json(size: int) -> bytes:
+    """`{"resourceSpans":[{},{},...]}` of about `size` bytes: millions of JSON objects."""
+    return b'{"resourceSpans":[' + b",".join([b"{}"] * (size // 3)) + b"]}"
+
+
+def realistic_json(size: int) -> bytes:
+    """A batch of real-looking spans (ids, times, a few attributes) of about `size` bytes."""
+    per_span = len(otlp_json.encode(traces(100, payload="p" * 200))) / 100
+    return otlp_json.encode(traces(int(size / per_span), payload="p" * 200)).encode()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", ["empty resources", "realistic spans"])
+def test_one_huge_json_request_leaves_every_other_endpoint_answering(tmp_path, kind):
+    body = (empty_resources_json if kind == "empty resources" else realistic_json)(20 * MIB - 64)
+    with Sink() as sink:
+        agent = Agent(agent_config(tmp_path, sink.port), tmp_path)
+        with agent.run() as vigil:
+            with Probes(agent.admin, agent.grpc) as probes:
+                vigil.wait_running()
+                assert wait_for(lambda: sink.requests >= 2, timeout=20)  # the probes' exports get through
+                rss_before, _ = rss_mib(vigil.proc.pid)
+                started = time.monotonic()
+                status, answer = post(agent.http, "/v1/traces", body, "application/json", timeout=240)
+                answered = time.monotonic() - started
+                _, peak = rss_mib(vigil.proc.pid)
+            slowest, failures, asked = probes.during(started, started + answered)
+            watchdog_gap = agent.watchdog.longest_gap(started, started + answered)
+            agent.watchdog.close()
+            stderr = vigil.stderr()
+    growth = peak - rss_before
+    print(f"\n{kind}: {len(body) / MIB:.1f} MiB of OTLP/JSON answered {status} after {answered:.1f} s; "
+          f"slowest other answers {slowest} over {asked} probes; longest watchdog gap {watchdog_gap:.2f} s; "
+          f"RSS {rss_before:.0f} MiB before, peak {peak:.0f} MiB (+{growth:.0f} MiB, "
+          f"{growth * MIB / len(body):.1f}x the body)")
+    assert status == 200, answer
+    assert not failures, failures[:3]
+    assert max(slowest.values()) < 1.0, slowest
+    assert watchdog_gap < 1.0  # pings every 0.25 s; systemd's WatchdogSec=30s is far off
+    assert growth * MIB < 5 * len(body)
+    assert "Traceback" not in stderr
