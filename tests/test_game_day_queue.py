@@ -10,17 +10,85 @@ Figures are printed (run with -s).
 
 from __future__ import annotations
 
+import collections
+import os
+import re
+import shutil
+import subprocess
+import threading
 import time
+from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
 import yaml
 
+from agent.signals import Signal
 from tests.conftest import free_port, wait_for
-from tests.vigil_cli import VigilProcess, vigil_run
+from tests.otlp_data import item_names, traces
+from tests.test_game_day import Senders, Vigil, requests
+from tests.vigil_cli import vigil_run
 
 MIB = 1024 * 1024
+
+
+class Sink:
+    """An OTLP/gRPC backend in this process that counts every item by name; `refuse(names)` makes it
+    answer UNAVAILABLE. It can stop and start again on the same port, as a backend in an outage does."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.received: collections.Counter[str] = collections.Counter()
+        self.refuse = lambda names: False
+        self._lock = threading.Lock()
+        self._server: grpc.Server | None = None
+
+    def start(self) -> Sink:
+        server = grpc.server(futures.ThreadPoolExecutor(8), options=[("grpc.max_receive_message_length", 64 * MIB)])
+        for signal in Signal:
+            service, method = signal.grpc_method.lstrip("/").split("/")
+            handler = grpc.unary_unary_rpc_method_handler(self._export(signal))
+            server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, {method: handler})])
+        server.add_insecure_port(f"127.0.0.1:{self.port}")
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(0).wait(10)
+            self._server = None
+
+    def _export(self, signal: Signal):
+        def export(body: bytes, context) -> bytes:
+            names = item_names(signal, signal.request_type.FromString(body))
+            if self.refuse(names):
+                context.abort(grpc.StatusCode.UNAVAILABLE, "not now")
+            with self._lock:
+                self.received.update(names)
+            return b""
+
+        return export
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.received.values())
+
+
+def agent_config(grpc_port: int, backend_port: int, state_dir: Path, sending_queue: dict, **exporter) -> dict:
+    """An agent: OTLP/gRPC in, straight to an `otlp` exporter (no batching: one request, one record)."""
+    return {"receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}}}},
+            "exporters": {"otlp": {"endpoint": f"http://127.0.0.1:{backend_port}", "compression": "none",
+                                   "timeout": "5s", "retry_on_failure": {"initial_interval": "100ms",
+                                                                         "max_interval": "500ms"},
+                                   "sending_queue": {"num_consumers": 4, **sending_queue}, **exporter}},
+            "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp"]}},
+                        "state_dir": str(state_dir), "admin": {"endpoint": "127.0.0.1:0"}}}
+
+
+def span_names(first_ids: set[int], per_request: int, prefix: str = "gd") -> set[str]:
+    return {f"{prefix}-{k}" for first in first_ids for k in range(first, first + per_request)}
 
 
 def _memory(pid: int) -> dict[str, float]:
@@ -34,10 +102,10 @@ def _memory(pid: int) -> dict[str, float]:
     return fields
 
 
-def _start(tmp_path: Path, config: dict) -> tuple[Path, list[str]]:
+def _config_args(tmp_path: Path, config: dict) -> list[str]:
     path = tmp_path / "vigil.yaml"
     path.write_text(yaml.safe_dump(config))
-    return path, ["-c", str(path)]
+    return ["-c", str(path)]
 
 
 # --- defect 4: the file exporter --------------------------------------------------------------
@@ -55,7 +123,7 @@ def test_game_day_file_exporter_memory_stays_bounded_for_millions_of_resources(t
               "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
                                                    "exporters": ["file"]}},
                           "state_dir": str(tmp_path / "state"), "admin": {"endpoint": "127.0.0.1:0"}}}
-    _, args = _start(tmp_path, config)
+    args = _config_args(tmp_path, config)
     request = b"\n\0" * (10 << 20)
     with vigil_run(args, tmp_path) as vigil:
         vigil.wait_running()
@@ -80,3 +148,123 @@ def test_game_day_file_exporter_memory_stays_bounded_for_millions_of_resources(t
     # The receiver holds the request (20 MiB) and gRPC its buffers: a few times its size, not 50.
     assert peak < 5 * len(request) / MIB
     assert after["VmRSS"] - before < len(request) / MIB
+
+
+# --- defect 8: one record in retry, then kill -9 -----------------------------------------------
+
+
+@pytest.mark.timeout(240)
+def test_game_day_kill_9_resends_only_what_was_in_flight(tmp_path):
+    """One request the backend keeps refusing, 50,000 spans delivered around it, then kill -9."""
+    total, per_request = 50_000, 500
+    sink = Sink()
+    sink.refuse = lambda names: any(n.startswith("stuck") for n in names)
+    grpc_port = free_port()
+    agent = Vigil("agent", agent_config(grpc_port, sink.port, tmp_path / "state", {"storage": {}}), tmp_path)
+    try:
+        sink.start()
+        agent.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        channel.unary_unary(Signal.TRACES.grpc_method)(traces(1, prefix="stuck").SerializeToString(), timeout=10)
+        channel.close()
+        senders = Senders(f"127.0.0.1:{grpc_port}", requests(total, per_request), per_request).start()
+        senders.join()
+        assert senders.acked_spans == total, senders.codes
+        want = span_names(senders.acknowledged, per_request)
+        assert wait_for(lambda: want <= set(sink.received), 120), len(want - set(sink.received))
+        time.sleep(1.0)  # the resume position catches up (it is written a few times a second)
+        agent.kill()
+        delivered_before = sum(sink.received.values())
+        sink.refuse = lambda names: False
+        agent.start()
+        assert wait_for(lambda: sink.received["stuck-0"] == 1, 60), agent.stderr()
+        time.sleep(1.0)  # anything else it sends again has landed
+    finally:
+        agent.stop()
+        sink.stop()
+    resent = sum(sink.received.values()) - delivered_before - 1
+    print(f"\nkill -9 with one request stuck in retry after {total} spans delivered: {resent} spans sent "
+          f"again, {sink.duplicates} duplicates in all")
+    assert want <= set(sink.received)
+    # At most what the four consumers had in flight (the stuck one aside) may come twice.
+    assert sink.duplicates <= 4 * per_request, sink.duplicates
+
+
+# --- defect 6: a disk with less than one segment free -----------------------------------------
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    where.mkdir(parents=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.timeout(240)
+def test_game_day_a_disk_with_less_than_one_segment_free_recovers_without_a_restart(tmp_path):
+    """A 16 MiB tmpfs holding 10 MiB of other files; the queue's segments are 8 MiB."""
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "16m"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        (disk / "other-files").write_bytes(b"x" * (10 * MIB))
+        total, per_request = 30_000, 100
+        sink = Sink()  # down at first
+        grpc_port = free_port()
+        storage = {"directory": str(disk / "queue"), "max_size_mib": 64}
+        agent = Vigil("agent", agent_config(grpc_port, sink.port, tmp_path / "state", {"storage": storage}),
+                      tmp_path)
+        try:
+            agent.start()
+            senders = Senders(f"127.0.0.1:{grpc_port}", requests(total, per_request, payload="p" * 300),
+                              per_request, rate=100, deadline=200).start()
+            assert wait_for(lambda: senders.codes.get("UNAVAILABLE", 0) >= 20, 60), senders.codes
+            refused_at = senders.acked_spans
+            assert "No space left on device" in agent.stderr()
+            sink.start()  # the queue drains; the disk has room only once its segment is gone
+            started = time.monotonic()
+            senders.join()
+            recovered = time.monotonic() - started
+            want = span_names(senders.acknowledged, per_request)
+            assert wait_for(lambda: want <= set(sink.received), 60), len(want - set(sink.received))
+        finally:
+            agent.stop()
+            sink.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+    print(f"\ndisk with 6 MiB free, 8 MiB segments: refused from {refused_at} spans on; once the backend was "
+          f"back, {senders.acked_spans} of {total} acknowledged within {recovered:.1f}s, without a restart")
+    assert senders.acked_spans == total, f"{senders.acked_spans} of {total} acknowledged: {senders.codes}"
+
+
+# --- defects 10 and 12: an in-memory queue's shutdown in an outage ------------------------------
+
+
+@pytest.mark.timeout(180)
+def test_game_day_shutdown_in_an_outage_counts_every_dropped_span_in_one_line(tmp_path):
+    """20,000 spans queued in memory, the backend down; SIGTERM with a 2 s deadline."""
+    total, per_request = 20_000, 100
+    grpc_port = free_port()
+    config = agent_config(grpc_port, free_port(), tmp_path / "state", {"queue_size": 1000})
+    config["service"]["shutdown_timeout"] = "2s"
+    agent = Vigil("agent", config, tmp_path)
+    try:
+        agent.start()
+        senders = Senders(f"127.0.0.1:{grpc_port}", requests(total, per_request), per_request).start()
+        senders.join()
+        assert senders.acked_spans == total, senders.codes
+        time.sleep(2.0)  # every consumer is between retries
+    finally:
+        agent.stop()
+    log = agent.stderr()
+    drop_lines = [line for line in log.splitlines() if "dropped" in line]
+    logged = sum(int(n) for n in re.findall(r"dropped\D*?(\d+) spans", log))
+    retries = [line for line in log.splitlines() if "retrying in" in line]
+    print(f"\nshutdown in an outage: {len(drop_lines)} lines saying {logged} of {total} spans were dropped; "
+          f"{len(retries)} retry lines for {senders.attempts} requests")
+    assert drop_lines and drop_lines[0].endswith(
+        f"dropped at shutdown, the deadline having passed: {total} spans in {total // per_request} requests "
+        f"(4 being sent or between retries, {total // per_request - 4} still queued)")
+    assert len(drop_lines) == 1  # one line for the shutdown, not one per batch
+    assert len(retries) <= 5  # the first, then one summary every 10 s, not one per batch and retry
