@@ -11,12 +11,16 @@ Figures are printed (run with -s).
 from __future__ import annotations
 
 import collections
+import gzip
+import http.server
 import os
 import re
 import shutil
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent import futures
 from pathlib import Path
 
@@ -24,9 +28,10 @@ import grpc
 import pytest
 import yaml
 
+from agent import otlp_json
 from agent.signals import Signal
 from tests.conftest import free_port, wait_for
-from tests.otlp_data import item_names, traces
+from tests.otlp_data import item_names, logs, metrics, traces
 from tests.test_game_day import Senders, Vigil, requests
 from tests.vigil_cli import vigil_run
 
@@ -268,3 +273,125 @@ def test_game_day_shutdown_in_an_outage_counts_every_dropped_span_in_one_line(tm
         f"(4 being sent or between retries, {total // per_request - 4} still queued)")
     assert len(drop_lines) == 1  # one line for the shutdown, not one per batch
     assert len(retries) <= 5  # the first, then one summary every 10 s, not one per batch and retry
+
+
+# --- otlphttp, metrics and logs, a slow backend, the in-memory byte bound ------------------------
+
+
+class SlowHttpBackend:
+    """An OTLP/HTTP backend in this process that takes `delay` seconds over every request and counts
+    the items in it by name (protobuf or JSON bodies, gzip or not)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.received: collections.Counter[str] = collections.Counter()
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                signal = {"/v1/metrics": Signal.METRICS, "/v1/logs": Signal.LOGS}[self.path]
+                if self.headers["Content-Type"] == "application/json":
+                    message = otlp_json.decode(signal, body)
+                else:
+                    message = signal.request_type.FromString(body)
+                time.sleep(backend.delay)
+                backend.received.update(item_names(signal, message))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> SlowHttpBackend:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _http_senders(url: str, seconds: float) -> tuple[list[str], collections.Counter, list[threading.Thread]]:
+    """Threads that post metrics and log requests for `seconds`, each retried on 503 until acknowledged."""
+    acknowledged: list[str] = []
+    statuses: collections.Counter[int] = collections.Counter()
+    deadline = time.monotonic() + seconds
+
+    def send(signal: Signal, thread: int) -> None:
+        path = {Signal.METRICS: "/v1/metrics", Signal.LOGS: "/v1/logs"}[signal]
+        k = 0
+        while time.monotonic() < deadline:
+            prefix = f"{signal.value}-{thread}-{k}"
+            message = (metrics(200, prefix=prefix) if signal is Signal.METRICS
+                       else logs(200, prefix=prefix + "-" + "b" * 400))
+            body = message.SerializeToString()
+            while time.monotonic() < deadline + 60:
+                request = urllib.request.Request(url + path, data=body,
+                                                  headers={"Content-Type": "application/x-protobuf"})
+                try:
+                    urllib.request.urlopen(request, timeout=30).read()
+                except urllib.error.HTTPError as exc:
+                    statuses[exc.code] += 1
+                    time.sleep(0.05)
+                    continue
+                statuses[200] += 1
+                acknowledged.extend(item_names(signal, message))
+                break
+            k += 1
+
+    threads = [threading.Thread(target=send, args=(signal, i), daemon=True)
+               for i in range(2) for signal in (Signal.METRICS, Signal.LOGS)]
+    for t in threads:
+        t.start()
+    return acknowledged, statuses, threads
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("encoding", ["proto", "json"])
+def test_game_day_slow_backend_otlphttp_metrics_and_logs_stay_within_the_byte_bound(tmp_path, encoding):
+    """Senders outrun a backend that takes 0.2 s a request: the queue's 4 MiB bound refuses (503), memory
+    stays flat, and everything acknowledged arrives once."""
+    http_port = free_port()
+    queue_bytes = 4 * MIB
+    with SlowHttpBackend(delay=0.2) as backend:
+        config = {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{http_port}"}}}},
+            "exporters": {"otlphttp": {
+                "endpoint": f"http://127.0.0.1:{backend.port}", "encoding": encoding, "timeout": "10s",
+                "retry_on_failure": {"initial_interval": "100ms", "max_interval": "500ms"},
+                "sending_queue": {"num_consumers": 2, "sizer": "bytes", "queue_size": queue_bytes}}},
+            "service": {"pipelines": {s: {"receivers": ["otlp"], "exporters": ["otlphttp"]}
+                                      for s in ("metrics", "logs")},
+                        "state_dir": str(tmp_path / "state"), "admin": {"endpoint": "127.0.0.1:0"},
+                        "shutdown_timeout": "60s"}}
+        with vigil_run(_config_args(tmp_path, config), tmp_path) as vigil:
+            vigil.wait_running()
+            before = _memory(vigil.proc.pid)["VmRSS"]
+            acknowledged, statuses, threads = _http_senders(f"http://127.0.0.1:{http_port}", seconds=8)
+            samples = []
+            while any(t.is_alive() for t in threads):
+                samples.append(_memory(vigil.proc.pid)["VmRSS"])
+                time.sleep(0.5)
+            peak = _memory(vigil.proc.pid)["VmHWM"]
+            assert wait_for(lambda: set(acknowledged) <= set(backend.received), 120), \
+                len(set(acknowledged) - set(backend.received))
+            vigil.proc.terminate()
+            vigil.proc.wait(60)
+    growth = [b - a for a, b in zip(samples, samples[1:])]
+    print(f"\nslow backend, otlphttp/{encoding}, metrics and logs: {len(acknowledged)} items acknowledged, "
+          f"{statuses[503]} refusals (503); RSS {before:.0f} MiB before, peak {peak:.0f} MiB; "
+          f"{sum(backend.received.values()) - len(set(backend.received))} delivered twice")
+    assert statuses[503] > 0  # the bound was reached, and said so retryably
+    assert set(statuses) <= {200, 503}
+    assert peak - before < 100  # 4 MiB waiting, two requests being sent, and the receiver's own
+    assert max(samples[len(samples) // 2:]) - min(samples[len(samples) // 2:]) < 40  # flat, not climbing
+    assert sum(backend.received.values()) == len(set(backend.received)) == len(set(acknowledged))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import gzip
 import time
+import zlib
 from typing import Annotated, Literal
 
 import aiohttp
@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from agent import otlp_json
 from agent.component import Factory, Kind, Settings
 from agent.config import Duration, StrictModel
+from agent.exporters import json_stream
 from agent.exporters.helper import ExportError, QueueConfig, QueuedExporter, RetryConfig, partial_success
 from agent.netconfig import TlsClientConfig, client_ssl_context
 from agent.signals import Batch, Signal
@@ -102,8 +103,20 @@ class OtlpHttpSender:
             raise ExportError(f"cannot reach {url}: {exc}", retryable=True) from None
 
     def _body(self, batch: Batch, json_body: bool) -> bytes:
-        body = otlp_json.encode(batch.message).encode() if json_body else batch.wire()
-        return gzip.compress(body, compresslevel=5) if self._config.compression == "gzip" else body
+        if not json_body:
+            return self._compressed([batch.wire()])
+        try:
+            # A bounded slice of the batch at a time: millions of small resources never become Python
+            # objects all at once, and with gzip only the compressed body is held whole.
+            return self._compressed(piece.encode() for piece in json_stream.pieces(batch.signal, batch.wire()))
+        except ValueError:  # bytes the walker cannot follow: protobuf's parser gives the verdict
+            return self._compressed([otlp_json.encode(batch.message).encode()])
+
+    def _compressed(self, pieces) -> bytes:
+        if self._config.compression != "gzip":
+            return b"".join(pieces)
+        gzip = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: a gzip header and trailer
+        return b"".join([*(gzip.compress(piece) for piece in pieces), gzip.flush()])
 
     def _partial_success(self, batch: Batch, payload: bytes, json_body: bool) -> int:
         response = batch.signal.response_type()
