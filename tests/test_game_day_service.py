@@ -303,7 +303,14 @@ def test_hostile_predictions_and_metrics_keep_the_agent_serving_in_bounded_memor
             channel.unary_unary(TRACES_METHOD)(span_request(
                 [{"ml.model.name": "good", "ml.model.version": version, "ml.feature.a": random.random()}
                  for _ in range(100)]), timeout=30)
-        time.sleep(2)
+        # Their reference is the first 20; the other 80 make a window that closes by max_age: its
+        # evaluation's memory belongs before the baseline, not to the histograms.
+        def evaluated() -> bool:
+            with urllib.request.urlopen(admin + "/api/v1/status", timeout=10) as response:
+                models = json.load(response)["components"]["processors"]["ml"]["status"]["models"]
+            return len(models) == 2 and all(m["windows_evaluated"] >= 1 for m in models)
+        assert wait_for(evaluated, 30)
+        time.sleep(1)
         baseline = agent.memory_info().rss
         probe = Probe(grpc_port, admin)
         probe.start()
