@@ -14,6 +14,7 @@ Figures are printed (run with -s).
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -30,6 +31,7 @@ import yaml
 from agent import otlp_json
 from agent.signals import Signal
 from tests.conftest import free_port, wait_for
+from tests.http2 import StallingClient
 from tests.otlp_data import traces
 from tests.vigil_cli import clean_env, vigil_run
 
@@ -233,4 +235,110 @@ def test_one_huge_json_request_leaves_every_other_endpoint_answering(tmp_path, k
     assert max(slowest.values()) < 1.0, slowest
     assert watchdog_gap < 1.0  # pings every 0.25 s; systemd's WatchdogSec=30s is far off
     assert growth * MIB < 5 * len(body)
+    assert "Traceback" not in stderr
+
+
+# --- defect 2: stalled HTTP uploads took every concurrency slot; a huge Content-Length waited ---------
+
+
+def stalled_upload(endpoint: str, declared: int, sent: bytes = b"\x0a" * 1000) -> socket.socket:
+    """A connection that sent a POST's headers, declaring `declared` body bytes, and `sent` of them."""
+    host, port = endpoint.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(f"POST /v1/traces HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\n"
+                 f"Content-Length: {declared}\r\n\r\n".encode() + sent)
+    return sock
+
+
+def status_line(sock: socket.socket, timeout: float) -> str:
+    sock.settimeout(timeout)
+    return sock.recv(4096).split(b"\r\n", 1)[0].decode()
+
+
+@pytest.mark.timeout(240)
+def test_a_thousand_stalled_uploads_lock_out_no_one_and_time_out(tmp_path):
+    with Sink() as sink:
+        agent = Agent(agent_config(tmp_path, sink.port, http={"read_timeout": "5s"}), tmp_path)
+        with agent.run() as vigil:
+            vigil.wait_running()
+            stalled = [stalled_upload(agent.http, 1_000_000) for _ in range(1024)]  # max_concurrent_requests
+            try:
+                time.sleep(1.0)
+                # Well-behaved senders are served all the while, over both protocols.
+                body = traces(10).SerializeToString()
+                timings = []
+                for _ in range(20):
+                    started = time.monotonic()
+                    status, answer = post(agent.http, "/v1/traces", body, "application/x-protobuf", timeout=30)
+                    timings.append(time.monotonic() - started)
+                    assert status == 200, (status, answer)
+                with grpc.insecure_channel(agent.grpc) as channel:
+                    channel.unary_unary(Signal.TRACES.grpc_method)(body, timeout=10)
+                assert wait_for(lambda: sink.requests >= 21, timeout=10)  # and their spans are delivered
+                # A body declared over the limit is refused at once, unread.
+                started = time.monotonic()
+                huge = stalled_upload(agent.http, 500_000_000, b"")
+                refused = status_line(huge, timeout=10)
+                refused_after = time.monotonic() - started
+                huge.close()
+                # And the stalled ones are answered 408 once read_timeout passes.
+                timed_out = [status_line(sock, timeout=30) for sock in stalled[:10]]
+            finally:
+                for sock in stalled:
+                    sock.close()
+            stderr = vigil.stderr()
+    print(f"\n1024 stalled uploads: 20 exports answered 200 in at most {max(timings):.2f} s; "
+          f"Content-Length 500000000 answered {refused!r} after {refused_after:.2f} s; stalled ones: {timed_out[0]!r}")
+    assert max(timings) < 1.0
+    assert refused == "HTTP/1.1 413 Request Entity Too Large" and refused_after < 1.0
+    assert timed_out == ["HTTP/1.1 408 Request Timeout"] * 10
+    assert "Traceback" not in stderr
+    assert stderr.count("ended before their whole body arrived") <= 2, stderr[-2000:]
+
+
+# --- defect 3: partial gRPC messages were buffered without limit, and the memory stayed -----------------
+
+
+async def stall_grpc_calls(endpoint: str, connections: int, calls: int) -> list[StallingClient]:
+    host, port = endpoint.rsplit(":", 1)
+    clients = [await StallingClient(host, int(port), Signal.TRACES.grpc_method).connect() for _ in range(connections)]
+    await asyncio.gather(*(c.start_calls(calls, 4_000_000, 3_900_000, patience=2.0) for c in clients))
+    return clients
+
+
+@pytest.mark.timeout(240)
+def test_stalled_grpc_messages_hold_bounded_memory_which_is_released_when_they_end(tmp_path):
+    with Sink() as sink:
+        agent = Agent(agent_config(tmp_path, sink.port, grpc_={"read_timeout": "6s"}), tmp_path)
+        with agent.run() as vigil:
+            with Probes(agent.admin, agent.grpc) as probes:
+                vigil.wait_running()
+                assert wait_for(lambda: sink.requests >= 2, timeout=20)
+                rss_before, _ = rss_mib(vigil.proc.pid)
+                started = time.monotonic()
+
+                async def attack() -> tuple[int, float]:
+                    # 200 calls on 2 connections, each sending most of a 4 MB message, then nothing.
+                    clients = await stall_grpc_calls(agent.grpc, 2, 100)
+                    stalled_at = rss_mib(vigil.proc.pid)[0]
+                    await asyncio.sleep(7.0)  # past read_timeout: every call is cancelled
+                    reset = sum(len(c.reset) for c in clients)
+                    for c in clients:
+                        await c.close()
+                    return reset, stalled_at
+
+                reset, stalled_at = asyncio.run(attack())
+                ended = time.monotonic()
+                _, peak = rss_mib(vigil.proc.pid)
+                released = wait_for(lambda: rss_mib(vigil.proc.pid)[0] < rss_before + 48, timeout=20)
+                rss_after, _ = rss_mib(vigil.proc.pid)
+            slowest, failures, asked = probes.during(started, ended)
+            stderr = vigil.stderr()
+    print(f"\n200 stalled gRPC calls: RSS {rss_before:.0f} MiB before, {stalled_at:.0f} MiB stalled, peak {peak:.0f} "
+          f"MiB, {rss_after:.0f} MiB once they ended; {reset} calls cancelled; other answers {slowest} over "
+          f"{asked} probes")
+    assert reset == 200
+    assert peak - rss_before < 400  # at most max_receiving_calls (64) x 4 MiB waiting, and as many held by gRPC
+    assert released, rss_after
+    assert not failures and max(slowest.values()) < 1.0, (failures[:3], slowest)
     assert "Traceback" not in stderr

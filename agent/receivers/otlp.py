@@ -9,25 +9,26 @@ as it inflates). The gRPC services take the raw request bytes, so an
 unchanged batch is forwarded as it arrived and a malformed one is answered
 with INVALID_ARGUMENT rather than gRPC's generic decoding error.
 
-Limits and protection (`limits`, and per protocol `tls` and `auth`): an HTTP
-body declared larger than the limit is refused (413) before it is read, and
-one not received within `read_timeout` is answered 408 and its connection
-closed. A request takes one of `max_concurrent_requests` only once its body is
-in, as nginx hands a request upstream only once it has buffered it: senders
-that stall mid-upload hold a connection, never the pipeline's capacity. Past
-the limit a request is refused (UNAVAILABLE / 429 with Retry-After). Bodies
-over 64 KiB are decoded on a small pool of threads, so that one large request
-never holds up the event loop's other work. Attribute limits cut what exceeds
-them and count it (`agent.receivers.limits`); TLS, mTLS and bearer tokens come
-from `agent.receivers.security` (UNAUTHENTICATED / 401). Error messages are
-cut to 512 characters.
+Limits and protection (`limits`, and per protocol `tls` and `auth`): a request
+takes one of `max_concurrent_requests` only once its body is in, as nginx
+hands a request upstream only once it has buffered it, so senders that stall
+mid-upload hold a connection, never the pipeline's capacity; past the limit a
+request is refused (UNAVAILABLE / 429 with Retry-After). How bodies get in,
+bounded in size, time and number, is `agent.receivers.intake`'s: an HTTP body
+declared over the limit is refused (413) unread, one not in within
+`read_timeout` is answered 408; a gRPC call whose message is not in within its
+`read_timeout` is cancelled, and at most `max_receiving_calls` wait for theirs.
+Bodies over 64 KiB are decoded on a small pool of threads, so that one large
+request never holds up the event loop's other work. Attribute limits cut what
+exceeds them and count it (`agent.receivers.limits`); TLS, mTLS and bearer
+tokens come from `agent.receivers.security` (UNAUTHENTICATED / 401). Error
+messages are cut to 512 characters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -44,6 +45,8 @@ from agent.config import Duration, OptionalPartsModel, StrictModel
 from agent.errors import ConsumerError, InvalidDataError, RefusedError
 from agent.netconfig import ListenEndpoint, split_host_port
 from agent.receivers import security
+from agent.receivers.intake import (CallReader, IncompleteRequests, MemoryReleaser, TooLarge, decompress,
+                                   read_body)
 from agent.receivers.limits import AttributeLimits, AttributeLimitsConfig
 from agent.receivers.security import BearerAuth, BearerAuthConfig, TlsServerConfig
 from agent.signals import Batch, Signal
@@ -62,7 +65,15 @@ _MAX_MESSAGE = 512  # characters of an error message sent back
 class GrpcConfig(StrictModel):
     endpoint: ListenEndpoint = "127.0.0.1:4317"
     max_recv_msg_size_mib: int = Field(4, gt=0)
-    max_concurrent_streams: int = Field(0, ge=0)  # 0: gRPC's own default
+    # Calls at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, the floor RFC 9113 advises;
+    # nginx has 128). 0: gRPC's own default, no limit.
+    max_concurrent_streams: int = Field(100, ge=0)
+    # How long a call's request message may take to arrive once the call began; past it the call is
+    # cancelled (DEADLINE_EXCEEDED), and what gRPC held of it freed.
+    read_timeout: Duration = Field(30.0, gt=0)
+    # Calls at once, over all connections, still waiting for their request message: gRPC holds up to
+    # max_recv_msg_size_mib of each. Past it, the call waiting longest is cancelled (UNAVAILABLE). 0: no limit.
+    max_receiving_calls: int = Field(64, ge=0)
     tls: TlsServerConfig | None = None
     auth: BearerAuthConfig | None = None
 
@@ -140,49 +151,6 @@ class _Counters:
         self._too_many.add(1, {"receiver": self._id, "transport": transport})
 
 
-class _IncompleteRequests:
-    """Requests whose body never arrived whole (the sender went away, or was too slow): each counted,
-    and logged as one line at most every `every` seconds, summed, however many there are."""
-
-    def __init__(self, settings: Settings, every: float = 60.0) -> None:
-        self._id = str(settings.id)
-        self._log = settings.logger
-        self._counter = settings.telemetry.counter(
-            "vigil_receiver_incomplete_requests",
-            "HTTP requests whose body did not arrive whole, by reason (disconnected, read_timeout)")
-        self._every = every
-        self._pending: dict[str, int] = {}
-        self._flush: asyncio.TimerHandle | None = None
-
-    def add(self, reason: str) -> None:
-        self._counter.add(1, {"receiver": self._id, "transport": "http", "reason": reason})
-        self._pending[reason] = self._pending.get(reason, 0) + 1
-        if self._flush is None:  # the first of a while is logged at once, the rest with the next line
-            self.flush()
-            self._flush = asyncio.get_running_loop().call_later(self._every, self._flush_later)
-
-    def _flush_later(self) -> None:
-        self._flush = None
-        if self._pending:
-            self.flush()
-            self._flush = asyncio.get_running_loop().call_later(self._every, self._flush_later)
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        parts = {"disconnected": "the sender disconnected", "read_timeout": "not received within read_timeout"}
-        self._log.warning("%d HTTP request(s) ended before their whole body arrived: %s",
-                          sum(self._pending.values()),
-                          ", ".join(f"{n} {parts.get(reason, reason)}" for reason, n in self._pending.items()))
-        self._pending.clear()
-
-    def close(self) -> None:
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush = None
-        self.flush()
-
-
 class OtlpReceiver:
     def __init__(self, config: OtlpReceiverConfig, settings: Settings,
                  consumers: dict[Signal, Consumer]) -> None:
@@ -190,7 +158,8 @@ class OtlpReceiver:
         self._consumers = consumers
         self._log = settings.logger
         self._counters = _Counters(settings)
-        self._incomplete = _IncompleteRequests(settings)
+        self._releaser = MemoryReleaser()
+        self._incomplete = IncompleteRequests(settings, self._releaser)
         self._limits = AttributeLimits(config.limits)
         self._max_in_flight = config.limits.max_concurrent_requests
         self._in_flight = 0
@@ -206,6 +175,7 @@ class OtlpReceiver:
         try:
             if protocols.grpc is not None:
                 await self._start_grpc(protocols.grpc)
+                self._releaser.start()
             if protocols.http is not None:
                 await self._start_http(protocols.http)
         except BaseException:
@@ -224,6 +194,7 @@ class OtlpReceiver:
             self._decoders.shutdown(wait=False, cancel_futures=True)
             self._decoders = None
         self._incomplete.close()
+        self._releaser.stop()
 
     def _admit(self) -> bool:
         """Take a slot for one request, unless max_concurrent_requests are being handled."""
@@ -250,8 +221,8 @@ class OtlpReceiver:
     def _decode(self, signal: Signal, body: bytes, content_type: str = PROTOBUF, encoding: str = "",
                 max_size: int = 0) -> Batch:
         """The batch a request body holds: decompressed, read (OTLP/JSON into wire bytes), checked and
-        limited. Raises `_TooLarge`, `DecodeError` or `ValueError` (JsonDecodeError) for a bad body."""
-        body = _decompress(body, encoding, max_size)
+        limited. Raises `TooLarge`, `DecodeError` or `ValueError` (JsonDecodeError) for a bad body."""
+        body = decompress(body, encoding, max_size)
         if content_type == JSON:
             body = otlp_json_reader.read(signal, body)
         return self._prepare(Batch.from_wire(signal, body))
@@ -286,13 +257,19 @@ class OtlpReceiver:
         options = [("grpc.max_receive_message_length", config.max_recv_msg_size_mib * _MIB),
                    # gRPC's default SO_REUSEPORT would let a second agent share the port and split traffic.
                    ("grpc.so_reuseport", 0)]
+        if config.max_receiving_calls:
+            # Calls gRPC holds before the receiver picks them up buffer their message too: past half as
+            # many as max_receiving_calls some are refused, past as many all (RESOURCE_EXHAUSTED).
+            options += [("grpc.server.max_pending_requests", max(1, config.max_receiving_calls // 2)),
+                        ("grpc.server.max_pending_requests_hard_limit", config.max_receiving_calls)]
         if config.max_concurrent_streams:
             options.append(("grpc.max_concurrent_streams", config.max_concurrent_streams))
         server = grpc.aio.server(options=options)
+        reader = CallReader(config.read_timeout, config.max_receiving_calls, self._incomplete)
         for signal in self._consumers:
             service, method = signal.grpc_method.lstrip("/").split("/")
             # No deserializer: the handler gets the request's bytes and keeps them.
-            handler = grpc.unary_unary_rpc_method_handler(self._grpc_handler(signal, config))
+            handler = self._grpc_handler(signal, config, reader)
             server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service, {method: handler})])
         host, port = split_host_port(config.endpoint)
         try:
@@ -308,29 +285,33 @@ class OtlpReceiver:
         self._log.info("OTLP/gRPC listening on %s:%d%s", host, self.grpc_port,
                        security.describe(config.tls, config.auth))
 
-    def _grpc_handler(self, signal: Signal, config: GrpcConfig):
+    def _grpc_handler(self, signal: Signal, config: GrpcConfig, reader: CallReader):
+        """The handler of one signal's Export method: stream-unary on this side (a unary client sees
+        no difference), so that a call is seen from its start and its one message read in bounded time."""
         auth = BearerAuth(config.auth) if config.auth is not None else None
 
-        async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def export(_: object, context: grpc.aio.ServicerContext) -> bytes:
             if auth is not None and not auth.allows(_grpc_authorization(context)):
                 self._counters.unauthenticated("grpc")
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
-            if not self._admit():
-                self._counters.too_many("grpc")
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "too many concurrent requests")
-            try:
-                error = await self._grpc_receive(signal, request)
-            finally:
-                self._in_flight -= 1
+            request, error = await reader.read(context)
             if error is None:
-                return b""  # an empty Export*ServiceResponse: everything accepted
+                if not self._admit():
+                    self._counters.too_many("grpc")
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "too many concurrent requests")
+                try:
+                    error = await self._grpc_receive(signal, request)
+                finally:
+                    self._in_flight -= 1
+                if error is None:
+                    return b""  # an empty Export*ServiceResponse: everything accepted
             # Outside any `except`, and with the request no longer referenced from this frame: grpc keeps
             # the abort in a reference cycle with this frame until a full garbage collection, and the
             # request (and a refusal's traceback, through exception chaining) must not stay with it.
             del request
             await context.abort(*error)
 
-        return export
+        return grpc.stream_unary_rpc_method_handler(export)
 
     async def _grpc_receive(self, signal: Signal, request: bytes) -> tuple | None:
         """Decode and take one request; the status (and trailing metadata) to abort with, or None."""
@@ -355,7 +336,7 @@ class OtlpReceiver:
                  Signal.LOGS: config.logs_url_path}
         for signal in self._consumers:
             app.router.add_post(paths[signal], self._http_handler(signal, config))
-        # auto_decompress=False: `_decompress` undoes Content-Encoding itself, with the size limit and
+        # auto_decompress=False: `decompress` undoes Content-Encoding itself, with the size limit and
         # a google.rpc.Status answer; aiohttp would otherwise inflate first, so gzip bodies were inflated twice.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
                                auto_decompress=False, keepalive_timeout=config.idle_timeout)
@@ -391,16 +372,16 @@ class OtlpReceiver:
                 return _unread(_status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, too_large))
             try:
                 async with asyncio.timeout(config.read_timeout):
-                    body = await _read_body(request, max_size)
-            except _TooLarge:  # sent without a Content-Length
+                    body = await read_body(request, max_size)
+            except TooLarge:  # sent without a Content-Length
                 return _unread(_status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, too_large))
             except TimeoutError:
-                self._incomplete.add("read_timeout")
+                self._incomplete.add("http", "read_timeout")
                 return _unread(_status_response(content_type, 408, code_pb2.DEADLINE_EXCEEDED,
                                                 f"request body not received within {config.read_timeout:g} s "
                                                 f"(read_timeout)"))
             except ConnectionError:  # the sender went away mid-body: there is nobody to answer
-                self._incomplete.add("disconnected")
+                self._incomplete.add("http", "disconnected")
                 return _unread(web.Response(status=400))
             except HttpProcessingError as exc:  # a broken chunked encoding, say
                 return _unread(_status_response(content_type, 400, code_pb2.INVALID_ARGUMENT,
@@ -413,7 +394,7 @@ class OtlpReceiver:
                 try:
                     batch = await self._decode_off_loop(len(body), signal, body, content_type,
                                                         request.headers.get("Content-Encoding", ""), max_size)
-                except _TooLarge as exc:
+                except TooLarge as exc:
                     return _status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, str(exc))
                 except DecodeError as exc:
                     self._counters.refused(signal, "http", 0)
@@ -442,21 +423,6 @@ class OtlpReceiver:
         return export
 
 
-async def _read_body(request: web.Request, max_size: int) -> bytes:
-    """The request's body, refused (`_TooLarge`) once more than `max_size` bytes came.
-
-    Read from the stream rather than with `request.read()`, which keeps a copy on the request for as
-    long as the request lives: here the body goes once it is decoded.
-    """
-    chunks, size = [], 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > max_size:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _unread(response: web.Response) -> web.Response:
     """`response`, for a request whose body was not read whole: its connection closes once it is sent.
 
@@ -467,43 +433,11 @@ def _unread(response: web.Response) -> web.Response:
     return response
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _grpc_authorization(context: grpc.aio.ServicerContext) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             return value
     return None
-
-
-def _decompress(body: bytes, encoding: str, max_size: int) -> bytes:
-    """Undo `Content-Encoding`, refusing to inflate past `max_size` bytes."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity", "none"):
-        return body
-    if encoding == "gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    elif encoding == "deflate":
-        wbits = 32 + zlib.MAX_WBITS  # zlib or gzip header, detected
-    else:
-        raise ValueError(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
-    out = bytearray()
-    data = body
-    while True:  # a gzip body may hold several members, one after another
-        inflater = zlib.decompressobj(wbits)
-        try:
-            out += inflater.decompress(data, max_size + 1 - len(out))
-        except zlib.error as exc:
-            raise ValueError(f"body is not valid {encoding}: {exc}") from None
-        if len(out) > max_size:
-            raise _TooLarge(f"request body larger than {max_size} bytes once decompressed")
-        if not inflater.eof:
-            raise ValueError(f"body is not valid {encoding}: truncated stream")
-        data = inflater.unused_data
-        if not data:
-            return bytes(out)
 
 
 def _retry_info(message: str, retry_after: float | None) -> tuple:

@@ -17,7 +17,7 @@ from hypothesis import given, strategies as st
 
 from agent import otlp_json
 from agent.receivers.limits import AttributeLimits, AttributeLimitsConfig
-from agent.receivers.otlp import _decompress, _TooLarge
+from agent.receivers.intake import TooLarge, decompress
 from agent.signals import Batch, Signal, merge, split
 from tests.fuzz.conftest import cases, count
 from tests.otlp_data import logs, metrics, traces
@@ -150,8 +150,8 @@ def test_otlp_json_random_bytes(signal, body):
 
 def inflate(body: bytes, encoding: str, max_size: int) -> bytes | None:
     try:
-        return _decompress(body, encoding, max_size)
-    except (ValueError, _TooLarge):
+        return decompress(body, encoding, max_size)
+    except (ValueError, TooLarge):
         return None
 
 

@@ -1,8 +1,9 @@
-"""The `otlp` receiver against hostile HTTP senders: huge or deep bodies, stalled and abandoned uploads.
+"""The `otlp` receiver against hostile senders: huge or deep bodies, stalled and abandoned uploads and calls.
 
 The receiver runs for real on 127.0.0.1:0 and feeds a recording consumer;
-hostile clients are raw sockets, so a test controls every byte and every
-pause; well-behaved ones are aiohttp sessions and gRPC channels.
+hostile clients are raw sockets (and, for gRPC, a raw HTTP/2 client,
+`tests.http2`), so a test controls every byte and every pause; well-behaved
+ones are aiohttp sessions and gRPC channels.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from agent.errors import InvalidDataError
 from agent.receivers.otlp import OtlpReceiver, OtlpReceiverConfig
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
+from tests.http2 import StallingClient
 from tests.otlp_data import send_grpc, traces
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -37,11 +39,12 @@ class Recorder:
         self.batches.append(batch)
 
 
-async def start(http: dict | None = None, limits: dict | None = None, consumer=None):
+async def start(http: dict | None = None, limits: dict | None = None, consumer=None, grpc: dict | None = None):
     telemetry = SelfTelemetry()
     recorder = consumer or Recorder()
     config = OtlpReceiverConfig.model_validate({
-        "protocols": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0", **(http or {})}},
+        "protocols": {"grpc": {"endpoint": "127.0.0.1:0", **(grpc or {})},
+                      "http": {"endpoint": "127.0.0.1:0", **(http or {})}},
         "limits": limits or {}})
     receiver = OtlpReceiver(config, Settings(ComponentId("otlp"), telemetry), {s: recorder for s in Signal})
     await receiver.start()
@@ -223,6 +226,66 @@ async def test_senders_that_disconnect_mid_body_are_counted_and_summed_up_in_one
     assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
     lines = [r.getMessage() for r in caplog.records if "before their whole body arrived" in r.getMessage()]
     # The first at once, the rest summed up (here: when the receiver stops, within the minute).
-    assert lines == ["1 HTTP request(s) ended before their whole body arrived: 1 the sender disconnected",
-                     "49 HTTP request(s) ended before their whole body arrived: 49 the sender disconnected"]
+    assert lines == ["1 request(s) ended before their whole body arrived: 1 over http, the sender went away",
+                     "49 request(s) ended before their whole body arrived: 49 over http, the sender went away"]
     assert len(recorder.batches) == 1
+
+
+# --- defect 3: partial gRPC messages were buffered without limit ---------------------------------------
+
+
+async def stalled_calls(receiver: OtlpReceiver, calls: int, connections: int = 1) -> list[StallingClient]:
+    """`calls` gRPC calls on each of `connections` connections (one after another), each sending half of a
+    200 kB message."""
+    clients = []
+    for _ in range(connections):
+        client = await StallingClient("127.0.0.1", receiver.grpc_port, Signal.TRACES.grpc_method).connect()
+        await client.start_calls(calls, 200_000, 100_000, patience=0.3)
+        clients.append(client)
+    return clients
+
+
+async def test_grpc_calls_waiting_for_their_message_are_bounded_the_longest_waiting_cancelled():
+    receiver, recorder, telemetry = await start(grpc={"max_receiving_calls": 4})
+    try:
+        clients = await stalled_calls(receiver, 1, connections=6)  # 6 stalled calls: 2 too many
+        await asyncio.sleep(0.3)
+        evicted = telemetry.total("vigil_receiver_incomplete_requests", reason="evicted")
+        reset = sum(len(c.reset) for c in clients)
+        # A well-behaved call still gets through: it makes room by cancelling the longest waiting.
+        await send_grpc(f"127.0.0.1:{receiver.grpc_port}", Signal.TRACES, traces(2))
+        evicted_after = telemetry.total("vigil_receiver_incomplete_requests", reason="evicted")
+        for c in clients:
+            await c.close()
+    finally:
+        await receiver.shutdown()
+    assert (evicted, reset) == (2, 2)
+    assert evicted_after == 3
+    assert [b.items for b in recorder.batches] == [2]
+
+
+async def test_a_grpc_call_whose_message_does_not_arrive_within_read_timeout_is_cancelled():
+    receiver, recorder, telemetry = await start(grpc={"read_timeout": "500ms"})
+    try:
+        started = time.monotonic()
+        (client,) = await stalled_calls(receiver, 3)
+        while len(client.reset) < 3 and time.monotonic() - started < 5:
+            await asyncio.sleep(0.05)
+        took = time.monotonic() - started
+        await client.close()
+        await send_grpc(f"127.0.0.1:{receiver.grpc_port}", Signal.TRACES, traces(1))
+    finally:
+        await receiver.shutdown()
+    assert client.reset == {1, 3, 5} and 0.5 <= took < 2.0, (client.reset, took)
+    assert telemetry.total("vigil_receiver_incomplete_requests", transport="grpc", reason="read_timeout") == 3
+    assert [b.items for b in recorder.batches] == [1]
+
+
+async def test_grpc_streams_per_connection_are_limited_by_default():
+    receiver, _, _ = await start(grpc={"max_receiving_calls": 0})  # only the streams' limit, here
+    try:
+        (client,) = await stalled_calls(receiver, 105)
+        await client.close()
+    finally:
+        await receiver.shutdown()
+    assert len(client.reset) == 5  # refused by HTTP/2 past max_concurrent_streams (100)
