@@ -95,7 +95,7 @@ class PersistentQueue:
         self._config = config
         self.capacity_bytes = int(config.max_size_mib * _MIB)
         segment = min(int(config.segment_size_mib * _MIB), max(self.capacity_bytes // 4, 4096))
-        self._store = SegmentStore(directory, segment, sync_directory=config.fsync != "never")
+        self._store = SegmentStore(directory, segment, durable=config.fsync != "never")
         self.directory = directory
         self._attrs = attrs
         self._log = log
@@ -375,6 +375,7 @@ class PersistentQueue:
         segment.add_unread(record)
         self._index.append(record)
         self._tail = (record.seq, record.offset + record.size)
+        self._cursor_dirty = True  # the cursor counts what each segment holds: a loss is told in items
         self._wake_getters(1)
 
     def _wake_getters(self, count: int | None = None) -> None:

@@ -309,10 +309,13 @@ _CURSOR_READERS = {b"VQC1": _cursor_v1, CURSOR_MAGIC: _cursor_v2}
 class SegmentStore:
     """The queue's files: append, read back, remember where to resume, delete what is done."""
 
-    def __init__(self, directory: Path, segment_bytes: int, sync_directory: bool = True) -> None:
+    def __init__(self, directory: Path, segment_bytes: int, durable: bool = True) -> None:
+        """`durable` (fsync always or interval): a new segment's directory entry is fsynced, and so is
+        a segment's tail when the next one starts, so the periodic fsync of the segment being
+        written is all that is left to do."""
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
-        self._sync_directory = sync_directory
+        self._durable = durable
         self._lock_fd: int | None = None
         self._write_fd: int | None = None
         self.write_seq = 0
@@ -538,7 +541,7 @@ class SegmentStore:
         return sealed
 
     def _rotate(self, sync: bool) -> None:
-        if sync and self._dirty:
+        if (sync or self._durable) and self._dirty:
             os.fsync(self._write_fd)
             self._dirty = False
         self._start_segment(self.write_seq + 1)
@@ -549,7 +552,7 @@ class SegmentStore:
         if self._write_fd is not None:
             os.close(self._write_fd)
         self._write_fd, self.write_seq, self._write_size = fd, seq, 0
-        if self._sync_directory:
+        if self._durable:
             self._fsync_directory()  # so the new file is still there after a power cut
 
     def sync(self) -> None:
