@@ -9,8 +9,10 @@
   `max_receiving_calls`, the one waiting longest is cancelled (as Envoy resets
   the streams holding the most when memory runs short). Cancelled, its buffer
   is freed.
-- `IncompleteRequests` counts the requests that never arrived whole and logs
-  them as one line a minute, however many there are.
+- `IncompleteRequests` counts the requests that never arrived whole (the
+  sender went away, was too slow, or sent what is not HTTP) and logs them as
+  one line a minute, however many there are; `ServerLog` routes aiohttp's
+  complaints about malformed requests there instead of a traceback each.
 - `MemoryReleaser` hands what was freed back to the OS after a burst: glibc
   keeps the pages of many small freed buffers (gRPC's 16 KiB frames) for
   reuse, so without it RSS stays at its peak.
@@ -21,11 +23,14 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import logging
 import os
+import sys
 import zlib
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from agent.component import Settings
 
@@ -131,11 +136,11 @@ class CallReader:
 
 
 _REASONS = {"disconnected": "the sender went away", "read_timeout": "not received within read_timeout",
-            "evicted": "cancelled to make room (max_receiving_calls)"}
+            "evicted": "cancelled to make room (max_receiving_calls)", "malformed": "not valid HTTP (answered 400)"}
 
 
 class IncompleteRequests:
-    """Requests whose body never arrived whole: each counted, and logged as one line at most every
+    """Requests that never arrived whole: each counted, and logged as one line at most every
     `every` seconds, summed, however many there are. After a gRPC call ended so, what it held is
     handed back to the OS."""
 
@@ -145,8 +150,8 @@ class IncompleteRequests:
         self._log = settings.logger
         self._counter = settings.telemetry.counter(
             "vigil_receiver_incomplete_requests",
-            "requests whose body did not arrive whole, by transport and reason "
-            "(disconnected, read_timeout, evicted)")
+            "requests that did not arrive whole, by transport and reason "
+            "(disconnected, read_timeout, evicted, malformed)")
         self._every = every
         self._pending: dict[tuple[str, str], int] = {}
         self._flush: asyncio.TimerHandle | None = None
@@ -170,7 +175,7 @@ class IncompleteRequests:
     def flush(self) -> None:
         if not self._pending:
             return
-        self._log.warning("%d request(s) ended before their whole body arrived: %s",
+        self._log.warning("%d request(s) did not arrive whole: %s",
                           sum(self._pending.values()),
                           ", ".join(f"{n} over {transport}, {_REASONS.get(reason, reason)}"
                                     for (transport, reason), n in self._pending.items()))
@@ -181,6 +186,25 @@ class IncompleteRequests:
             self._flush.cancel()
             self._flush = None
         self.flush()
+
+
+class ServerLog:
+    """The logger aiohttp's server writes to: a request too malformed to reach a handler (a broken
+    header or chunked encoding, already answered 400) is the sender's doing, and counted with the
+    incomplete ones; anything else is logged with its traceback."""
+
+    def __init__(self, log: logging.Logger, incomplete: IncompleteRequests) -> None:
+        self._log, self._incomplete = log, incomplete
+
+    def debug(self, *args, **kwargs) -> None:
+        self._log.debug(*args, **kwargs)
+
+    def exception(self, message, *args, exc_info=True, **kwargs) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            self._incomplete.add("http", "malformed")
+        else:
+            self._log.exception(message, *args, exc_info=exc_info, **kwargs)
 
 
 class MemoryReleaser:

@@ -45,8 +45,8 @@ from agent.config import Duration, OptionalPartsModel, StrictModel
 from agent.errors import ConsumerError, InvalidDataError, RefusedError
 from agent.netconfig import ListenEndpoint, split_host_port
 from agent.receivers import security
-from agent.receivers.intake import (CallReader, IncompleteRequests, MemoryReleaser, TooLarge, decompress,
-                                   read_body)
+from agent.receivers.intake import (CallReader, IncompleteRequests, MemoryReleaser, ServerLog, TooLarge,
+                                   decompress, read_body)
 from agent.receivers.limits import AttributeLimits, AttributeLimitsConfig
 from agent.receivers.security import BearerAuth, BearerAuthConfig, TlsServerConfig
 from agent.signals import Batch, Signal
@@ -339,7 +339,8 @@ class OtlpReceiver:
         # auto_decompress=False: `decompress` undoes Content-Encoding itself, with the size limit and
         # a google.rpc.Status answer; aiohttp would otherwise inflate first, so gzip bodies were inflated twice.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
-                               auto_decompress=False, keepalive_timeout=config.idle_timeout)
+                               auto_decompress=False, keepalive_timeout=config.idle_timeout,
+                               logger=ServerLog(self._log, self._incomplete))
         await runner.setup()
         host, port = split_host_port(config.endpoint)
         ssl_context = security.server_ssl_context(config.tls) if config.tls is not None else None

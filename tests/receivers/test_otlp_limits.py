@@ -224,10 +224,10 @@ async def test_senders_that_disconnect_mid_body_are_counted_and_summed_up_in_one
         await receiver.shutdown()
     assert telemetry.total("vigil_receiver_incomplete_requests", reason="disconnected") == 50
     assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
-    lines = [r.getMessage() for r in caplog.records if "before their whole body arrived" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "did not arrive whole" in r.getMessage()]
     # The first at once, the rest summed up (here: when the receiver stops, within the minute).
-    assert lines == ["1 request(s) ended before their whole body arrived: 1 over http, the sender went away",
-                     "49 request(s) ended before their whole body arrived: 49 over http, the sender went away"]
+    assert lines == ["1 request(s) did not arrive whole: 1 over http, the sender went away",
+                     "49 request(s) did not arrive whole: 49 over http, the sender went away"]
     assert len(recorder.batches) == 1
 
 
@@ -289,3 +289,25 @@ async def test_grpc_streams_per_connection_are_limited_by_default():
     finally:
         await receiver.shutdown()
     assert len(client.reset) == 5  # refused by HTTP/2 past max_concurrent_streams (100)
+
+
+async def test_malformed_http_is_answered_400_and_summed_up_not_logged_with_a_traceback_each(caplog):
+    receiver, recorder, telemetry = await start()
+    answers = []
+    try:
+        for head, body in [({"Transfer-Encoding": "chunked"}, b"zz\r\nxx\r\n0\r\n\r\n"),  # not a chunk size
+                           ({"X-Long": "x" * 10_000}, b""),  # a header over aiohttp's 8190 bytes
+                           ({"Content-Length": "-5"}, b"")] * 10:
+            reader, writer = await raw_request(receiver.http_port, head, body)
+            answers.append((await read_response(reader))[0])
+            writer.close()
+        async with aiohttp.ClientSession() as session:
+            assert await post_ok(receiver, session) == 200
+    finally:
+        await receiver.shutdown()
+    assert answers == [400] * 30
+    assert telemetry.total("vigil_receiver_incomplete_requests", reason="malformed") == 30
+    assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
+    lines = [r.getMessage() for r in caplog.records if "did not arrive whole" in r.getMessage()]
+    assert lines == ["1 request(s) did not arrive whole: 1 over http, not valid HTTP (answered 400)",
+                     "29 request(s) did not arrive whole: 29 over http, not valid HTTP (answered 400)"]
