@@ -700,7 +700,12 @@ def _loss(name: str, data: bytes, good: list[tuple[Signal, int, int, int]], dama
         records += data.count(MAGIC, a, b)
     if not records and not any(items.values()):
         return None
-    why = "damaged records" if damage else "the file holds fewer records than were written to it"
+    if expected is not None and len(data) < expected.end:
+        why = f"the file was cut short: it ends at byte {len(data)} of the {expected.end} written to it"
+    elif damage:
+        why = "damaged records"
+    else:
+        why = "the file holds fewer records than were written to it"
     return Loss(name, why, records, items, exact)
 
 
