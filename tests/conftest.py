@@ -79,7 +79,9 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
     """The export requests a `file` exporter wrote, one per line."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # A line is whole once its newline is written: the exporter streams a large one in pieces.
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
