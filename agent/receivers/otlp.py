@@ -18,7 +18,8 @@ bounded in size, time and number, is `agent.receivers.intake`'s: an HTTP body
 declared over the limit is refused (413) unread, one not in within
 `read_timeout` is answered 408; a gRPC call whose message is not in within its
 `read_timeout` is cancelled, and at most `max_receiving_calls` wait for theirs.
-Bodies over 64 KiB are decoded on a small pool of threads, so that one large
+Bodies over 64 KiB that take Python work to decode (JSON, attribute limits,
+decompression) are decoded on a small pool of threads, so that one large
 request never holds up the event loop's other work. Attribute limits cut what
 exceeds them and count it (`agent.receivers.limits`); TLS, mTLS and bearer
 tokens come from `agent.receivers.security` (UNAUTHENTICATED / 401). Error
@@ -227,14 +228,19 @@ class OtlpReceiver:
             body = otlp_json_reader.read(signal, body)
         return self._prepare(Batch.from_wire(signal, body))
 
-    async def _decode_off_loop(self, size: int, *args) -> Batch:
-        """`_decode(*args)`, on a decoding thread when the body is large (`size` bytes).
+    async def _decode_off_loop(self, signal: Signal, body: bytes, content_type: str = PROTOBUF,
+                               encoding: str = "", max_size: int = 0) -> Batch:
+        """`_decode`, on a decoding thread where a large body takes Python work: OTLP/JSON, attribute
+        limits, or inflating it (zlib lets go of the GIL). A protobuf body is checked where it is, in
+        C and at gigabytes a second: a thread hop would cost it more than the check.
 
         The JSON reader is Python and holds the GIL in slices, so the event loop keeps its turn
         (sys.getswitchinterval, 5 ms) while a large body is read; a thread per decode would not bound
         memory, so decodes beyond the pool's threads wait their turn.
         """
-        if size <= _DECODE_INLINE or self._decoders is None:
+        args = (signal, body, content_type, encoding, max_size)
+        python_work = content_type == JSON or encoding or self._limits.enabled
+        if len(body) <= _DECODE_INLINE or not python_work or self._decoders is None:
             return self._decode(*args)
         return await asyncio.get_running_loop().run_in_executor(self._decoders, self._decode, *args)
 
@@ -316,7 +322,7 @@ class OtlpReceiver:
     async def _grpc_receive(self, signal: Signal, request: bytes) -> tuple | None:
         """Decode and take one request; the status (and trailing metadata) to abort with, or None."""
         try:
-            batch = await self._decode_off_loop(len(request), signal, request)
+            batch = await self._decode_off_loop(signal, request)
         except DecodeError as exc:
             self._counters.refused(signal, "grpc", 0)
             return grpc.StatusCode.INVALID_ARGUMENT, _short(f"malformed OTLP {signal.value} protobuf: {exc}")
@@ -393,7 +399,7 @@ class OtlpReceiver:
                                         "too many concurrent requests", {"Retry-After": "1"})
             try:
                 try:
-                    batch = await self._decode_off_loop(len(body), signal, body, content_type,
+                    batch = await self._decode_off_loop(signal, body, content_type,
                                                         request.headers.get("Content-Encoding", ""), max_size)
                 except TooLarge as exc:
                     return _status_response(content_type, 413, code_pb2.INVALID_ARGUMENT, str(exc))
