@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import json
 import shutil
 import socket
 import ssl
