@@ -313,15 +313,23 @@ def _read_message(text: str, pos: int, out: bytearray, field: _Field, depth: int
     return pos
 
 
-def _read_messages(text: str, pos: int, out: bytearray, field: _Field, depth: int, seen: set) -> int:
+def _open_array(text: str, pos: int) -> tuple[int, bool]:
+    """Past a list's `[` and the blanks after it: (position, False); past a null or `[]`: (position, True)."""
     c = text[pos]
     if c == "n" and (after := _null(text, pos)) is not None:
-        return after
+        return after, True
     if c != "[":
         raise _Invalid(f"expected an array, got {_kind(text, pos)}")
     pos = _skip_space(text, pos + 1)
     if text[pos] == "]":
-        return pos + 1
+        return pos + 1, True
+    return pos, False
+
+
+def _read_messages(text: str, pos: int, out: bytearray, field: _Field, depth: int, seen: set) -> int:
+    pos, done = _open_array(text, pos)
+    if done:
+        return pos
     if depth >= MAX_DEPTH:
         raise _Invalid(f"nested deeper than {MAX_DEPTH} messages")
     tag, plan, empty = field.tag, field.plan, field.tag + b"\0"
@@ -389,14 +397,9 @@ def _read_scalar(text: str, pos: int, out: bytearray, field: _Field, depth: int,
 
 
 def _read_scalars(text: str, pos: int, out: bytearray, field: _Field, depth: int, seen: set) -> int:
-    c = text[pos]
-    if c == "n" and (after := _null(text, pos)) is not None:
-        return after
-    if c != "[":
-        raise _Invalid(f"expected an array, got {_kind(text, pos)}")
-    pos = _skip_space(text, pos + 1)
-    if text[pos] == "]":
-        return pos + 1
+    pos, done = _open_array(text, pos)
+    if done:
+        return pos
     values = bytearray()
     index = 0
     try:
