@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 
 from agent.component import ComponentId, Consumer
+from agent.ml.names import MODEL_NAME
 from agent.signals import Batch, Signal
 
-MARKER = "ml.model.name"
+MARKER = MODEL_NAME.encode()
 
 log = logging.getLogger("vigil.pipeline")
 
@@ -34,7 +35,7 @@ class PredictionWatch:
         self._seen = False
 
     async def consume(self, batch: Batch) -> None:
-        if not self._seen and MARKER.encode() in batch.wire():
+        if not self._seen and MARKER in batch.wire():
             self._seen = True
             self._say(batch)
         await self.target.consume(batch)
@@ -42,7 +43,7 @@ class PredictionWatch:
     def _say(self, batch: Batch) -> None:
         model = _first_model(batch)
         pipelines = ", ".join(str(p) for p in self._pipelines)
-        notice = (f"{self._signal.item_name.replace('_', ' ')} with {MARKER} ({model!r}) come through receiver "
+        notice = (f"{self._signal.item_name.replace('_', ' ')} with {MODEL_NAME} ({model!r}) come through receiver "
                   f"{self._receiver} into {pipelines}, where no ml processor sees them: no model monitoring "
                   f"for them (add ml to the processors of {pipelines})")
         self._found.notices.append(notice)
@@ -54,6 +55,6 @@ def _first_model(batch: Batch) -> str:
         for scope in resource.scope_spans if batch.signal is Signal.TRACES else resource.scope_logs:
             for item in scope.spans if batch.signal is Signal.TRACES else scope.log_records:
                 for kv in item.attributes:
-                    if kv.key == MARKER:
+                    if kv.key == MODEL_NAME:
                         return kv.value.string_value[:100]
     return "?"  # only a value, a body or a resource mentions it

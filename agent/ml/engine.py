@@ -289,13 +289,10 @@ class MlEngine:
         limits = self._config.limits
         versions = [k for k in self._models if k[0] == model]
         if len(versions) >= limits.max_versions:
-            if not self._expire(versions, now):
+            if not self._expire([[k] for k in versions], now):  # one of its versions
                 return None
-        elif not versions and len({m for m, _ in self._models}) >= limits.max_models:
-            # A model's last version makes room for a new model only if the model is idle as a whole.
-            idle = {m for m in {m for m, _ in self._models}
-                    if all(now - s.last_seen >= limits.expire_after for k, s in self._models.items() if k[0] == m)}
-            if not idle or not self._expire([k for k in self._models if k[0] in idle], now, whole_model=True):
+        elif not versions and len(models := self._versions_by_model()) >= limits.max_models:
+            if not self._expire(list(models.values()), now):  # a whole model
                 return None
         state = self._models[key] = _ModelState(model, version, service_name, last_seen=now)
         limits, config = self._config.limits, self._config
@@ -307,15 +304,23 @@ class MlEngine:
                            state.profile.source or "a profile file")
         return state
 
-    def _expire(self, keys: list[tuple[str, str]], now: float, whole_model: bool = False) -> bool:
-        """Forget the least recently seen of `keys` (all its model's versions, with `whole_model`) if it
-        has been idle for limits.expire_after; whether it made room."""
-        idle = [k for k in keys if now - self._models[k].last_seen >= self._config.limits.expire_after
-                and not self._models[k].building]
+    def _versions_by_model(self) -> dict[str, list[tuple[str, str]]]:
+        by_model: dict[str, list[tuple[str, str]]] = {}
+        for key in self._models:
+            by_model.setdefault(key[0], []).append(key)
+        return by_model
+
+    def _expire(self, candidates: list[list[tuple[str, str]]], now: float) -> bool:
+        """Make room: forget the least recently seen of `candidates` (each a group of model versions that
+        go together) once idle for limits.expire_after and not building a reference; whether one went."""
+        def last_seen(keys: list[tuple[str, str]]) -> float:
+            states = [self._models[k] for k in keys]
+            return now if any(s.building for s in states) else max(s.last_seen for s in states)
+
+        idle = [keys for keys in candidates if now - last_seen(keys) >= self._config.limits.expire_after]
         if not idle:
             return False
-        oldest = min(idle, key=lambda k: self._models[k].last_seen)
-        gone = [k for k in idle if k[0] == oldest[0]] if whole_model else [oldest]
+        gone = min(idle, key=last_seen)
         for k in gone:
             del self._models[k]
         self._log.info("%s: no prediction for %ds; its slot goes to a new model version",

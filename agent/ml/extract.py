@@ -30,11 +30,11 @@ import numpy as np
 
 from agent.ml.columns import UNREADABLE, RawColumn, category_of
 from agent.ml.labels import label_value
+from agent.ml.names import MODEL_NAME
 from agent.signals import Batch, Signal
 
 # The scope of the log records the `alerts` processor writes for alert state changes.
 ALERTS_SCOPE = "vigil.alerts"
-MODEL_NAME = "ml.model.name"
 MODEL_VERSION = "ml.model.version"
 PREDICTION_ID = "ml.prediction.id"
 TRUE_LABEL = "ml.label"

@@ -46,12 +46,10 @@ from typing import Any
 
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.ml.config import MlProcessorConfig
+from agent.ml.names import GENAI_PREFIX, MODEL_NAME
 from agent.ml.paths import engine_state_dir
 from agent.processors.observing import ObservingStage
 from agent.signals import Batch, Signal
-
-MODEL_NAME = "ml.model.name"
-GENAI_PREFIX = "gen_ai."
 
 
 class LazyMlEngine:
