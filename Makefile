@@ -32,9 +32,10 @@ $(VENV)/.examples-deps: pyproject.toml setup.py agent/_otlpscan.c $(BIN)/vigil
 demo: $(VENV)/.examples-deps
 	$(BIN)/python examples/inference_app/demo.py --quick $(DEMO_ARGS)
 
-# Debian packages some tests run for real: systemd-analyze (the unit), Prometheus (scraping Vigil) and
-# Chromium (the status page). apt-get runs only for what is missing (CI runs as root on Debian).
-TEST_DEBS := systemd-analyze:systemd prometheus:prometheus chromium:chromium
+# Debian packages some tests run for real: systemd-analyze (the unit), Prometheus (scraping Vigil),
+# Chromium (the status page), openssl (certificates for the TLS tests). apt-get runs only for what is missing
+# (CI runs as root on Debian).
+TEST_DEBS := systemd-analyze:systemd prometheus:prometheus chromium:chromium openssl:openssl
 test-debs:
 	@missing=""; for pair in $(TEST_DEBS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

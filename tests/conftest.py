@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -82,6 +83,16 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
     # A line is whole once its newline is written: the exporter streams a large one in pieces.
     text = path.read_text()
     return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
+def mount_tmpfs(where: Path, size: str) -> bool:
+    """A tmpfs of `size` mounted at `where` (made here), for a test of a full disk; False where this
+    machine does not let the test mount one (it needs root). The test unmounts it."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    where.mkdir(parents=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True).returncode == 0
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:

@@ -19,8 +19,6 @@ Figures are printed (run with -s) and written to game_day.json in the test's tmp
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -31,7 +29,7 @@ import grpc
 import pytest
 import yaml
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, mount_tmpfs, wait_for
 from tests.otlp_data import span_id, traces
 from tests.vigil_cli import VIGIL, clean_env
 
@@ -252,14 +250,6 @@ def test_game_day_outage_and_kill_9_lose_nothing_acknowledged(tmp_path):
     assert "Traceback" not in agent.stderr() and "Traceback" not in backend.stderr()
 
 
-def _mount_tmpfs(where: Path, size: str) -> bool:
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return False
-    where.mkdir(parents=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True).returncode == 0
-
-
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("full", ["queue capped at 1 MiB", "2 MiB tmpfs"])
 def test_game_day_full_disk_refuses_retryably_and_recovers(tmp_path, full):
@@ -267,7 +257,7 @@ def test_game_day_full_disk_refuses_retryably_and_recovers(tmp_path, full):
     out = tmp_path / "backend" / "traces.json"
     mount = tmp_path / "small-disk"
     if full == "2 MiB tmpfs":
-        if not _mount_tmpfs(mount, "2m"):
+        if not mount_tmpfs(mount, "2m"):
             pytest.skip("cannot mount a small tmpfs here")
         storage = {"directory": str(mount / "queue"), "max_size_mib": 64, "segment_size_mib": 0.25}
     else:

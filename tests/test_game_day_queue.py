@@ -15,7 +15,6 @@ import gzip
 import http.server
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ import yaml
 
 from agent import otlp_json
 from agent.signals import Signal
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, mount_tmpfs, wait_for
 from tests.otlp_data import item_names, logs, metrics, traces
 from tests.test_game_day import Senders, Vigil, requests
 from tests.vigil_cli import clean_env, vigil_run
@@ -199,19 +198,11 @@ def test_game_day_kill_9_resends_only_what_was_in_flight(tmp_path):
 # --- defect 6: a disk with less than one segment free -----------------------------------------
 
 
-def _mount_tmpfs(where: Path, size: str) -> bool:
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return False
-    where.mkdir(parents=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True).returncode == 0
-
-
 @pytest.mark.timeout(240)
 def test_game_day_a_disk_with_less_than_one_segment_free_recovers_without_a_restart(tmp_path):
     """A 16 MiB tmpfs holding 10 MiB of other files; the queue's segments are 8 MiB."""
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "16m"):
+    if not mount_tmpfs(disk, "16m"):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         (disk / "other-files").write_bytes(b"x" * (10 * MIB))
