@@ -427,7 +427,11 @@ def test_tls_and_bearer_tokens_hold_under_load(tmp_path):
     protection = {"tls": {"cert_file": str(certs["server.pem"]), "key_file": str(certs["server.key"])},
                   "auth": {"bearer_tokens": [TOKEN]}}
     with Sink() as sink:
-        agent = Agent(agent_config(tmp_path, sink.port, http=protection, grpc_=protection), tmp_path)
+        config = agent_config(tmp_path, sink.port, http=protection, grpc_=protection)
+        # Room for every good export at once: this is about TLS and tokens, not the queue's backpressure,
+        # which answered a few 503s on a loaded machine whenever the sink fell 100 requests behind.
+        config["exporters"]["otlp"]["sending_queue"]["queue_size"] = 10_000
+        agent = Agent(config, tmp_path)
         with agent.run() as vigil:
             vigil.wait_running()
             with Probes(agent.admin, agent.grpc) as probes:  # its plaintext gRPC export is refused: not counted
