@@ -266,7 +266,10 @@ class QueuedExporter:
         started = time.monotonic()
         while True:
             try:
-                rejected = await asyncio.wait_for(self._sender.push(batch), self._timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that comes as
+                # the push ends, and a worker cancelled at the shutdown deadline would then retry forever.
+                async with asyncio.timeout(self._timeout):
+                    rejected = await self._sender.push(batch)
             except (ExportError, TimeoutError) as exc:
                 error = exc if isinstance(exc, ExportError) else ExportError(
                     f"timed out after {self._timeout:g}s", retryable=True)
@@ -292,7 +295,8 @@ class QueuedExporter:
                             batch.signal.item_name, delay, error)
             if durable:
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
                     return _ABANDONED
                 except TimeoutError:
                     continue

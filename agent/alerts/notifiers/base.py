@@ -226,7 +226,8 @@ class Delivery:
         while True:
             attempt += 1
             try:
-                await asyncio.wait_for(self.notifier.send(notification), self._timeout)
+                async with asyncio.timeout(self._timeout):  # not wait_for, which can swallow a cancellation
+                    await self.notifier.send(notification)
                 self.sent += 1
                 self._sent.add(1, self._attrs)
                 return
