@@ -16,67 +16,17 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from agent.component import ComponentId, Factory, Kind
+from agent.configmodel import Duration, StrictModel, format_validation_error, join_path
+from agent.netconfig import split_host_port
 from agent.signals import Signal
 
 log = logging.getLogger("vigil.config")
-
-
-class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, defaults live in the model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OptionalPartsModel(StrictModel):
-    """A model whose fields are optional parts, each on when its key is present.
-
-    `grpc:` (or `cpu:`) with nothing after it turns that part on with its defaults, as in the
-    Collector; a key left out leaves the part off.
-    """
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_means_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: ({} if v is None else v) for k, v in data.items()}
-        return data
-
-
-# --- durations -------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Go-style duration (`200ms`, `10s`, `1m30s`) to seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
-        return 0.0
-    if not isinstance(value, str):
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 200ms, 10s, 5m")
-    text = value.strip()
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        if not match:
-            raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 200ms, 10s, 5m")
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos == 0:
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 200ms, 10s, 5m")
-    return total
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""A duration in the config, held as seconds."""
 
 
 # --- the document ------------------------------------------------------------
@@ -107,8 +57,6 @@ class AdminConfig(StrictModel):
     @model_validator(mode="after")
     def _check(self) -> AdminConfig:
         if self.endpoint is not None:
-            from agent.netconfig import split_host_port  # netconfig imports this module
-
             split_host_port(self.endpoint)
         return self
 
@@ -192,7 +140,7 @@ _ENV_REFERENCE = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.S)
 def _substitute(value: Any, path: str, problems: list[str], environ: dict[str, str],
                 source: str = "<config>") -> Any:
     if isinstance(value, dict):
-        return {k: _substitute(v, _join(path, str(k)), problems, environ, source) for k, v in value.items()}
+        return {k: _substitute(v, join_path(path, str(k)), problems, environ, source) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, f"{path}[{i}]", problems, environ, source) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
@@ -219,34 +167,6 @@ def _substitute(value: Any, path: str, problems: list[str], environ: dict[str, s
     # The result stays a string, as in the Collector: a field that wants a number or a bool
     # converts it (`${env:PORT}` into a port), a string field keeps it exactly (a key of digits).
     return _REFERENCE.sub(replace, value)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-# --- errors ------------------------------------------------------------------
-
-
-def format_validation_error(error: ValidationError, prefix: str) -> list[str]:
-    """Turn pydantic's errors into `path: message` lines."""
-    problems = []
-    for err in error.errors():
-        path = prefix
-        for part in err["loc"]:
-            path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            message = "unknown key"
-        elif kind == "missing":
-            message = "required field is missing"
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-            if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(
-                    err["input"], (dict, list)):
-                message += f" (got {err['input']!r})"
-        problems.append(f"{path}: {message}")
-    return problems
 
 
 # --- loading -----------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, model_validator
 
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 
 
 def split_host_port(endpoint: str) -> tuple[str, int]:

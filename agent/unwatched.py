@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from agent.component import ComponentId, Consumer
-from agent.ml.names import MODEL_NAME
+from agent.ml.vocabulary import MODEL_NAME
 from agent.signals import Batch, Signal
 
 MARKER = MODEL_NAME.encode()

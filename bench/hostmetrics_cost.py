@@ -37,7 +37,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import parse_duration  # noqa: E402
+from agent.configmodel import parse_duration  # noqa: E402
 from agent.hostinfo import detect_host_resource  # noqa: E402
 from agent.metrics_builder import MetricsBuilder  # noqa: E402
 from agent.receivers import hostmetrics  # noqa: E402

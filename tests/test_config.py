@@ -19,7 +19,8 @@ import yaml
 
 from agent import config as config_module, registry
 from agent.component import ComponentId, Kind
-from agent.config import ConfigError, from_dict, parse_duration
+from agent.config import ConfigError, from_dict
+from agent.configmodel import parse_duration
 from agent.signals import Signal
 from tests.vigil_cli import REPO, clean_env, run_cli
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from aiohttp import web
 
 from agent.alerts.matchers import Matcher
-from agent.config import parse_duration
+from agent.configmodel import parse_duration
 
 if TYPE_CHECKING:
     from agent.alerts.processor import AlertsEngine

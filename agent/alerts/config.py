@@ -10,7 +10,7 @@ from pydantic_core import InitErrorDetails
 from agent.alerts import notifiers as notifier_types
 from agent.alerts.rules import Matchers, RuleConfig, load_rule_file
 from agent.component import ComponentId
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 
 
 class RouteConfig(StrictModel):

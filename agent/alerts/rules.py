@@ -31,7 +31,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_
 
 from agent.alerts import templates
 from agent.alerts.matchers import Matcher
-from agent.config import Duration, StrictModel, format_validation_error
+from agent.configmodel import Duration, StrictModel, format_validation_error
 
 Aggregation = Literal["max", "min", "avg", "sum", "count", "last", "rate", "increase", "quantile"]
 WINDOWED = ("rate", "increase")

@@ -10,7 +10,7 @@ from typing import Literal
 
 from agent import otlp_json
 from agent.component import Factory, Kind, Settings
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 from agent.signals import Batch, Signal
 
 

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from agent import otlp_json
 from agent.component import Factory, Kind, Settings
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 from agent.exporters import json_stream
 from agent.signals import Batch, Signal
 

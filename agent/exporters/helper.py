@@ -32,7 +32,7 @@ from typing import Protocol
 from pydantic import Field, model_validator
 
 from agent.component import Settings
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.errors import InvalidDataError, RefusedError
 from agent.exporters.log_summary import LogSummary
 from agent.exporters.queue import QueueConfig, make_queue

@@ -17,7 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 from pydantic import Field, field_validator
 
 from agent.component import Factory, Kind, Settings
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.exporters.helper import ExportError, QueueConfig, QueuedExporter, RetryConfig, partial_success
 from agent.netconfig import TlsClientConfig, client_ssl_files, split_host_port
 from agent.signals import Batch, Signal

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from agent import otlp_json
 from agent.component import Factory, Kind, Settings
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.exporters import json_stream
 from agent.exporters.helper import ExportError, QueueConfig, QueuedExporter, RetryConfig, partial_success
 from agent.netconfig import TlsClientConfig, client_ssl_context

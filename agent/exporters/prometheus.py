@@ -48,7 +48,7 @@ from pydantic import Field
 
 from agent.attributes import any_value
 from agent.component import Factory, Kind, Settings
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.netconfig import ListenEndpoint, split_host_port
 from agent.signals import Batch, Signal
 

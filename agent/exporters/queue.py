@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 from agent.errors import InvalidDataError, RefusedError
 from agent.exporters.queue_persistent import PersistentQueue, StorageConfig
 from agent.signals import Batch

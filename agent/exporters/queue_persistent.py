@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.errors import InvalidDataError, RefusedError
 from agent.exporters import queue_storage
 from agent.exporters.log_summary import LogSummary

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.ml.buckets import CONFIDENCE_BOUNDS, DURATION_BOUNDS, check_bounds
 
 NumericMethod = Literal["wasserstein_normed", "psi", "jensen_shannon", "ks"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from agent.ml.columns import UNREADABLE, RawColumn, category_of
 from agent.ml.labels import label_value
-from agent.ml.names import MODEL_NAME
+from agent.ml.vocabulary import MODEL_NAME
 from agent.signals import Batch, Signal
 
 # The scope of the log records the `alerts` processor writes for alert state changes.

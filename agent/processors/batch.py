@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pydantic import Field, model_validator
 
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.errors import RefusedError
 from agent.signals import Batch, Signal, merge, split
 

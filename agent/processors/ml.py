@@ -46,7 +46,7 @@ from typing import Any
 
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.ml.config import MlProcessorConfig
-from agent.ml.names import GENAI_PREFIX, MODEL_NAME
+from agent.ml.vocabulary import GENAI_PREFIX, MODEL_NAME
 from agent.ml.paths import engine_state_dir
 from agent.processors.observing import ObservingStage
 from agent.signals import Batch, Signal

@@ -17,7 +17,7 @@ from pydantic import model_validator
 
 from agent import attributes
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 from agent.signals import Batch, Signal
 
 

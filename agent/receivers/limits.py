@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 from agent.signals import Batch, Signal
 
 

@@ -42,7 +42,7 @@ from pydantic import Field, model_validator
 
 from agent import otlp_json_reader
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import Duration, OptionalPartsModel, StrictModel
+from agent.configmodel import Duration, OptionalPartsModel, StrictModel
 from agent.errors import ConsumerError, InvalidDataError, RefusedError
 from agent.netconfig import ListenEndpoint, split_host_port
 from agent.receivers import security

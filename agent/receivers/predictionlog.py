@@ -58,7 +58,7 @@ from pydantic import BeforeValidator, Field
 from agent import __version__
 from agent.attributes import set_any_value
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.ml.columns import category_of
 from agent.signals import Batch, Signal

@@ -52,7 +52,7 @@ from pydantic import Field, model_validator
 from agent import __version__
 from agent.attributes import set_any_value
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.metrics_builder import Instrument, MetricSpec
 from agent.signals import Batch, Signal

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Mapping, Protocol
 from pydantic import Field
 
 from agent.component import Consumer, Settings
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.metrics_builder import MetricsBuilder
 from agent.signals import Signal

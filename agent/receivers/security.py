@@ -16,7 +16,7 @@ from typing import Literal
 import grpc
 from pydantic import Field, SecretStr, field_validator
 
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 
 
 class TlsServerConfig(StrictModel):

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent import registry
 from agent.component import ComponentId, Factory, Kind
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 from agent.signals import Signal
 from tests.admin.traffic import MODEL, ml_vigil_config, prediction_spans
 from tests.conftest import async_wait_for, otlp_receiver_config, running_vigil

@@ -16,7 +16,7 @@ from agent.alerts.config import AlertsConfig
 from agent.alerts.engine import FIRING, RuleEngine
 from agent.alerts.matchers import Matcher
 from agent.alerts.rules import load_rule_file
-from agent.config import format_validation_error
+from agent.configmodel import format_validation_error
 from agent.metrics_builder import MetricSpec
 from tests.alerts.helpers import Clock, counter, gauge, rule
 

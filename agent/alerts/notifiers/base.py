@@ -26,7 +26,7 @@ from pydantic import Field
 
 from agent.alerts.engine import FIRING, Alert
 from agent.alerts.rules import PRIORITY, SEVERITY_ORDER
-from agent.config import Duration, StrictModel
+from agent.configmodel import Duration, StrictModel
 from agent.telemetry import SelfTelemetry
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import OptionalPartsModel
+from agent.configmodel import OptionalPartsModel
 from agent.hostinfo import detect_host_resource
 from agent.receivers.hostmetrics import system
 from agent.receivers.hostmetrics.process import ProcessConfig, ProcessScraper

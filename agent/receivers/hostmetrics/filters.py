@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 
 
 class _Filter(StrictModel):

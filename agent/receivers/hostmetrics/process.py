@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import psutil
 
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 from agent.metrics_builder import Instrument, MetricSpec, MetricsBuilder
 from agent.receivers.hostmetrics.filters import NamesFilter, allowed
 

@@ -17,7 +17,7 @@ import psutil
 from agent.metrics_builder import Instrument, MetricSpec, MetricsBuilder
 from agent.receivers.hostmetrics.filters import (DevicesFilter, FsTypesFilter, InterfacesFilter,
                                                  MountPointsFilter, allowed)
-from agent.config import StrictModel
+from agent.configmodel import StrictModel
 
 C, G, U = Instrument.COUNTER, Instrument.GAUGE, Instrument.UPDOWN
 

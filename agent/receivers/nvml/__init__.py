@@ -28,7 +28,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.config import Duration
+from agent.configmodel import Duration
 from agent.errors import ConsumerError
 from agent.hostinfo import detect_host_resource
 from agent.receivers.nvml.devices import NvmlSession
