@@ -1,9 +1,8 @@
-"""Files under `state_dir` that survive a restart, written atomically.
+"""The alerts processor's JSON files under `state_dir`, kept across a restart.
 
-A write goes to a temporary file in the same directory, is flushed to disk,
-and replaces the old file with one rename, so a crash leaves the old file or
-the new one, never half of one. A file that cannot be read back is moved
-aside (`.corrupt`) and the component starts empty rather than not at all.
+Writes go through `agent.statefile.write_atomic` and are skipped when nothing
+changed. A file that cannot be read back is moved aside (`.corrupt`) and the
+processor starts empty rather than not at all.
 """
 
 from __future__ import annotations
@@ -11,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import Any
+
+from agent.statefile import write_atomic
 
 
 class StateFile:
@@ -50,27 +50,7 @@ class StateFile:
         if text == self._last:
             return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        try:
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass  # the rename is done; only its durability across a power cut is less certain
+        write_atomic(self.path, text, mode=0o600)  # only Vigil's user reads alert state
         self._last = text
         return True
 

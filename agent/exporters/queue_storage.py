@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.signals import Signal
+from agent.statefile import temporary_path, write_atomic
 
 SEGMENT_MAGIC = b"VQSG"
 SEGMENT_VERSION = 2
@@ -354,7 +355,7 @@ class SegmentStore:
     def _recover(self) -> Recovery:
         recovery = Recovery()
         cursor = self._read_cursor(recovery)
-        (self.directory / "cursor.tmp").unlink(missing_ok=True)
+        temporary_path(self.directory / "cursor").unlink(missing_ok=True)
         seqs = sorted(int(p.name[:-len(SUFFIX)]) for p in self.directory.glob("*" + SUFFIX)
                       if p.name[:-len(SUFFIX)].isdigit())
         if cursor is not None and seqs and cursor.read[0] > seqs[-1]:
@@ -579,17 +580,7 @@ class SegmentStore:
     # --- what is done ------------------------------------------------------------------
 
     def write_cursor(self, cursor: Cursor, sync: bool = False) -> None:
-        tmp = self.directory / "cursor.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(encode_cursor(cursor))
-                if sync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, self.directory / "cursor")
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(self.directory / "cursor", encode_cursor(cursor), durable=sync)
 
     def remove_cursor(self) -> None:
         """No cursor at all: a restart sends every record again, rather than trust an old one."""

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from agent.proto.vigil.v1 import labels_pb2
+from agent.statefile import write_atomic
 
 UNKNOWN_ID = "unknown_id"
 DUPLICATE = "duplicate"
@@ -276,9 +277,7 @@ class LabelJoin:
 def save(join: LabelJoin, path: Path) -> None:
     """Write atomically (a crash leaves the old state or the new one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(join.to_proto().SerializeToString())
-    tmp.replace(path)
+    write_atomic(path, join.to_proto().SerializeToString())
 
 
 def load(join: LabelJoin, path: Path) -> bool:

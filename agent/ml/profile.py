@@ -24,6 +24,7 @@ from agent.ml.calibration import BINNED, ISOTONIC, Calibration
 from agent.ml.columns import RawColumn
 from agent.ml.performance import BINARY, MULTICLASS, REGRESSION, PerformanceProfile
 from agent.proto.vigil.v1 import profile_pb2
+from agent.statefile import write_atomic
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -222,9 +223,7 @@ def save(profile: Profile, path: str | Path) -> None:
     """Write the profile atomically (a crash leaves the old file or the new one, never half)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(to_proto(profile).SerializeToString())
-    tmp.replace(path)
+    write_atomic(path, to_proto(profile).SerializeToString())
 
 
 def load(path: str | Path) -> Profile:
