@@ -1,16 +1,15 @@
-"""What the scraping receivers (hostmetrics, nvml) share: one periodic loop per scraper.
+"""What the scraping receivers (hostmetrics, nvml) share: one scheduled loop per scraper.
 
-Each scraper runs on its own schedule in a worker thread (psutil and NVML
-calls block), so a slow scraper never delays another, the receivers, or the
-event loop. A scrape still running when its next turn comes makes that turn
-skipped, not queued. A scraper that raises is logged and counted; the next
-turn runs as usual.
+Each scraper runs on its own schedule (`agent.receivers.schedule`) in a worker
+thread (psutil and NVML calls block), so a slow scraper never delays another,
+the receivers, or the event loop. A scraper that raises is logged and
+counted; the next turn runs as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import functools
 from typing import Annotated, Any, Mapping, Protocol
 
 from pydantic import Field
@@ -19,8 +18,9 @@ from agent.component import Consumer, Settings
 from agent.configmodel import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.metrics_builder import MetricsBuilder
+from agent.receivers.delivery import Delivery
+from agent.receivers.schedule import ScrapeErrors, repeat
 from agent.signals import Signal
-from agent.telemetry import ReceiverCounters
 
 
 class ScrapeConfig(StrictModel):
@@ -43,17 +43,17 @@ class ScrapingReceiver:
         self._scrapers = scrapers
         self._interval = config.collection_interval
         self._initial_delay = config.initial_delay
-        self._consumer = consumers[Signal.METRICS]
+        self._delivery = Delivery(settings, consumers)
         self._resource = dict(resource)
         self._log = settings.logger
         self._id = str(settings.id)
-        self._errors = settings.telemetry.counter(
-            "vigil_receiver_scrape_errors", "scrapes that failed, by scraper")
-        self._items = ReceiverCounters(settings.telemetry, self._id)
+        self._errors = ScrapeErrors(settings)
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._loop(s), name=f"{self._id}/{s.name}")
+        self._tasks = [asyncio.create_task(repeat(functools.partial(self.scrape_once, s), self._interval, self._log,
+                                                  f"scraper {s.name}", self._initial_delay),
+                                           name=f"{self._id}/{s.name}")
                        for s in self._scrapers]
 
     async def shutdown(self) -> None:
@@ -68,30 +68,14 @@ class ScrapingReceiver:
         try:
             await asyncio.to_thread(scraper.scrape, builder, self._resource)
         except Exception as exc:
-            self._errors.add(1, {"receiver": self._id, "scraper": scraper.name})
+            self._errors.add(scraper.name)
             self._log.warning("scraper %s failed: %s", scraper.name, exc, exc_info=True)
             return
         batch = builder.batch()
         if batch is None:
             return
         try:
-            await self._consumer.consume(batch)
+            await self._delivery.deliver(batch, "scrape")
         except Exception as exc:  # whatever the pipeline raises, the next turn still runs
-            self._items.refused(Signal.METRICS, "scrape", batch.items)
             self._log.warning("pipelines refused %d points from scraper %s: %s", batch.items,
                               scraper.name, exc, exc_info=not isinstance(exc, ConsumerError))
-            return
-        self._items.accepted(Signal.METRICS, "scrape", batch.items)
-
-    async def _loop(self, scraper: Scraper) -> None:
-        await asyncio.sleep(self._initial_delay)
-        next_turn = time.monotonic()
-        while True:
-            await self.scrape_once(scraper)
-            next_turn += self._interval
-            now = time.monotonic()
-            if next_turn < now:  # the scrape overran: skip the turns it missed
-                skipped = int((now - next_turn) // self._interval) + 1
-                next_turn += skipped * self._interval
-                self._log.debug("scraper %s overran; skipped %d turns", scraper.name, skipped)
-            await asyncio.sleep(next_turn - now)

@@ -14,7 +14,8 @@ from agent.attributes import as_dict
 from agent.component import ComponentId, Settings
 from agent.config import ConfigError, from_dict
 from agent.errors import RefusedError
-from agent.receivers.prometheus import PrometheusReceiver, PrometheusReceiverConfig, Target, convert
+from agent.receivers.prometheus import PrometheusReceiver, PrometheusReceiverConfig
+from agent.receivers.prometheus.convert import Target, convert
 from agent.signals import Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import async_wait_for, read_json_lines, running_vigil

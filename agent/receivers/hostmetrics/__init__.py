@@ -15,8 +15,6 @@ host detection: `host.name`, `host.id`, `host.arch`, `os.type`, `os.description`
 
 from __future__ import annotations
 
-
-
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.configmodel import OptionalPartsModel
 from agent.hostinfo import detect_host_resource
@@ -36,7 +34,6 @@ class ScrapersConfig(OptionalPartsModel):
     network: system.NetworkConfig | None = None
     processes: system.ProcessesConfig | None = None
     process: ProcessConfig | None = None
-
 
 
 _HOST_WIDE = ScrapersConfig(cpu=system.CpuConfig(), load=system.LoadConfig(), memory=system.MemoryConfig(),

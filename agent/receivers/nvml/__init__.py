@@ -31,12 +31,12 @@ from agent.component import Consumer, Factory, Kind, Settings
 from agent.configmodel import Duration
 from agent.errors import ConsumerError
 from agent.hostinfo import detect_host_resource
+from agent.receivers.delivery import Delivery
 from agent.receivers.nvml.devices import NvmlSession
 from agent.receivers.nvml.scraper import GpuScraper
 from agent.receivers.nvml.xid import XidEvent, XidWatcher, log_batch
 from agent.receivers.scraping import ScrapeConfig, ScrapingReceiver
 from agent.signals import Batch, Signal
-from agent.telemetry import ReceiverCounters
 
 
 class NvmlReceiverConfig(ScrapeConfig):
@@ -61,7 +61,7 @@ class NvmlReceiver:
             self._scraping = ScrapingReceiver([scraper], config, settings, {Signal.METRICS: metrics}, self._host)
         self._logs = consumers.get(Signal.LOGS)
         self._xid = XidWatcher(self.session, self._on_xid, settings.logger) if config.xid_events else None
-        self._items = ReceiverCounters(settings.telemetry, self._id)
+        self._delivery = Delivery(settings, consumers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
@@ -130,13 +130,10 @@ class NvmlReceiver:
         while True:
             batch = await self._queue.get()
             try:
-                await self._logs.consume(batch)
-                self._items.accepted(Signal.LOGS, "event", batch.items)
+                await self._delivery.deliver(batch, "event")
             except ConsumerError as exc:
-                self._items.refused(Signal.LOGS, "event", batch.items)
                 self._log.warning("pipelines refused an XID log record: %s", exc)
             except Exception:  # noqa: BLE001 - a bug downstream must not end delivery
-                self._items.refused(Signal.LOGS, "event", batch.items)
                 self._log.exception("delivering an XID log record failed")
             finally:
                 self._queue.task_done()
