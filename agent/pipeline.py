@@ -19,10 +19,11 @@ old graph holds is then stopped in order, flushing downstream as at shutdown.
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any, Hashable, NamedTuple
 
 from agent.component import Component, ComponentId, Consumer, Exporter, Kind, Processor, Receiver, Settings
 from agent.config import VigilConfig
@@ -31,9 +32,51 @@ from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 from agent.unwatched import PredictionWatch, UnwatchedPredictions
 
-# A component's place in the graph: ("exporters", id), ("receivers", id), ("shared", id),
-# ("processors", pipeline id, id).
-Node = tuple
+
+class NodeKind(enum.StrEnum):
+    """What a graph node is; the value, but for `shared`, is its config section (`receivers`, ...)."""
+
+    EXPORTER = "exporters"
+    PROCESSOR = "processors"  # one processor in one pipeline
+    SHARED = "shared"  # the state of a processor that derives data, one per id for all its pipelines
+    RECEIVER = "receivers"
+
+
+class Node(NamedTuple):
+    """A component's place in the graph: what a reload compares to find the components it keeps."""
+
+    kind: NodeKind
+    id: ComponentId
+    pipeline: ComponentId | None = None  # a processor's pipeline
+
+    @property
+    def name(self) -> str:
+        """As logs and errors name it: `exporters.file`, `processors.batch (traces)`."""
+        section = "processors" if self.kind is NodeKind.SHARED else self.kind.value
+        return f"{section}.{self.id}" + (f" ({self.pipeline})" if self.pipeline is not None else "")
+
+    @classmethod
+    def exporter(cls, cid: ComponentId) -> Node:
+        return cls(NodeKind.EXPORTER, cid)
+
+    @classmethod
+    def processor(cls, pipeline: ComponentId, cid: ComponentId) -> Node:
+        return cls(NodeKind.PROCESSOR, cid, pipeline)
+
+    @classmethod
+    def shared(cls, cid: ComponentId) -> Node:
+        return cls(NodeKind.SHARED, cid)
+
+    @classmethod
+    def receiver(cls, cid: ComponentId) -> Node:
+        return cls(NodeKind.RECEIVER, cid)
+
+
+class _Group(enum.Enum):
+    """What the start order sorts between exporters and receivers."""
+
+    PIPELINE = "pipeline"  # a pipeline's processors
+    SHARED = "shared"
 
 
 log = logging.getLogger("vigil.pipeline")
@@ -129,11 +172,11 @@ class Graph:
     _retargets: list[tuple[Switch, Consumer]] = field(default_factory=list)
 
     def components(self) -> dict[Node, Component]:
-        nodes: dict[Node, Component] = {("exporters", i): e for i, e in self.exporters.items()}
+        nodes: dict[Node, Component] = {Node.exporter(i): e for i, e in self.exporters.items()}
         for chain in self.pipelines.values():
-            nodes.update({("processors", chain.id, i): p for i, p in chain.processors})
-        nodes.update({("shared", i): s for i, s in self.shared.items()})
-        nodes.update({("receivers", i): r for i, r in self.receivers.items()})
+            nodes.update({Node.processor(chain.id, i): p for i, p in chain.processors})
+        nodes.update({Node.shared(i): s for i, s in self.shared.items()})
+        nodes.update({Node.receiver(i): r for i, r in self.receivers.items()})
         return nodes
 
     def startup_order(self) -> list[tuple[str, Node, Component]]:
@@ -144,29 +187,27 @@ class Graph:
         order a batch in front of `ml` flushes into a running engine, and the engine's
         last metrics reach running pipelines.
         """
-        order: list[tuple[str, Node, Component]] = [
-            (f"exporters.{i}", ("exporters", i), e) for i, e in self.exporters.items()]
-        for kind, key in self._pipelines_and_shared_downstream_first():
-            if kind == "shared":
-                order.append((f"processors.{key}", ("shared", key), self.shared[key]))
+        nodes = [Node.exporter(i) for i in self.exporters]
+        for group, key in self._pipelines_and_shared_downstream_first():
+            if group is _Group.SHARED:
+                nodes.append(Node.shared(key))
             else:
-                chain = self.pipelines[key]
-                order += [(f"processors.{i} ({chain.id})", ("processors", chain.id, i), p)
-                          for i, p in reversed(chain.processors)]
-        order += [(f"receivers.{i}", ("receivers", i), r) for i, r in self.receivers.items()]
-        return order
+                nodes += [Node.processor(key, i) for i, _ in reversed(self.pipelines[key].processors)]
+        nodes += [Node.receiver(i) for i in self.receivers]
+        components = self.components()
+        return [(node.name, node, components[node]) for node in nodes]
 
-    def _pipelines_and_shared_downstream_first(self) -> list[tuple[str, ComponentId]]:
-        nodes = [("pipeline", pid) for pid in self.pipelines] + [("shared", sid) for sid in self.shared]
-        before: dict[tuple[str, ComponentId], set] = {n: set() for n in nodes}  # what must start first
+    def _pipelines_and_shared_downstream_first(self) -> list[tuple[_Group, ComponentId]]:
+        nodes = [(_Group.PIPELINE, pid) for pid in self.pipelines] + [(_Group.SHARED, sid) for sid in self.shared]
+        before: dict[tuple[_Group, ComponentId], set] = {n: set() for n in nodes}  # what must start first
         for pid, chain in self.pipelines.items():
             for sid in chain.derived_from:
                 if sid in self.shared:
-                    before[("shared", sid)].add(("pipeline", pid))
+                    before[(_Group.SHARED, sid)].add((_Group.PIPELINE, pid))
             for sid, _ in chain.processors:
                 if sid in self.shared:
-                    before[("pipeline", pid)].add(("shared", sid))
-        order: list[tuple[str, ComponentId]] = []
+                    before[(_Group.PIPELINE, pid)].add((_Group.SHARED, sid))
+        order: list[tuple[_Group, ComponentId]] = []
         done: set = set()
         while len(order) < len(nodes):
             ready = [n for n in nodes if n not in done and before[n] <= done]
@@ -225,7 +266,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
     used_exporters = {e for p in config.pipelines.values() for e in p.exporters}
     for cid in sorted(used_exporters):
         component = config.component(Kind.EXPORTER, cid)
-        node = ("exporters", cid)
+        node = Node.exporter(cid)
         exporter = reuse(node, (component.config, state_dir))
         if exporter is None:
             exporter = component.factory.create(component.config, settings(Kind.EXPORTER, cid, node))
@@ -241,7 +282,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
         targets = {s: [pid for pid, p in config.pipelines.items() if p.signal is s and cid in p.derived_from]
                    for s in Signal}
         emit_targets[cid] = {s: pids for s, pids in targets.items() if pids}
-        node = ("shared", cid)
+        node = Node.shared(cid)
         # What it emits to is part of its key: a component learns its consumers only once, when made.
         shared = reuse(node, (component.config, state_dir, frozenset(emit_targets[cid])))
         if shared is None:
@@ -260,7 +301,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
         processors: list[tuple[ComponentId, Processor]] = []
         for cid in reversed(pipeline.processors):
             component = config.component(Kind.PROCESSOR, cid)
-            node = ("processors", pid, cid)
+            node = Node.processor(pid, cid)
             extra = (graph.shared[cid],) if cid in graph.shared else ()
             attrs = {"processor": str(cid), "pipeline": str(pid), "otel.signal": pipeline.signal.value}
             processor = reuse(node, (component.config, state_dir, pipeline.signal, tuple(map(id, extra))))
@@ -282,7 +323,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
         return FanOut([(c.entry, c.mutates_data) for c in chains])
 
     for cid, targets in emit_targets.items():
-        node = ("shared", cid)
+        node = Node.shared(cid)
         for signal, pids in targets.items():
             switch = graph.outputs[node][signal]
             if node in graph.reused:
@@ -301,7 +342,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
                  for s in Signal}
         feeds = {s: pids for s, pids in feeds.items() if pids}
         component = config.component(Kind.RECEIVER, cid)
-        node = ("receivers", cid)
+        node = Node.receiver(cid)
         # The signals it feeds are part of its key: a receiver serves only those it was given.
         receiver = reuse(node, (component.config, state_dir, frozenset(feeds)))
         consumers = {s: point(node, s, watched(cid, s, pids)) for s, pids in feeds.items()}
@@ -317,7 +358,7 @@ def remake_receiver(graph: Graph, config: VigilConfig, telemetry: SelfTelemetry,
     What brings back a receiver that a reload stopped and then could not replace; a stopped
     component is not asked to start twice.
     """
-    node = ("receivers", cid)
+    node = Node.receiver(cid)
     component = config.component(Kind.RECEIVER, cid)
     owner = graph.owners[node]
     telemetry.release(owner)  # the stopped instance's gauges go; the new one registers its own

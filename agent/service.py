@@ -34,9 +34,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from agent import pipeline
+from agent.component import Component
 from agent.config import ConfigError, VigilConfig, load as load_config
 from agent.netconfig import split_host_port
-from agent.pipeline import Graph
+from agent.pipeline import Graph, Node, NodeKind
 from agent.systemd import Notifier
 from agent.telemetry import SelfTelemetry
 
@@ -86,7 +87,7 @@ class Service:
             self.state = "starting"
             self.graph = pipeline.build(self.config, self.telemetry)
             self.graph.commit()
-            started: list[tuple[str, Any, Any]] = []
+            started: list[tuple[str, Node, Component]] = []
             for name, node, component in self.graph.startup_order():
                 try:
                     await component.start()
@@ -132,7 +133,7 @@ class Service:
         log.info("Vigil stopped")
 
     @staticmethod
-    async def _stop(components: list[tuple[str, Any, Any]], timeout: float) -> None:
+    async def _stop(components: list[tuple[str, Node, Component]], timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for name, _, component in components:
@@ -207,8 +208,8 @@ class Service:
             return {"status": "failed", "problems": [f"cannot build the components: {exc}"]}
         fresh = [(name, node, c) for name, node, c in new.startup_order() if node not in new.reused]
         leftovers = [(name, node, c) for name, node, c in old.shutdown_order() if node not in new.reused]
-        started: list[tuple[str, Any, Any]] = []  # new components running
-        displaced: list[tuple[str, Any, Any]] = []  # old ones stopped early to free their port
+        started: list[tuple[str, Node, Component]] = []  # new components running
+        displaced: list[tuple[str, Node, Component]] = []  # old ones stopped early to free their port
         stopped_receivers: list = []  # ids of the old receivers stopped for the new ones
         admin = None
 
@@ -226,7 +227,7 @@ class Service:
 
         # Everything but the receivers starts while the old graph still runs.
         for name, node, component in fresh:
-            if node[0] != "receivers":
+            if node.kind is not NodeKind.RECEIVER:
                 try:
                     await self._start_beside(name, node, component, old, displaced, timeout)
                 except Exception as exc:
@@ -238,11 +239,11 @@ class Service:
             return await abandon(f"cannot start the admin endpoint on {config.service.admin.endpoint}: {exc}")
 
         # Receivers that go stop before the new ones start (a changed one may need its own port).
-        gone = [entry for entry in leftovers if entry[1][0] == "receivers"]
+        gone = [entry for entry in leftovers if entry[1].kind is NodeKind.RECEIVER]
         await self._stop(gone, timeout)
-        stopped_receivers = [cid for _, (_, cid), _ in gone]
+        stopped_receivers = [node.id for _, node, _ in gone]
         for name, node, component in fresh:
-            if node[0] == "receivers":
+            if node.kind is NodeKind.RECEIVER:
                 try:
                     await component.start()
                 except Exception as exc:
@@ -250,14 +251,14 @@ class Service:
                 started.append((name, node, component))
 
         new.commit()
-        rest = [entry for entry in leftovers if entry[1][0] != "receivers" and entry not in displaced]
+        rest = [entry for entry in leftovers if entry[1].kind is not NodeKind.RECEIVER and entry not in displaced]
         await self._stop(rest, timeout)
         self._release(old, [node for _, node, _ in leftovers])
 
         self.graph, previous, self.config = new, self.config, config
         # What is still down is what the new graph kept as it was (a receiver a failed reload could
         # not bring back, the admin endpoint if it stays where it is).
-        kept = {f"receivers.{node[1]}" for node in new.reused if node[0] == "receivers"}
+        kept = {node.name for node in new.reused if node.kind is NodeKind.RECEIVER}
         if config.service.admin == previous.service.admin:
             kept.add("admin endpoint")
         self.problems = [p for p in self.problems if p.split(":", 1)[0] in kept]
@@ -276,7 +277,7 @@ class Service:
                  counts["stopped"])
         return {"status": "reloaded", "problems": list(self.problems), **counts}
 
-    async def _start_beside(self, name: str, node: Any, component: Any, old: Graph,
+    async def _start_beside(self, name: str, node: Node, component: Component, old: Graph,
                             displaced: list, timeout: float) -> None:
         """Start a new component while the old graph runs. One that wants the port its predecessor
         (same id, changed config: a `prometheus` exporter) listens on starts once that one has
@@ -292,7 +293,7 @@ class Service:
         displaced.append((name, node, previous))
         await component.start()
 
-    async def _start_again(self, components: list[tuple[str, Any, Any]]) -> None:
+    async def _start_again(self, components: list[tuple[str, Node, Component]]) -> None:
         for name, _, component in components:
             try:
                 await component.start()
@@ -314,7 +315,7 @@ class Service:
                           cid, exc)
                 self.problems.append(f"receivers.{cid}: {exc}")
 
-    def _release(self, graph: Graph, nodes: list) -> None:
+    def _release(self, graph: Graph, nodes: list[Node]) -> None:
         for node in nodes:
             if node in graph.owners:
                 self.telemetry.release(graph.owners[node])

@@ -14,15 +14,29 @@ Answers are JSON; a bad request is a 400 with {"error": "..."}.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from aiohttp import web
 
 from agent.alerts.matchers import Matcher
+from agent.alerts.silences import Silence, Silences
 from agent.configmodel import parse_duration
 
-if TYPE_CHECKING:
-    from agent.alerts.processor import AlertsEngine
+
+class AlertsAdmin(Protocol):
+    """What these routes need of the processor's engine (`AlertsEngine`)."""
+
+    id: str
+    silences: Silences
+
+    def now(self) -> float: ...
+
+    def alerts(self, state: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def add_silence(self, matchers: tuple[Matcher, ...], ends_at: float, starts_at: float | None = None,
+                          created_by: str = "", comment: str = "") -> Silence: ...
+
+    async def expire_silence(self, silence_id: str) -> bool: ...
 
 
 def prefix(name: str) -> str:
@@ -37,7 +51,7 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
-def routes(engine: AlertsEngine, base: str) -> list[tuple[str, str, Callable[..., Any]]]:
+def routes(engine: AlertsAdmin, base: str) -> list[tuple[str, str, Callable[..., Any]]]:
     async def list_alerts(request: web.Request) -> web.Response:
         state = request.query.get("state") or None
         if state not in (None, "firing", "pending"):

@@ -43,12 +43,13 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1 import logs_pb2
 
 from agent import __version__
-from agent.alerts import notifiers as notifier_types
+from agent.alerts import admin, notifiers as notifier_types
 from agent.alerts.config import AlertsConfig
 from agent.alerts.dispatch import Dispatcher, build_routes
 from agent.alerts.engine import FIRING, PENDING, RESOLVED, Alert, RuleEngine, Transition
 from agent.alerts.matchers import Matcher
-from agent.alerts.notifiers.base import Delivery, Notification, RetryPolicy
+from agent.alerts.notifiers.base import Delivery, Notification, RetryPolicy, rfc3339
+from agent.alerts.rules import SEVERITY_ORDER
 from agent.alerts.silences import Silence, Silences
 from agent.alerts.state import StateFile, safe_name
 from agent.attributes import set_any_value
@@ -306,7 +307,7 @@ class AlertsEngine:
                           created_by: str = "", comment: str = "") -> Silence:
         now = self._clock()
         silence = self.silences.add(matchers, now if starts_at is None else starts_at, ends_at, created_by, comment)
-        self._log.info("%s: silence %s added until %s: %s (%s)", self.id, silence.id, _when(ends_at),
+        self._log.info("%s: silence %s added until %s: %s (%s)", self.id, silence.id, rfc3339(ends_at),
                        ", ".join(str(m) for m in matchers), created_by or "anonymous")
         await self._persist_silences()
         return silence
@@ -334,21 +335,11 @@ class AlertsEngine:
         }
 
     def admin_routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
-        from agent.alerts import admin
-
         return admin.routes(self, admin.prefix(self._name))
 
 
 def _alert_order(alert: Alert) -> tuple:
-    from agent.alerts.rules import SEVERITY_ORDER
-
     return (alert.state != FIRING, SEVERITY_ORDER.get(alert.severity, 9), alert.rule, alert.fingerprint)
-
-
-def _when(seconds: float) -> str:
-    from agent.alerts.notifiers.base import rfc3339
-
-    return rfc3339(seconds)
 
 
 # The processor's step in each metrics pipeline: the engine keeps what its rules read, the data goes on.
