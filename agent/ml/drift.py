@@ -1,7 +1,8 @@
 """Drift of one window against a reference profile, and the rule that calls it.
 
-Every column is tested: numeric columns with KS (its p-value), categorical
-ones with the chi-squared test of homogeneity. A column drifts when both
+Every column is tested with its kind's test in the statistics' table
+(`agent.ml.statistics`): numeric columns with KS, categorical ones with the
+chi-squared test of homogeneity. A column drifts when both
 
 - its test is significant after a correction across the window's columns
   (Bonferroni by default, Benjamini–Hochberg selectable; family alpha 0.05), and
@@ -23,11 +24,10 @@ from typing import Mapping
 
 import numpy as np
 
-from agent.ml import stats
+from agent.ml import statistics, stats
 from agent.ml.columns import ColumnView, RawColumn
+from agent.ml.config import DriftConfig
 from agent.ml.profile import CATEGORICAL, NUMERIC, ColumnProfile, Profile
-
-from agent.ml.config import CategoricalMethod, DriftConfig, NumericMethod  # noqa: F401
 
 
 @dataclass
@@ -91,31 +91,31 @@ def test_column(reference: ColumnProfile, column: RawColumn | ColumnView, config
         result.current_counts = stats.bin_counts(values, reference.bin_edges, is_sorted=True)
         if values.size < config.min_values or reference.reservoir.size == 0:
             return result
-        two = stats.two_sample(reference.reservoir, values)
-        result.statistics = {
-            "ks": two.ks.statistic,
-            "psi": stats.psi(reference.bin_counts, result.current_counts),
-            "wasserstein_normed": stats.normed(two.wasserstein, reference.std),
-            "jensen_shannon": stats.jensen_shannon(reference.bin_counts, result.current_counts),
-        }
-        result.p_value = two.ks.p_value
+        comparison = stats.Comparison(reference.bin_counts, result.current_counts, reference.reservoir, values,
+                                      reference.std)
         result.method = config.numeric_method
     else:
         ref, cur, result.categories = category_counts(reference, view)
         result.current_counts = cur
         if cur.sum() < config.min_values or ref.sum() == 0:
             return result
-        chi2 = stats.chi2_two_sample(ref, cur)
-        result.statistics = {
-            "chi2": chi2.statistic,
-            "psi": stats.psi(ref, cur),
-            "jensen_shannon": stats.jensen_shannon(ref, cur),
-        }
-        result.p_value = chi2.p_value
+        comparison = stats.Comparison(ref, cur)
         result.method = config.categorical_method
+    for name, compute, is_test in _COMPUTED[reference.kind]:
+        value = compute(comparison)
+        if is_test:
+            result.p_value = value.p_value
+            value = value.statistic
+        result.statistics[name] = value
     result.tested = True
     result.score = result.statistics[result.method]
     return result
+
+
+# Per column kind, in report order: each statistic's name, function and whether it is the test.
+_COMPUTED = {kind: tuple((name, stats.COMPUTE[name], statistics.BY_NAME[name].test)
+                         for name in statistics.of_kind(kind))
+             for kind in statistics.KINDS}
 
 
 def evaluate(profile: Profile, window: Mapping[str, RawColumn], rows: int, config: DriftConfig,
@@ -137,7 +137,7 @@ def evaluate(profile: Profile, window: Mapping[str, RawColumn], rows: int, confi
         result.p_adjusted = float(p_adjusted)
         threshold = config.numeric_threshold if result.kind == NUMERIC else config.categorical_threshold
         significant = p_adjusted < config.alpha
-        if result.method in ("ks", "chi2"):
+        if statistics.BY_NAME[result.method].test:
             # The test statistic itself was chosen: significance alone decides.
             result.drifted = bool(significant)
         else:

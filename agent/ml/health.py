@@ -19,10 +19,12 @@ import numpy as np
 
 from agent.ml.columns import UNREADABLE, ColumnView, RawColumn, equals_any
 from agent.ml.profile import CATEGORICAL, NUMBER, ColumnProfile
+from agent.ml.vocabulary import HEALTH_KINDS
 
 
 @dataclass
 class ColumnHealth:
+    # One field per kind of vocabulary.HEALTH_KINDS, under its name.
     missing: float
     sentinel: float
     type_mismatch: float
@@ -30,8 +32,8 @@ class ColumnHealth:
     unseen_category: float
 
     def as_dict(self) -> dict[str, float]:
-        return {"missing": self.missing, "sentinel": self.sentinel, "type_mismatch": self.type_mismatch,
-                "out_of_range": self.out_of_range, "unseen_category": self.unseen_category}
+        """The shares by kind, in report order."""
+        return {kind: getattr(self, kind) for kind in HEALTH_KINDS}
 
 
 def _share(part: int, whole: int) -> float:

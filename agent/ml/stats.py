@@ -28,16 +28,19 @@ scipy.special; scipy.stats is asked for the two rare KS branches that
   on two categories); categories absent from both are dropped first.
 - `adjust_p_values`: Bonferroni, or Benjamini–Hochberg as
   `scipy.stats.false_discovery_control`.
+
+`COMPUTE` binds each row of the statistics' table (`agent.ml.statistics`) to
+its function of a `Comparison` (a column's reference against a window).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-from agent.ml import kolmogorov
+from agent.ml import kolmogorov, statistics
 
 # scipy is imported where it is used: importing it costs about half a second, which every
 # `vigil` command would otherwise pay at start-up.
@@ -241,3 +244,68 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     adjusted = np.empty_like(ranked)
     adjusted[order] = ranked
     return np.clip(adjusted, 0, 1)
+
+
+# --- the statistics' table, bound to functions ---------------------------------------------------
+
+class Comparison:
+    """One column's reference against a window, as the statistics read it: the counts per bin
+    (numeric) or per category, and for a numeric column the two samples and the reference's
+    standard deviation."""
+
+    def __init__(self, reference_counts: np.ndarray, current_counts: np.ndarray,
+                 reference_sample: np.ndarray | None = None, current_sample: np.ndarray | None = None,
+                 reference_std: float = math.nan) -> None:
+        self.reference_counts = reference_counts
+        self.current_counts = current_counts
+        self.reference_sample = reference_sample
+        self.current_sample = current_sample
+        self.reference_std = reference_std
+        self._two_sample: TwoSample | None = None
+
+    @property
+    def two_sample(self) -> TwoSample:
+        """KS and Wasserstein of the samples, from the one merge both take."""
+        if self._two_sample is None:
+            self._two_sample = two_sample(self.reference_sample, self.current_sample)
+        return self._two_sample
+
+
+# Name → its function: a test statistic's gives a TestResult, an effect size's a float.
+COMPUTE: dict[str, Callable[[Comparison], TestResult | float]] = {}
+
+
+def computes(name: str) -> Callable:
+    """Bind the decorated function to the table's row `name`."""
+    if name not in statistics.BY_NAME:
+        raise ValueError(f"{name!r} is not in the statistics' table (agent/ml/statistics.py)")
+
+    def bind(function: Callable[[Comparison], TestResult | float]) -> Callable[[Comparison], TestResult | float]:
+        COMPUTE[name] = function
+        return function
+    return bind
+
+
+@computes("ks")
+def _ks(c: Comparison) -> TestResult:
+    return c.two_sample.ks
+
+
+@computes("chi2")
+def _chi2(c: Comparison) -> TestResult:
+    return chi2_two_sample(c.reference_counts, c.current_counts)
+
+
+@computes("psi")
+def _psi(c: Comparison) -> float:
+    return psi(c.reference_counts, c.current_counts)
+
+
+@computes("wasserstein_normed")
+def _wasserstein_normed(c: Comparison) -> float:
+    return normed(c.two_sample.wasserstein, c.reference_std)
+
+
+@computes("jensen_shannon")
+def _jensen_shannon(c: Comparison) -> float:
+    return jensen_shannon(c.reference_counts, c.current_counts)

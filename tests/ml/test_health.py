@@ -140,3 +140,13 @@ def test_a_healthy_window_is_all_zero(numeric_reference, categorical_reference) 
         == {0.0}
     labels = strings(rng.choice(["red", "green", "blue"], 1_000))
     assert set(column_health(categorical_reference, labels, SENTINELS).as_dict().values()) == {0.0}
+
+
+def test_every_health_kind_is_a_field_in_report_order() -> None:
+    from dataclasses import fields
+
+    from agent.ml.health import ColumnHealth
+    from agent.ml.vocabulary import HEALTH_KINDS
+
+    assert tuple(f.name for f in fields(ColumnHealth)) == HEALTH_KINDS
+    assert tuple(ColumnHealth(0.1, 0.2, 0.3, 0.4, 0.5).as_dict()) == HEALTH_KINDS

@@ -437,3 +437,12 @@ def test_a_single_p_value_is_left_as_it_is() -> None:
 def test_an_unknown_correction_is_refused() -> None:
     with pytest.raises(ValueError, match="holm"):
         stats.adjust_p_values(np.array([0.1]), "holm")
+
+
+def test_every_statistic_of_the_table_has_a_function_and_each_kind_one_test() -> None:
+    from agent.ml import statistics
+
+    assert set(stats.COMPUTE) == set(statistics.BY_NAME)
+    for kind in statistics.KINDS:
+        assert sum(statistics.BY_NAME[name].test for name in statistics.of_kind(kind)) == 1
+        assert set(statistics.methods(kind)) == set(statistics.of_kind(kind))
