@@ -16,8 +16,9 @@ from agent.attributes import as_dict
 from agent.component import ComponentId, Settings
 from agent.config import ConfigError, from_dict
 from agent.errors import RefusedError
-from agent.receivers.predictionlog import (PredictionLogReceiver, PredictionLogReceiverConfig, Tailer,
-                                           _time_ns)
+from agent.receivers.predictionlog import PredictionLogReceiver, PredictionLogReceiverConfig
+from agent.receivers.predictionlog.mapper import _time_ns
+from agent.receivers.predictionlog.tailer import Tailer
 from agent.signals import Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import async_wait_for, read_json_lines, running_vigil
