@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from agent import _otlpscan, otlp_json
 from agent.signals import Batch, DecodeError, Signal, merge, metric_point_count, split
 from tests.otlp_data import item_names, logs, metrics, request, span_id, trace_id, traces
+from tests.sink import InMemorySink
 from tests.wire import field
 
 SIGNALS = pytest.mark.parametrize("signal", list(Signal), ids=lambda s: s.value)
@@ -224,14 +225,7 @@ async def test_fan_out_gives_every_consumer_the_batch_even_when_one_fails():
         async def consume(self, batch):
             raise OSError("disk full")
 
-    class Keeper:
-        def __init__(self):
-            self.batches = []
-
-        async def consume(self, batch):
-            self.batches.append(batch)
-
-    keeper = Keeper()
+    keeper = InMemorySink()
     batch = Batch(Signal.TRACES, traces(2))
     with pytest.raises(RefusedError, match="disk full"):
         await FanOut([(Broken(), False), (keeper, False)]).consume(batch)

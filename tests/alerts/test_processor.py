@@ -16,35 +16,22 @@ from agent.alerts.config import AlertsConfig
 from agent.alerts.processor import AlertsEngine, AlertsStage
 from agent.attributes import any_value, as_dict
 from agent.component import ComponentId, Settings
-from agent.signals import Batch, Signal
+from agent.signals import Signal
 from agent.telemetry import SelfTelemetry
 from tests.alerts.helpers import Clock, gauge
 from tests.alerts.servers import http_endpoint
 from tests.conftest import async_wait_for
+from tests.sink import InMemorySink
 
 DRIFT = {"ml.model.name": "fraud", "ml.model.version": "v3"}
 
 
-class Collect:
-    """A consumer that keeps what it is given (the logs pipelines)."""
-
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-
-    async def consume(self, batch: Batch) -> None:
-        self.batches.append(batch)
-
-    def records(self) -> list[dict[str, Any]]:
-        out = []
-        for batch in self.batches:
-            for rl in batch.message.resource_logs:
-                for sl in rl.scope_logs:
-                    for record in sl.log_records:
-                        out.append({"body": any_value(record.body), "severity": record.severity_number,
-                                    "severity_text": record.severity_text,
-                                    "attributes": as_dict(record.attributes),
-                                    "resource": as_dict(rl.resource.attributes), "scope": sl.scope.name})
-        return out
+def emitted_records(logs: InMemorySink) -> list[dict[str, Any]]:
+    """The log records the processor emitted into the logs pipelines."""
+    return [{"body": any_value(record.body), "severity": record.severity_number,
+             "severity_text": record.severity_text, "attributes": as_dict(record.attributes),
+             "resource": as_dict(rl.resource.attributes), "scope": sl.scope.name}
+            for rl, sl, record in logs.log_records()]
 
 
 def config(url: str, **more: Any) -> AlertsConfig:
@@ -62,20 +49,12 @@ def config(url: str, **more: Any) -> AlertsConfig:
     })
 
 
-async def make(cfg: AlertsConfig, clock: Clock, state_dir: Path, logs: Collect | None = None,
+async def make(cfg: AlertsConfig, clock: Clock, state_dir: Path, logs: InMemorySink | None = None,
                telemetry: SelfTelemetry | None = None) -> AlertsEngine:
     settings = Settings(ComponentId("alerts"), telemetry or SelfTelemetry(), state_dir=state_dir)
     engine = AlertsEngine(cfg, settings, {Signal.LOGS: logs} if logs else {}, clock=clock)
     await engine.start(run=False)
     return engine
-
-
-class Next:
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-
-    async def consume(self, batch: Batch) -> None:
-        self.batches.append(batch)
 
 
 async def drifted(stage: AlertsStage, clock: Clock, **features: float) -> None:
@@ -91,10 +70,10 @@ async def run_for(engine: AlertsEngine, clock: Clock, seconds: float, step: floa
 
 
 async def test_fire_notify_once_then_resolve_once_with_log_records(tmp_path):
-    clock, logs = Clock(), Collect()
+    clock, logs = Clock(), InMemorySink()
     async with http_endpoint() as server:
         engine = await make(config(server.url), clock, tmp_path, logs)
-        nxt = Next()
+        nxt = InMemorySink()
         stage = AlertsStage(engine, nxt, engine._log)
         await drifted(stage, clock, a=1.0, b=0.0)
         assert len(nxt.batches) == 1  # passed on unchanged
@@ -113,7 +92,7 @@ async def test_fire_notify_once_then_resolve_once_with_log_records(tmp_path):
     assert firing["alerts"][0]["annotations"]["description"] == "value 1, threshold 0"
     assert firing["groupLabels"] == {"alertname": "FeatureDrift", "ml.model.name": "fraud"}
     assert resolved["status"] == "resolved" and resolved["alerts"][0]["status"] == "resolved"
-    records = logs.records()
+    records = emitted_records(logs)
     assert [(r["attributes"]["vigil.alert.previous_state"], r["attributes"]["vigil.alert.state"])
             for r in records] == [("inactive", "pending"), ("pending", "firing"), ("firing", "resolved")]
     fire = records[1]
@@ -130,7 +109,7 @@ async def test_restart_keeps_alerts_and_does_not_notify_again(tmp_path):
     clock = Clock()
     async with http_endpoint() as server:
         engine = await make(config(server.url), clock, tmp_path)
-        stage = AlertsStage(engine, Next(), engine._log)
+        stage = AlertsStage(engine, InMemorySink(), engine._log)
         await drifted(stage, clock, a=1.0)
         await engine.tick()
         await run_for(engine, clock, 60)
@@ -142,7 +121,7 @@ async def test_restart_keeps_alerts_and_does_not_notify_again(tmp_path):
         # Down for 2 minutes; back with no data at first: the alert is still firing, nothing is re-sent.
         clock.advance(120)
         engine = await make(config(server.url), clock, tmp_path)
-        stage = AlertsStage(engine, Next(), engine._log)
+        stage = AlertsStage(engine, InMemorySink(), engine._log)
         assert [a["state"] for a in engine.alerts()] == ["firing"]
         await run_for(engine, clock, 60)
         await drifted(stage, clock, a=1.0)
@@ -190,7 +169,7 @@ async def test_silences_through_the_admin_api_survive_a_restart(tmp_path):
             assert silence["state"] == "active" and silence["ends_at"] == clock() + 7200
             bad = await client.post("/api/v1/alerts/silences", json={"matchers": ["nonsense"], "duration": "1h"})
             assert bad.status == 400 and "invalid matcher" in (await bad.json())["error"]
-            stage = AlertsStage(engine, Next(), engine._log)
+            stage = AlertsStage(engine, InMemorySink(), engine._log)
             await drifted(stage, clock, a=1.0, c=1.0)
             await engine.tick()
             await run_for(engine, clock, 60)
@@ -213,7 +192,7 @@ async def test_silences_through_the_admin_api_survive_a_restart(tmp_path):
             assert gone.status == 200
             assert (await client.delete(f"/api/v1/alerts/silences/{silence['id']}")).status == 404
             # Expired: a is announced at the group's next interval.
-            stage = AlertsStage(engine, Next(), engine._log)
+            stage = AlertsStage(engine, InMemorySink(), engine._log)
             await drifted(stage, clock, a=1.0, c=1.0)
             await run_for(engine, clock, 90)
             assert await async_wait_for(lambda: len(server.received) == 2)
@@ -224,14 +203,14 @@ async def test_silences_through_the_admin_api_survive_a_restart(tmp_path):
 
 
 async def test_a_dead_notifier_blocks_neither_evaluation_nor_the_pipeline(tmp_path):
-    clock, telemetry, logs = Clock(), SelfTelemetry(), Collect()
+    clock, telemetry, logs = Clock(), SelfTelemetry(), InMemorySink()
     async with http_endpoint() as server:
         server.delay = 1.0  # hangs past the 200ms timeout
         cfg = config(server.url, delivery={"timeout": "200ms", "queue_size": 1,
                                            "retry_on_failure": {"initial_interval": "50ms", "max_interval": "100ms",
                                                                 "max_elapsed_time": "400ms"}})
         engine = await make(cfg, clock, tmp_path, logs, telemetry)
-        nxt = Next()
+        nxt = InMemorySink()
         stage = AlertsStage(engine, nxt, engine._log)
         loop = asyncio.get_running_loop()
         for i in range(20):  # 20 groups fire one after another: 20 notifications for a hung endpoint
@@ -242,7 +221,7 @@ async def test_a_dead_notifier_blocks_neither_evaluation_nor_the_pipeline(tmp_pa
             await run_for(engine, clock, 45)
             assert loop.time() - began < 1.0
         assert len(nxt.batches) == 20
-        assert sum(r["attributes"]["vigil.alert.state"] == "firing" for r in logs.records()) == 20
+        assert sum(r["attributes"]["vigil.alert.state"] == "firing" for r in emitted_records(logs)) == 20
         assert await async_wait_for(lambda: engine.deliveries["webhook"].failed == 20, timeout=30)
         await engine.shutdown()
     failed = telemetry.total("vigil_notifier_failed", notifier="webhook")
@@ -261,7 +240,7 @@ async def test_a_bad_batch_is_passed_on():
 
     import logging
 
-    nxt = Next()
+    nxt = InMemorySink()
     stage = AlertsStage(Broken(), nxt, logging.getLogger("test"))
     await stage.consume(gauge("m", [(1.0, {})]))
     assert len(nxt.batches) == 1

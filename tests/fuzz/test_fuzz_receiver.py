@@ -27,24 +27,16 @@ from agent.telemetry import SelfTelemetry
 from tests.fuzz.conftest import cases, count
 from tests.fuzz.test_fuzz_decoders import SIGNALS, VALID, mutated
 from tests.otlp_data import traces
+from tests.sink import InMemorySink
 
 PATHS = {Signal.TRACES: "/v1/traces", Signal.METRICS: "/v1/metrics", Signal.LOGS: "/v1/logs"}
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.batches = 0
-
-    async def consume(self, batch: Batch) -> None:
-        assert batch.items >= 0
-        self.batches += 1
 
 
 class ReceiverThread:
     """An otlp receiver running in an event loop of its own, so synchronous clients can hammer it."""
 
     def __init__(self) -> None:
-        self.recorder = Recorder()
+        self.recorder = InMemorySink()  # counts each batch's items as it arrives: they must parse
         config = OtlpReceiverConfig.model_validate({
             "protocols": {"grpc": {"endpoint": "127.0.0.1:0"},
                           "http": {"endpoint": "127.0.0.1:0", "max_request_body_size": 64 * 1024}},
@@ -84,11 +76,11 @@ def receiver():
     with ReceiverThread() as running:
         yield running
         # After everything the fuzzing sent, valid data still arrives.
-        before = running.recorder.batches
+        before = len(running.recorder.batches)
         status, _, _ = running.post("/v1/traces", traces(2).SerializeToString(),
                                     {"Content-Type": "application/x-protobuf"})
         running.channel.unary_unary(Signal.TRACES.grpc_method)(traces(2).SerializeToString(), timeout=5)
-        assert status == 200 and running.recorder.batches == before + 2
+        assert status == 200 and len(running.recorder.batches) == before + 2
 
 
 def check_error_body(status: int, content_type: str, body: bytes) -> None:

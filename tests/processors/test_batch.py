@@ -21,37 +21,14 @@ from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import otlp_receiver_config, read_json_lines, running_vigil
 from tests.otlp_data import item_names, metrics, send_grpc, traces
+from tests.sink import InMemorySink
 
 
-class Downstream:
-    """The next consumer: records batches; refuses the next `refuse` calls, or rejects as invalid."""
-
-    def __init__(self, refuse: int = 0, invalid: int = 0) -> None:
-        self.refuse = refuse
-        self.invalid = invalid
-        self.calls = 0
-        self.batches: list[Batch] = []
-        self.times: list[float] = []
-
-    async def consume(self, batch: Batch) -> None:
-        self.calls += 1
-        if self.refuse:
-            self.refuse -= 1
-            raise RefusedError("sending queue is full")
-        if self.invalid:
-            self.invalid -= 1
-            raise InvalidDataError("the exporter cannot take this")
-        self.batches.append(batch)
-        self.times.append(time.monotonic())
-
-    def sizes(self) -> list[int]:
-        return [b.items for b in self.batches]
-
-    def names(self, signal: Signal = Signal.TRACES) -> list[str]:
-        return [n for b in self.batches for n in item_names(signal, b.message)]
+def sent_names(sink: InMemorySink, signal: Signal = Signal.TRACES) -> list[str]:
+    return [n for b in sink.batches for n in item_names(signal, b.message)]
 
 
-def make(config: dict, downstream: Downstream, signal: Signal = Signal.TRACES):
+def make(config: dict, downstream: InMemorySink, signal: Signal = Signal.TRACES):
     """A batch processor; with the Collector's timing (size or timeout) unless the test sets idle_timeout."""
     telemetry = SelfTelemetry()
     model = batch_module.FACTORY.config_model.model_validate({"idle_timeout": "0s", **config})
@@ -78,7 +55,7 @@ async def settle() -> None:
 
 
 async def test_sends_as_soon_as_send_batch_size_is_reached():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 10, "timeout": "10s"}, down)
     waiting = [offer(processor, spans_batch(3, 3 * i)) for i in range(3)]
     await settle()
@@ -86,13 +63,13 @@ async def test_sends_as_soon_as_send_batch_size_is_reached():
     assert not any(t.done() for t in waiting)  # nobody is answered before their data is handed on
     await processor.consume(spans_batch(3, 9))
     assert down.sizes() == [12]  # no max size: all that is pending goes, at once
-    assert down.names() == names(12)
+    assert sent_names(down) == names(12)
     await asyncio.gather(*waiting)
     await processor.shutdown()
 
 
 async def test_sends_after_timeout_counted_from_the_first_item():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 100, "timeout": "400ms"}, down)
     started = time.monotonic()
     first = offer(processor, spans_batch(2, 0))
@@ -101,7 +78,7 @@ async def test_sends_after_timeout_counted_from_the_first_item():
     await settle()
     assert down.batches == []
     await asyncio.gather(first, second)
-    waited = down.times[0] - started
+    waited = down.received_at[0] - started
     assert 0.4 <= waited < 0.6, waited  # not restarted by the second item (that would be 0.7s)
     assert time.monotonic() - started < 0.6  # both senders were answered by that flush
     assert down.sizes() == [3]
@@ -109,7 +86,7 @@ async def test_sends_after_timeout_counted_from_the_first_item():
 
 
 async def test_splits_to_send_batch_max_size_and_keeps_the_remainder():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 10, "send_batch_max_size": 15, "timeout": "10s"}, down)
     big = offer(processor, Batch(Signal.TRACES, traces(37, resources=1)))
     await settle()
@@ -121,24 +98,24 @@ async def test_splits_to_send_batch_max_size_and_keeps_the_remainder():
     await processor.shutdown()
     await asyncio.gather(big, small)
     assert down.sizes() == [15, 15, 9]
-    assert down.names() == names(39)
+    assert sent_names(down) == names(39)
 
 
 async def test_flushes_on_shutdown():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 100, "timeout": "10s"}, down)
     waiting = [offer(processor, spans_batch(5, 0)), offer(processor, spans_batch(2, 5))]
     await settle()
     await processor.shutdown()
     await asyncio.gather(*waiting)
     assert down.sizes() == [7]
-    assert down.names() == names(7)
+    assert sent_names(down) == names(7)
     with pytest.raises(RefusedError):
         await processor.consume(spans_batch(1, 7))  # nothing is taken once it has stopped
 
 
 async def test_keeps_items_in_order_through_size_timeout_and_splits():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 7, "send_batch_max_size": 7, "timeout": "30ms"}, down)
     k = 0
     waiting = []
@@ -151,22 +128,22 @@ async def test_keeps_items_in_order_through_size_timeout_and_splits():
             await asyncio.sleep(0.05)  # let the timer fire now and then
     await processor.shutdown()
     await asyncio.gather(*waiting)
-    assert down.names() == names(k)
+    assert sent_names(down) == names(k)
     assert max(down.sizes()) <= 7
     assert sum(down.sizes()) == k
 
 
 async def test_timeout_0_sends_at_once_split_to_max_size():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 5, "send_batch_max_size": 5, "timeout": 0}, down)
     await processor.consume(spans_batch(12, 0))
     assert down.sizes() == [5, 5, 2]
-    assert down.names() == names(12)
+    assert sent_names(down) == names(12)
     await processor.shutdown()
 
 
 async def test_metric_points_count_toward_the_sizes():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 10, "send_batch_max_size": 10, "timeout": "10s"}, down,
                         Signal.METRICS)
     first = offer(processor, Batch(Signal.METRICS, metrics(2, points=4, start=0)))
@@ -176,7 +153,7 @@ async def test_metric_points_count_toward_the_sizes():
     await settle()
     # 12 points: split at 10 without cutting a metric, so 8 go and 4 wait for more.
     assert down.sizes() == [8]
-    assert down.names(Signal.METRICS) == ["metric-0", "metric-1"]
+    assert sent_names(down, Signal.METRICS) == ["metric-0", "metric-1"]
     assert first.done() and not second.done()
     await processor.shutdown()
     await second
@@ -184,18 +161,18 @@ async def test_metric_points_count_toward_the_sizes():
 
 
 async def test_a_refusal_downstream_reaches_every_sender_whose_items_it_carried():
-    down = Downstream(refuse=1)
+    down = InMemorySink(fail_next=[RefusedError("sending queue is full")])
     processor, _ = make({"send_batch_size": 5, "timeout": "50ms"}, down)
     waiting = [offer(processor, spans_batch(2, 0)), offer(processor, spans_batch(3, 2))]
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, RefusedError) for r in results)  # the senders keep their data and retry
     await processor.consume(spans_batch(5, 0))  # the retry
     await processor.shutdown()
-    assert down.names() == names(5)  # nothing was kept back to be sent twice
+    assert sent_names(down) == names(5)  # nothing was kept back to be sent twice
 
 
 async def test_only_the_senders_of_a_refused_part_hear_of_it():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 6, "send_batch_max_size": 6, "timeout": "10s"}, down)
     refused_part = {"n": 0}
     real = down.consume
@@ -217,24 +194,24 @@ async def test_only_the_senders_of_a_refused_part_hear_of_it():
 
 
 async def test_a_permanent_refusal_reaches_the_senders(caplog):
-    down = Downstream(invalid=1)
+    down = InMemorySink(fail_next=[InvalidDataError("the exporter cannot take this")])
     processor, _ = make({"send_batch_size": 3, "timeout": "10s"}, down)
     with pytest.raises(InvalidDataError, match="cannot take this"):
         await processor.consume(spans_batch(3, 0))
     await processor.consume(spans_batch(3, 3))
-    assert down.names() == names(3, start=3)  # later data flows again
+    assert sent_names(down) == names(3, start=3)  # later data flows again
     await processor.shutdown()
 
 
 async def test_a_sender_that_goes_away_does_not_stop_the_flush():
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 100, "timeout": "50ms"}, down)
     impatient = offer(processor, spans_batch(2, 0))
     patient = offer(processor, spans_batch(2, 2))
     await settle()
     impatient.cancel()  # e.g. the client hung up
     await patient
-    assert down.names() == names(4)  # its data still went on (it will retry: at-least-once)
+    assert sent_names(down) == names(4)  # its data still went on (it will retry: at-least-once)
     await processor.shutdown()
 
 
@@ -278,7 +255,7 @@ async def test_in_a_pipeline_small_requests_become_one(tmp_path):
 
 async def test_quiet_input_is_flushed_after_idle_timeout_not_the_whole_timeout():
     # One sender at a time (an SDK's batch exporter) is answered once input goes quiet.
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 100, "timeout": "2s", "idle_timeout": "20ms"}, down)
     started = time.monotonic()
     await processor.consume(spans_batch(3, 0))
@@ -289,7 +266,7 @@ async def test_quiet_input_is_flushed_after_idle_timeout_not_the_whole_timeout()
 
 async def test_steady_input_keeps_batching_despite_idle_timeout():
     # Arrivals closer together than idle_timeout keep filling one batch up to the size.
-    down = Downstream()
+    down = InMemorySink()
     processor, _ = make({"send_batch_size": 9, "timeout": "2s", "idle_timeout": "200ms"}, down)
     waiting = []
     for i in range(3):

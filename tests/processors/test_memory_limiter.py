@@ -26,23 +26,16 @@ from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import free_port, wait_for
 from tests.otlp_data import traces
+from tests.sink import InMemorySink
 from tests.vigil_cli import vigil_run
 
 MIB = 1024 * 1024
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.items = 0
-
-    async def consume(self, batch: Batch) -> None:
-        self.items += batch.items
-
-
-def limiter(readings: list[int], **config) -> tuple[MemoryLimiter, Sink, SelfTelemetry]:
+def limiter(readings: list[int], **config) -> tuple[MemoryLimiter, InMemorySink, SelfTelemetry]:
     """A limiter whose memory readings (in MiB) come from `readings`, the last one repeating."""
     telemetry = SelfTelemetry()
-    sink = Sink()
+    sink = InMemorySink()
 
     def measure() -> int:
         return (readings.pop(0) if len(readings) > 1 else readings[0]) * MIB

@@ -13,14 +13,7 @@ from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import otlp_receiver_config, read_json_lines, running_vigil
 from tests.otlp_data import logs, metrics, send_grpc, traces
-
-
-class Downstream:
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-
-    async def consume(self, batch: Batch) -> None:
-        self.batches.append(batch)
+from tests.sink import InMemorySink
 
 
 async def run(actions: list[dict], message, signal: Signal = Signal.TRACES, typed: bool = False) -> list[dict]:
@@ -29,7 +22,7 @@ async def run(actions: list[dict], message, signal: Signal = Signal.TRACES, type
     With `typed`, each value comes with the AnyValue field that holds it (`int_value`, ...).
     """
     model = resource_module.FACTORY.config_model.model_validate({"attributes": actions})
-    down = Downstream()
+    down = InMemorySink()
     processor = resource_module.FACTORY.create(model, Settings(ComponentId("resource"), SelfTelemetry()),
                                                signal, down)
     # Come in as wire bytes, as a receiver hands them on; read what goes out from its wire bytes.
