@@ -1,4 +1,4 @@
-"""Following the files of a prediction log as log shippers do: rotation, truncation, positions (blocking; one thread).
+"""Following the files of a prediction log as log shippers do: rotation, truncation, positions (blocking).
 
 Files are known by device and inode, so a file renamed by rotation is read
 to its end (from the descriptor already open, even once it no longer matches
