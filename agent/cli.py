@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     components = sub.add_parser("components", help="list the available component types")
     components.set_defaults(func=_components)
 
-    from agent.ml.offline import add_commands as add_offline_commands  # light: numpy loads when they run
+    from agent.ml.offline.cli import add_commands as add_offline_commands  # light: numpy loads when they run
 
     add_offline_commands(sub)  # vigil profile build|show, vigil analyze
 

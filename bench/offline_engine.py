@@ -6,8 +6,8 @@ read in chunks of `--chunk-size` rows (default 10,000, so 10 chunks); some
 columns shift in the later chunks by a known amount, others never do (see
 COLUMNS). Each tool analyses the whole current table against the reference:
 
-- Vigil, in-process: `agent.ml.offline.build_profile` on the reference and
-  `agent.ml.offline.analyze_chunk` on each chunk, what `vigil analyze
+- Vigil, in-process: `agent.ml.offline.reference.build_profile` on the reference and
+  `agent.ml.offline.analysis.analyze_chunk` on each chunk, what `vigil analyze
   --reference REF --current CUR --chunk-size N` runs once the files are read
   (drift and data health, default DriftConfig). This is the headline figure:
   like the other two, it starts from columns already in memory.
@@ -95,7 +95,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.ml import offline  # noqa: E402
+from agent.ml.offline.analysis import analyze_chunk  # noqa: E402
+from agent.ml.offline.commands import drift_config  # noqa: E402
+from agent.ml.offline.reference import build_profile  # noqa: E402
 from agent.ml.columns import RawColumn  # noqa: E402
 from agent.ml.tables import Table  # noqa: E402
 
@@ -186,11 +188,11 @@ def cpu_of(function):
 
 
 def run_vigil(reference: Table, current: Table, chunk_size: int) -> list[dict]:
-    """What `vigil analyze` does once the files are read (see offline._analyze)."""
-    config = offline.drift_config()
-    profile = offline.build_profile(reference, model="reference", sentinels=config.sentinels,
-                                    source="file:reference", window_rows=chunk_size)
-    return [offline.analyze_chunk(profile, current.slice(start, start + chunk_size), config, index)
+    """What `vigil analyze` does once the files are read (see agent.ml.offline.commands.analyze)."""
+    config = drift_config()
+    profile = build_profile(reference, model="reference", sentinels=config.sentinels, source="file:reference",
+                            window_rows=chunk_size)
+    return [analyze_chunk(profile, current.slice(start, start + chunk_size), config, index)
             for index, start in enumerate(range(0, current.rows, chunk_size))]
 
 
@@ -199,11 +201,11 @@ def vigil_parts(reference: Table, current: Table, chunk_size: int) -> dict[str, 
     statistics (drift.evaluate) and the data health (health.column_health) of every chunk."""
     from agent.ml import drift, health
 
-    config = offline.drift_config()
+    config = drift_config()
     gc.collect()
     start = time.process_time()
-    profile = offline.build_profile(reference, model="reference", sentinels=config.sentinels,
-                                    source="file:reference", window_rows=chunk_size)
+    profile = build_profile(reference, model="reference", sentinels=config.sentinels, source="file:reference",
+                            window_rows=chunk_size)
     parts = {"profile": time.process_time() - start}
     chunks = [current.slice(at, at + chunk_size) for at in range(0, current.rows, chunk_size)]
     start = time.process_time()

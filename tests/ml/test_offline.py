@@ -19,8 +19,12 @@ import numpy as np
 import pytest
 
 from agent import cli
-from agent.ml import drift, health, offline, profile as profiles
+from agent.ml import drift, health, profile as profiles
 from agent.ml.columns import RawColumn
+from agent.ml.offline.commands import drift_config
+from agent.ml.offline.errors import OfflineError
+from agent.ml.offline.files import is_profile_file
+from agent.ml.offline.reference import Roles, build_profile
 from agent.ml.tables import DataError, Progress, TableFile, parse_cells
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,10 +202,10 @@ def test_parquet_gives_the_csv_profile(files, tmp_path):
                               for v in (c.strings[i] if c.strings[i] is not None else c.numbers[i]
                                         for i in range(len(c)))]) for name, c in columns.items()}
     pq.write_table(pa.table(arrays), tmp_path / "reference.parquet")
-    from_parquet = offline.build_profile(TableFile(tmp_path / "reference.parquet").read(),
-                                         roles=offline.Roles("pred", "score", label="label", id_column="id"))
-    from_csv = offline.build_profile(TableFile(files["reference"]).read(),
-                                     roles=offline.Roles("pred", "score", label="label", id_column="id"))
+    from_parquet = build_profile(TableFile(tmp_path / "reference.parquet").read(),
+                                         roles=Roles("pred", "score", label="label", id_column="id"))
+    from_csv = build_profile(TableFile(files["reference"]).read(),
+                                     roles=Roles("pred", "score", label="label", id_column="id"))
     assert profiles.to_proto(from_parquet).features == profiles.to_proto(from_csv).features
     assert profiles.to_proto(from_parquet).predictions == profiles.to_proto(from_csv).predictions
 
@@ -249,9 +253,9 @@ def test_profile_build_keeps_features_and_prediction_outputs(files, profile_file
 
 def test_prediction_output_names_follow_the_column_kind(files):
     table = TableFile(files["reference"]).read()
-    numeric = offline.build_profile(table, roles=offline.Roles(prediction="score"), features=["age"])
+    numeric = build_profile(table, roles=Roles(prediction="score"), features=["age"])
     assert list(numeric.predictions) == ["ml.prediction.value"]
-    forced = offline.build_profile(table, roles=offline.Roles(prediction="pred", confidence="score"),
+    forced = build_profile(table, roles=Roles(prediction="pred", confidence="score"),
                                    features=["age"], categorical=["age"])
     assert list(forced.predictions) == ["ml.prediction.label", "ml.prediction.confidence"]
     assert forced.features["age"].kind == "categorical"
@@ -426,11 +430,11 @@ def test_profile_reference_gives_the_csv_reference_verdicts(files, tmp_path, res
 def test_profile_detected_without_its_extension(files, profile_file, tmp_path):
     renamed = tmp_path / "reference.bin"
     renamed.write_bytes(profile_file.read_bytes())
-    assert offline.is_profile_file(renamed)
-    assert not offline.is_profile_file(files["reference"])
+    assert is_profile_file(renamed)
+    assert not is_profile_file(files["reference"])
     odd = tmp_path / "reference.data"
     odd.write_bytes(files["reference"].read_bytes())
-    assert not offline.is_profile_file(odd)
+    assert not is_profile_file(odd)
 
 
 def test_outputs_without_a_column_are_left_out_with_a_warning(files, profile_file, main):
@@ -447,12 +451,12 @@ def test_features_option_and_sentinels(files, profile_file, main):
     chunk = report["chunks"][0]
     assert list(chunk["drift"]["features"]) == ["age", "city"]
     assert chunk["health"]["city"]["sentinel"] > 0.4
-    config = offline.drift_config(alpha=0.01, correction="benjamini_hochberg", drift_share=0.3,
+    config = drift_config(alpha=0.01, correction="benjamini_hochberg", drift_share=0.3,
                                   sentinels=["-999", "n/a"])
     assert (config.alpha, config.correction, config.drift_share) == (0.01, "benjamini_hochberg", 0.3)
     assert config.sentinels == [-999.0, "n/a"]
-    with pytest.raises(offline.OfflineError, match="alpha"):
-        offline.drift_config(alpha=2)
+    with pytest.raises(OfflineError, match="alpha"):
+        drift_config(alpha=2)
 
 
 def test_empty_current_data_is_one_empty_chunk(files, profile_file, tmp_path, main):
