@@ -34,7 +34,7 @@ class PredictionLogReceiver:
         self._checkpoint_path = (Path(settings.state_dir) / "predictionlog"
                                  / (urllib.parse.quote(self._id, safe="") + ".json"))
         self._malformed = settings.telemetry.counter("vigil_receiver_malformed_lines",
-                                    "lines of a tailed file that were skipped, by reason")
+                                                     "lines of a tailed file that were skipped, by reason")
         self._tailer: Tailer | None = None
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
@@ -130,4 +130,3 @@ class PredictionLogReceiver:
                 self._log.warning("cannot keep file positions in %s (%s); a restart will re-read or skip lines",
                                   self._checkpoint_path, exc)
                 self._checkpoint_warned = True
-            return
