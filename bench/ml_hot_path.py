@@ -42,9 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.component import ComponentId, Settings  # noqa: E402
-from agent.ml.extract import Extractor  # noqa: E402
-from agent.ml.config import MlProcessorConfig  # noqa: E402
-from agent.ml.engine import MlEngine  # noqa: E402
+from agent.ml.sources.otlp import Extractor  # noqa: E402
+from agent.processors.ml.config import MlProcessorConfig  # noqa: E402
+from agent.processors.ml.engine import MlEngine  # noqa: E402
 from agent.signals import Batch, Signal  # noqa: E402
 from agent.telemetry import SelfTelemetry  # noqa: E402
 from bench.passthrough import make_request  # noqa: E402

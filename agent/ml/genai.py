@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.ml.extract import GenAiCalls
-from agent.ml.histogram import GENAI_DURATION_BOUNDS, TOKEN_BOUNDS, Histogram
+from agent.ml.buckets import GENAI_DURATION_BOUNDS, TOKEN_BOUNDS
+from agent.ml.histogram import Histogram
+from agent.ml.vocabulary import GENAI_OPERATION, GENAI_PROVIDER, GENAI_REQUEST_MODEL, GENAI_RESPONSE_MODEL
+
+if TYPE_CHECKING:
+    from agent.ml.predictions import GenAiCalls
 
 # (service, operation, provider, request model, response model)
 Key = tuple[str, str, str, str, str]
@@ -79,6 +84,7 @@ class GenAi:
 
 def attributes(key: Key) -> dict[str, str]:
     _, operation, provider, request_model, response_model = key
-    names = (("gen_ai.operation.name", operation), ("gen_ai.provider.name", provider),
-             ("gen_ai.request.model", request_model), ("gen_ai.response.model", response_model))
+    # The current name of each (the vocabulary lists older ones after it).
+    names = ((GENAI_OPERATION[0], operation), (GENAI_PROVIDER[0], provider),
+             (GENAI_REQUEST_MODEL[0], request_model), (GENAI_RESPONSE_MODEL[0], response_model))
     return {name: value for name, value in names if value}

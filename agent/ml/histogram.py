@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
-
-from agent.ml.buckets import (CONFIDENCE_BOUNDS, DURATION_BOUNDS, GENAI_DURATION_BOUNDS,  # noqa: F401
-                              TOKEN_BOUNDS, check_bounds)
 
 
 @dataclass

@@ -13,6 +13,15 @@ def engine_state_dir(state_dir: str | Path, processor_id: str) -> Path:
     return Path(state_dir) / "ml" / safe_name(processor_id)
 
 
+def profile_path(engine_dir: Path, model: str, version: str) -> Path:
+    """The reference learned for a model version."""
+    return engine_dir / safe_name(model) / f"{safe_name(version or '-')}.vigilprofile"
+
+
+def label_join_path(engine_dir: Path) -> Path:
+    return engine_dir / "@labels.pb"  # '@' is quoted in model directory names: no clash
+
+
 def safe_name(name: str) -> str:
     """A name usable as one path component (a long one is cut and told apart by a hash of it)."""
     quoted = urllib.parse.quote(name, safe="") or "_"

@@ -56,6 +56,10 @@ class ColumnProfile:
     categories: dict[str, int] = field(default_factory=dict)
 
     @property
+    def is_numeric(self) -> bool:
+        return self.kind == NUMERIC
+
+    @property
     def missing_share(self) -> float:
         return self.missing / self.count if self.count else 0.0
 

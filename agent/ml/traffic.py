@@ -23,16 +23,20 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agent.ml import stats
 from agent.ml.columns import RawColumn
-from agent.ml.extract import CONFIDENCE, LABEL, Predictions
 from agent.ml.histogram import Histogram
 from agent.ml.performance import categories
+from agent.ml.vocabulary import OTHER_ERROR, PREDICTION_CONFIDENCE as CONFIDENCE, PREDICTION_LABEL as LABEL
 
-OTHER = "_OTHER"
+if TYPE_CHECKING:
+    from agent.ml.predictions import Predictions
+
+OTHER = OTHER_ERROR  # classes beyond max_classes share the catch-all name of error types beyond theirs
 
 
 @dataclass

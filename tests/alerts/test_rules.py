@@ -23,7 +23,7 @@ from tests.alerts.helpers import Clock, counter, gauge, rule
 REPO = Path(__file__).resolve().parents[2]
 PACK = REPO / "config" / "alerts" / "inference-rules.yaml"
 
-MODULES = ("agent.ml.engine", "agent.ml.metrics", "agent.receivers.nvml.scraper",
+MODULES = ("agent.ml.metrics", "agent.receivers.nvml.scraper",
            "agent.receivers.hostmetrics.system", "agent.receivers.hostmetrics.process")
 
 

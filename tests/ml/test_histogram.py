@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from agent.ml.histogram import (CONFIDENCE_BOUNDS, DURATION_BOUNDS, GENAI_DURATION_BOUNDS, TOKEN_BOUNDS, Histogram,
-                                check_bounds, quantile)
+from agent.ml.buckets import CONFIDENCE_BOUNDS, DURATION_BOUNDS, GENAI_DURATION_BOUNDS, TOKEN_BOUNDS, check_bounds
+from agent.ml.histogram import Histogram, quantile
 
 
 def latencies(kind: str, n: int, seed: int) -> np.ndarray:

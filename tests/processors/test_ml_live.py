@@ -34,9 +34,11 @@ from scipy.spatial import distance
 from sklearn import metrics as skm
 
 from agent.component import ComponentId
-from agent.ml import offline, profile as profiles
+from agent.ml import profile as profiles
 from agent.ml.columns import RawColumn
-from agent.ml.histogram import CONFIDENCE_BOUNDS, DURATION_BOUNDS, GENAI_DURATION_BOUNDS, TOKEN_BOUNDS, quantile
+from agent.ml.buckets import CONFIDENCE_BOUNDS, DURATION_BOUNDS, GENAI_DURATION_BOUNDS, TOKEN_BOUNDS
+from agent.ml.histogram import quantile
+from agent.ml.offline.reference import Roles, build_profile
 from agent.ml.tables import Table
 from tests.conftest import async_wait_for, otlp_receiver_config, read_json_lines, running_vigil
 from tests.otlp_json_reading import attributes_of, items
@@ -63,8 +65,8 @@ def reference_profile(path: Path) -> profiles.Profile:
     table = Table({"x": RawColumn(x, nothing), "score": RawColumn(score, nothing),
                    "pred": RawColumn(np.full(n, np.nan), predicted), "label": RawColumn(np.full(n, np.nan), truth)},
                   n)
-    profile = offline.build_profile(table, model=MODEL, roles=offline.Roles(prediction="pred", score="score",
-                                                                           label="label"), window_rows=300)
+    profile = build_profile(table, model=MODEL, roles=Roles(prediction="pred", score="score", label="label"),
+                            window_rows=300)
     assert profile.performance is not None and profile.performance.positive_class == "fraud"
     profiles.save(profile, path)
     return profile
@@ -486,11 +488,11 @@ async def test_classes_error_types_genai_series_and_label_models_are_bounded(tmp
     from google.protobuf.json_format import MessageToDict
 
     from agent.component import Settings
-    from agent.ml.config import MlProcessorConfig
-    from agent.ml.engine import MlEngine
+    from agent.processors.ml.config import MlProcessorConfig
+    from agent.processors.ml.engine import MlEngine
     from agent.signals import Signal
     from agent.telemetry import SelfTelemetry
-    from tests.ml.test_extract import logs, spans
+    from tests.ml.sources.test_otlp import logs, spans
 
     config = MlProcessorConfig(reference={"warmup": 10_000}, limits={"max_models": 3, "max_classes": 5,
                                                                        "max_error_types": 4},

@@ -1,42 +1,13 @@
 """The `ml` processor: drift, data health, confidence, performance and traffic per model version.
 
-    processors:
-      ml: {reference: {warmup: 5000}, window: {size: 2000}}
-    service:
-      pipelines:
-        traces:  {receivers: [otlp], processors: [ml, batch], exporters: [otlp]}
-        metrics: {receivers: [otlp, ml], processors: [batch], exporters: [otlp]}
-
-In a traces or logs pipeline it passes data through unchanged and picks out
-predictions (items with `ml.model.name`). Per model and version it learns a
-reference from the first `warmup` predictions (kept under `state_dir`, so a
-restart does not relearn it) or takes one from a profile file, then
-evaluates windows of `window.size` predictions (or what came within
-`window.max_age`, if at least `window.min_size`) against it. What it derives
-goes, as OTLP metrics, to the metrics pipelines that list its id among their
-receivers.
-
-Besides the drift windows, per model version:
-
-- every `interval`: requests and errors (`ml.predictions` by predicted
-  class, `ml.prediction.errors` by error type), latency and confidence
-  histograms, the low-confidence share and entropy, the divergence of each
-  live version from the baseline version over the interval (canary), the
-  label counters, and GenAI token and duration histograms from `gen_ai.*`
-  spans;
-- per drift window, when the reference carries labels (a profile built with
-  `--label`): the label-free performance estimate and whether it is degraded;
-- per window of joined labels: realised performance. Predictions with an
-  `ml.prediction.id` wait for their label (`labels.ttl`, `labels.max_pending`)
-  in a join kept under `state_dir` across restarts.
-
-One `ml` id is one engine (`agent/ml/engine.py`): every pipeline that lists
-it feeds the same windows. The engine, and numpy with it, is loaded only once a
-batch may hold predictions (its bytes name `ml.model.name`, or its mapped name,
-or a `gen_ai.` attribute) or a previous run left state to read: an agent that
-sees no predictions pays a substring search per batch. Heavy work (building profiles, the tests) runs in a worker thread,
-one window at a time; windows that pile up beyond a small queue are dropped
-and counted rather than holding memory.
+Its factory, and the lazy holder of its engine: the engine (`engine.py`, and
+numpy with it) is loaded only once a batch may hold predictions (its bytes
+name `ml.model.name`, or its mapped name, or a `gen_ai.` attribute) or a
+previous run left state to read, so an agent that sees no predictions pays a
+substring search per batch. The package: `config` (settings), `engine` (the
+state per model version, observing a batch), `windows` (closing windows, the
+worker and the ticker), `status` (the status JSON). docs/user-guide.md
+describes what it derives and how to set it up.
 """
 
 from __future__ import annotations
@@ -45,9 +16,10 @@ import importlib
 from typing import Any
 
 from agent.component import Consumer, Factory, Kind, Settings
-from agent.ml.config import MlProcessorConfig
-from agent.ml.vocabulary import GENAI_PREFIX, MODEL_NAME
 from agent.ml.paths import engine_state_dir
+from agent.ml.vocabulary import GENAI_PREFIX, MODEL_NAME
+from agent.processors.ml.config import MlProcessorConfig
+from agent.processors.ml.status import summary
 from agent.processors.observing import ObservingStage
 from agent.signals import Batch, Signal
 
@@ -67,7 +39,7 @@ class LazyMlEngine:
 
     @property
     def engine(self) -> Any:
-        """The running `agent.ml.engine.MlEngine`, or None while no prediction has come."""
+        """The running `agent.processors.ml.engine.MlEngine`, or None while no prediction has come."""
         return self._engine
 
     async def start(self) -> None:
@@ -94,11 +66,10 @@ class LazyMlEngine:
     def status(self) -> dict:
         if self._engine is not None:
             return self._engine.status()
-        return {"models": [], "drift_share_threshold": self._config.drift.drift_share,
-                "labels": {"pending": 0, "waiting": 0, "max_pending": self._config.labels.max_pending}}
+        return summary([], self._config)
 
     def _make(self) -> Any:
-        engine_module = importlib.import_module("agent.ml.engine")  # numpy and the statistics
+        engine_module = importlib.import_module("agent.processors.ml.engine")  # numpy and the statistics
         self._engine = engine_module.MlEngine(self._config, self._settings, self._emit)
         return self._engine
 
