@@ -17,6 +17,10 @@
  * the bytes as a request, against a table of field kinds built from the
  * request's descriptors (agent/wirecheck.py), and counts its items.
  *
+ * Field numbers, the names it looks for (`service.name`, `exception.type`) and the string cut are not
+ * written here: the module asks agent/wirelayout.py for them (taken from the protobuf descriptors and
+ * agent/ml/vocabulary.py) once, when it is imported, and keeps them in `L`.
+ *
  * All read what protobuf would read for well-formed input in its usual shape.
  * For anything it does not handle the way the protobuf runtime would (a value
  * given twice, which protobuf merges; groups; more than MAX_KEYS distinct
@@ -32,8 +36,10 @@
 #define MAX_KEYS 256
 #define MAX_PREFIXES 64
 
-/* Value kinds, as the caller's `extract.py` names them. */
+/* Value kinds, in AnyValue's order; the module exports them (STRING, BOOL, ...) for the caller. */
 enum { K_NONE = 0, K_STRING = 1, K_BOOL = 2, K_INT = 3, K_DOUBLE = 4, K_ARRAY = 5, K_KVLIST = 6, K_BYTES = 7 };
+/* The wire type each kind's field has. */
+static const int value_wire_type[] = {-1, 2, 0, 0, 1, 2, 2, 2};
 
 static PyObject *Unsupported;
 
@@ -53,9 +59,32 @@ typedef struct {
     Py_ssize_t len;
 } Span_;
 
+/* ---- the layout -------------------------------------------------------- */
+
+/* Per-signal entries are indexed by these (a scan's `logs` flag picks TRACES or LOGS). */
+enum { TRACES = 0, LOGS = 1, METRICS = 2, SIGNALS = 3 };
+#define MAX_VALUE_FIELD 64
+#define MAX_METRIC_DATA 8
+
+/* What the bytes are read by: see agent/wirelayout.py, which gives each by the same name. */
+typedef struct {
+    uint32_t request_resources[SIGNALS], resource_resource[SIGNALS], resource_scopes[SIGNALS];
+    uint32_t scope_scope[SIGNALS], scope_items[SIGNALS], item_attributes[SIGNALS];
+    uint32_t resource_attributes, scope_name;
+    uint32_t span_start, span_end, span_events, span_status, status_code, event_name, event_attributes;
+    uint32_t key_value_key, key_value_value, array_values;
+    uint8_t value_kind[MAX_VALUE_FIELD]; /* AnyValue's field number -> its kind; K_NONE: not a value */
+    uint32_t metric_data[MAX_METRIC_DATA], metric_points[MAX_METRIC_DATA]; /* Metric's `data` members */
+    int n_metric_data;
+    Py_ssize_t max_string_length; /* characters; a string of at most this many bytes has nothing to cut */
+    Span_ service_name, exception_event, exception_type;
+} Layout;
+
+static Layout L;
+static PyObject *layout_source; /* the dict the layout came from: L's names point into its bytes */
+
 typedef struct {
     /* inputs */
-    const uint8_t *base;
     int logs;
     Span_ prefixes[MAX_PREFIXES];
     int n_prefixes;
@@ -71,14 +100,14 @@ typedef struct {
     Buffer by_key[MAX_KEYS]; /* per key, the indices of its records */
     int32_t last_item[MAX_KEYS]; /* per key, the item of its last record: a key repeated in an item is seen */
     int repeated; /* some item gives a key more than once (the caller then keeps the last) */
-    int plain_strings; /* every string value is 1 to 256 bytes: nothing to cut, none empty */
+    int plain_strings; /* every string value is 1 to max_string_length bytes: nothing to cut, none empty */
     PyObject *last_text[MAX_KEYS]; /* per key, its last string value, reused while the next is the same */
     Cursor last_bytes[MAX_KEYS];
     PyObject *rec_obj;
     /* one entry per item */
     int32_t n_items;
     int32_t n_resources;
-    Buffer item_resource, item_start, item_end, item_status, item_offset, item_length;
+    Buffer item_resource, item_start, item_end, item_status;
     PyObject *services;
     PyObject *exceptions; /* item -> the exception.type of its "exception" event, where it has one */
 } Scan;
@@ -197,25 +226,11 @@ static int read_value(Cursor c, Value *value) {
     int seen = 0;
     value->kind = K_NONE;
     FOR_FIELDS(c) {
-        int kind = K_NONE;
-        if (field == 1 && wire_type == 2)
-            kind = K_STRING;
-        else if (field == 2 && wire_type == 0)
-            kind = K_BOOL;
-        else if (field == 3 && wire_type == 0)
-            kind = K_INT;
-        else if (field == 4 && wire_type == 1)
-            kind = K_DOUBLE;
-        else if (field == 5 && wire_type == 2)
-            kind = K_ARRAY;
-        else if (field == 6 && wire_type == 2)
-            kind = K_KVLIST;
-        else if (field == 7 && wire_type == 2)
-            kind = K_BYTES;
-        else if (field >= 1 && field <= 7)
-            return unsupported("value with an unexpected wire type");
+        int kind = field < MAX_VALUE_FIELD ? L.value_kind[field] : K_NONE;
         if (kind == K_NONE)
             continue;
+        if (wire_type != value_wire_type[kind])
+            return unsupported("value with an unexpected wire type");
         if (seen++)
             return unsupported("value set more than once");
         value->kind = kind;
@@ -258,7 +273,7 @@ static PyObject *array_object(Cursor c) {
     for (int rc; (rc = next_field(&c, &field, &wire_type, &sub, &number)) != 1;) {
         if (rc < 0)
             goto fail;
-        if (field != 1)
+        if (field != L.array_values)
             continue;
         if (wire_type != 2) {
             unsupported("array element with an unexpected wire type");
@@ -324,10 +339,10 @@ static int split_key_value(Cursor c, KeyValue *kv) {
     uint64_t number = 0;
     memset(kv, 0, sizeof *kv);
     FOR_FIELDS(c) {
-        if (field == 1 && wire_type == 2) {
+        if (field == L.key_value_key && wire_type == 2) {
             kv->key = sub;
             kv->has_key = 1;
-        } else if (field == 2 && wire_type == 2) {
+        } else if (field == L.key_value_value && wire_type == 2) {
             kv->value = sub;
             kv->values++;
         }
@@ -335,8 +350,8 @@ static int split_key_value(Cursor c, KeyValue *kv) {
     return 0;
 }
 
-static int key_is(const KeyValue *kv, const char *text, Py_ssize_t length) {
-    return kv->has_key && kv->key.end - kv->key.p == length && memcmp(kv->key.p, text, length) == 0;
+static int key_is(const KeyValue *kv, const Span_ *text) {
+    return kv->has_key && kv->key.end - kv->key.p == text->len && memcmp(kv->key.p, text->ptr, text->len) == 0;
 }
 
 /* The KeyValue's value as one AnyValue (kind K_NONE when it has none). */
@@ -374,7 +389,7 @@ static int read_attribute(Scan *s, Cursor c, int32_t item) {
     case K_STRING: {
         Py_ssize_t length = value.content.end - value.content.p;
         Cursor *last = &s->last_bytes[id];
-        if (length == 0 || length > 256)
+        if (length == 0 || length > L.max_string_length)
             s->plain_strings = 0;
         if (s->last_text[id] != NULL && last->end - last->p == length && memcmp(last->p, value.content.p, length) == 0) {
             object = s->last_text[id]; /* apps repeat model names, versions and classes on every item */
@@ -422,13 +437,13 @@ static int read_status_code(Cursor c, int32_t *code) {
     Cursor sub = {0};
     uint64_t number = 0;
     FOR_FIELDS(c) {
-        if (field == 3 && wire_type == 0)
+        if (field == L.status_code && wire_type == 0)
             *code = (int32_t)number;
     }
     return 0;
 }
 
-/* The `exception.type` of a span's event, when the event is named "exception": 1 and `*type` set when
+/* The `exception.type` of a span's event, when the event is the exception event: 1 and `*type` set when
  * found (a non-empty string, as the parsed-message path looks for it). */
 static int read_exception_event(Cursor c, Cursor *type) {
     uint32_t field;
@@ -438,21 +453,22 @@ static int read_exception_event(Cursor c, Cursor *type) {
     int named = 0;
     Cursor look = c;
     FOR_FIELDS(look) {
-        if (field == 2 && wire_type == 2) {
+        if (field == L.event_name && wire_type == 2) {
             name = sub;
             named = 1;
         }
     }
-    if (!named || name.end - name.p != 9 || memcmp(name.p, "exception", 9) != 0)
+    if (!named || name.end - name.p != L.exception_event.len ||
+        memcmp(name.p, L.exception_event.ptr, L.exception_event.len) != 0)
         return 0;
     FOR_FIELDS(c) {
-        if (field != 3 || wire_type != 2)
+        if (field != L.event_attributes || wire_type != 2)
             continue;
         KeyValue kv;
         Value value;
         if (split_key_value(sub, &kv) < 0)
             return -1;
-        if (!key_is(&kv, "exception.type", 14))
+        if (!key_is(&kv, &L.exception_type))
             continue;
         if (key_value_value(&kv, &value) < 0)
             return -1;
@@ -470,22 +486,21 @@ static int read_item(Scan *s, Cursor c) {
     Cursor sub = {0};
     uint64_t number = 0, start = 0, end = 0;
     int32_t status = 0, item = s->n_items++;
-    int64_t offset = c.p - s->base, length = c.end - c.p;
-    uint32_t attributes = s->logs ? 6 : 9;
+    uint32_t attributes = L.item_attributes[s->logs];
     Cursor exception = {0};
     int has_exception = 0;
     FOR_FIELDS(c) {
         if (field == attributes && wire_type == 2) {
             if (read_attribute(s, sub, item) < 0)
                 return -1;
-        } else if (!s->logs && field == 7 && wire_type == 1) {
+        } else if (!s->logs && field == L.span_start && wire_type == 1) {
             start = number;
-        } else if (!s->logs && field == 8 && wire_type == 1) {
+        } else if (!s->logs && field == L.span_end && wire_type == 1) {
             end = number;
-        } else if (!s->logs && field == 15 && wire_type == 2) {
+        } else if (!s->logs && field == L.span_status && wire_type == 2) {
             if (read_status_code(sub, &status) < 0)
                 return -1;
-        } else if (!s->logs && field == 11 && wire_type == 2 && !has_exception) {
+        } else if (!s->logs && field == L.span_events && wire_type == 2 && !has_exception) {
             if ((has_exception = read_exception_event(sub, &exception)) < 0)
                 return -1;
         }
@@ -500,8 +515,7 @@ static int read_item(Scan *s, Cursor c) {
     }
     int32_t resource = s->n_resources - 1;
     if (push(&s->item_resource, &resource, 4) < 0 || push(&s->item_start, &start, 8) < 0 ||
-        push(&s->item_end, &end, 8) < 0 || push(&s->item_status, &status, 4) < 0 ||
-        push(&s->item_offset, &offset, 8) < 0 || push(&s->item_length, &length, 8) < 0)
+        push(&s->item_end, &end, 8) < 0 || push(&s->item_status, &status, 4) < 0)
         return -1;
     return 0;
 }
@@ -515,7 +529,7 @@ static int is_skipped_scope(const Scan *s, Cursor scope_list) {
     /* scope_list: the ScopeLogs message; its scope may come after its records, so look first */
     Cursor c = scope_list;
     FOR_FIELDS(c) {
-        if (field == 1 && wire_type == 2) {
+        if (field == L.scope_scope[s->logs] && wire_type == 2) {
             Cursor scope = sub;
             uint32_t f2;
             int w2;
@@ -524,7 +538,7 @@ static int is_skipped_scope(const Scan *s, Cursor scope_list) {
             for (int rc; (rc = next_field(&scope, &f2, &w2, &sub2, &n2)) != 1;) {
                 if (rc < 0)
                     return -1;
-                if (f2 == 1 && w2 == 2)
+                if (f2 == L.scope_name && w2 == 2)
                     name = sub2;
             }
         }
@@ -544,7 +558,7 @@ static int read_scope(Scan *s, Cursor c) {
             return skipped < 0 ? -1 : 0;
     }
     FOR_FIELDS(c) {
-        if (field == 2 && wire_type == 2 && read_item(s, sub) < 0)
+        if (field == L.scope_items[s->logs] && wire_type == 2 && read_item(s, sub) < 0)
             return -1;
     }
     return 0;
@@ -557,13 +571,13 @@ static int find_service(Cursor resource, PyObject **service) {
     Cursor sub = {0};
     uint64_t number = 0;
     FOR_FIELDS(resource) {
-        if (field != 1 || wire_type != 2)
+        if (field != L.resource_attributes || wire_type != 2)
             continue;
         KeyValue kv;
         Value value;
         if (split_key_value(sub, &kv) < 0)
             return -1;
-        if (!key_is(&kv, "service.name", 12))
+        if (!key_is(&kv, &L.service_name))
             continue;
         if (key_value_value(&kv, &value) < 0)
             return -1;
@@ -584,7 +598,8 @@ static int read_resource_list(Scan *s, Cursor c) {
     for (int rc; (rc = next_field(&look, &field, &wire_type, &sub, &number)) != 1;) {
         if (rc < 0)
             return -1;
-        if (field == 1 && wire_type == 2 && service == NULL && find_service(sub, &service) < 0)
+        if (field == L.resource_resource[s->logs] && wire_type == 2 && service == NULL &&
+            find_service(sub, &service) < 0)
             return -1;
     }
     if (service == NULL && (service = PyUnicode_FromStringAndSize("", 0)) == NULL)
@@ -595,7 +610,7 @@ static int read_resource_list(Scan *s, Cursor c) {
         return -1;
     s->n_resources++;
     FOR_FIELDS(c) {
-        if (field == 2 && wire_type == 2 && read_scope(s, sub) < 0)
+        if (field == L.resource_scopes[s->logs] && wire_type == 2 && read_scope(s, sub) < 0)
             return -1;
     }
     return 0;
@@ -607,7 +622,7 @@ static int read_request(Scan *s, Cursor c) {
     Cursor sub = {0};
     uint64_t number = 0;
     FOR_FIELDS(c) {
-        if (field == 1 && wire_type == 2 && read_resource_list(s, sub) < 0)
+        if (field == L.request_resources[s->logs] && wire_type == 2 && read_resource_list(s, sub) < 0)
             return -1;
     }
     return 0;
@@ -624,8 +639,11 @@ static int metric_points(Cursor c, Py_ssize_t *points) {
     uint64_t number = 0;
     Py_ssize_t count = 0;
     FOR_FIELDS(c) {
-        if (wire_type != 2 || !(field == 5 || field == 7 || field == 9 || field == 10 || field == 11))
-            continue; /* gauge, sum, histogram, exponential_histogram, summary */
+        int m = 0;
+        while (m < L.n_metric_data && L.metric_data[m] != field)
+            m++;
+        if (wire_type != 2 || m == L.n_metric_data)
+            continue; /* not a member of `data` (gauge, sum, histogram, ...) */
         if (field != member)
             count = 0;
         member = field;
@@ -636,7 +654,7 @@ static int metric_points(Cursor c, Py_ssize_t *points) {
         for (int rc; (rc = next_field(&sub, &f2, &w2, &sub2, &n2)) != 1;) {
             if (rc < 0)
                 return -1;
-            count += f2 == 1 && w2 == 2;
+            count += f2 == L.metric_points[m] && w2 == 2;
         }
     }
     *points += count;
@@ -656,8 +674,12 @@ static int each_field(Cursor c, uint32_t wanted, int (*inner)(Cursor, Py_ssize_t
     return 0;
 }
 
-static int scope_points(Cursor c, Py_ssize_t *points) { return each_field(c, 2, metric_points, points); }
-static int resource_points(Cursor c, Py_ssize_t *points) { return each_field(c, 2, scope_points, points); }
+static int scope_points(Cursor c, Py_ssize_t *points) {
+    return each_field(c, L.scope_items[METRICS], metric_points, points);
+}
+static int resource_points(Cursor c, Py_ssize_t *points) {
+    return each_field(c, L.resource_scopes[METRICS], scope_points, points);
+}
 
 static PyObject *metric_point_count(PyObject *module, PyObject *arg) {
     Py_buffer wire;
@@ -665,7 +687,7 @@ static PyObject *metric_point_count(PyObject *module, PyObject *arg) {
         return NULL;
     Py_ssize_t points = 0;
     Cursor c = {wire.buf, (const uint8_t *)wire.buf + wire.len};
-    int failed = each_field(c, 1, resource_points, &points) < 0;
+    int failed = each_field(c, L.request_resources[METRICS], resource_points, &points) < 0;
     PyBuffer_Release(&wire);
     return failed ? NULL : PyLong_FromSsize_t(points);
 }
@@ -886,6 +908,110 @@ static PyObject *check(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* ---- loading the layout ------------------------------------------------ */
+
+static int layout_error(const char *name) {
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_ImportError, "agent.wirelayout: %s is not what agent/_otlpscan.c can use", name);
+    return -1;
+}
+
+/* A field number (or a count) from a Python int. */
+static int number_of(PyObject *value, const char *name, uint32_t *out) {
+    long number = value != NULL ? PyLong_AsLong(value) : -1;
+    if (number < 0 || number > 0x1FFFFFFF)
+        return layout_error(name);
+    *out = (uint32_t)number;
+    return 0;
+}
+
+static int layout_number(PyObject *layout, const char *name, uint32_t *out) {
+    return number_of(PyDict_GetItemString(layout, name), name, out);
+}
+
+/* A list of `n` numbers (`n` < 0: any length up to -n; the length is then returned). */
+static int layout_numbers(PyObject *layout, const char *name, uint32_t *out, int n) {
+    PyObject *list = PyDict_GetItemString(layout, name);
+    if (list == NULL || !PyList_Check(list) || (n >= 0 ? PyList_GET_SIZE(list) != n : PyList_GET_SIZE(list) > -n))
+        return layout_error(name);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
+        if (number_of(PyList_GET_ITEM(list, i), name, &out[i]) < 0)
+            return -1;
+    return (int)PyList_GET_SIZE(list);
+}
+
+static int layout_text(PyObject *layout, const char *name, Span_ *out) {
+    PyObject *text = PyDict_GetItemString(layout, name);
+    if (text == NULL || !PyBytes_Check(text))
+        return layout_error(name);
+    out->ptr = (const uint8_t *)PyBytes_AS_STRING(text);
+    out->len = PyBytes_GET_SIZE(text);
+    return 0;
+}
+
+/* `L` from a layout dict; -1 (an exception set) when something in it does not fit. */
+static int read_layout(PyObject *layout) {
+    if (!PyDict_Check(layout))
+        return layout_error("layout()");
+    uint32_t any_value[K_BYTES], max_string_length;
+    struct { const char *name; uint32_t *out; } numbers[] = {
+        {"resource_attributes", &L.resource_attributes}, {"scope_name", &L.scope_name},
+        {"span_start", &L.span_start}, {"span_end", &L.span_end}, {"span_events", &L.span_events},
+        {"span_status", &L.span_status}, {"status_code", &L.status_code}, {"event_name", &L.event_name},
+        {"event_attributes", &L.event_attributes}, {"key_value_key", &L.key_value_key},
+        {"key_value_value", &L.key_value_value}, {"array_values", &L.array_values},
+        {"max_string_length", &max_string_length},
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof *numbers; i++)
+        if (layout_number(layout, numbers[i].name, numbers[i].out) < 0)
+            return -1;
+    struct { const char *name; uint32_t *out; } per_signal[] = {
+        {"request_resources", L.request_resources}, {"resource_resource", L.resource_resource},
+        {"resource_scopes", L.resource_scopes}, {"scope_scope", L.scope_scope}, {"scope_items", L.scope_items},
+        {"item_attributes", L.item_attributes},
+    };
+    for (size_t i = 0; i < sizeof per_signal / sizeof *per_signal; i++)
+        if (layout_numbers(layout, per_signal[i].name, per_signal[i].out, SIGNALS) < 0)
+            return -1;
+    if (layout_numbers(layout, "any_value", any_value, K_BYTES) < 0)
+        return -1;
+    for (int k = 0; k < K_BYTES; k++) {
+        if (any_value[k] == 0 || any_value[k] >= MAX_VALUE_FIELD)
+            return layout_error("any_value");
+        L.value_kind[any_value[k]] = (uint8_t)(K_STRING + k);
+    }
+    PyObject *members = PyDict_GetItemString(layout, "metric_data");
+    if (members == NULL || !PyList_Check(members) || PyList_GET_SIZE(members) > MAX_METRIC_DATA)
+        return layout_error("metric_data");
+    L.n_metric_data = (int)PyList_GET_SIZE(members);
+    for (int m = 0; m < L.n_metric_data; m++) {
+        PyObject *pair = PyList_GET_ITEM(members, m);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            number_of(PyTuple_GET_ITEM(pair, 0), "metric_data", &L.metric_data[m]) < 0 ||
+            number_of(PyTuple_GET_ITEM(pair, 1), "metric_data", &L.metric_points[m]) < 0)
+            return layout_error("metric_data");
+    }
+    L.max_string_length = max_string_length;
+    if (layout_text(layout, "service_name", &L.service_name) < 0 ||
+        layout_text(layout, "exception_event", &L.exception_event) < 0 ||
+        layout_text(layout, "exception_type", &L.exception_type) < 0)
+        return -1;
+    return 0;
+}
+
+/* Fills `L` from agent/wirelayout.py's `layout()`, once. */
+static int load_layout(void) {
+    PyObject *source = PyImport_ImportModule("agent.wirelayout");
+    PyObject *layout = source != NULL ? PyObject_CallMethod(source, "layout", NULL) : NULL;
+    Py_XDECREF(source);
+    if (layout == NULL || read_layout(layout) < 0) {
+        Py_XDECREF(layout);
+        return -1;
+    }
+    layout_source = layout;
+    return 0;
+}
+
 /* ---- the module ------------------------------------------------------- */
 
 static PyObject *take_bytes(Buffer *b) {
@@ -909,7 +1035,6 @@ static PyObject *scan(PyObject *module, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    s->base = wire.buf;
     s->logs = logs;
     s->plain_strings = 1;
     s->skip_scope.ptr = skip.buf;
@@ -946,21 +1071,19 @@ static PyObject *scan(PyObject *module, PyObject *args) {
             goto done;
         PyList_SET_ITEM(by_key, i, indices);
     }
-    result = Py_BuildValue("{s:O,s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:O,s:O,s:O}",
+    result = Py_BuildValue("{s:O,s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:O,s:O,s:O,s:O}",
                            "keys", s->key_list, "by_key", by_key, "item", take_bytes(&s->rec_item), "key", take_bytes(&s->rec_key),
                            "kind", take_bytes(&s->rec_kind), "number", take_bytes(&s->rec_number),
                            "int", take_bytes(&s->rec_int), "object", s->rec_obj, "items", s->n_items,
                            "item_resource", take_bytes(&s->item_resource), "start", take_bytes(&s->item_start),
                            "end", take_bytes(&s->item_end), "status", take_bytes(&s->item_status),
-                           "offset", take_bytes(&s->item_offset), "length", take_bytes(&s->item_length),
                            "services", s->services, "exceptions", s->exceptions,
                            "repeated", s->repeated ? Py_True : Py_False,
                            "plain_strings", s->plain_strings ? Py_True : Py_False);
 done:
     if (s != NULL) {
         Buffer *buffers[] = {&s->rec_item, &s->rec_key, &s->rec_kind, &s->rec_number, &s->rec_int,
-                             &s->item_resource, &s->item_start, &s->item_end, &s->item_status,
-                             &s->item_offset, &s->item_length};
+                             &s->item_resource, &s->item_start, &s->item_end, &s->item_status};
         for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++)
             PyMem_Free(buffers[i]->data);
         for (int i = 0; i < MAX_KEYS; i++) {
@@ -982,7 +1105,8 @@ done:
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
      "scan(wire, logs, prefixes, skip_scope) -> dict: the attributes of spans (or log records) whose keys "
-     "start with one of `prefixes`, as flat records. Raises Unsupported for input it leaves to protobuf."},
+     "start with one of `prefixes`, as flat records (agent/_otlpscan.pyi: ScanResult). Raises Unsupported for "
+     "input it leaves to protobuf."},
     {"metric_point_count", metric_point_count, METH_O,
      "metric_point_count(wire) -> int: the data points of an ExportMetricsServiceRequest, as the Collector "
      "counts metric items. Raises Unsupported for malformed bytes."},
@@ -1004,9 +1128,17 @@ PyMODINIT_FUNC PyInit__otlpscan(void) {
         PyErr_SetString(PyExc_ImportError, "agent._otlpscan reads fixed64 fields as little-endian");
         return NULL;
     }
+    if (layout_source == NULL && load_layout() < 0)
+        return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
+    const char *kinds[] = {"STRING", "BOOL", "INT", "DOUBLE", "ARRAY", "KVLIST", "BYTES"};
+    for (int k = 0; k < K_BYTES; k++)
+        if (PyModule_AddIntConstant(module, kinds[k], K_STRING + k) < 0) {
+            Py_DECREF(module);
+            return NULL;
+        }
     Unsupported = PyErr_NewException("agent._otlpscan.Unsupported", PyExc_ValueError, NULL);
     if (Unsupported == NULL || PyModule_AddObject(module, "Unsupported", Unsupported) < 0) {
         Py_XDECREF(Unsupported);

@@ -288,16 +288,3 @@ def load(join: LabelJoin, path: Path) -> bool:
     message.ParseFromString(path.read_bytes())
     join.load_proto(message)
     return True
-
-
-def label_value(value: Any) -> str | float | None:
-    """An `ml.label` attribute value as the join keeps it: a string, or a float (a regression target or a
-    numbered class); None for anything else."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return None

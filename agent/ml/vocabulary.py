@@ -24,6 +24,7 @@ FEATURE_PREFIX = "ml.feature."
 ML_PREFIX = "ml."
 ERROR_TYPE = "error.type"  # the semantic conventions' attribute
 EXCEPTION_TYPE = "exception.type"
+EXCEPTION_EVENT = "exception"  # the span event whose exception.type types a failure
 SERVICE_NAME = "service.name"
 # The prediction outputs, compared like features, by these names.
 OUTPUTS = (PREDICTION_LABEL, PREDICTION_SCORE, PREDICTION_CONFIDENCE, PREDICTION_VALUE)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.ml import labels
+from agent.ml import labels, predictions
 from agent.ml.labels import LabelJoin
 
 NAN = math.nan
@@ -133,4 +133,4 @@ def test_no_state_file_is_no_state(tmp_path: Path):
 @pytest.mark.parametrize("value, expected", [("yes", "yes"), (1, 1.0), (2.5, 2.5), (True, "true"),
                                              (math.nan, None), (math.inf, None), ([1], None), (None, None)])
 def test_label_values(value, expected):
-    assert labels.label_value(value) == expected
+    assert predictions.label_value(value) == expected

@@ -1,4 +1,4 @@
-"""The wire scanner's path (agent/_otlpscan.c + agent/ml/scanned.py) gives exactly what the parsed-message
+"""The wire reader (agent/_otlpscan.c + agent/ml/sources/wire_reader.py) gives exactly what the parsed-message
 path gives: predictions, columns, labels, GenAI calls and the dropped-feature count, on generated batches of
 spans and log records with every kind of value, repeated keys, mapped names and odd shapes."""
 
@@ -13,8 +13,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from agent.ml import scanned
-from agent.ml.extract import Extracted, Extractor
+from agent.ml.predictions import Extracted
+from agent.ml.sources import wire_reader
+from agent.ml.sources.otlp import Extractor
 from agent.signals import Batch, Signal
 from tests.wire import field
 
@@ -135,7 +136,7 @@ def summary(extracted: Extracted) -> dict:
 
 def both(batch: Batch, **options) -> tuple[dict, dict, Extracted | None]:
     by_scanner = Extractor(**options)
-    reading = scanned.read(by_scanner, batch)
+    reading = by_scanner.wire_reader.read(batch)
     by_message = Extractor(use_scanner=False, **options)
     expected = by_message.extract_all(Batch(batch.signal, wire=batch.wire()))
     got = reading if reading is not None else expected
@@ -145,7 +146,7 @@ def both(batch: Batch, **options) -> tuple[dict, dict, Extracted | None]:
 
 def test_the_wire_scanner_is_built():
     # `make test` installs with a C compiler at hand; without one Vigil still runs, on the slower path.
-    assert scanned.available
+    assert wire_reader.available
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -199,6 +200,6 @@ def test_a_value_given_twice_is_left_to_protobuf_which_merges_it():
     feature = field(1, b"ml.feature.a") + field(2, AnyValue(double_value=1.5).SerializeToString()) + \
         field(2, AnyValue(double_value=2.5).SerializeToString())
     batch = Batch(Signal.TRACES, wire=field(1, field(2, field(2, field(9, model) + field(9, feature)))))
-    assert scanned.read(Extractor(), batch) is None
+    assert Extractor().wire_reader.read(batch) is None
     (predictions,) = Extractor().extract_all(batch).predictions
     assert predictions.features()["a"].numbers.tolist() == [2.5]

@@ -13,7 +13,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from scipy import stats as scipy_stats
 
 from agent.attributes import set_any_value
-from agent.ml.extract import CONFIDENCE, LABEL, Extractor
+from agent.ml.sources.otlp import Extractor
+from agent.ml.vocabulary import PREDICTION_CONFIDENCE as CONFIDENCE, PREDICTION_LABEL as LABEL
 from agent.signals import Batch, Signal
 
 START = 1_700_000_000_000_000_000

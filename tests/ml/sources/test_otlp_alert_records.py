@@ -3,7 +3,8 @@
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from agent.attributes import set_any_value
-from agent.ml.extract import ALERTS_SCOPE, Extractor
+from agent.ml.sources.otlp import Extractor
+from agent.ml.vocabulary import ALERTS_SCOPE
 from agent.signals import Batch, Signal
 
 

@@ -3,11 +3,11 @@
 `agent._otlpscan` (C) walks a request's bytes once and hands back one record
 per attribute whose key could matter (`ml.*`, `gen_ai.*`, `error.type`, mapped
 names): the item it belongs to, its key, the kind of its value and the value,
-numbers in flat arrays. This module turns those records into the same
-`Extracted` that `Extractor` builds from parsed messages, a column at a time
-with numpy: per span it costs a few Python operations, not one per attribute.
-`tests/ml/test_scanned.py` checks that both give equal results on generated
-batches.
+numbers in flat arrays (agent/_otlpscan.pyi lists them). This module turns
+those records into `Extracted` a column at a time with numpy: per span it
+costs a few Python operations, not one per attribute. Values go through the
+same normalisers (agent/ml/predictions.py) as the message reader's, and
+tests/ml/sources/test_wire_reader.py checks that both give equal results.
 
 When the scanner is not built, or raises `Unsupported` for a request it leaves
 to protobuf (a value given twice, which protobuf merges; too many distinct
@@ -20,44 +20,61 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from agent.ml.columns import UNREADABLE, RawColumn, category_of
-from agent.ml.labels import label_value
+from agent.ml.predictions import (
+    NOT_A_SCALAR, BuiltColumn, Extracted, GenAiCalls, Labels, Predictions, add_genai_call, add_label, id_text,
+    span_seconds, version_text,
+)
+from agent.ml.sources.mapping import AttributeMapping
+from agent.ml.vocabulary import (
+    ALERTS_SCOPE, ERROR_TYPE, FEATURE_PREFIX, MAX_STRING_LENGTH, MODEL_CLASSES, MODEL_NAME, MODEL_VERSION,
+    OTHER_ERROR, PREDICTION_DURATION, PREDICTION_ID, PREDICTION_LABEL, PREDICTION_PROBABILITIES, TRUE_LABEL,
+)
 from agent.signals import Batch, Signal
 
-from agent.ml import extract as ex
-
 if TYPE_CHECKING:
-    from agent.ml.extract import Extractor
+    from agent._otlpscan import ScanResult
 
 try:
-    from agent._otlpscan import scan
-except ImportError:  # built without a C compiler: the parsed-message path does all the work
-    scan = None
+    from agent import _otlpscan
+except ImportError:  # built without a C compiler: the message reader does all the work
+    _otlpscan = None
 
-# Value kinds, as agent/_otlpscan.c numbers them.
-STRING, BOOL, INT, DOUBLE, ARRAY, KVLIST, BYTES = range(1, 8)
+available = _otlpscan is not None
+# Value kinds, as the scanner numbers them (only compared, so any numbering would do without it).
+STRING, BOOL, INT, DOUBLE, ARRAY = ((_otlpscan.STRING, _otlpscan.BOOL, _otlpscan.INT, _otlpscan.DOUBLE,
+                                     _otlpscan.ARRAY) if _otlpscan is not None else range(1, 6))
+_ALERTS_SCOPE = ALERTS_SCOPE.encode()
+_STATUS_ERROR = Status.STATUS_CODE_ERROR
 
-available = scan is not None
-_ALERTS_SCOPE = ex.ALERTS_SCOPE.encode()
 
+class WireReader:
+    """Reads a batch's wire bytes through the scanner; counts the feature values it leaves out beyond
+    `max_features`."""
 
-class _Built:
-    """A column the scanner path built whole; `build` gives a copy, as `_ColumnBuilder.build` gives new arrays."""
+    def __init__(self, mapping: AttributeMapping, max_features: int) -> None:
+        self.mapping = mapping
+        self.max_features = max_features
+        self.dropped_features = 0
 
-    __slots__ = ("column",)
-
-    def __init__(self, column: RawColumn) -> None:
-        self.column = column
-
-    def build(self, rows: int) -> RawColumn:
-        return RawColumn(self.column.numbers.copy(), self.column.strings.copy())
+    def read(self, batch: Batch) -> Extracted | None:
+        """The batch's predictions, labels and GenAI calls, or None when the scanner cannot read it."""
+        if _otlpscan is None:
+            return None
+        logs = batch.signal is Signal.LOGS
+        try:
+            raw = _otlpscan.scan(batch.wire(), logs, self.mapping.scan_prefixes, _ALERTS_SCOPE if logs else b"")
+        except ValueError:  # Unsupported, or text that is not UTF-8: protobuf's parser says what is wrong
+            return None
+        return _Reading(self, raw, logs).extracted()
 
 
 class _Records:
     """The scanner's output as numpy views, with lookups by name."""
 
-    def __init__(self, raw: dict, names: dict[str, list[int]]) -> None:
+    def __init__(self, raw: ScanResult, names: dict[str, list[int]]) -> None:
         self.item = np.frombuffer(raw["item"], dtype=np.int32)
         self.key = np.frombuffer(raw["key"], dtype=np.int32)
         self.kind = np.frombuffer(raw["kind"], dtype=np.uint8)
@@ -65,7 +82,7 @@ class _Records:
         self.int = np.frombuffer(raw["int"], dtype=np.int64)
         self.object: list[Any] = raw["object"]
         self.repeated: bool = raw["repeated"]  # some item gives a key twice: keep the last
-        self.plain_strings: bool = raw["plain_strings"]  # every string is 1-256 bytes: nothing to cut
+        self.plain_strings: bool = raw["plain_strings"]  # every string is 1 to MAX_STRING_LENGTH bytes: nothing to cut
         self._by_key: list[bytes] = raw["by_key"]
         self._names = names
         self._all: dict[str, np.ndarray] = {}
@@ -101,7 +118,7 @@ class _Records:
     def texts(self, records: np.ndarray) -> list[str]:
         """The string values of `records`, cut to MAX_STRING_LENGTH."""
         texts = list(map(self.object.__getitem__, records.tolist()))
-        return texts if self.plain_strings else [t[:ex.MAX_STRING_LENGTH] for t in texts]
+        return texts if self.plain_strings else [t[:MAX_STRING_LENGTH] for t in texts]
 
     def value(self, i: int, arrays: bool) -> Any:
         """Record `i`'s value as the parsed-message path reads it; lists only where `arrays`."""
@@ -116,7 +133,7 @@ class _Records:
             return bool(self.int[i])
         if kind == ARRAY and arrays:
             return self.object[i]
-        return ex._NOT_A_SCALAR
+        return NOT_A_SCALAR
 
 
 def last_per_item(items: np.ndarray, records: np.ndarray) -> np.ndarray:
@@ -129,32 +146,16 @@ def last_per_item(items: np.ndarray, records: np.ndarray) -> np.ndarray:
     return records if keep.all() else records[keep]
 
 
-def read(extractor: Extractor, batch: Batch) -> ex.Extracted | None:
-    """The batch's predictions, labels and GenAI calls, or None when the scanner cannot read it."""
-    if scan is None:
-        return None
-    logs = batch.signal is Signal.LOGS
-    wire = batch.wire()
-    try:
-        raw = scan(wire, logs, extractor.scan_prefixes, _ALERTS_SCOPE if logs else b"")
-    except ValueError:  # Unsupported, or text that is not UTF-8: protobuf's parser says what is wrong
-        return None
-    return _Reading(extractor, raw, wire, logs).extracted()
-
-
 class _Reading:
     """One batch's records turned into `Extracted`."""
 
-    def __init__(self, extractor: Extractor, raw: dict, wire: bytes, logs: bool) -> None:
-        self.extractor = extractor
-        self.wire = wire
+    def __init__(self, reader: WireReader, raw: ScanResult, logs: bool) -> None:
+        self.reader = reader
         self.logs = logs
         self.n = raw["items"]
         self.services: list[str] = raw["services"]
         self.item_resource = np.frombuffer(raw["item_resource"], dtype=np.int32)
         self.status = np.frombuffer(raw["status"], dtype=np.int32)
-        self.offset = np.frombuffer(raw["offset"], dtype=np.int64)
-        self.length = np.frombuffer(raw["length"], dtype=np.int64)
         self.start = np.frombuffer(raw["start"], dtype=np.uint64)
         self.end = np.frombuffer(raw["end"], dtype=np.uint64)
         self.exceptions: dict[int, str] = raw["exceptions"]
@@ -162,7 +163,7 @@ class _Reading:
         self.columns: list[str] = []  # ml names that are columns (features, outputs)
         self.other: list[str] = []  # gen_ai.* and error.type
         for key_id, key in enumerate(raw["keys"]):
-            decision = extractor.decision(key)
+            decision = reader.mapping.decision(key)
             if decision is None:
                 continue
             name, is_ml, is_column = decision
@@ -178,14 +179,14 @@ class _Reading:
     def extracted(self) -> Extracted:
         genai = [] if self.logs else self._genai()
         predictions, labels = self._predictions_and_labels()
-        return ex.Extracted(predictions, labels, genai)
+        return Extracted(predictions, labels, genai)
 
     # -- per item: model, version, the label-only test ------------------------------------------
 
-    def _predictions_and_labels(self) -> tuple[list, list]:
+    def _predictions_and_labels(self) -> tuple[list[Predictions], list[Labels]]:
         r = self.records
         n = self.n
-        model_records = r.last_of(ex.MODEL_NAME)
+        model_records = r.last_of(MODEL_NAME)
         model_records = model_records[r.kind[model_records] == STRING]
         if model_records.size == 0:
             return [], []
@@ -197,9 +198,9 @@ class _Reading:
         for name in self.columns:
             has_column[r.item[r.all_of(name)]] = True
         has_truth = np.zeros(n, dtype=bool)
-        has_truth[r.item[r.all_of(ex.TRUE_LABEL)]] = True
+        has_truth[r.item[r.all_of(TRUE_LABEL)]] = True
         has_probabilities = np.zeros(n, dtype=bool)
-        has_probabilities[r.item[r.all_of(ex.PROBABILITIES)]] = True
+        has_probabilities[r.item[r.all_of(PREDICTION_PROBABILITIES)]] = True
         labels = self._labels(np.flatnonzero(has_model & has_truth), model_of) if has_truth.any() else []
         is_prediction = has_model & ~(has_truth & ~has_column & ~has_probabilities)
         items = np.flatnonzero(is_prediction)
@@ -219,33 +220,19 @@ class _Reading:
     def _versions(self, n: int) -> np.ndarray:
         r = self.records
         version_of = np.full(n, "", dtype=object)
-        found = r.last_of(ex.MODEL_VERSION)
+        found = r.last_of(MODEL_VERSION)
         if found.size and bool((r.kind[found] == STRING).all()):
             version_of[r.item[found]] = r.texts(found)
         elif found.size:
-            texts = []
-            for i in found.tolist():
-                value = r.value(i, False)
-                texts.append("" if value is ex._NOT_A_SCALAR else str(value)[:ex.MAX_STRING_LENGTH])
-            version_of[r.item[found]] = texts
+            version_of[r.item[found]] = [version_text(r.value(i, False)) for i in found.tolist()]
         return version_of
 
-    def _labels(self, items: np.ndarray, model_of: np.ndarray) -> list:
-        r = self.records
-        truths = self._values_by_item(ex.TRUE_LABEL)
-        ids = self._values_by_item(ex.PREDICTION_ID)
-        found: dict[str, Any] = {}
+    def _labels(self, items: np.ndarray, model_of: np.ndarray) -> list[Labels]:
+        truths = self._values_by_item(TRUE_LABEL)
+        ids = self._values_by_item(PREDICTION_ID)
+        found: dict[str, Labels] = {}
         for item in items.tolist():
-            prediction_id = ex._id_text(ids.get(item))
-            truth = label_value(truths[item])
-            if truth is None or prediction_id is None:
-                continue
-            model = model_of[item]
-            record = found.get(model)
-            if record is None:
-                record = found[model] = ex.Labels(model)
-            record.ids.append(prediction_id)
-            record.values.append(truth[:ex.MAX_STRING_LENGTH] if isinstance(truth, str) else truth)
+            add_label(found, model_of[item], id_text(ids.get(item)), truths[item])
         return list(found.values())
 
     def _values_by_item(self, name: str, arrays: bool = False) -> dict[int, Any]:
@@ -255,14 +242,13 @@ class _Reading:
 
     # -- one model version's predictions ---------------------------------------------------------
 
-    def _group(self, model: str, version: str, items: np.ndarray):
-        r = self.records
+    def _group(self, model: str, version: str, items: np.ndarray) -> Predictions:
         rows = items.size
         row_of = np.full(self.n, -1, dtype=np.intp)
         row_of[items] = np.arange(rows)
         self._whole = rows == self.n  # the usual batch: one model version, every item a prediction
-        predictions = ex.Predictions(model, version, rows=rows,
-                                     service_name=self.services[self.item_resource[items[0]]])
+        predictions = Predictions(model, version, rows=rows,
+                                  service_name=self.services[self.item_resource[items[0]]])
         predictions.durations = self._durations(items).tolist()
         self._ids(predictions, items, row_of)
         self._errors(predictions, items, row_of)
@@ -286,66 +272,54 @@ class _Reading:
             return np.where((end >= start) & (start > 0), seconds, math.nan)
         r = self.records
         durations = np.full(self.n, math.nan)
-        found = r.last_of(ex.DURATION)
+        found = r.last_of(PREDICTION_DURATION)
         numeric = found[(r.kind[found] == INT) | (r.kind[found] == DOUBLE)]
         durations[r.item[numeric]] = r.number[numeric]
         return durations[items]
 
-    def _ids(self, predictions, items: np.ndarray, row_of: np.ndarray) -> None:
+    def _ids(self, predictions: Predictions, items: np.ndarray, row_of: np.ndarray) -> None:
         r = self.records
-        found = self._of_group(r.last_of(ex.PREDICTION_ID), row_of)
+        found = self._of_group(r.last_of(PREDICTION_ID), row_of)
         if not found.size:
             return
         if bool((r.kind[found] == STRING).all()):
             texts = r.texts(found) if r.plain_strings else [t or None for t in r.texts(found)]
         else:
-            texts = [ex._id_text(r.value(i, False)) for i in found.tolist()]
+            texts = [id_text(r.value(i, False)) for i in found.tolist()]
         rows = self._rows(found, row_of).tolist()
         predictions.id_rows = [row for row, text in zip(rows, texts) if text is not None]
         predictions.ids = [text for text in texts if text is not None]
 
-    def _errors(self, predictions, items: np.ndarray, row_of: np.ndarray) -> None:
+    def _errors(self, predictions: Predictions, items: np.ndarray, row_of: np.ndarray) -> None:
         """Failed predictions: an `error.type` attribute, else (spans) status ERROR, typed by the span's
         exception event."""
         r = self.records
-        found = self._of_group(r.last_of(ex.ERROR_TYPE, scalars_only=True), row_of)
-        failed = items[self.status[items] == ex._STATUS_ERROR] if not self.logs else items[:0]
+        found = self._of_group(r.last_of(ERROR_TYPE, scalars_only=True), row_of)
+        failed = items[self.status[items] == _STATUS_ERROR] if not self.logs else items[:0]
         if not found.size:  # the usual case: failures known by their status alone
             exceptions = self.exceptions
             predictions.error_rows = row_of[failed].tolist()
-            predictions.error_types = ([exceptions.get(item, ex.OTHER_ERROR) for item in failed.tolist()]
-                                       if exceptions else [ex.OTHER_ERROR] * failed.size)
+            predictions.error_types = ([exceptions.get(item, OTHER_ERROR) for item in failed.tolist()]
+                                       if exceptions else [OTHER_ERROR] * failed.size)
             return
         error_of: dict[int, Any] = {item: r.value(i, False) for item, i in zip(r.item[found].tolist(), found.tolist())}
         for item in failed.tolist():
             if item not in error_of:
-                error_of[item] = self.exceptions.get(item, ex.OTHER_ERROR)
+                error_of[item] = self.exceptions.get(item, OTHER_ERROR)
         for item in sorted(error_of):
-            predictions.error_rows.append(int(row_of[item]))
-            predictions.error_types.append(str(error_of[item])[:ex.MAX_STRING_LENGTH] or ex.OTHER_ERROR)
+            predictions.add_error(int(row_of[item]), error_of[item])
 
-    def _probabilities(self, predictions, items: np.ndarray, row_of: np.ndarray) -> None:
+    def _probabilities(self, predictions: Predictions, items: np.ndarray, row_of: np.ndarray) -> None:
         r = self.records
-        found = r.last_of(ex.PROBABILITIES)
+        found = r.last_of(PREDICTION_PROBABILITIES)
         found = found[(row_of[r.item[found]] >= 0) & (r.kind[found] == ARRAY)]
         if not found.size:
             return
-        classes_of = self._values_by_item(ex.CLASSES, arrays=True)
+        classes_of = self._values_by_item(MODEL_CLASSES, arrays=True)
         for item, i in zip(r.item[found].tolist(), found.tolist()):
-            probabilities = r.object[i]
-            if not probabilities:
-                continue
-            numbers = [p for p in probabilities if isinstance(p, (int, float)) and not isinstance(p, bool)]
-            if len(numbers) != len(probabilities):
-                continue
-            classes = classes_of.get(item)
-            predictions.probability_rows.append(int(row_of[item]))
-            predictions.probabilities.append(numbers)
-            predictions.classes.append([category_of(c) if isinstance(c, (int, float)) and not isinstance(c, bool)
-                                        else str(c)[:ex.MAX_STRING_LENGTH] for c in classes]
-                                       if isinstance(classes, list) else None)
+            predictions.add_probabilities(int(row_of[item]), r.object[i], classes_of.get(item))
 
-    def _columns(self, predictions, row_of: np.ndarray) -> None:
+    def _columns(self, predictions: Predictions, row_of: np.ndarray) -> None:
         """Features and outputs, in the order a row-by-row reading meets them first, capped at
         `max_features` features (the values of features beyond it are counted as dropped)."""
         r = self.records
@@ -355,15 +329,15 @@ class _Reading:
             if found.size:
                 in_group.append((int(found[0]), name, found))
         in_group.sort()
-        extractor = self.extractor
+        reader = self.reader
         for _, name, found in in_group:
             found = r.last(found, name)
-            if name.startswith(ex.FEATURE_PREFIX):
-                if predictions.feature_count >= extractor.max_features:
-                    extractor.dropped_features += found.size
+            if name.startswith(FEATURE_PREFIX):
+                if predictions.feature_count >= reader.max_features:
+                    reader.dropped_features += found.size
                     continue
                 predictions.feature_count += 1
-            predictions._columns[name] = _Built(self._column(name, found, row_of, predictions.rows))
+            predictions.columns[name] = BuiltColumn(self._column(name, found, row_of, predictions.rows))
 
     def _column(self, name: str, found: np.ndarray, row_of: np.ndarray, rows: int) -> RawColumn:
         r = self.records
@@ -372,9 +346,9 @@ class _Reading:
         at = self._rows(found, row_of)
         kind = r.kind[found]
         numeric = (kind == INT) | (kind == DOUBLE)
-        if name == ex.LABEL:  # a class is a category, even when it is a number
+        if name == PREDICTION_LABEL:  # a class is a category, even when it is a number
             if numeric.any():
-                strings[at[numeric]] = [category_of(r.value(i, False))[:ex.MAX_STRING_LENGTH]
+                strings[at[numeric]] = [category_of(r.value(i, False))[:MAX_STRING_LENGTH]
                                         for i in found[numeric].tolist()]
         elif numeric.all():
             numbers[at] = r.number[found]
@@ -394,9 +368,9 @@ class _Reading:
 
     # -- GenAI calls ------------------------------------------------------------------------------
 
-    def _genai(self) -> list:
+    def _genai(self) -> list[GenAiCalls]:
         r = self.records
-        names = [name for name in self.other if name != ex.ERROR_TYPE]
+        names = [name for name in self.other if name != ERROR_TYPE]
         if not names:
             return []
         attributes: dict[int, dict[str, Any]] = {}
@@ -405,14 +379,11 @@ class _Reading:
         keys = {key_id: name for name in self.other for key_id in r._names[name]}
         for item, i in zip(r.item[found].tolist(), found.tolist()):
             attributes.setdefault(item, {})[keys[int(r.key[i])]] = r.value(i, False)
-        calls: dict[str, Any] = {}
+        calls: dict[str, GenAiCalls] = {}
         for item, other in attributes.items():
-            if len(other) > (ex.ERROR_TYPE in other):
+            if len(other) > (ERROR_TYPE in other):
                 service = self.services[self.item_resource[item]]
-                ex._genai_call(self._span(item), other, service, calls)
+                failed = ERROR_TYPE not in other and self.status[item] == _STATUS_ERROR
+                add_genai_call(calls, service, other, span_seconds(int(self.start[item]), int(self.end[item])),
+                               self.exceptions.get(item, OTHER_ERROR) if failed else None)
         return list(calls.values())
-
-    def _span(self, item: int) -> Any:
-        from opentelemetry.proto.trace.v1.trace_pb2 import Span
-        start = int(self.offset[item])
-        return Span.FromString(self.wire[start:start + int(self.length[item])])
