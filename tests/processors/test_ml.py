@@ -18,6 +18,8 @@ import contextlib
 import logging
 import math
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -743,3 +745,32 @@ def test_shutdown_stops_a_batch_in_front_of_ml_before_the_engine_and_the_engine_
     assert names.index("processors.ml") < names.index("processors.batch/metrics (metrics)")
     assert names.index("processors.batch/metrics (metrics)") < names.index("exporters.debug")
     assert names[0] == "receivers.otlp"
+
+
+def test_an_ml_processor_that_sees_no_prediction_loads_neither_its_engine_nor_numpy(tmp_path):
+    # The engine, and numpy with it, comes only with a batch that may hold predictions.
+    code = """
+import asyncio, sys
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from agent.component import ComponentId, Settings
+from agent.processors import ml
+from agent.signals import Batch, Signal
+from agent.telemetry import SelfTelemetry
+
+async def main():
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(name="GET /", trace_id=b"t" * 16, span_id=b"s" * 8)
+    span.attributes.add(key="http.method").value.string_value = "GET"
+    settings = Settings(ComponentId("ml"), SelfTelemetry(), state_dir=sys.argv[1])
+    engine = ml.FACTORY.create_shared(ml.FACTORY.config_model(), settings, {})
+    await engine.start()
+    engine.observe(Batch.from_wire(Signal.TRACES, request.SerializeToString()))
+    assert engine.status()["models"] == [] and engine.engine is None
+    await engine.shutdown()
+
+asyncio.run(main())
+print(sorted(m for m in ("numpy", "scipy", "agent.processors.ml.engine") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
