@@ -62,6 +62,8 @@ class ProtectionCounters:
 
 
 class ExportHandler:
+    """The receiver's request handling, shared by its front ends: slots, decoding, delivery, counts."""
+
     def __init__(self, config: OtlpReceiverConfig, settings: Settings,
                  consumers: Mapping[Signal, Consumer]) -> None:
         self.signals = list(consumers)
