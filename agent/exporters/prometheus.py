@@ -32,7 +32,6 @@ Exposition (text 0.0.4, or OpenMetrics when the scraper asks for it) is promethe
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from dataclasses import dataclass, field

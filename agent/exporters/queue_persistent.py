@@ -38,9 +38,10 @@ from pydantic import Field
 
 from agent.configmodel import Duration, StrictModel
 from agent.errors import InvalidDataError, RefusedError
-from agent.exporters import queue_storage
 from agent.exporters.log_summary import LogSummary
-from agent.exporters.queue_storage import CorruptRecordError, Cursor, Record, SegmentStore, Unsent
+from agent.exporters.queue_format import SEGMENT_HEADER, Cursor, Record, Unsent, record_size
+from agent.exporters.queue_recovery import Recovery
+from agent.exporters.queue_storage import CorruptRecordError, SegmentStore
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 
@@ -164,7 +165,7 @@ class PersistentQueue:
         self._report(recovery)
         self._ticker = asyncio.create_task(self._tick(), name=f"{self._attrs['exporter']}-queue")
 
-    def _report(self, recovery: queue_storage.Recovery) -> None:
+    def _report(self, recovery: Recovery) -> None:
         where = f"persistent queue {self.directory}"
         if recovery.cursor_problem:
             self._log.warning("%s: %s: every request in it is sent again", where, recovery.cursor_problem)
@@ -239,7 +240,7 @@ class PersistentQueue:
         if self._closed:
             raise RefusedError("the persistent queue is closed")
         wire = batch.wire()
-        size = queue_storage.record_size(len(wire))
+        size = record_size(len(wire))
         if size > self.capacity_bytes:
             raise InvalidDataError(f"a request of {size} bytes can never fit in the persistent queue "
                                    f"({self.capacity_bytes} bytes)")
@@ -322,7 +323,7 @@ class PersistentQueue:
                 except Exception as exc:  # noqa: BLE001 - a failed write must answer every waiter
                     results = [exc] * len(writes)
                 for write, result in zip(writes, results):
-                    reserved = queue_storage.record_size(len(write.wire))
+                    reserved = record_size(len(write.wire))
                     if isinstance(result, Record):
                         self._stored(result)
                         if not write.future.done():
@@ -369,7 +370,7 @@ class PersistentQueue:
             self._maybe_delete(sealed)
         segment = self._segments.setdefault(record.seq, _Segment())
         if not segment.size:
-            segment.size = queue_storage.SEGMENT_HEADER.size  # written with its first record
+            segment.size = SEGMENT_HEADER.size  # written with its first record
             self.used_bytes += segment.size
         segment.size += record.size
         segment.add_unread(record)

@@ -1,28 +1,6 @@
-"""The on-disk format of the persistent sending queue: segment files of checksummed records.
+"""The persistent sending queue's files: append, read back, recover at start, delete what is done.
 
-    <dir>/lock                        flock'd while one Vigil owns the queue
-    <dir>/cursor                      where sending resumes after a restart, and what was left to send
-    <dir>/00000000000000000042.seg    a segment: records, appended; a new one at each start and when full
-    <dir>/corrupted/                  segments with damaged records, moved aside at start
-
-    segment: header | record | record | ...
-    header:  b"VQSG" | u16 format version (2) | u16 0 | u32 crc32 of the 8 bytes before it
-    record:  b"VQR1" | u32 payload length | u32 crc32(length, payload) | payload
-    payload: u8 signal | u32 items | the OTLP export request's bytes
-
-    cursor:  b"VQC2" | u32 body length | body | u32 crc32 of everything before it
-    body:    u64 seq, u64 offset        the read position: every record from here on was never sent
-             u32 n, n x in flight       handed to a sender, not yet done: u64 seq, u64 offset,
-                                        u32 size, u8 signal, u32 items
-             u32 m, m x unsent          per segment from the read position on: u64 seq, u64 start,
-                                        u64 end, u32 records, u32 items of each signal (3)
-
-A segment's header is written with its first record. The reader dispatches on
-the format version: 1 is the headerless format of earlier Vigils (records from
-byte 0), 2 is the header above and the same records. A segment whose header
-checks out but names a version this reader does not know is left in place,
-unread, and reported, never taken for damage. A cursor of format 1 (b"VQC1",
-the read position alone) is read too.
+The layout of the files and the record format are in `queue_format`.
 
 Records are only ever appended, and a segment is deleted whole once every
 record in it is done and a cursor that no longer needs it is written. Every
@@ -51,35 +29,17 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import struct
 import time
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.exporters.queue_format import (OVERHEAD, SEGMENT_HEADER, SEGMENT_READERS, SEGMENT_VERSION, SUFFIX,
+                                          Cursor, Record, Unsent, claimed_items, decode_cursor, encode,
+                                          encode_cursor, incomplete_record, parse_record, read_segment_header,
+                                          segment_header)
+from agent.exporters.queue_recovery import DamagedSegment, Loss, Recovery, TornWrite, segment_loss, with_in_flight
 from agent.signals import Signal
 from agent.statefile import temporary_path, write_atomic
 
-SEGMENT_MAGIC = b"VQSG"
-SEGMENT_VERSION = 2
-SEGMENT_HEADER = struct.Struct("<4sHHI")  # magic, version, 0, crc32 of the first 8 bytes
-MAGIC = b"VQR1"
-HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
-PREFIX = struct.Struct("<BI")  # signal code, items
-OVERHEAD = HEADER.size + PREFIX.size
-CURSOR_MAGIC = b"VQC2"
-CURSOR_V1 = struct.Struct("<4sQQI")  # b"VQC1", segment, offset, crc32 of what comes before it
-_CURSOR_HEAD = struct.Struct("<4sI")
-_POSITION = struct.Struct("<QQ")
-_COUNT = struct.Struct("<I")
-_IN_FLIGHT = struct.Struct("<QQIBI")
-_UNSENT = struct.Struct("<QQQIIII")
-SUFFIX = ".seg"
-
-_CODES = {Signal.TRACES: 1, Signal.METRICS: 2, Signal.LOGS: 3}
-_SIGNALS = {code: signal for signal, code in _CODES.items()}
-# Anything longer cannot be a record we wrote (a request is capped far below this by the receivers).
-_MAX_PAYLOAD = 1 << 30
 # Queue directories this process holds, to tell "in use by this agent" from "by another process".
 _HELD: set[Path] = set()
 
@@ -90,221 +50,6 @@ class QueueLockedError(OSError):
 
 class CorruptRecordError(Exception):
     """A record read back does not match its checksum (damage after start-up)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """Where one queued request lives, and what it holds."""
-
-    seq: int
-    offset: int
-    size: int  # on disk: header and payload
-    signal: Signal
-    items: int
-
-    @property
-    def position(self) -> tuple[int, int]:
-        return (self.seq, self.offset)
-
-
-@dataclass(frozen=True, slots=True)
-class Unsent:
-    """What a segment held from `start` to `end` that was never handed out, when the cursor was written."""
-
-    seq: int
-    start: int
-    end: int
-    records: int
-    items: dict[Signal, int]
-
-
-@dataclass
-class Cursor:
-    read: tuple[int, int]
-    in_flight: list[Record] = field(default_factory=list)
-    unsent: list[Unsent] = field(default_factory=list)
-    version: int = 2
-
-
-@dataclass
-class Loss:
-    """Requests the queue had stored that recovery could not give back."""
-
-    segment: str
-    why: str
-    records: int
-    items: dict[Signal, int]
-    exact: bool = True  # False: counted from the damaged records' own headers
-
-
-@dataclass
-class DamagedSegment:
-    name: str
-    damaged_bytes: int
-    records_kept: int
-    moved_to: str | None  # None: could not be moved (its good records are read where they are)
-    problem: str = ""
-
-
-@dataclass
-class TornWrite:
-    segment: str
-    bytes: int
-    items: dict[Signal, int]  # what the cut-off record's header says it held, where it got that far
-
-
-@dataclass
-class Recovery:
-    """What `open` found: the records still to send, in order, and what was wrong."""
-
-    records: list[Record] = field(default_factory=list)
-    segment_sizes: dict[int, int] = field(default_factory=dict)
-    torn: list[TornWrite] = field(default_factory=list)
-    damaged: list[DamagedSegment] = field(default_factory=list)
-    losses: list[Loss] = field(default_factory=list)
-    # Segments of a format this reader does not know: (name, version), left in place.
-    unknown_format: list[tuple[str, int]] = field(default_factory=list)
-    cursor_problem: str = ""  # why the cursor was not used, when it was not
-
-    @property
-    def torn_bytes(self) -> int:
-        return sum(t.bytes for t in self.torn)
-
-
-def encode(signal: Signal, items: int, wire: bytes) -> bytes:
-    payload = PREFIX.pack(_CODES[signal], items) + wire
-    length = struct.pack("<I", len(payload))
-    return MAGIC + length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
-
-
-def record_size(wire_length: int) -> int:
-    return OVERHEAD + wire_length
-
-
-def segment_header(version: int = SEGMENT_VERSION) -> bytes:
-    head = struct.pack("<4sHH", SEGMENT_MAGIC, version, 0)
-    return head + struct.pack("<I", zlib.crc32(head))
-
-
-def _parse(data: bytes | memoryview, pos: int) -> tuple[Signal, int, int, int] | None:
-    """(signal, items, payload start, record size) of a good record at `pos`, else None."""
-    end = len(data)
-    if end - pos < HEADER.size:
-        return None
-    magic, length, crc = HEADER.unpack_from(data, pos)
-    if magic != MAGIC or length < PREFIX.size or length > _MAX_PAYLOAD or pos + HEADER.size + length > end:
-        return None
-    start = pos + HEADER.size
-    payload = data[start:start + length]
-    if zlib.crc32(payload, zlib.crc32(data[pos + 4:pos + 8])) != crc:
-        return None
-    code, items = PREFIX.unpack_from(payload, 0)
-    signal = _SIGNALS.get(code)
-    if signal is None:
-        return None
-    return signal, items, start + PREFIX.size, HEADER.size + length
-
-
-def _incomplete(data: bytes, pos: int) -> bool:
-    """Whether data[pos:] is the start of a record cut short by the end of the file (a torn append)."""
-    rest = len(data) - pos
-    if rest < HEADER.size:
-        return MAGIC.startswith(bytes(data[pos:pos + 4]))
-    magic, length, _ = HEADER.unpack_from(data, pos)
-    return magic == MAGIC and length <= _MAX_PAYLOAD and pos + HEADER.size + length > len(data)
-
-
-def _claimed_items(data: bytes, start: int, end: int) -> dict[Signal, int]:
-    """What the record headers in a damaged range say they held (unchecked: the best count there is)."""
-    items: dict[Signal, int] = {}
-    pos = data.find(MAGIC, start, end)
-    while pos != -1:
-        if pos + OVERHEAD <= len(data):
-            code, count = PREFIX.unpack_from(data, pos + HEADER.size)
-            if code in _SIGNALS:
-                items[_SIGNALS[code]] = items.get(_SIGNALS[code], 0) + count
-        pos = data.find(MAGIC, pos + 4, end)
-    return items
-
-
-def _read_segment_header(data: bytes) -> tuple[int | None, int]:
-    """(format version, where records start) of a segment's bytes; version None: the header is damaged."""
-    if len(data) < SEGMENT_HEADER.size or data[:4] != SEGMENT_MAGIC:
-        if not data or data[:4] == MAGIC or (len(data) < 4 and MAGIC.startswith(data)):
-            return 1, 0  # headerless: format 1, or a new segment whose first write never happened
-        if len(data) < SEGMENT_HEADER.size and SEGMENT_MAGIC.startswith(data[:4]):
-            return SEGMENT_VERSION, len(data)  # a header cut short: nothing after it was acknowledged
-        return None, 0
-    magic, version, _, crc = SEGMENT_HEADER.unpack_from(data, 0)
-    if zlib.crc32(data[:8]) != crc:
-        return None, 0
-    return version, SEGMENT_HEADER.size
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-# --- the cursor ----------------------------------------------------------------------------------------
-
-
-def encode_cursor(cursor: Cursor) -> bytes:
-    body = [_POSITION.pack(*cursor.read), _COUNT.pack(len(cursor.in_flight))]
-    body += [_IN_FLIGHT.pack(r.seq, r.offset, r.size, _CODES[r.signal], r.items) for r in cursor.in_flight]
-    body.append(_COUNT.pack(len(cursor.unsent)))
-    body += [_UNSENT.pack(u.seq, u.start, u.end, u.records, *(u.items.get(s, 0) for s in _CODES))
-             for u in cursor.unsent]
-    data = b"".join(body)
-    data = _CURSOR_HEAD.pack(CURSOR_MAGIC, len(data)) + data
-    return data + struct.pack("<I", zlib.crc32(data))
-
-
-def decode_cursor(data: bytes) -> Cursor | None:
-    """The cursor in `data`, of any format this reader knows; None when it is torn or damaged."""
-    reader = _CURSOR_READERS.get(data[:4])
-    if reader is None:
-        return None
-    try:
-        return reader(data)
-    except (struct.error, KeyError, ValueError):
-        return None
-
-
-def _cursor_v1(data: bytes) -> Cursor | None:
-    if len(data) != CURSOR_V1.size or zlib.crc32(data[:-4]) != CURSOR_V1.unpack(data)[3]:
-        return None
-    _, seq, offset, _ = CURSOR_V1.unpack(data)
-    return Cursor((seq, offset), version=1)
-
-
-def _cursor_v2(data: bytes) -> Cursor | None:
-    _, length = _CURSOR_HEAD.unpack_from(data, 0)
-    end = _CURSOR_HEAD.size + length
-    if len(data) != end + 4 or zlib.crc32(data[:end]) != struct.unpack_from("<I", data, end)[0]:
-        return None
-    pos = _CURSOR_HEAD.size
-    read = _POSITION.unpack_from(data, pos)
-    pos += _POSITION.size
-    (n,) = _COUNT.unpack_from(data, pos)
-    pos += _COUNT.size
-    in_flight = []
-    for _ in range(n):
-        seq, offset, size, code, items = _IN_FLIGHT.unpack_from(data, pos)
-        in_flight.append(Record(seq, offset, size, _SIGNALS[code], items))
-        pos += _IN_FLIGHT.size
-    (m,) = _COUNT.unpack_from(data, pos)
-    pos += _COUNT.size
-    unsent = []
-    for _ in range(m):
-        seq, start, stop, records, *counts = _UNSENT.unpack_from(data, pos)
-        unsent.append(Unsent(seq, start, stop, records, dict(zip(_CODES, counts))))
-        pos += _UNSENT.size
-    return Cursor(read, in_flight, unsent)
-
-
-_CURSOR_READERS = {b"VQC1": _cursor_v1, CURSOR_MAGIC: _cursor_v2}
 
 
 class SegmentStore:
@@ -375,15 +120,15 @@ class SegmentStore:
         for seq in seqs:
             path = self._path(seq)
             with open(path, "rb") as f:
-                version, _ = _read_segment_header(f.read(SEGMENT_HEADER.size))
-            if version is not None and version not in _SEGMENT_READERS:
+                version, _ = read_segment_header(f.read(SEGMENT_HEADER.size))
+            if version is not None and version not in SEGMENT_READERS:
                 recovery.unknown_format.append((path.name, version))  # whatever the cursor says of it
                 continue
             if cursor is not None and seq < cursor.read[0] and seq not in in_flight:
                 path.unlink(missing_ok=True)  # every record in it was done before the cursor was written
                 continue
             data = path.read_bytes()
-            version, records_start = _read_segment_header(data)
+            version, records_start = read_segment_header(data)
             if cursor is None or seq > cursor.read[0]:
                 start = records_start
             elif seq == cursor.read[0]:
@@ -391,19 +136,19 @@ class SegmentStore:
             else:
                 start = len(data)  # only its records in flight are left to send
             # A damaged header (version None): read it as the newest format, records from the first byte.
-            good, damage = _SEGMENT_READERS[version or SEGMENT_VERSION](data, start)
-            good, lost_in_flight = _with_in_flight(data, good, in_flight.get(seq, []))
+            good, damage = SEGMENT_READERS[version or SEGMENT_VERSION](data, start)
+            good, lost_in_flight = with_in_flight(data, good, in_flight.get(seq, []))
             expected = unsent.pop(seq, None)
             known_end = expected.end if expected is not None else start
             if (damage and damage[-1][1] == len(data) and seq == seqs[-1] and damage[-1][0] >= known_end
-                    and _incomplete(data, damage[-1][0])):
+                    and incomplete_record(data, damage[-1][0])):
                 # A torn append at the very end of the newest segment, after all the cursor knew of.
                 cut = damage.pop()[0]
-                recovery.torn.append(TornWrite(path.name, len(data) - cut, _claimed_items(data, cut, len(data))))
+                recovery.torn.append(TornWrite(path.name, len(data) - cut, claimed_items(data, cut, len(data))))
                 with open(path, "r+b") as f:
                     f.truncate(cut)
                 data = data[:cut]
-            loss = _loss(path.name, data, good, damage, expected, lost_in_flight)
+            loss = segment_loss(path.name, data, good, damage, expected, lost_in_flight)
             if loss is not None:
                 recovery.losses.append(loss)
             if damage:
@@ -571,7 +316,7 @@ class SegmentStore:
                 os.close(self._read_fds.pop(next(iter(self._read_fds))))
             fd = self._read_fds[record.seq] = os.open(self._path(record.seq), os.O_RDONLY)
         data = os.pread(fd, record.size, record.offset)
-        parsed = _parse(data, 0)
+        parsed = parse_record(data, 0)
         if parsed is None or parsed[3] != record.size:
             raise CorruptRecordError(f"record at {self._path(record.seq).name}:{record.offset} "
                                      f"no longer matches its checksum")
@@ -618,86 +363,10 @@ class SegmentStore:
             os.close(fd)
 
 
-def _scan(data: bytes, start: int) -> tuple[list[tuple[Signal, int, int, int]], list[tuple[int, int]]]:
-    """The good records from `start` on, as (signal, items, wire start, size), and the damaged ranges.
-
-    After a bad record, scanning resumes at the next offset where a whole record checks out, so
-    one damaged record costs only itself.
-    """
-    good: list[tuple[Signal, int, int, int]] = []
-    damage: list[tuple[int, int]] = []
+def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
-    pos = start
-    while pos < len(data):
-        parsed = _parse(view, pos)
-        if parsed is not None:
-            good.append(parsed)
-            pos += parsed[3]
-            continue
-        resume = data.find(MAGIC, pos + 1)
-        while resume != -1 and _parse(view, resume) is None:
-            resume = data.find(MAGIC, resume + 1)
-        end = len(data) if resume == -1 else resume
-        damage.append((pos, end))
-        pos = end
-    return good, damage
-
-
-# Per segment format version: how to read its records from a position on. Versions 1 and 2 hold the
-# same records; 2 has a header in front of them.
-_SEGMENT_READERS = {1: _scan, 2: _scan}
-
-
-def _with_in_flight(data: bytes, good: list[tuple[Signal, int, int, int]], in_flight: list[Record]):
-    """`good` plus the records the cursor lists in flight that still check out; and those that do not."""
-    found = {pos - OVERHEAD for _, _, pos, _ in good}
-    lost = []
-    extra = []
-    for record in in_flight:
-        if record.offset in found:
-            continue
-        parsed = _parse(memoryview(data)[:record.offset + record.size], record.offset)
-        if parsed is None or parsed[3] != record.size:
-            lost.append(record)
-        else:
-            extra.append(parsed)
-    return sorted(extra + good, key=lambda g: g[2]), lost
-
-
-def _loss(name: str, data: bytes, good: list[tuple[Signal, int, int, int]], damage: list[tuple[int, int]],
-          expected: Unsent | None, lost_in_flight: list[Record]) -> Loss | None:
-    """What this segment should have given back and did not: counted against the cursor where it
-    knew the segment, else from the damaged records' headers."""
-    items: dict[Signal, int] = {}
-    records = 0
-    exact = True
-    for record in lost_in_flight:
-        items[record.signal] = items.get(record.signal, 0) + record.items
-        records += 1
-    damage_after = damage
-    if expected is not None:
-        found = [(signal, count) for signal, count, pos, size in good
-                 if expected.start <= pos - OVERHEAD and pos - OVERHEAD + size <= expected.end]
-        records += max(0, expected.records - len(found))
-        for signal in Signal:
-            missing = expected.items.get(signal, 0) - sum(c for s, c in found if s is signal)
-            if missing > 0:
-                items[signal] = items.get(signal, 0) + missing
-        damage_after = [(max(a, expected.end), b) for a, b in damage if b > expected.end]
-    for a, b in damage_after:  # past what the cursor knew: the headers are all there is
-        for signal, count in _claimed_items(data, a, b).items():
-            items[signal] = items.get(signal, 0) + count
-            exact = False
-        records += data.count(MAGIC, a, b)
-    if not records and not any(items.values()):
-        return None
-    if expected is not None and len(data) < expected.end:
-        why = f"the file was cut short: it ends at byte {len(data)} of the {expected.end} written to it"
-    elif damage:
-        why = "damaged records"
-    else:
-        why = "the file holds fewer records than were written to it"
-    return Loss(name, why, records, items, exact)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _first_error(results: list) -> str:

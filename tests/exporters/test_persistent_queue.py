@@ -25,7 +25,7 @@ import pytest
 from agent.component import ComponentId, Kind, Settings
 from agent.config import ConfigError, from_dict
 from agent.errors import InvalidDataError, RefusedError
-from agent.exporters import queue_storage
+from agent.exporters import queue_format, queue_storage
 from agent.exporters.helper import QueueConfig, QueuedExporter, RetryConfig
 from agent.exporters.otlp import OtlpExporterConfig, OtlpGrpcSender
 from agent.exporters.queue_persistent import PersistentQueue, StorageConfig
@@ -127,7 +127,7 @@ async def test_a_torn_tail_is_cut_off_and_reported(tmp_path, caplog):
     newest = segments(tmp_path)[-1]
     whole = newest.stat().st_size
     # Half of a record, as a process killed during a write leaves it.
-    partial = queue_storage.encode(Signal.TRACES, 2, traces(2, start=6).SerializeToString())
+    partial = queue_format.encode(Signal.TRACES, 2, traces(2, start=6).SerializeToString())
     with open(newest, "ab") as f:
         f.write(partial[: len(partial) // 2])
 
@@ -152,7 +152,7 @@ async def test_a_damaged_segment_is_moved_aside_and_its_good_records_kept(tmp_pa
     await queue.close()
     seg = segments(tmp_path)[0]
     data = bytearray(seg.read_bytes())
-    header = queue_storage.SEGMENT_HEADER.size
+    header = queue_format.SEGMENT_HEADER.size
     size = (len(data) - header) // 5  # every record is the same size here
     third = header + 2 * size  # damage the third record only
     if damage == "flip a byte":
@@ -405,7 +405,7 @@ async def test_a_cursor_pointing_past_every_segment_is_ignored_and_everything_se
     """Issue 15, defect 9: such a cursor deleted the whole queue without a word."""
     caplog.set_level(logging.INFO, logger="vigil")
     await stored(tmp_path, 20, per_record=10)
-    (tmp_path / "cursor").write_bytes(queue_storage.encode_cursor(queue_storage.Cursor((1000, 0))))
+    (tmp_path / "cursor").write_bytes(queue_format.encode_cursor(queue_format.Cursor((1000, 0))))
     queue, telemetry = await reopened(tmp_path)
     assert sorted(await drain(queue)) == sorted(names(200))
     await queue.close()
@@ -418,13 +418,13 @@ async def test_a_segment_cut_short_counts_the_items_it_lost(tmp_path, caplog):
     await stored(tmp_path, 10, per_record=10, segment_size_mib=1)
     seg = segments(tmp_path)[0]
     whole = seg.stat().st_size
-    record = (whole - queue_storage.SEGMENT_HEADER.size) // 10
+    record = (whole - queue_format.SEGMENT_HEADER.size) // 10
     with open(seg, "r+b") as f:
         f.truncate(whole // 2)  # in the middle of the sixth record (of ten)
     queue, telemetry = await reopened(tmp_path, segment_size_mib=1)
     kept = await drain(queue)
     await queue.close()
-    assert kept == names(10 * ((whole // 2 - queue_storage.SEGMENT_HEADER.size) // record))
+    assert kept == names(10 * ((whole // 2 - queue_format.SEGMENT_HEADER.size) // record))
     assert telemetry.total("vigil_exporter_queue_lost_spans") == 100 - len(kept)
     assert any(f"({100 - len(kept)} spans)" in line and seg.name in line for line in error_lines(caplog))
     assert not any("torn" in line for line in error_lines(caplog))
@@ -454,7 +454,7 @@ async def test_a_missing_segment_counts_the_items_it_held(tmp_path, caplog):
 
 async def test_segments_and_cursor_of_the_earlier_format_are_read_after_an_upgrade(tmp_path):
     """Format 1: no segment header, a cursor holding the read position only."""
-    records = [queue_storage.encode(Signal.TRACES, 2, traces(2, start=2 * i).SerializeToString()) for i in range(6)]
+    records = [queue_format.encode(Signal.TRACES, 2, traces(2, start=2 * i).SerializeToString()) for i in range(6)]
     (tmp_path / f"{7:020d}.seg").write_bytes(b"".join(records))
     body = struct.pack("<4sQQ", b"VQC1", 7, len(records[0]) * 2)  # the first two were sent
     (tmp_path / "cursor").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
@@ -463,20 +463,20 @@ async def test_segments_and_cursor_of_the_earlier_format_are_read_after_an_upgra
     await queue.close()
     assert telemetry.total("vigil_exporter_queue_lost_spans") == 0
     # What it writes from now on is the current format.
-    assert all(p.read_bytes()[:4] == queue_storage.SEGMENT_MAGIC for p in segments(tmp_path) if p.stat().st_size)
+    assert all(p.read_bytes()[:4] == queue_format.SEGMENT_MAGIC for p in segments(tmp_path) if p.stat().st_size)
 
 
 async def test_a_segment_in_an_unknown_format_version_is_left_in_place_and_reported(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="vigil")
     future = tmp_path / f"{3:020d}.seg"
-    future.write_bytes(queue_storage.segment_header(version=9) + b"whatever version 9 holds")
+    future.write_bytes(queue_format.segment_header(version=9) + b"whatever version 9 holds")
     for _ in range(2):  # not taken for damage, not deleted, at every start
         queue, telemetry = await reopened(tmp_path)
         assert queue.size() == 0
         await queue.put(spans(1, 0))
         assert await drain(queue) == ["span-0"]
         await queue.close()
-        assert future.read_bytes().startswith(queue_storage.segment_header(version=9))
+        assert future.read_bytes().startswith(queue_format.segment_header(version=9))
         assert telemetry.total("vigil_exporter_queue_corrupted_segments") == 0
     assert not (tmp_path / "corrupted").exists()
     assert any("is in format version 9, which this Vigil cannot read: left in place" in line
@@ -493,7 +493,7 @@ async def test_a_damaged_segment_header_still_gives_back_every_record(tmp_path):
     queue, telemetry = await reopened(tmp_path, segment_size_mib=1)
     assert await drain(queue) == names(8)
     await queue.close()
-    assert telemetry.total("vigil_exporter_queue_corrupted_bytes") == queue_storage.SEGMENT_HEADER.size
+    assert telemetry.total("vigil_exporter_queue_corrupted_bytes") == queue_format.SEGMENT_HEADER.size
     assert telemetry.total("vigil_exporter_queue_lost_spans") == 0
 
 

@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, strategies as st
 
 from agent import config as config_module
-from agent.exporters import queue_storage
+from agent.exporters import queue_format
 from agent.exporters.queue_storage import SegmentStore
 from agent.ml import labels as labels_module, profile as profile_module
 from agent.signals import Signal
@@ -191,7 +191,7 @@ def test_a_damaged_queue_opens_and_keeps_what_was_not_touched(data):
         store.close()
     assert set(got) <= set(wires)  # nothing made up
     for record, wire in zip(records, wires):
-        name = f"{record.seq:020d}{queue_storage.SUFFIX}"
+        name = f"{record.seq:020d}{queue_format.SUFFIX}"
         spans = touched.get(name, [])
         if not any(a < record.offset + record.size and record.offset < b for a, b in spans):
             assert wire in got  # untouched records survive, wherever the damage was
