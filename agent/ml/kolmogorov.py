@@ -2,16 +2,16 @@
 
 `stats.ks` promises `scipy.stats.ks_2samp`'s p-value: `kstwo.sf(d, n)` (the two-sided one-sample
 Kolmogorov distribution at the effective sample size) past the exact limit, and the exact two-sample
-distribution below it. Asking scipy.stats for them costs about 0.35 ms a call in its distribution
-machinery, and importing scipy.stats costs about 45 MiB of resident memory in a long-running agent.
+distribution below it. Asking scipy.stats for them costs more in its distribution machinery than
+the arithmetic, and importing scipy.stats holds a large share of a long-running agent's memory.
 So each branch scipy takes is taken here too, in the same order with the same arithmetic, on top of
 `scipy.special` (which the agent needs anyway): tests/ml/test_kolmogorov.py holds every branch to
 scipy within 1e-12. Two rare branches still ask scipy.stats: the Pomeranz recursion (n <= 140 and
 0.754693 < n·x² <= 4) and the exact distribution of unequal sample sizes (a compiled recursion).
 
 - `kolmogorov_sf(x, n)`: `scipy.stats.kstwo.sf(x, n)`, scipy's `_kolmogn(n, x, cdf=False)`;
-- `smirnov_sf(n, x)`: `scipy.special.smirnov(n, x)` as one vectorised sum (scipy's costs 4-6 ms at
-  n = 5,000);
+- `smirnov_sf(n, x)`: `scipy.special.smirnov(n, x)` as one vectorised sum (scipy's is a loop in
+  double-double arithmetic);
 - `equal_sizes_sf(n, h)`: P(D_{n,n} >= h/n), ks_2samp's exact p-value when both samples have n values.
 """
 
@@ -21,8 +21,8 @@ import math
 
 import numpy as np
 
-# scipy.special is imported where it is used: importing it costs about half a second, which every
-# `vigil` command would otherwise pay at start-up.
+# scipy.special is imported where it is used: every `vigil` command would otherwise pay for importing
+# it at start-up.
 
 _SQRT2PI = math.sqrt(2 * math.pi)
 _SQRT3 = math.sqrt(3)
@@ -187,9 +187,9 @@ def pelz_good_cdf(n: int, x: float) -> float:
 
 # --- the Smirnov sum ---------------------------------------------------------------------------
 # scipy's `kstwo.sf(x, n)` for n > 140 and 2.2 <= n·x² < 370 (a drifted column of a large window)
-# is 2·`scipy.special.smirnov(n, x)`, an exact sum of about n terms in double-double arithmetic:
-# 4 to 6 ms a call at n = 5,000. The same sum is taken here in one vectorised pass (about 0.1 ms),
-# in a form that keeps each term's relative error near 1e-13.
+# is 2·`scipy.special.smirnov(n, x)`, an exact sum of about n terms in double-double arithmetic,
+# a loop per call. The same sum is taken here in one vectorised pass, in a form that keeps each
+# term's relative error near 1e-13.
 
 _SMIRNOV_MAX_N = 1_000_000  # beyond it scipy's smirnov approximates, and so is asked itself
 

@@ -4,12 +4,11 @@ Numeric columns are compared as samples (the reference's reservoir against
 the window's values) or as counts in the reference's quantile bins;
 categorical columns as counts per category. The numbers are the ones a user
 would get from scipy on the same data. They are computed here the way scipy
-computes them and tested against it (tests/ml/test_stats.py): calling scipy
-costs more in its argument handling than the arithmetic (a window's dozen
-columns paid several milliseconds), and scipy.stats alone holds about 45 MiB
-of a running agent's memory. Only the special functions come from
-scipy.special; scipy.stats is asked for the two rare KS branches that
-`agent.ml.kolmogorov` does not repeat.
+computes them and tested against it (tests/ml/test_stats.py): scipy's argument
+handling costs more than the arithmetic of a window's columns, and scipy.stats
+holds a large share of a running agent's memory. Only the special functions
+come from scipy.special; scipy.stats is asked for the two rare KS branches
+that `agent.ml.kolmogorov` does not repeat.
 
 - `two_sample`: KS and Wasserstein-1 of a numeric column from one merge of the
   two sorted samples (the reservoir is kept sorted; the window is sorted once).
@@ -42,8 +41,8 @@ import numpy as np
 
 from agent.ml import kolmogorov, statistics
 
-# scipy is imported where it is used: importing it costs about half a second, which every
-# `vigil` command would otherwise pay at start-up.
+# scipy is imported where it is used: every `vigil` command would otherwise pay for importing it at
+# start-up.
 
 PSI_EMPTY_BIN_SHARE = 1e-4
 MIN_STD = 1e-3
@@ -55,7 +54,8 @@ class TestResult(NamedTuple):
 
 
 # Above this many reference × window pairs, the KS p-value comes from the asymptotic distribution:
-# the exact one costs about 12 ms a column at 10,000 × 5,000 and differs in the 4th decimal.
+# at these sizes the exact one costs more than the rest of a column's tests and differs only in the 4th
+# decimal.
 KS_EXACT_MAX_PAIRS = 1_000_000
 
 
@@ -126,7 +126,7 @@ def _ks_test(u: np.ndarray, v: np.ndarray, values: np.ndarray, differences: np.n
     d = below if below > above else above
     if ks_method(u.size, v.size) == "exact":
         if u.size != v.size:
-            return _scipy_ks(u, v)  # scipy's compiled recursion; in Python it would cost milliseconds
+            return _scipy_ks(u, v)  # scipy's compiled recursion, far slower in Python
         # The exact distribution is on whole steps of 1/n: ks_2samp rounds d to one, as here.
         h = int(np.round(d * u.size))
         d = h / u.size
