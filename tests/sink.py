@@ -31,7 +31,7 @@ class InMemorySink:
         if self.fail_next:
             raise self.fail_next.pop(0)
         if self.error is not None:
-            raise self.error
+            raise self.error.with_traceback(None)  # the same error each time, not a traceback growing
         if self.delay:
             await asyncio.sleep(self.delay)
         self.items += batch.items

@@ -26,22 +26,15 @@ from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 from tests.http2 import StallingClient
 from tests.otlp_data import send_grpc, traces
+from tests.sink import InMemorySink
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 PATHS = {Signal.TRACES: "/v1/traces", Signal.METRICS: "/v1/metrics", Signal.LOGS: "/v1/logs"}
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-
-    async def consume(self, batch: Batch) -> None:
-        self.batches.append(batch)
-
-
 async def start(http: dict | None = None, limits: dict | None = None, consumer=None, grpc: dict | None = None):
     telemetry = SelfTelemetry()
-    recorder = consumer or Recorder()
+    recorder = consumer or InMemorySink()
     config = OtlpReceiverConfig.model_validate({
         "protocols": {"grpc": {"endpoint": "127.0.0.1:0", **(grpc or {})},
                       "http": {"endpoint": "127.0.0.1:0", **(http or {})}},

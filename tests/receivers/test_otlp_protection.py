@@ -26,25 +26,15 @@ from agent.receivers.otlp import OtlpReceiver, OtlpReceiverConfig
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 from tests.otlp_data import traces
+from tests.sink import InMemorySink
 
 TOKEN = "s3cr3t-t0ken-value"
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 
-class Recorder:
-    def __init__(self, hold: float = 0.0) -> None:
-        self.batches: list[Batch] = []
-        self.hold = hold
-
-    async def consume(self, batch: Batch) -> None:
-        if self.hold:
-            await asyncio.sleep(self.hold)
-        self.batches.append(batch)
-
-
-async def start(config: dict, consumer=None) -> tuple[OtlpReceiver, Recorder, SelfTelemetry]:
+async def start(config: dict, consumer=None) -> tuple[OtlpReceiver, InMemorySink, SelfTelemetry]:
     telemetry = SelfTelemetry()
-    recorder = consumer or Recorder()
+    recorder = consumer or InMemorySink()
     receiver = OtlpReceiver(OtlpReceiverConfig.model_validate(config), Settings(ComponentId("otlp"), telemetry),
                             {Signal.TRACES: recorder})
     await receiver.start()
@@ -217,7 +207,7 @@ async def test_vigil_exports_to_a_vigil_gateway_over_mtls_with_a_token(certs, tm
 
 async def test_requests_over_max_concurrent_requests_are_refused_retryably():
     receiver, recorder, telemetry = await start({**protocols(), "limits": {"max_concurrent_requests": 2}},
-                                                Recorder(hold=0.5))
+                                                InMemorySink(delay=0.5))
     body = traces(1).SerializeToString()
     endpoint = f"127.0.0.1:{receiver.grpc_port}"
     url = f"http://127.0.0.1:{receiver.http_port}/v1/traces"

@@ -22,6 +22,7 @@ from agent.receivers.predictionlog.tailer import Tailer
 from agent.signals import Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import async_wait_for, read_json_lines, running_vigil
+from tests.sink import InMemorySink
 
 LOG = logging.getLogger("test.predictionlog")
 
@@ -306,20 +307,8 @@ def test_a_file_rewritten_in_place_to_a_longer_one_is_read_again(tmp_path):
 # --- the receiver: refusals, restarts, threads --------------------------------------------
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.batches = []
-        self.refuse = False
-        self.threads = set()
-
-    async def consume(self, batch) -> None:
-        if self.refuse:
-            raise RefusedError("queue full")
-        self.batches.append(batch)
-
-    def labels(self) -> list[str]:
-        return [as_dict(r.attributes)["ml.prediction.label"] for b in self.batches
-                for rl in b.message.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+def labels(consumer: InMemorySink) -> list[str]:
+    return [as_dict(r.attributes)["ml.prediction.label"] for _, _, r in consumer.log_records()]
 
 
 def _receiver(tmp_path: Path, consumer, **overrides):
@@ -330,29 +319,29 @@ def _receiver(tmp_path: Path, consumer, **overrides):
 
 
 async def test_a_refused_batch_is_read_again_and_nothing_is_lost_or_doubled(tmp_path):
-    consumer = Recorder()
+    consumer = InMemorySink()
     receiver, telemetry = _receiver(tmp_path, consumer)
     _write(tmp_path / "p.jsonl", {"prediction": 1}, {"prediction": 2})
-    consumer.refuse = True
+    consumer.error = RefusedError("queue full")
     await receiver.start()
     try:
         assert await async_wait_for(lambda: telemetry.total("vigil_receiver_refused_log_records") == 2)
-        consumer.refuse = False
+        consumer.error = None
         _write(tmp_path / "p.jsonl", {"prediction": 3})
         await receiver.poll_once()
-        assert consumer.labels() == ["1", "2", "3"]
+        assert labels(consumer) == ["1", "2", "3"]
         assert telemetry.total("vigil_receiver_accepted_log_records", transport="file") == 3
     finally:
         await receiver.shutdown()
 
 
 async def test_positions_survive_a_restart(tmp_path):
-    consumer = Recorder()
+    consumer = InMemorySink()
     path = tmp_path / "p.jsonl"
     _write(path, {"prediction": 1})
     receiver, _ = _receiver(tmp_path, consumer)
     await receiver.start()
-    await async_wait_for(lambda: consumer.labels() == ["1"])
+    await async_wait_for(lambda: labels(consumer) == ["1"])
     await receiver.shutdown()
     # Written while the agent was down, and a rotation while it was down.
     _write(path, {"prediction": 2})
@@ -361,9 +350,9 @@ async def test_positions_survive_a_restart(tmp_path):
     receiver, _ = _receiver(tmp_path, consumer, start_at="end")
     await receiver.start()
     try:
-        assert await async_wait_for(lambda: sorted(consumer.labels()) == ["1", "2", "3"])
+        assert await async_wait_for(lambda: sorted(labels(consumer)) == ["1", "2", "3"])
         await receiver.poll_once()
-        assert sorted(consumer.labels()) == ["1", "2", "3"]
+        assert sorted(labels(consumer)) == ["1", "2", "3"]
     finally:
         await receiver.shutdown()
     saved = json.loads((tmp_path / "state" / "predictionlog" / "predictionlog%2Ftest.json").read_text())
@@ -371,19 +360,19 @@ async def test_positions_survive_a_restart(tmp_path):
 
 
 async def test_an_unreadable_checkpoint_or_state_dir_does_not_stop_it(tmp_path):
-    consumer = Recorder()
+    consumer = InMemorySink()
     (tmp_path / "state").write_text("not a directory")
     _write(tmp_path / "p.jsonl", {"prediction": 1})
     receiver, _ = _receiver(tmp_path, consumer)
     await receiver.start()
     try:
-        assert await async_wait_for(lambda: consumer.labels() == ["1"])
+        assert await async_wait_for(lambda: labels(consumer) == ["1"])
     finally:
         await receiver.shutdown()
 
 
 async def test_file_io_and_parsing_run_off_the_event_loop(tmp_path, monkeypatch):
-    consumer = Recorder()
+    consumer = InMemorySink()
     loop_thread = threading.get_ident()
     seen = set()
     original = Tailer.poll
@@ -397,7 +386,7 @@ async def test_file_io_and_parsing_run_off_the_event_loop(tmp_path, monkeypatch)
     _write(tmp_path / "p.jsonl", {"prediction": 1})
     await receiver.start()
     try:
-        assert await async_wait_for(lambda: consumer.labels() == ["1"])
+        assert await async_wait_for(lambda: labels(consumer) == ["1"])
     finally:
         await receiver.shutdown()
     assert seen and loop_thread not in seen
@@ -408,7 +397,7 @@ async def test_the_loop_stays_responsive_while_a_big_backlog_is_read(tmp_path):
     line = json.dumps(ISSUE_RECORD) + "\n"
     with open(path, "w") as out:
         out.write(line * 100_000)  # about 13 MB
-    consumer = Recorder()
+    consumer = InMemorySink()
     receiver, telemetry = _receiver(tmp_path, consumer)
     gaps = []
 

@@ -19,17 +19,7 @@ from agent.receivers.prometheus.convert import Target, convert
 from agent.signals import Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import async_wait_for, read_json_lines, running_vigil
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.batches = []
-        self.refuse = False
-
-    async def consume(self, batch) -> None:
-        if self.refuse:
-            raise RefusedError("queue full")
-        self.batches.append(batch)
+from tests.sink import InMemorySink
 
 
 def _metrics(request) -> dict[str, object]:
@@ -75,7 +65,7 @@ def _receiver(targets: list[str], consumer=None, **job):
     config = PrometheusReceiverConfig.model_validate({"config": {"scrape_configs": [
         {"job_name": "legacy", "scrape_interval": "1h", "scrape_timeout": job.pop("scrape_timeout", "2s"),
          "static_configs": [{"targets": targets, "labels": {"team": "fraud"}}], **job}]}})
-    consumer = consumer or Recorder()
+    consumer = consumer or InMemorySink()
     receiver = PrometheusReceiver(config, Settings(ComponentId("prometheus"), telemetry),
                                   {Signal.METRICS: consumer})
     return receiver, consumer, telemetry
@@ -87,7 +77,7 @@ async def _scrape(receiver, consumer):
         for task in receiver._tasks:  # scrapes are driven by hand here
             task.cancel()
         await asyncio.gather(*receiver._tasks, return_exceptions=True)
-        consumer.batches.clear()
+        consumer.clear()
         await receiver.scrape_once(receiver.targets[0])
         return consumer.batches[-1].message
     finally:
@@ -230,8 +220,8 @@ async def test_an_unreachable_target_is_down_not_an_error_of_the_agent():
 
 async def test_a_refused_batch_is_counted(app):
     port, _ = app
-    consumer = Recorder()
-    consumer.refuse = True
+    consumer = InMemorySink()
+    consumer.error = RefusedError("queue full")
     receiver, _, telemetry = _receiver([f"127.0.0.1:{port}"], consumer)
     await receiver.start()
     try:

@@ -16,24 +16,9 @@ from agent.receivers.scraping import ScrapeConfig, ScrapingReceiver
 from agent.signals import Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import async_wait_for
+from tests.sink import InMemorySink
 
 TICK = MetricSpec("test.tick", "1", Instrument.GAUGE, "one point per scrape")
-
-
-class Recorder:
-    """A consumer that keeps the batches it gets, or refuses them while `refuse` is set."""
-
-    def __init__(self) -> None:
-        self.batches = []
-        self.refuse = False
-        self.crash = False
-
-    async def consume(self, batch) -> None:
-        if self.refuse:
-            raise RefusedError("queue full")
-        if self.crash:
-            raise OSError("disk full")  # not a ConsumerError: a bug or an I/O failure downstream
-        self.batches.append(batch)
 
 
 class Ticker:
@@ -55,7 +40,7 @@ class Ticker:
 
 def _receiver(scrapers, interval: float, initial_delay: float = 0.0):
     telemetry = SelfTelemetry()
-    consumer = Recorder()
+    consumer = InMemorySink()
     receiver = ScrapingReceiver(scrapers, ScrapeConfig(collection_interval=f"{interval}s",
                                                        initial_delay=f"{initial_delay}s"),
                                 Settings(ComponentId("test"), telemetry), {Signal.METRICS: consumer},
@@ -93,11 +78,11 @@ async def test_initial_delay_comes_before_the_first_scrape():
 async def test_points_refused_by_the_pipelines_are_counted_and_scraping_goes_on():
     ticker = Ticker()
     receiver, consumer, telemetry = _receiver([ticker], interval=0.05)
-    consumer.refuse = True
+    consumer.error = RefusedError("queue full")
     await receiver.start()
     try:
         assert await async_wait_for(lambda: len(ticker.starts) >= 3, timeout=5)
-        consumer.refuse = False
+        consumer.error = None
         assert await async_wait_for(lambda: consumer.batches, timeout=5)
     finally:
         await receiver.shutdown()
@@ -110,11 +95,11 @@ async def test_points_refused_by_the_pipelines_are_counted_and_scraping_goes_on(
 async def test_an_unexpected_pipeline_error_does_not_end_the_scraper():
     ticker = Ticker()
     receiver, consumer, telemetry = _receiver([ticker], interval=0.05)
-    consumer.crash = True
+    consumer.error = OSError("disk full")  # not a ConsumerError: a bug or an I/O failure downstream
     await receiver.start()
     try:
         assert await async_wait_for(lambda: len(ticker.starts) >= 3, timeout=5)
-        consumer.crash = False
+        consumer.error = None
         assert await async_wait_for(lambda: consumer.batches, timeout=5)
     finally:
         await receiver.shutdown()
