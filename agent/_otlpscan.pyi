@@ -5,7 +5,7 @@ It reads field numbers, names and the string cut from agent/wirelayout.py when i
 
 from typing import Any, TypedDict
 
-# Value kinds, as `ScanResult.kind` numbers them (an AnyValue's set field).
+# Value kinds, as `ScanResult.kind` numbers them (an AnyValue's set field): the scalars first, up to DOUBLE.
 STRING: int
 BOOL: int
 INT: int

@@ -31,11 +31,6 @@ NOT_A_SCALAR: Any = object()
 # -- the normalisers ---------------------------------------------------------------------------------
 
 
-def cut(text: str) -> str:
-    """A string value as kept: at most MAX_STRING_LENGTH characters (a value is a category, not a document)."""
-    return text[:MAX_STRING_LENGTH]
-
-
 def id_text(value: Any) -> str | None:
     """An `ml.prediction.id` value as the label join matches it; None when it cannot be one."""
     if isinstance(value, str):

@@ -1,5 +1,12 @@
 """The OTLP prediction source: spans and log records carrying `ml.*` (and `gen_ai.*`) attributes.
 
+An item with `ml.model.name` is a prediction: its features and outputs become
+columns, with its id, latency (a span's duration; a log record's
+`ml.prediction.duration`), failure (status ERROR or `error.type`) and class
+probabilities. One with `ml.label` and `ml.prediction.id` is a label, and only
+that when it carries nothing else of a prediction. A span with `gen_ai.*`
+attributes is a GenAI call.
+
 `Extractor` is what the ml processor calls per batch. It applies the
 `attributes:` mapping, skips a request whose bytes hold no key it could read,
 and reads the rest with the wire reader where the scanner is built and takes

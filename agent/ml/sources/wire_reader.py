@@ -43,7 +43,7 @@ except ImportError:  # built without a C compiler: the message reader does all t
     _otlpscan = None
 
 available = _otlpscan is not None
-# Value kinds, as the scanner numbers them (only compared, so any numbering would do without it).
+# Value kinds, as the scanner numbers them: the scalars first, so `kind <= DOUBLE` is a scalar.
 STRING, BOOL, INT, DOUBLE, ARRAY = ((_otlpscan.STRING, _otlpscan.BOOL, _otlpscan.INT, _otlpscan.DOUBLE,
                                      _otlpscan.ARRAY) if _otlpscan is not None else range(1, 6))
 _ALERTS_SCOPE = ALERTS_SCOPE.encode()
