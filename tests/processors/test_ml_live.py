@@ -42,6 +42,7 @@ from agent.ml.offline.reference import Roles, build_profile
 from agent.ml.tables import Table
 from tests.conftest import async_wait_for, otlp_receiver_config, read_json_lines, running_vigil
 from tests.otlp_json_reading import attributes_of, items
+from tests.sink import InMemorySink
 
 MODEL, SERVICE = "fraud", "fraud-api"
 CLASSES = ["ok", "fraud"]
@@ -474,16 +475,6 @@ async def test_waiting_predictions_and_labels_survive_a_restart(tmp_path: Path):
 # --- bounds: what a misbehaving app sends cannot grow the state or the metrics without end ---------------------
 
 
-class Collect:
-    """A metrics pipeline: keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.batches: list = []
-
-    async def consume(self, batch) -> None:
-        self.batches.append(batch)
-
-
 async def test_classes_error_types_genai_series_and_label_models_are_bounded(tmp_path: Path):
     from google.protobuf.json_format import MessageToDict
 
@@ -497,7 +488,7 @@ async def test_classes_error_types_genai_series_and_label_models_are_bounded(tmp
     config = MlProcessorConfig(reference={"warmup": 10_000}, limits={"max_models": 3, "max_classes": 5,
                                                                        "max_error_types": 4},
                                genai={"max_series": 6}, labels={"max_pending": 50, "wait": "1h"})
-    sink = Collect()
+    sink = InMemorySink()
     telemetry = SelfTelemetry()
     engine = MlEngine(config, Settings(ComponentId("ml"), telemetry, state_dir=tmp_path), {Signal.METRICS: sink})
     await engine.start()
