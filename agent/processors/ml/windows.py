@@ -338,8 +338,9 @@ class Windows:
         by_model: dict[str, dict[str, Interval]] = {}
         service_of: dict[str, str] = {}
         for state, interval, by_class, by_error in taken:
-            ml_metrics.write_traffic(resource(state.service_name), ml_metrics.model_attributes(state.model,
-                                     state.version), by_class, by_error, interval, self._started_ns)
+            attrs = ml_metrics.model_attributes(state.model, state.version)
+            ml_metrics.write_traffic(resource(state.service_name), attrs, by_class, by_error, interval,
+                                     self._started_ns)
             by_model.setdefault(state.model, {})[state.version] = interval
             service_of.setdefault(state.model, state.service_name)
         canary = self._config.canary
