@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +21,7 @@ from agent.ml.offline.analysis import analyze_chunk
 from agent.ml.offline.errors import OfflineError, listing, unknown
 from agent.ml.offline.files import LabelFile, is_profile_file, load_profile, open_data, read_blocks
 from agent.ml.offline.reference import Roles, build_profile, reference_view
+from agent.statefile import write_atomic
 
 
 def build(args: argparse.Namespace) -> int:
@@ -203,11 +203,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, target)
+        write_atomic(path, text)
     except OSError as exc:
         raise OfflineError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
