@@ -3,7 +3,8 @@
 Two graphs: the imports a module runs when it is loaded (module level, `if TYPE_CHECKING:`
 left out), and those plus the imports inside functions, which a cycle can hide behind.
 Prints every cycle (a strongly connected set of modules) with the imports that close it;
-exits 1 if there is one.
+exits 1 if there is one. Cycles closed only by `TYPE_CHECKING` imports (type hints, which
+the style allows) are listed after them, for information.
 
     python tools/import_cycles.py [package directory]
 """
@@ -30,26 +31,30 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(node: ast.AST, in_function: bool, found: list[tuple[ast.stmt, bool]]) -> None:
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, (ast.Import, ast.ImportFrom)):
-            found.append((child, in_function))
-        elif isinstance(child, ast.If) and _is_type_checking(child.test):
-            for stmt in child.orelse:
-                _imports(stmt, in_function, found)
-        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            _imports(child, True, found)
+# Where an import runs: when the module loads, when a function is called, or never (type hints).
+MODULE, FUNCTION, HINT = "module", "function", "hint"
+
+
+def _imports(nodes: list[ast.AST], where: str, found: list[tuple[ast.stmt, str]]) -> None:
+    for node in nodes:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append((node, where))
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            _imports(node.body, HINT, found)
+            _imports(node.orelse, where, found)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            _imports(list(ast.iter_child_nodes(node)), FUNCTION if where == MODULE else where, found)
         else:
-            _imports(child, in_function, found)
+            _imports(list(ast.iter_child_nodes(node)), where, found)
 
 
-def imported_modules(name: str, path: Path, known: set[str]) -> list[tuple[str, bool, int]]:
-    """(module imported, whether from inside a function, line) for each import of a known module."""
+def imported_modules(name: str, path: Path, known: set[str]) -> list[tuple[str, str, int]]:
+    """(module imported, where the import runs, line) for each import of a known module."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: list[tuple[ast.stmt, bool]] = []
-    _imports(ast.parse(path.read_text(), str(path)), False, found)
+    found: list[tuple[ast.stmt, str]] = []
+    _imports(ast.parse(path.read_text(), str(path)).body, MODULE, found)
     out = []
-    for stmt, in_function in found:
+    for stmt, where in found:
         if isinstance(stmt, ast.Import):
             targets = [alias.name for alias in stmt.names]
         else:
@@ -62,8 +67,8 @@ def imported_modules(name: str, path: Path, known: set[str]) -> list[tuple[str, 
         for target in targets:
             while target and target not in known:  # `import a.b.c` of a name inside a module
                 target = target.rpartition(".")[0]
-            if target and target != name:
-                out.append((target, in_function, stmt.lineno))
+            if target and target != name and (target, where, stmt.lineno) not in out:
+                out.append((target, where, stmt.lineno))
     return out
 
 
@@ -108,19 +113,20 @@ def main(argv: list[str]) -> int:
     modules = module_names(root)
     edges = {name: imported_modules(name, path, set(modules)) for name, path in modules.items()}
     cycles = 0
-    for label, with_functions in (("module-level imports", False), ("with imports inside functions", True)):
-        graph = {name: {t for t, in_function, _ in found if with_functions or not in_function}
-                 for name, found in edges.items()}
+    for label, kinds in (("module-level imports", {MODULE}), ("with imports inside functions", {MODULE, FUNCTION}),
+                         ("with TYPE_CHECKING imports too (allowed)", {MODULE, FUNCTION, HINT})):
+        graph = {name: {t for t, where, _ in found if where in kinds} for name, found in edges.items()}
         components = strongly_connected(graph)
         print(f"{label}: {len(components)} cycle(s)")
         for component in components:
-            cycles += 1
+            if HINT not in kinds:
+                cycles += 1
             print("  " + " <-> ".join(component))
             for name in component:
-                for target, in_function, line in edges[name]:
-                    if target in component and (with_functions or not in_function):
-                        where = " (in a function)" if in_function else ""
-                        print(f"    {modules[name].relative_to(root.parent)}:{line} imports {target}{where}")
+                for target, where, line in edges[name]:
+                    if target in component and where in kinds:
+                        note = "" if where == MODULE else f" (in a {where})" if where == FUNCTION else " (type hint)"
+                        print(f"    {modules[name].relative_to(root.parent)}:{line} imports {target}{note}")
     return 1 if cycles else 0
 
 
