@@ -11,7 +11,7 @@ class OfflineError(Exception):
 
 
 def unknown(names: Sequence[str]) -> str:
-    """"unknown column 'a'", "unknown columns 'a', 'b'"."""
+    """The phrase for columns the data lacks: unknown column 'a', unknown columns 'a', 'b'."""
     return f"unknown column{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}"
 
 
