@@ -19,9 +19,9 @@ import numpy as np
 
 from agent.ml.columns import RawColumn, category_of
 from agent.ml.vocabulary import (
-    FEATURE_PREFIX, GENAI_INPUT_TOKENS, GENAI_OPERATION, GENAI_OUTPUT_TOKENS, GENAI_PROVIDER,
-    GENAI_REQUEST_MODEL, GENAI_RESPONSE_MODEL, ERROR_TYPE, MAX_STRING_LENGTH, OTHER_ERROR, OUTPUTS,
-    PREDICTION_CONFIDENCE, PREDICTION_LABEL, PREDICTION_SCORE,
+    ERROR_TYPE, FEATURE_PREFIX, GENAI_INPUT_TOKENS, GENAI_OPERATION, GENAI_OUTPUT_TOKENS, GENAI_PROVIDER,
+    GENAI_REQUEST_MODEL, GENAI_RESPONSE_MODEL, MAX_STRING_LENGTH, OTHER_ERROR, OUTPUTS, PREDICTION_CONFIDENCE,
+    PREDICTION_LABEL, PREDICTION_SCORE,
 )
 
 # A list or map where a scalar belongs: read as the UNREADABLE text in a column, as nothing elsewhere.
@@ -90,6 +90,8 @@ def span_seconds(start_ns: int, end_ns: int) -> float:
 
 
 class ColumnSource(Protocol):
+    """A column as a source gathered it; `build` gives it as arrays of the batch's rows (new ones each time)."""
+
     def build(self, rows: int) -> RawColumn: ...
 
 
