@@ -110,7 +110,6 @@ class PersistentQueue:
         self._writes: list[_Write] = []
         self._writer: asyncio.Task | None = None
         self._getters: collections.deque[asyncio.Future] = collections.deque()
-        self._background: set[asyncio.Future] = set()
         self._cursor_dirty = False
         self._ticker: asyncio.Task | None = None
         self._closed = True
@@ -217,7 +216,6 @@ class PersistentQueue:
             await asyncio.gather(self._ticker, return_exceptions=True)
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
-        await asyncio.gather(*self._background, return_exceptions=True)
         self._refused_log.flush()
         self._dropped_log.flush()
         try:
@@ -476,16 +474,6 @@ class PersistentQueue:
                     await self._run(self._store.sync)
                 except OSError as exc:
                     self._log.warning("persistent queue %s: fsync failed: %s", self.directory, exc.strerror or exc)
-
-    def _background_run(self, fn, *args: Any) -> None:
-        future = asyncio.ensure_future(self._run(fn, *args))
-        self._background.add(future)
-        future.add_done_callback(self._background_done)
-
-    def _background_done(self, future: asyncio.Future) -> None:
-        self._background.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            self._log.warning("persistent queue %s: %s", self.directory, future.exception())
 
     def _run(self, fn, *args: Any) -> asyncio.Future:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
