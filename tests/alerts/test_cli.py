@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.alerts.helpers import Clock, gauge
-from tests.alerts.test_processor import Next, config, make
+from tests.alerts.test_processor import config, make
+from tests.sink import InMemorySink
 from agent.alerts.processor import AlertsStage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ async def test_list_silence_and_expire(tmp_path):
         listed = await asyncio.to_thread(vigil, "alerts", "--endpoint", endpoint)
         assert listed.returncode == 0 and listed.stdout.strip() == "no firing or pending alerts"
 
-        stage = AlertsStage(engine, Next(), engine._log)
+        stage = AlertsStage(engine, InMemorySink(), engine._log)
         await stage.consume(gauge("ml.feature.drifted", [(1.0, {"ml.model.name": "fraud", "ml.model.version": "v3",
                                                                "ml.feature.name": f}) for f in ("age", "amount")]))
         await engine.tick()  # pending
