@@ -1,4 +1,4 @@
-"""One atomic write for every file Vigil keeps across a restart.
+"""One atomic write for every file Vigil keeps across a restart, and one way to name it.
 
 The bytes go to `<name>.tmp` in the target's directory, are flushed and
 fsynced, replace the target with one rename, and the directory is fsynced so
@@ -10,7 +10,13 @@ file and leaves the old file as it was.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
+
+
+def safe_name(name: str) -> str:
+    """A component id (or any name) as one path component: `alerts/prod` -> `alerts%2Fprod`."""
+    return urllib.parse.quote(name, safe="") or "_"
 
 
 def temporary_path(path: Path) -> Path:

@@ -67,3 +67,9 @@ def test_without_durability_nothing_is_fsynced(tmp_path, monkeypatch):
 def test_the_mode_sets_the_new_files_permissions(tmp_path):
     write_atomic(tmp_path / "private", "x", mode=0o600)
     assert (tmp_path / "private").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_component_id_is_one_path_component():
+    assert statefile.safe_name("alerts/prod") == "alerts%2Fprod"
+    assert statefile.safe_name("otlp/../../etc") == "otlp%2F..%2F..%2Fetc"
+    assert statefile.safe_name("") == "_"

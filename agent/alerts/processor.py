@@ -51,13 +51,14 @@ from agent.alerts.matchers import Matcher
 from agent.alerts.notifiers.base import Delivery, Notification, RetryPolicy, rfc3339
 from agent.alerts.rules import SEVERITY_ORDER
 from agent.alerts.silences import Silence, Silences
-from agent.alerts.state import StateFile, safe_name
+from agent.alerts.state import StateFile
 from agent.attributes import set_any_value
 from agent.processors.observing import ObservingStage
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.errors import ConsumerError
 from agent.hostinfo import detect_host_resource
 from agent.signals import Batch, Signal
+from agent.statefile import safe_name
 
 # Log severities of state changes: a firing critical alert is an ERROR record, and so on.
 _SEVERITY_NUMBER = {"critical": logs_pb2.SEVERITY_NUMBER_ERROR, "warning": logs_pb2.SEVERITY_NUMBER_WARN,

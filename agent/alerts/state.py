@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +52,3 @@ class StateFile:
         write_atomic(self.path, text, mode=0o600)  # only Vigil's user reads alert state
         self._last = text
         return True
-
-
-def safe_name(name: str) -> str:
-    """A component id as one path component (`alerts/prod` → `alerts%2Fprod`)."""
-    return urllib.parse.quote(name, safe="") or "_"

@@ -17,7 +17,6 @@ queue holds each request as its wire bytes only, however a processor left it.
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from agent.configmodel import StrictModel
 from agent.errors import InvalidDataError, RefusedError
 from agent.exporters.queue_persistent import PersistentQueue, StorageConfig
 from agent.signals import Batch
+from agent.statefile import safe_name
 
 
 class QueueConfig(StrictModel):
@@ -122,5 +122,5 @@ def make_queue(config: QueueConfig, state_dir: Path, exporter_id: str, telemetry
     if config.storage is None:
         return MemoryQueue(config.queue_size, config.sizer)
     directory = (Path(config.storage.directory) if config.storage.directory
-                 else Path(state_dir) / "queues" / urllib.parse.quote(exporter_id, safe=""))
+                 else Path(state_dir) / "queues" / safe_name(exporter_id))
     return PersistentQueue(config.storage, directory, telemetry, attrs, log)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import urllib.parse
 from pathlib import Path
+
+from agent import statefile
 
 _MAX_NAME = 200
 
@@ -24,7 +25,7 @@ def label_join_path(engine_dir: Path) -> Path:
 
 def safe_name(name: str) -> str:
     """A name usable as one path component (a long one is cut and told apart by a hash of it)."""
-    quoted = urllib.parse.quote(name, safe="") or "_"
+    quoted = statefile.safe_name(name)
     if len(quoted) > _MAX_NAME:  # file names are at most 255 bytes; ".vigilprofile" follows
         quoted = f"{quoted[:_MAX_NAME - 17]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
     return quoted

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from agent.receivers.delivery import Delivery
 from agent.receivers.predictionlog.config import PredictionLogReceiverConfig
 from agent.receivers.predictionlog.tailer import Tailer
 from agent.signals import Batch, Signal
-from agent.statefile import write_atomic
+from agent.statefile import safe_name, write_atomic
 
 
 class PredictionLogReceiver:
@@ -32,7 +31,7 @@ class PredictionLogReceiver:
         self._log = settings.logger
         self._id = str(settings.id)
         self._checkpoint_path = (Path(settings.state_dir) / "predictionlog"
-                                 / (urllib.parse.quote(self._id, safe="") + ".json"))
+                                 / (safe_name(self._id) + ".json"))
         self._malformed = settings.telemetry.counter("vigil_receiver_malformed_lines",
                                                      "lines of a tailed file that were skipped, by reason")
         self._tailer: Tailer | None = None
