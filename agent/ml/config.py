@@ -21,9 +21,9 @@ CategoricalMethod = Literal[statistics.CATEGORICAL_METHODS]
 class DriftConfig(StrictModel):
     alpha: float = Field(0.05, gt=0, lt=1)
     correction: Literal["bonferroni", "benjamini_hochberg"] = "bonferroni"
-    numeric_method: NumericMethod = "wasserstein_normed"
+    numeric_method: NumericMethod = statistics.DEFAULT_METHODS[statistics.NUMERIC]
     numeric_threshold: float = Field(0.1, ge=0)
-    categorical_method: CategoricalMethod = "jensen_shannon"
+    categorical_method: CategoricalMethod = statistics.DEFAULT_METHODS[statistics.CATEGORICAL]
     categorical_threshold: float = Field(0.1, ge=0)
     drift_share: float = Field(0.5, gt=0, le=1)
     # Fewer usable values than this in a window: the column is not tested.

@@ -23,11 +23,10 @@ from agent.ml import stats
 from agent.ml.calibration import BINNED, ISOTONIC, Calibration
 from agent.ml.columns import RawColumn
 from agent.ml.performance import BINARY, MULTICLASS, REGRESSION, PerformanceProfile
+from agent.ml.statistics import CATEGORICAL, NUMERIC
 from agent.proto.vigil.v1 import profile_pb2
 from agent.statefile import write_atomic
 
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
 NUMBER = "number"
 STRING = "string"
 

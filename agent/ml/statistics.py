@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The column kinds of a profile (agent.ml.profile).
+# The column kinds of a profile (agent.ml.profile takes them from here).
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 KINDS = (NUMERIC, CATEGORICAL)
