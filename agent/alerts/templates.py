@@ -22,13 +22,15 @@ import math
 import re
 from typing import Any, Mapping
 
+from agent.ml.vocabulary import FEATURE_NAME, MODEL_NAME, MODEL_VERSION, SERVICE_NAME
+
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.\-]*)(?::([^{}]*))?\}")
 ALIASES = {
-    "model": ("ml.model.name",),
-    "version": ("ml.model.version",),
-    "feature": ("ml.feature.name",),
+    "model": (MODEL_NAME,),
+    "version": (MODEL_VERSION,),
+    "feature": (FEATURE_NAME,),
     "host": ("host.name",),
-    "service": ("service.name",),
+    "service": (SERVICE_NAME,),
     "gpu": ("hw.name", "hw.id"),
 }
 MISSING = "<none>"

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from agent import __version__
 from agent.alerts.engine import FIRING, Alert
 from agent.alerts.notifiers.base import DeliveryError, Notification, NotifierConfig, rfc3339
+from agent.ml.vocabulary import MODEL_NAME, SERVICE_NAME
 
 _USER_AGENT = f"Vigil/{__version__}"
 
@@ -150,7 +151,7 @@ def pagerduty_body(n: Notification, config: PagerDutyConfig, host: str) -> dict[
             "common_labels": common,
         },
     }
-    for field, label in (("component", "ml.model.name"), ("group", "service.name")):
+    for field, label in (("component", MODEL_NAME), ("group", SERVICE_NAME)):
         if common.get(label):
             payload[field] = common[label]
     body: dict[str, Any] = {"routing_key": config.routing_key, "event_action": "trigger", "dedup_key": key,
