@@ -6,7 +6,8 @@ Per column it keeps what the drift tests and health checks need: the type,
 quantile bin edges and counts, a reservoir sample, moments, the range, the
 missing count, and category counts. When the reference had ground-truth
 labels, it also keeps what `agent.ml.performance` learned from them: a
-calibration map and the metrics with their spread.
+calibration map and the metrics with their spread; when asked, what the
+multivariate methods (`agent.ml.multivariate`) fitted on the reference.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from agent.ml import stats
 from agent.ml.calibration import BINNED, ISOTONIC, Calibration
 from agent.ml.columns import RawColumn
+from agent.ml.multivariate import MmdReference, MultivariateReference, ReconstructionReference
 from agent.ml.performance import BINARY, MULTICLASS, REGRESSION, PerformanceProfile
 from agent.ml.statistics import CATEGORICAL, NUMERIC
 from agent.proto.vigil.v1 import profile_pb2
@@ -73,6 +75,8 @@ class Profile:
     source: str = ""
     created_time_unix_nano: int = field(default_factory=time.time_ns)
     performance: PerformanceProfile | None = None  # only when the reference had labels
+    # The multivariate methods' fits: the numeric features jointly, each embedding column; when asked for.
+    multivariate: list[MultivariateReference] = field(default_factory=list)
 
     def columns(self) -> dict[str, ColumnProfile]:
         """Features and prediction outputs together, as the drift tests see them."""
@@ -145,7 +149,51 @@ def to_proto(profile: Profile) -> profile_pb2.Profile:
             target.append(_column_to_proto(column))
     if profile.performance is not None:
         message.performance.CopyFrom(_performance_to_proto(profile.performance))
+    message.multivariate.extend(_multivariate_to_proto(m) for m in profile.multivariate)
     return message
+
+
+def _multivariate_to_proto(m: MultivariateReference) -> profile_pb2.MultivariateProfile:
+    message = profile_pb2.MultivariateProfile(columns=m.columns, embedding=m.embedding, mean=m.mean.tolist(),
+                                              scale=m.scale.tolist())
+    if m.mmd is not None:
+        message.mmd.CopyFrom(profile_pb2.MmdProfile(
+            projected_dims=m.mmd.projection.shape[0], projection=m.mmd.projection.ravel().tolist(),
+            sample_rows=m.mmd.sample.shape[0], sample=m.mmd.sample.ravel().tolist(), bandwidth=m.mmd.bandwidth))
+    if m.reconstruction is not None:
+        r = m.reconstruction
+        message.reconstruction.CopyFrom(profile_pb2.ReconstructionProfile(
+            component_count=r.components.shape[0], components=r.components.ravel().tolist(),
+            error_mean=r.error_mean, error_std=r.error_std, rows=r.rows))
+    return message
+
+
+def _multivariate_from_proto(m: profile_pb2.MultivariateProfile) -> MultivariateReference:
+    name = f"embedding {m.embedding!r}" if m.embedding else f"features {', '.join(m.columns)}"
+    dims = len(m.mean)
+    if dims == 0 or len(m.scale) != dims:
+        raise ValueError(f"multivariate {name}: {dims} means and {len(m.scale)} scales")
+
+    def matrix(values, rows: int, what: str) -> np.ndarray:
+        if len(values) != rows * dims:
+            raise ValueError(f"multivariate {name}: {what} has {len(values)} values, not {rows} x {dims}")
+        return np.array(values, dtype=float).reshape(rows, dims)
+
+    reference = MultivariateReference(list(m.columns), m.embedding, np.array(m.mean, dtype=float),
+                                      np.array(m.scale, dtype=float))
+    if m.HasField("mmd"):
+        projection = matrix(m.mmd.projection, m.mmd.projected_dims, "the projection")
+        width = m.mmd.projected_dims or dims
+        if len(m.mmd.sample) != m.mmd.sample_rows * width:
+            raise ValueError(f"multivariate {name}: the sample has {len(m.mmd.sample)} values, not "
+                             f"{m.mmd.sample_rows} x {width}")
+        sample = np.array(m.mmd.sample, dtype=float).reshape(m.mmd.sample_rows, width)
+        reference.mmd = MmdReference(projection, sample, m.mmd.bandwidth)
+    if m.HasField("reconstruction"):
+        r = m.reconstruction
+        reference.reconstruction = ReconstructionReference(matrix(r.components, r.component_count, "components"),
+                                                           r.error_mean, r.error_std, r.rows)
+    return reference
 
 
 _PROBLEMS = {BINARY: profile_pb2.PROBLEM_TYPE_BINARY, MULTICLASS: profile_pb2.PROBLEM_TYPE_MULTICLASS,
@@ -202,7 +250,8 @@ def from_proto(message: profile_pb2.Profile) -> Profile:
 
     performance = _performance_from_proto(message.performance) if message.HasField("performance") else None
     return Profile(message.model_name, message.model_version, message.rows, columns(message.features),
-                   columns(message.predictions), message.source, message.created_time_unix_nano, performance)
+                   columns(message.predictions), message.source, message.created_time_unix_nano, performance,
+                   [_multivariate_from_proto(m) for m in message.multivariate])
 
 
 def _column_from_proto(m: profile_pb2.ColumnProfile) -> ColumnProfile:

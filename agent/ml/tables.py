@@ -15,6 +15,11 @@ columns strings (even "3.5"), booleans the strings "true"/"false" (as
 `RawColumn.from_values` has them), dates and times their ISO text, nulls
 missing.
 
+A column read as vectors (an embedding: `blocks(..., vectors=[name])`) holds a list of
+numbers per row: JSON text (`[0.1, -2, 3e-4]`) in CSV or a Parquet string column,
+`list<double>` (or any list of numbers) in Parquet. Every row has the same length; a
+missing cell (or an empty list) is a row of NaN.
+
 While a large file is read, a progress bar goes to stderr when stderr is a
 terminal.
 """
@@ -25,10 +30,11 @@ import contextlib
 import csv
 import io
 import itertools
+import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
 
@@ -54,19 +60,65 @@ class DataError(Exception):
 class Table:
     columns: dict[str, RawColumn]  # in the file's column order
     rows: int
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # rows × dims, NaN rows where missing
 
     def slice(self, start: int, stop: int) -> Table:
         columns = {name: RawColumn(c.numbers[start:stop], c.strings[start:stop]) for name, c in self.columns.items()}
-        return Table(columns, max(0, min(stop, self.rows) - start))
+        return Table(columns, max(0, min(stop, self.rows) - start),
+                     {name: v[start:stop] for name, v in self.vectors.items()})
 
 
-def concat_tables(tables: Sequence[Table], names: Sequence[str]) -> Table:
+def concat_tables(tables: Sequence[Table], names: Sequence[str], vectors: Sequence[str] = ()) -> Table:
     if not tables:
-        return Table({name: RawColumn.missing(0) for name in names}, 0)
+        return Table({name: RawColumn.missing(0) for name in names}, 0,
+                     {name: np.empty((0, 0)) for name in vectors})
     if len(tables) == 1:
         return tables[0]
     return Table({name: concat_all([t.columns[name] for t in tables]) for name in names},
-                 sum(t.rows for t in tables))
+                 sum(t.rows for t in tables),
+                 {name: concat_vectors(name, [t.vectors[name] for t in tables]) for name in vectors})
+
+
+def concat_vectors(name: str, parts: Sequence[np.ndarray]) -> np.ndarray:
+    widths = sorted({p.shape[1] for p in parts if p.shape[0] and p.shape[1]})
+    if len(widths) > 1:
+        raise DataError(f"column {name!r}: lists of {widths[0]} and of {widths[-1]} numbers; every row needs "
+                        "the same length")
+    width = widths[0] if widths else 0
+    return np.concatenate([p if p.shape[1] == width else np.full((p.shape[0], width), math.nan) for p in parts])
+
+
+def parse_vectors(name: str, cells: Sequence[str], first_row: int = 1) -> np.ndarray:
+    """A vector column's cells (JSON lists of numbers, or missing) as rows × dims."""
+    values: list[list[float] | None] = []
+    for i, cell in enumerate(cells):
+        text = cell.strip() if isinstance(cell, str) else cell
+        if text is None or text.lower() in NA_TOKENS:
+            values.append(None)
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None
+                                                  for v in value):
+            raise DataError(f"column {name!r}, data row {first_row + i}: not a JSON list of numbers: "
+                            f"{text[:40]!r}")
+        values.append(value or None)
+    return _vector_rows(name, values, first_row)
+
+
+def _vector_rows(name: str, values: Sequence[Sequence[float] | None], first_row: int) -> np.ndarray:
+    width = next((len(v) for v in values if v), 0)
+    out = np.full((len(values), width), math.nan)
+    for i, value in enumerate(values):
+        if not value:
+            continue
+        if len(value) != width:
+            raise DataError(f"column {name!r}, data row {first_row + i}: a list of {len(value)} numbers, the rows "
+                            f"before had {width}")
+        out[i] = [math.nan if v is None else v for v in value]
+    return out
 
 
 # --- cells ---------------------------------------------------------------------
@@ -217,9 +269,11 @@ class TableFile:
                 return names
         raise DataError(f"{self.path}: empty file (no header line)")
 
-    def _csv_blocks(self, names: Sequence[str], block_rows: int) -> Iterator[Table]:
+    def _csv_blocks(self, names: Sequence[str], block_rows: int, vectors: Sequence[str] = ()) -> Iterator[Table]:
         width = len(self.columns)
         wanted = [self.columns.index(n) for n in names]
+        vector_columns = [self.columns.index(n) for n in vectors]
+        yielded = 0
         progress = Progress(f"reading {self.path.name}", self.path.stat().st_size) if self.progress else None
         block: list[list[str]] = []
         consumed = 0  # rows after the header, blank ones included
@@ -237,12 +291,13 @@ class TableFile:
                     line = reader.line_num
                     block += batch
                     while len(block) >= block_rows:
-                        yield self._csv_table(block[:block_rows], names, wanted)
+                        yield self._csv_table(block[:block_rows], names, wanted, vectors, vector_columns, yielded)
+                        yielded += block_rows
                         del block[:block_rows]
                     if progress is not None:
                         progress.update(raw.tell(), consumed)
                 if block:
-                    yield self._csv_table(block, names, wanted)
+                    yield self._csv_table(block, names, wanted, vectors, vector_columns, yielded)
         finally:
             if progress is not None:
                 progress.close()
@@ -266,10 +321,14 @@ class TableFile:
                 raise DataError(f"{self.path}: {where}: {len(row)} fields, the header has {width}")
         return kept
 
-    @staticmethod
-    def _csv_table(rows: list[list[str]], names: Sequence[str], wanted: list[int]) -> Table:
+    def _csv_table(self, rows: list[list[str]], names: Sequence[str], wanted: list[int], vectors: Sequence[str] = (),
+                   vector_columns: Sequence[int] = (), rows_before: int = 0) -> Table:
         columns = list(zip(*rows))
-        return Table({name: parse_cells(columns[i]) for name, i in zip(names, wanted)}, len(rows))
+        try:
+            parsed = {name: parse_vectors(name, columns[i], rows_before + 1) for name, i in zip(vectors, vector_columns)}
+        except DataError as exc:
+            raise DataError(f"{self.path}: {exc}") from None
+        return Table({name: parse_cells(columns[i]) for name, i in zip(names, wanted)}, len(rows), parsed)
 
     # Parquet
 
@@ -287,20 +346,21 @@ class TableFile:
     def _parquet_columns(self) -> list[str]:
         return list(self._parquet_file().schema_arrow.names)
 
-    def _parquet_blocks(self, names: Sequence[str], block_rows: int) -> Iterator[Table]:
+    def _parquet_blocks(self, names: Sequence[str], block_rows: int, vectors: Sequence[str] = ()) -> Iterator[Table]:
         file = self._parquet_file()
         total = file.metadata.num_rows
         progress = Progress(f"reading {self.path.name}", total) if self.progress else None
         done = 0
         try:
-            for batch in file.iter_batches(batch_size=block_rows, columns=list(names)):
+            for batch in file.iter_batches(batch_size=block_rows, columns=list(dict.fromkeys([*names, *vectors]))):
                 columns = {name: arrow_column(batch.column(name)) for name in names}
+                parsed = {name: arrow_vectors(name, batch.column(name), done + 1) for name in vectors}
                 done += batch.num_rows
                 if progress is not None:
                     progress.update(done, done)
-                yield Table(columns, batch.num_rows)
-        except DataError:
-            raise
+                yield Table(columns, batch.num_rows, parsed)
+        except DataError as exc:
+            raise DataError(f"{self.path}: {exc}") from None
         except Exception as exc:
             raise DataError(f"{self.path}: not a readable Parquet file ({exc})") from None
         finally:
@@ -309,28 +369,35 @@ class TableFile:
 
     # both
 
-    def blocks(self, names: Sequence[str] | None = None, chunk_rows: int | None = None) -> Iterator[Table]:
+    def blocks(self, names: Sequence[str] | None = None, chunk_rows: int | None = None,
+               vectors: Sequence[str] = ()) -> Iterator[Table]:
         """The columns `names` (default: all) in tables of `chunk_rows` rows (the last may be
         smaller), or the whole file as one table when `chunk_rows` is None. An empty file
-        gives one empty table."""
+        gives one empty table. The columns `vectors` are read as vectors (`Table.vectors`)."""
         names = list(self.columns if names is None else names)
-        unknown = [n for n in names if n not in self.columns]
+        vectors = list(vectors)
+        unknown = [n for n in [*names, *vectors] if n not in self.columns]
         if unknown:
             raise DataError(f"{self.path}: no column {', '.join(map(repr, unknown))}")
         block_rows = min(chunk_rows or _BLOCK_ROWS, _BLOCK_ROWS)
-        raw = (self._parquet_blocks if self.is_parquet else self._csv_blocks)(names, block_rows)
+        raw = (self._parquet_blocks if self.is_parquet else self._csv_blocks)(names, block_rows, vectors)
         yielded = False
-        for table in _rechunk(raw, names, chunk_rows):
-            yielded = True
-            yield table
+        try:
+            for table in _rechunk(raw, names, chunk_rows, vectors):
+                yielded = True
+                yield table
+        except DataError as exc:
+            message = str(exc)
+            raise DataError(message if message.startswith(str(self.path)) else f"{self.path}: {message}") from None
         if not yielded:
-            yield concat_tables([], names)
+            yield concat_tables([], names, vectors)
 
     def read(self, names: Sequence[str] | None = None) -> Table:
         return next(self.blocks(names))
 
 
-def _rechunk(blocks: Iterable[Table], names: Sequence[str], size: int | None) -> Iterator[Table]:
+def _rechunk(blocks: Iterable[Table], names: Sequence[str], size: int | None,
+             vectors: Sequence[str] = ()) -> Iterator[Table]:
     """Tables of exactly `size` rows (the last one smaller) from tables of any size; one if `size` is None."""
     pending: list[Table] = []
     held = 0
@@ -338,12 +405,12 @@ def _rechunk(blocks: Iterable[Table], names: Sequence[str], size: int | None) ->
         pending.append(block)
         held += block.rows
         while size is not None and held >= size:
-            whole = concat_tables(pending, names)
+            whole = concat_tables(pending, names, vectors)
             yield whole.slice(0, size)
             rest = whole.slice(size, whole.rows)
             pending, held = ([rest] if rest.rows else []), rest.rows
     if held or (size is None and pending):
-        yield concat_tables(pending, names)
+        yield concat_tables(pending, names, vectors)
 
 
 def arrow_column(array) -> RawColumn:
@@ -367,6 +434,40 @@ def arrow_column(array) -> RawColumn:
     if pa.types.is_null(kind):
         return RawColumn.missing(n)
     return RawColumn.from_values(array.to_pylist())  # booleans; lists and structs are unreadable values
+
+
+def arrow_vectors(name: str, array, first_row: int = 1) -> np.ndarray:
+    """A pyarrow column of lists of numbers (or of JSON text) as rows × dims, NaN rows where null."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return parse_vectors(name, array.to_pylist(), first_row)
+    if pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind):
+        array = array.cast(pa.list_(kind.value_type))
+        kind = array.type
+    if not pa.types.is_list(kind) or not (pa.types.is_integer(kind.value_type) or
+                                          pa.types.is_floating(kind.value_type)):
+        raise DataError(f"column {name!r}: a {kind} column, not lists of numbers (list<double>) or JSON text")
+    offsets = _float64_values(array.offsets.cast(pa.float64())).astype(np.int64)
+    lengths = np.diff(offsets)
+    present = lengths > 0
+    if array.null_count:  # a null slot's offsets may still span values
+        bits = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")
+        present &= bits[array.offset:array.offset + len(array)].astype(bool)
+    width = int(lengths[present][0]) if present.any() else 0
+    wrong = np.flatnonzero(present & (lengths != width))
+    if wrong.size:
+        raise DataError(f"column {name!r}, data row {first_row + int(wrong[0])}: a list of "
+                        f"{int(lengths[wrong[0]])} numbers, the rows before had {width}")
+    values = _float64_values(array.values.cast(pa.float64()))
+    out = np.full((len(array), width), math.nan)
+    starts = offsets[:-1][present]
+    if width:
+        out[present] = values[starts[:, None] + np.arange(width)]
+    return out
 
 
 def _float64_values(array) -> np.ndarray:

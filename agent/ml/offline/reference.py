@@ -210,5 +210,6 @@ def reference_view(profile: Profile, current_columns: Sequence[str], *, features
         raise OfflineError(f"{unknown(missing)}: {current} lacks what the reference has "
                            f"(it has {listing(current_columns)}; --features picks the columns to analyse)")
     view = profiles.Profile(profile.model_name, profile.model_version, profile.rows, chosen, outputs,
-                            profile.source, profile.created_time_unix_nano, profile.performance)
+                            profile.source, profile.created_time_unix_nano, profile.performance,
+                            profile.multivariate)
     return Reference(view, warnings, slots)

@@ -46,7 +46,7 @@ CALIBRATION_METHOD_ISOTONIC: CalibrationMethod
 CALIBRATION_METHOD_BINNED: CalibrationMethod
 
 class Profile(_message.Message):
-    __slots__ = ("model_name", "model_version", "created_time_unix_nano", "rows", "source", "features", "predictions", "performance")
+    __slots__ = ("model_name", "model_version", "created_time_unix_nano", "rows", "source", "features", "predictions", "performance", "multivariate")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class Profile(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_FIELD_NUMBER: _ClassVar[int]
+    MULTIVARIATE_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     created_time_unix_nano: int
@@ -63,7 +64,52 @@ class Profile(_message.Message):
     features: _containers.RepeatedCompositeFieldContainer[ColumnProfile]
     predictions: _containers.RepeatedCompositeFieldContainer[ColumnProfile]
     performance: PerformanceProfile
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., created_time_unix_nano: _Optional[int] = ..., rows: _Optional[int] = ..., source: _Optional[str] = ..., features: _Optional[_Iterable[_Union[ColumnProfile, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[ColumnProfile, _Mapping]]] = ..., performance: _Optional[_Union[PerformanceProfile, _Mapping]] = ...) -> None: ...
+    multivariate: _containers.RepeatedCompositeFieldContainer[MultivariateProfile]
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., created_time_unix_nano: _Optional[int] = ..., rows: _Optional[int] = ..., source: _Optional[str] = ..., features: _Optional[_Iterable[_Union[ColumnProfile, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[ColumnProfile, _Mapping]]] = ..., performance: _Optional[_Union[PerformanceProfile, _Mapping]] = ..., multivariate: _Optional[_Iterable[_Union[MultivariateProfile, _Mapping]]] = ...) -> None: ...
+
+class MultivariateProfile(_message.Message):
+    __slots__ = ("columns", "embedding", "mean", "scale", "mmd", "reconstruction")
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    MMD_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    embedding: str
+    mean: _containers.RepeatedScalarFieldContainer[float]
+    scale: _containers.RepeatedScalarFieldContainer[float]
+    mmd: MmdProfile
+    reconstruction: ReconstructionProfile
+    def __init__(self, columns: _Optional[_Iterable[str]] = ..., embedding: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., scale: _Optional[_Iterable[float]] = ..., mmd: _Optional[_Union[MmdProfile, _Mapping]] = ..., reconstruction: _Optional[_Union[ReconstructionProfile, _Mapping]] = ...) -> None: ...
+
+class MmdProfile(_message.Message):
+    __slots__ = ("projected_dims", "projection", "sample_rows", "sample", "bandwidth")
+    PROJECTED_DIMS_FIELD_NUMBER: _ClassVar[int]
+    PROJECTION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_FIELD_NUMBER: _ClassVar[int]
+    projected_dims: int
+    projection: _containers.RepeatedScalarFieldContainer[float]
+    sample_rows: int
+    sample: _containers.RepeatedScalarFieldContainer[float]
+    bandwidth: float
+    def __init__(self, projected_dims: _Optional[int] = ..., projection: _Optional[_Iterable[float]] = ..., sample_rows: _Optional[int] = ..., sample: _Optional[_Iterable[float]] = ..., bandwidth: _Optional[float] = ...) -> None: ...
+
+class ReconstructionProfile(_message.Message):
+    __slots__ = ("component_count", "components", "error_mean", "error_std", "rows")
+    COMPONENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MEAN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_STD_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    component_count: int
+    components: _containers.RepeatedScalarFieldContainer[float]
+    error_mean: float
+    error_std: float
+    rows: int
+    def __init__(self, component_count: _Optional[int] = ..., components: _Optional[_Iterable[float]] = ..., error_mean: _Optional[float] = ..., error_std: _Optional[float] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class ColumnProfile(_message.Message):
     __slots__ = ("name", "kind", "value_type", "count", "missing", "numeric", "categorical")
