@@ -27,6 +27,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from agent.ml.columns import RawColumn, equals_any
+
 MMD = "mmd"
 RECONSTRUCTION = "reconstruction"
 METHODS = (MMD, RECONSTRUCTION)
@@ -192,6 +194,19 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d2, 0.0, out=d2)
 
 
+def feature_rows(columns: list[RawColumn], sentinels: tuple[float | str, ...] | list = ()) -> np.ndarray:
+    """Numeric columns side by side (rows × columns), NaN where a value is missing, not finite, a
+    string or a numeric sentinel."""
+    numeric = [s for s in sentinels if isinstance(s, (int, float)) and not isinstance(s, bool)]
+    out = np.empty((len(columns[0]) if columns else 0, len(columns)))
+    for i, column in enumerate(columns):
+        values = np.where(np.isfinite(column.numbers), column.numbers, np.nan)
+        if numeric:
+            values[equals_any(values, numeric)] = np.nan
+        out[:, i] = values
+    return out
+
+
 # --- testing a window ----------------------------------------------------------------
 
 def test(reference: MultivariateReference, method: str, rows: np.ndarray, settings: Settings = Settings(),
@@ -299,4 +314,5 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
                  - 2.0 * kxy.mean())
 
 
-__all__ = ["METHODS", "MMD", "RECONSTRUCTION", "MultivariateReference", "Result", "Settings", "fit", "test"]
+__all__ = ["METHODS", "MMD", "RECONSTRUCTION", "MultivariateReference", "Result", "Settings", "feature_rows", "fit",
+           "test"]

@@ -6,13 +6,17 @@ labels), as the JSON contract of `vigil analyze` has them (README.md, "Offline a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from agent.ml import drift, health, performance as performances, statistics
+import numpy as np
+
+from agent.ml import drift, health, multivariate as mv, performance as performances, statistics
 from agent.ml.columns import RawColumn
 from agent.ml.config import DriftConfig
 from agent.ml.drift import DriftResult
 from agent.ml.health import ColumnHealth
+from agent.ml.offline.errors import OfflineError
 from agent.ml.offline.reference import model_outputs
 from agent.ml.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS, PerformanceProfile
 from agent.ml.profile import Profile
@@ -23,6 +27,31 @@ from agent.ml.vocabulary import OUTPUTS
 DEFAULT_WATCHED = ("accuracy", "roc_auc", "mae")
 
 
+@dataclass
+class Multivariate:
+    """A multivariate method to run on every chunk: its fitted reference and settings."""
+    method: str
+    reference: mv.MultivariateReference
+    settings: mv.Settings = mv.Settings()
+
+    def run(self, table: Table, sentinels: Sequence[float | str], seed: int) -> dict[str, Any]:
+        """The chunk's `drift.multivariate` object."""
+        ref = self.reference
+        if ref.embedding:
+            rows = table.vectors[ref.embedding]
+            if rows.shape[1] == 0:  # no row of the chunk had an embedding
+                rows = np.full((rows.shape[0], ref.dims), math.nan)
+        else:
+            rows = mv.feature_rows([table.columns[name] for name in ref.columns], list(sentinels))
+        if rows.shape[1] != ref.dims:
+            raise OfflineError(f"--embedding {ref.embedding}: lists of {rows.shape[1]} numbers, the reference's "
+                               f"have {ref.dims}")
+        result = mv.test(ref, self.method, rows, self.settings, seed=seed)
+        return {"method": self.method, "statistic": number(result.statistic),
+                "threshold": number(result.threshold) if result.tested else None,
+                "p_value": number(result.p_value), "drifted": bool(result.drifted)}
+
+
 def analyze(reference: Profile, chunks: Iterable[Table], config: DriftConfig) -> dict[str, Any]:
     """The whole report (the JSON contract)."""
     return {"reference_rows": int(reference.rows),
@@ -31,17 +60,20 @@ def analyze(reference: Profile, chunks: Iterable[Table], config: DriftConfig) ->
 
 def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: int = 0, *,
                   slots: dict[str, str] | None = None, truth: RawColumn | None = None, sigma: float = 3.0,
-                  watched: Sequence[str] = DEFAULT_WATCHED) -> dict[str, Any]:
+                  watched: Sequence[str] = DEFAULT_WATCHED,
+                  multivariate: Multivariate | None = None) -> dict[str, Any]:
     """One chunk's report (the JSON contract's `chunks[i]`): drift and health of every reference column,
     and `performance` when the reference carries labels or `truth` (the chunk's labels) is given.
 
     `slots` maps the stored outputs (`ml.prediction.score`, …) to the chunk's columns (default: the
-    stored names)."""
+    stored names). `multivariate` adds `drift.multivariate`."""
     # One view per column: drift and health share its masks and usable values, as the live processor does.
     views = drift.views(reference, table.columns, table.rows, config.sentinels)
     result = drift.evaluate(reference, table.columns, table.rows, config, views)
     healths = {name: health.column_health(column, views[name]) for name, column in reference.columns().items()}
     report = chunk_report(index, table.rows, result, healths)
+    if multivariate is not None:
+        report["drift"]["multivariate"] = multivariate.run(table, config.sentinels, seed=index)
     if reference.performance is not None or truth is not None:
         if slots is None:
             slots = {name: name for name in OUTPUTS if name in table.columns}

@@ -38,6 +38,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--version", default="", help="model version")
     _column_arguments(build)
     _profile_arguments(build)
+    build.add_argument("--multivariate", choices=("mmd", "reconstruction", "all"),
+                       help="also keep what `vigil analyze --multivariate` needs: the fit of mmd, of reconstruction "
+                       "or of both, on the --embedding column, else on the numeric features jointly (default: none)")
     build.add_argument("--sentinel", action="append", metavar="VALUE",
                        help="a value that stands for missing, left out of the distributions "
                        "(repeatable; default -999)")
@@ -73,6 +76,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                help="multiple-testing correction across a chunk's columns (default bonferroni)")
     drift_options.add_argument("--drift-share", type=float, metavar="SHARE",
                                help="share of drifted columns at which the chunk counts as drifted (default 0.5)")
+    drift_options.add_argument("--multivariate", choices=("mmd", "reconstruction"),
+                               help="also test each chunk's rows taken together: on the --embedding column, else on "
+                               "the numeric features jointly (mmd: maximum mean discrepancy, permutation p-value; "
+                               "reconstruction: PCA reconstruction error); drifted at p < 0.01 with the effect over "
+                               "its floor")
     drift_options.add_argument("--sentinel", action="append", metavar="VALUE",
                                help="a value that stands for missing (repeatable; default -999); "
                                "numbers match numbers, anything else matches text")
@@ -108,6 +116,8 @@ def _column_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", metavar="COL", help="ground truth (not a feature; not drift-tested)")
     parser.add_argument("--id-column", metavar="COL", help="row id (not a feature)")
     parser.add_argument("--timestamp-column", metavar="COL", help="row time (not a feature)")
+    parser.add_argument("--embedding", metavar="COL", help="a column holding an embedding per row (a JSON list of "
+                        "numbers in CSV, list<double> in Parquet; not a feature), for --multivariate")
 
 
 def _profile_arguments(parser) -> None:
@@ -123,6 +133,8 @@ def _profile_arguments(parser) -> None:
     parser.add_argument("--window-rows", type=_positive_int, metavar="N", help="with --label: the window size the "
                         "spread of the metrics (the alert bounds) is measured on (default 1000; for vigil analyze, "
                         "the chunk size)")
+    parser.add_argument("--multivariate-sample", type=_positive_int, metavar="N", help="with --multivariate mmd: "
+                        "reference rows kept for the test (default 2000)")
 
 
 def _positive_int(text: str) -> int:

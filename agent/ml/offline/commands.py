@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 from pydantic import ValidationError
 
-from agent.ml import profile as profiles
+from agent.ml import multivariate as mv, profile as profiles
 from agent.ml.config import DriftConfig
 from agent.ml.offline import report
-from agent.ml.offline.analysis import analyze_chunk
+from agent.ml.offline.analysis import Multivariate, analyze_chunk
 from agent.ml.offline.errors import OfflineError, listing, unknown
 from agent.ml.offline.files import LabelFile, is_profile_file, load_profile, open_data, read_blocks
 from agent.ml.offline.reference import Roles, build_profile, reference_view
@@ -25,8 +25,12 @@ from agent.statefile import write_atomic
 
 
 def build(args: argparse.Namespace) -> int:
+    methods = mv.METHODS if args.multivariate == "all" else tuple(filter(None, [args.multivariate]))
+    if args.embedding and not methods:
+        raise OfflineError("--embedding is read by the multivariate methods: give --multivariate mmd, "
+                           "reconstruction or all")
     data = open_data(args.data)
-    table = next(read_blocks(data, data.columns))
+    table = next(_read_blocks(data, data.columns, args.embedding))
     if table.rows == 0:
         raise OfflineError(f"{args.data}: no data rows")
     profile = build_profile(table, columns=data.columns, model=args.model or Path(args.data).stem,
@@ -35,7 +39,8 @@ def build(args: argparse.Namespace) -> int:
                             roles=_roles(args), bins=args.bins, reservoir=args.reservoir,
                             source=f"file:{args.data}", sentinels=_sentinels(args.sentinel),
                             calibration=args.calibration, positive_class=args.positive_class,
-                            window_rows=args.window_rows)
+                            window_rows=args.window_rows, multivariate=methods,
+                            multivariate_sample=args.multivariate_sample)
     try:
         profiles.save(profile, args.output)
     except OSError as exc:
@@ -43,6 +48,9 @@ def build(args: argparse.Namespace) -> int:
     print(f"{args.output}: profile of {profile.model_name!r} from {profile.rows} rows: "
           f"{_count(len(profile.features), 'feature')}, {_count(len(profile.predictions), 'prediction output')}"
           + (f" ({', '.join(profile.predictions)})" if profile.predictions else ""), file=sys.stderr)
+    for fit in profile.multivariate:
+        print(f"  multivariate: {', '.join(m for m in mv.METHODS if getattr(fit, m) is not None)} on "
+              f"{fit.input_name} ({fit.dims} dimensions)", file=sys.stderr)
     if args.label and profile.performance is None:
         _warn(f"--label {args.label}: no performance kept (it needs a prediction output: --prediction, "
               "--score or --confidence, and rows with both a label and a prediction)")
@@ -66,7 +74,12 @@ def analyze(args: argparse.Namespace) -> int:
         raise OfflineError(f"--sigma: must be > 0, not {args.sigma}")
     roles = _roles(args)
     roles.check_distinct()
+    if args.embedding and not args.multivariate:
+        raise OfflineError("--embedding is read by the multivariate methods: give --multivariate mmd or reconstruction")
     current = open_data(args.current)
+    if args.embedding and args.embedding not in current.columns:
+        raise OfflineError(f"{unknown([args.embedding])} in --embedding: {args.current} has columns "
+                           f"{listing(current.columns)}")
     features = _names(args.features)
     labels = None
     if args.current_labels:
@@ -85,11 +98,12 @@ def analyze(args: argparse.Namespace) -> int:
                                current=args.current)
     for warning in reference.warnings:
         _warn(warning)
+    multivariate = _multivariate(reference.profile, args, where) if args.multivariate else None
     methods = {name: (config.numeric_method if c.kind == profiles.NUMERIC else config.categorical_method)
                for name, c in reference.profile.columns().items()}
     extra = [c for c in ((args.id_column if labels else None), (args.label if not labels else None))
              if c and c not in reference.columns]
-    chunks = read_blocks(current, [*reference.columns, *dict.fromkeys(extra)], args.chunk_size)
+    chunks = _read_blocks(current, [*reference.columns, *dict.fromkeys(extra)], args.embedding, args.chunk_size)
     # A table on stdout is printed chunk by chunk; JSON, and any report written to a file, at the end.
     stream_table = args.format == "table" and not args.output
     result: dict[str, Any] = {"reference_rows": int(reference.profile.rows), "chunks": []}
@@ -105,7 +119,7 @@ def analyze(args: argparse.Namespace) -> int:
         elif args.label:
             truth = table.columns[args.label]
         chunk = analyze_chunk(reference.profile, table, config, index, slots=reference.slots, truth=truth,
-                              sigma=args.sigma)
+                              sigma=args.sigma, multivariate=multivariate)
         result["chunks"].append(chunk)
         if stream_table:
             sys.stdout.write("\n" + report.format_chunk(chunk, start, methods, config.drift_share))
@@ -138,13 +152,17 @@ def _reference_profile(args: argparse.Namespace, roles: Roles, features: list[st
         profile = load_profile(args.reference)
         ignored = [o for o, v in (("--categorical", args.categorical), ("--numeric", args.numeric),
                                   ("--bins", args.bins), ("--reservoir", args.reservoir),
-                                  ("--positive-class", args.positive_class), ("--window-rows", args.window_rows))
+                                  ("--positive-class", args.positive_class), ("--window-rows", args.window_rows),
+                                  ("--multivariate-sample", args.multivariate_sample))
                    if v]
         if ignored:
             _warn(f"{', '.join(ignored)} ignored: the reference is a profile")
         return profile, f"profile {args.reference}"
     data = open_data(args.reference)
-    table = next(read_blocks(data, data.columns))
+    if args.embedding and args.embedding not in data.columns:
+        raise OfflineError(f"{unknown([args.embedding])} in --embedding: {args.reference} has columns "
+                           f"{listing(data.columns)}")
+    table = next(_read_blocks(data, data.columns, args.embedding))
     if table.rows == 0:
         raise OfflineError(f"{args.reference}: no data rows")
     reference_roles = roles
@@ -157,8 +175,35 @@ def _reference_profile(args: argparse.Namespace, roles: Roles, features: list[st
                             reservoir=args.reservoir, source=f"file:{args.reference}",
                             sentinels=config.sentinels, calibration=args.calibration,
                             positive_class=args.positive_class,
-                            window_rows=args.window_rows or args.chunk_size)
+                            window_rows=args.window_rows or args.chunk_size,
+                            multivariate=tuple(filter(None, [args.multivariate])),
+                            multivariate_sample=args.multivariate_sample)
     return profile, args.reference
+
+
+def _read_blocks(data, names: Sequence[str], embedding: str | None, chunk_rows: int | None = None):
+    """`read_blocks`, with the embedding column read as vectors (and not as a column)."""
+    vectors = [embedding] if embedding else []
+    return read_blocks(data, [n for n in names if n not in vectors], chunk_rows, vectors)
+
+
+def _multivariate(profile: profiles.Profile, args: argparse.Namespace, where: str) -> Multivariate:
+    """The method `--multivariate` names, with its fit from the reference (on `--embedding`, else the features)."""
+    method, embedding = args.multivariate, args.embedding or ""
+    fit = next((m for m in profile.multivariate if m.embedding == embedding), None)
+    input_name = f"the embedding {embedding!r}" if embedding else "the numeric features"
+    if fit is None or getattr(fit, method) is None:
+        has = "; ".join(f"{', '.join(m for m in mv.METHODS if getattr(f, m) is not None)} on {f.input_name}"
+                        for f in profile.multivariate) or "none"
+        option = f" --embedding {embedding}" if embedding else ""
+        raise OfflineError(f"--multivariate {method}: {where} has no {method} fit on {input_name} (it has: {has}); "
+                           f"build it with `vigil profile build --multivariate {method}{option}`")
+    if not embedding:
+        missing = [c for c in fit.columns if c not in profile.features]
+        if missing:
+            raise OfflineError(f"--multivariate {method}: the fit of {where} covers the features "
+                               f"{listing(fit.columns)}; {unknown(missing)} not analysed (--features)")
+    return Multivariate(method, fit)
 
 
 def drift_config(alpha: float | None = None, correction: str | None = None, drift_share: float | None = None,
@@ -183,7 +228,8 @@ def _names(values: Sequence[str] | None) -> list[str]:
 
 
 def _roles(args: argparse.Namespace) -> Roles:
-    return Roles(args.prediction, args.score, args.confidence, args.label, args.id_column, args.timestamp_column)
+    return Roles(args.prediction, args.score, args.confidence, args.label, args.id_column, args.timestamp_column,
+                 args.embedding)
 
 
 def _sentinels(texts: Sequence[str] | None) -> list[float | str]:

@@ -31,9 +31,10 @@ def open_data(path: str | Path, progress: bool = True) -> TableFile:
         raise OfflineError(str(exc)) from None
 
 
-def read_blocks(data: TableFile, names: Sequence[str], chunk_rows: int | None = None) -> Iterator[Table]:
+def read_blocks(data: TableFile, names: Sequence[str], chunk_rows: int | None = None,
+                vectors: Sequence[str] = ()) -> Iterator[Table]:
     try:
-        yield from data.blocks(names, chunk_rows)
+        yield from data.blocks(names, chunk_rows, vectors)
     except DataError as exc:
         raise OfflineError(str(exc)) from None
 

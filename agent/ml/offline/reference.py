@@ -13,7 +13,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from agent.ml import performance as performances, profile as profiles
+import numpy as np
+
+from agent.ml import multivariate as mv, performance as performances, profile as profiles
 from agent.ml.columns import RawColumn
 from agent.ml.offline.errors import OfflineError, listing, unknown
 from agent.ml.performance import Outputs
@@ -35,12 +37,13 @@ class Roles:
     label: str | None = None
     id_column: str | None = None
     timestamp_column: str | None = None
+    embedding: str | None = None  # a column of vectors, for the multivariate methods only
 
     def named(self) -> dict[str, str]:
         """option → column, for the options given."""
         options = {"--prediction": self.prediction, "--score": self.score, "--confidence": self.confidence,
                    "--label": self.label, "--id-column": self.id_column,
-                   "--timestamp-column": self.timestamp_column}
+                   "--timestamp-column": self.timestamp_column, "--embedding": self.embedding}
         return {option: column for option, column in options.items() if column}
 
     def outputs(self) -> dict[str, str]:
@@ -62,14 +65,17 @@ def build_profile(table: Table, *, columns: Sequence[str] | None = None, model: 
                   numeric: Sequence[str] = (), roles: Roles | None = None, bins: int | None = None,
                   reservoir: int | None = None, source: str = "", seed: int = 0,
                   sentinels: Sequence[float | str] = (-999,), calibration: str = "isotonic",
-                  positive_class: str | None = None, window_rows: int | None = None) -> Profile:
+                  positive_class: str | None = None, window_rows: int | None = None,
+                  multivariate: Sequence[str] = (), multivariate_sample: int | None = None) -> Profile:
     """A profile of `table`: one column per feature, one per prediction output (see the module doc).
 
     `columns` is the file's column order (default: the table's); `features` default to every
     column that has no role. With a `--label` column and a prediction output, the profile also
     keeps the model's performance on the reference (`calibration`: isotonic or binned;
     `positive_class`: the class a binary score is the probability of, inferred when None;
-    `window_rows`: the window size the bounds' spread is measured on).
+    `window_rows`: the window size the bounds' spread is measured on). `multivariate` names the
+    methods (`agent.ml.multivariate`) to fit on the `roles.embedding` column (read as
+    `table.vectors`), else on the numeric features jointly.
     """
     roles = roles or Roles()
     roles.check_distinct()
@@ -104,8 +110,32 @@ def build_profile(table: Table, *, columns: Sequence[str] | None = None, model: 
         performance = performances.build(
             table.columns[roles.label], model_outputs(table, slots), positive_class=positive_class,
             method=calibration, window_rows=window_rows or performances.DEFAULT_WINDOW_ROWS, seed=seed)
+    fits = []
+    if multivariate:
+        fits.append(fit_multivariate(table, feature_profiles, roles.embedding, multivariate, sentinels, where,
+                                     multivariate_sample or mv.DEFAULT_SAMPLE, seed))
     return profiles.Profile(model, version, table.rows, feature_profiles, predictions, source=source,
-                            performance=performance)
+                            performance=performance, multivariate=fits)
+
+
+def fit_multivariate(table: Table, features: dict[str, ColumnProfile], embedding: str | None,
+                     methods: Sequence[str], sentinels: Sequence[float | str], where: str, sample: int,
+                     seed: int = 0) -> mv.MultivariateReference:
+    """The multivariate methods fitted on the embedding column, else on the numeric features."""
+    if embedding:
+        rows = table.vectors[embedding]
+        rows = rows[~np.isnan(rows).all(axis=1)] if rows.size else rows
+        if rows.shape[0] < 2 or rows.shape[1] < 1:
+            raise OfflineError(f"--embedding {embedding}: {where} has {rows.shape[0]} rows with an embedding; "
+                               "the multivariate methods need at least 2")
+        return mv.fit(rows, tuple(methods), embedding=embedding, sample=sample, seed=seed)
+    numeric = [name for name, c in features.items() if c.kind == NUMERIC]
+    if len(numeric) < 2:
+        raise OfflineError(f"--multivariate: {where} has {len(numeric)} numeric feature"
+                           f"{'' if len(numeric) == 1 else 's'} ({listing(numeric)}); features are taken "
+                           "jointly from 2 or more (or give an --embedding column)")
+    rows = mv.feature_rows([table.columns[name] for name in numeric], list(sentinels))
+    return mv.fit(rows, tuple(methods), columns=numeric, sample=sample, seed=seed)
 
 
 def model_outputs(table: Table, slots: dict[str, str]) -> Outputs:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from agent.ml import statistics
+from agent.ml.multivariate import MultivariateReference
 from agent.ml.offline.analysis import number
 from agent.ml.performance import CLASSIFICATION_METRICS, REGRESSION, REGRESSION_METRICS, PerformanceProfile
 from agent.ml.profile import NUMERIC, ColumnProfile, Profile
@@ -76,9 +77,18 @@ def format_chunk(chunk: dict[str, Any], start_row: int, methods: dict[str, str] 
         row += [_share(h.get(key)) for key in HEALTH_KINDS]
         table.append(row)
     lines += ["  " + line for line in _align(table, right_from=3)]
+    if "multivariate" in drift_:
+        lines.append(format_multivariate(drift_["multivariate"]))
     if "performance" in chunk:
         lines += format_performance(chunk["performance"])
     return "\n".join(lines) + "\n"
+
+
+def format_multivariate(m: dict[str, Any]) -> str:
+    """A chunk's multivariate drift for people, in one line."""
+    state = "DRIFT" if m["drifted"] else ("ok" if m["statistic"] is not None else "untested (too few rows)")
+    return (f"  multivariate drift ({m['method']}): {state}: statistic {_stat(m['statistic'])}, threshold "
+            f"{_stat(m['threshold'])}, p_value {_p(m['p_value'])}")
 
 
 def format_performance(p: dict[str, Any]) -> list[str]:
@@ -123,6 +133,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
            "source": profile.source, "created_time_unix_nano": int(profile.created_time_unix_nano),
            "features": [column(c) for c in profile.features.values()],
            "predictions": [column(c) for c in profile.predictions.values()]}
+    if profile.multivariate:
+        out["multivariate"] = [multivariate_to_dict(m) for m in profile.multivariate]
     perf = profile.performance
     if perf is not None:
         numbers = lambda d: {k: number(v) for k, v in d.items()}  # noqa: E731
@@ -140,12 +152,37 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
     return out
 
 
+def multivariate_to_dict(m: MultivariateReference) -> dict[str, Any]:
+    entry: dict[str, Any] = {"columns": list(m.columns), "embedding": m.embedding or None, "dims": m.dims}
+    if m.mmd is not None:
+        entry["mmd"] = {"sample_rows": int(m.mmd.sample.shape[0]), "projected_dims": int(m.mmd.projection.shape[0]),
+                        "bandwidth": number(m.mmd.bandwidth)}
+    if m.reconstruction is not None:
+        r = m.reconstruction
+        entry["reconstruction"] = {"components": int(r.components.shape[0]), "error_mean": number(r.error_mean),
+                                   "error_std": number(r.error_std), "rows": int(r.rows)}
+    return entry
+
+
+def multivariate_line(m: MultivariateReference) -> str:
+    parts = []
+    if m.mmd is not None:
+        projected = f", projected to {m.mmd.projection.shape[0]}" if m.mmd.projection.shape[0] else ""
+        parts.append(f"mmd ({m.mmd.sample.shape[0]} reference rows{projected}, bandwidth {m.mmd.bandwidth:.4g})")
+    if m.reconstruction is not None:
+        r = m.reconstruction
+        parts.append(f"reconstruction ({r.components.shape[0]} components, error {r.error_mean:.4g} ± "
+                     f"{r.error_std:.4g})")
+    return f"multivariate: {m.input_name} ({m.dims} dimensions): {'; '.join(parts)}"
+
+
 def format_profile(profile: Profile, top: int = 5) -> str:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(profile.created_time_unix_nano / 1e9))
     lines = [f"model:    {profile.model_name or '-'}", f"version:  {profile.model_version or '-'}",
              f"rows:     {profile.rows}", f"source:   {profile.source or '-'}", f"created:  {created}"]
     if profile.performance is not None:
         lines.append(performance_line(profile.performance))
+    lines += [multivariate_line(m) for m in profile.multivariate]
     for title, columns in (("features", profile.features), ("predictions", profile.predictions)):
         lines.append("")
         lines.append(f"{title} ({len(columns)})")
