@@ -35,18 +35,44 @@ demo: $(VENV)/.examples-deps
 # Debian packages some tests run for real: systemd-analyze (the unit), Prometheus (scraping Vigil),
 # Chromium (the status page), openssl (certificates for the TLS tests). apt-get runs only for what is missing
 # (CI runs as root on Debian).
+# Triton's Python-backend stub embeds Debian's Python: its venv is made with python3-venv and the stub
+# needs that Python's libpython (TEST_DEB_LIBS, checked by package rather than by command).
 TEST_DEBS := systemd-analyze:systemd prometheus:prometheus chromium:chromium openssl:openssl
+DEBIAN_PYTHON := /usr/bin/python3
+TEST_DEB_LIBS = python3-venv libpython$(shell $(DEBIAN_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3.11)
 test-debs:
 	@missing=""; for pair in $(TEST_DEBS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	for package in $(TEST_DEB_LIBS); do \
+	  dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q "ok installed" || missing="$$missing $$package"; done; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
 	  echo "installing Debian packages for the tests:$$missing"; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: $(VENV)/.test-deps test-debs
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The real inference servers the tests run (tests/servers/), each in a venv of its own: they pin their own
+# pydantic, fastapi and numpy. Triton's venv is made from Debian's Python, whose libpython its
+# Python-backend stub is linked against (under a pyenv-built Python the stub fails to start).
+.venv-triton/.deps: tests/servers/triton/requirements.txt | test-debs
+	$(DEBIAN_PYTHON) -m venv .venv-triton
+	.venv-triton/bin/pip install --quiet --upgrade pip
+	.venv-triton/bin/pip install --quiet -r tests/servers/triton/requirements.txt
+	touch $@
+
+.venv-mlserver/.deps: tests/servers/mlserver/requirements.txt
+	$(PYTHON) -m venv .venv-mlserver
+	.venv-mlserver/bin/pip install --quiet --upgrade pip
+	.venv-mlserver/bin/pip install --quiet -r tests/servers/mlserver/requirements.txt
+	touch $@
+
+REAL_SERVERS := .venv-triton/.deps .venv-mlserver/.deps
+.PHONY: real-servers
+real-servers: $(REAL_SERVERS)
+
+# VIGIL_REAL_SERVERS=1: a real server that is missing or does not start fails its tests instead of skipping.
+test: $(VENV)/.test-deps test-debs $(REAL_SERVERS)
+	VIGIL_REAL_SERVERS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Vigil as a systemd service: /opt/vigil/venv, /etc/vigil/vigil.yaml, /etc/systemd/system/vigil.service.
 install-service:
@@ -61,7 +87,7 @@ proto: $(VENV)/.test-deps
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=agent/proto --pyi_out=agent/proto $(patsubst proto/%,%,$(wildcard proto/vigil/v1/*.proto))
 
 clean:
-	rm -rf $(VENV) build *.egg-info vigil-data agent/*.so
+	rm -rf $(VENV) .venv-triton .venv-mlserver build *.egg-info vigil-data agent/*.so
 
 # bench/offline_engine.py's peers (NannyML, Evidently) in a venv of their own, never needed by the agent or its
 # tests. pandas < 3: evidently 0.7.23 imports a helper that pandas 3 removed.
