@@ -43,11 +43,12 @@ RECONSTRUCTION_FOLDS = 5  # the reference's own errors are measured out of fold
 @dataclass(frozen=True)
 class Settings:
     """How a window is tested; the defaults keep false alarms under 1 % of no-drift windows."""
-    # One test per window (not a family of columns): alpha is the per-window false-alarm bound.
-    alpha: float = 0.01
+    # One test per window (not a family of columns): alpha bounds the share of no-drift windows
+    # called drifted, at half the 1 % target so that chance runs stay under it.
+    alpha: float = 0.005
     # Effect-size floors: a significant change smaller than these is not called drift.
     min_mmd2: float = 0.002
-    min_error_increase: float = 0.02  # relative rise of the mean reconstruction error
+    min_error_increase: float = 0.05  # relative rise of the mean reconstruction error
     permutations: int = 200
     window_sample: int = 500  # window rows the permutation test uses at most
     reference_sample: int = 1_000  # reference-sample rows it uses at most
@@ -237,8 +238,9 @@ def test(reference: MultivariateReference, method: str, rows: np.ndarray, settin
 def _test_reconstruction(ref: ReconstructionReference, z: np.ndarray, settings: Settings, result: Result) -> Result:
     errors = reconstruction_errors(z, ref.components)
     result.statistic = float(errors.mean())
-    # The window mean's standard error, from the reference rows' spread (NannyML's sampling error).
-    standard_error = ref.error_std / math.sqrt(errors.size)
+    # The standard error of the window mean less the reference mean, from the reference rows' spread
+    # (NannyML's sampling error, plus the reference mean's own).
+    standard_error = ref.error_std * math.sqrt(1.0 / errors.size + 1.0 / max(ref.rows, 1))
     z_alpha = NormalDist().inv_cdf(1.0 - settings.alpha)
     result.threshold = max(ref.error_mean + z_alpha * standard_error,
                            ref.error_mean * (1.0 + settings.min_error_increase))
