@@ -27,6 +27,7 @@ from agent.signals import Batch, Signal
 class Instrument(enum.Enum):
     GAUGE = "gauge"
     COUNTER = "counter"  # cumulative, monotonic sum
+    DELTA_COUNTER = "delta_counter"  # delta, monotonic sum: what one interval added
     UPDOWN = "updowncounter"  # cumulative, non-monotonic sum
     HISTOGRAM = "histogram"  # explicit buckets, delta: the counts of one interval
 
@@ -51,7 +52,7 @@ class ResourceMetrics:
 
     def record(self, spec: MetricSpec, value: float | int, attributes: Mapping[str, Any] | None = None,
                start_ns: int = 0) -> None:
-        """Add one point; `start_ns` is the start of a cumulative sum (ignored for gauges)."""
+        """Add one point; `start_ns` is the start of a sum (cumulative or delta; ignored for gauges)."""
         metric = self._metrics.get(spec.name)
         if metric is None:
             metric = self._metrics[spec.name] = self._scope.metrics.add(
@@ -59,8 +60,10 @@ class ResourceMetrics:
             if spec.instrument is Instrument.GAUGE:
                 metric.gauge.SetInParent()
             else:
-                metric.sum.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
-                metric.sum.is_monotonic = spec.instrument is Instrument.COUNTER
+                metric.sum.aggregation_temporality = (
+                    metrics_pb2.AGGREGATION_TEMPORALITY_DELTA if spec.instrument is Instrument.DELTA_COUNTER
+                    else metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE)
+                metric.sum.is_monotonic = spec.instrument in (Instrument.COUNTER, Instrument.DELTA_COUNTER)
         points = metric.gauge.data_points if spec.instrument is Instrument.GAUGE else metric.sum.data_points
         point = points.add(time_unix_nano=self._time_ns)
         if spec.instrument is not Instrument.GAUGE and start_ns:

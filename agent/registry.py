@@ -20,6 +20,7 @@ _MODULES: dict[Kind, dict[str, str]] = {
         "nvml": "agent.receivers.nvml",
         "predictionlog": "agent.receivers.predictionlog",
         "prometheus": "agent.receivers.prometheus",
+        "inference": "agent.receivers.inference",
     },
     Kind.PROCESSOR: {
         "memory_limiter": "agent.processors.memory_limiter",
