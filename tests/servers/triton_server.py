@@ -45,7 +45,7 @@ def run_triton(tmp_path: Path, traces_url: str | None = None) -> Iterator[Triton
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     args = [str(dist / "bin" / "tritonserver"), f"--model-repository={models}",
             f"--backend-directory={backends}", f"--cache-directory={dist / 'caches'}",
-            "--http-address=127.0.0.1", f"--http-port={http_port}", f"--grpc-address=127.0.0.1",
+            "--http-address=127.0.0.1", f"--http-port={http_port}", "--grpc-address=127.0.0.1",
             f"--grpc-port={grpc_port}", "--allow-metrics=true", "--allow-gpu-metrics=false",
             "--metrics-address=127.0.0.1", f"--metrics-port={metrics_port}", "--metrics-interval-ms=500"]
     if traces_url:
