@@ -17,9 +17,11 @@ _MODULES: dict[Kind, dict[str, str]] = {
     Kind.RECEIVER: {
         "otlp": "agent.receivers.otlp",
         "hostmetrics": "agent.receivers.hostmetrics",
+        "inference_proxy": "agent.receivers.inference_proxy",
         "nvml": "agent.receivers.nvml",
         "predictionlog": "agent.receivers.predictionlog",
         "prometheus": "agent.receivers.prometheus",
+        "kserve": "agent.receivers.kserve",
         "inference": "agent.receivers.inference",
     },
     Kind.PROCESSOR: {

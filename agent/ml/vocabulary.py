@@ -105,12 +105,7 @@ SERVER_CALL_MARKS = (GENAI_LATENCY_E2E, GENAI_LATENCY_TTFT)
 # model and version from them.
 TRITON_MODEL_NAME = "triton.model_name"
 TRITON_MODEL_VERSION = "triton.model_version"  # an int
-# The GenAI semantic conventions' server metrics (open-telemetry/semantic-conventions@v1.41.1
-# docs/gen-ai/gen-ai-metrics.md), and the queue time, which they have no name for.
-GENAI_SERVER_REQUEST_DURATION = "gen_ai.server.request.duration"
-GENAI_SERVER_TIME_TO_FIRST_TOKEN = "gen_ai.server.time_to_first_token"
-GENAI_SERVER_TIME_PER_OUTPUT_TOKEN = "gen_ai.server.time_per_output_token"
-SERVER_QUEUE_DURATION = "ml.server.queue.duration"
+# The metrics these spans give are the inference receiver's names above (GENAI_SERVER_*, SERVER_QUEUE_DURATION).
 
 # -- the inference proxy's GenAI spans (agent/receivers/inference_proxy/openai.py) --------------------------
 # vLLM's request-parameter names (vllm-project/vllm@03b8a674 vllm/tracing.py), by the OpenAI request's field.
@@ -123,3 +118,8 @@ PROXY_FINISH_REASONS = "gen_ai.response.finish_reasons"  # a string array, one p
 # -- inference payloads (agent/receivers/payloads: V2 / V1 request and response bodies) ------------------
 # One vector input a row (an [N, D] tensor with D >= embedding_min_width): a double array.
 EMBEDDING = "ml.embedding"
+# The resource of a prediction the KServe logger logged: the semantic conventions' namespace, and KServe's
+# component (predictor, transformer, explainer) and endpoint (kserve/kserve pkg/logger/worker.go).
+K8S_NAMESPACE = "k8s.namespace.name"
+KSERVE_COMPONENT = "kserve.component"
+KSERVE_ENDPOINT = "kserve.endpoint"
