@@ -71,6 +71,8 @@ class FakeGpu:
     fan_percent: int = 30
     compute_processes: list[tuple[int, int | None]] = field(default_factory=list)  # (pid, bytes)
     graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
+    # nvmlDeviceGetProcessUtilization's samples: (pid, timestamp in µs, SM %); none newer: NOT_FOUND.
+    process_samples: list[tuple[int, int, int]] = field(default_factory=list)
     mig_mode: int | None = None  # None: the GPU has no MIG at all (NOT_SUPPORTED)
     mig_slots: list[FakeGpu | None] = field(default_factory=list)
     gpu_instance_id: int | None = None
@@ -279,6 +281,14 @@ class FakeNvml:
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: FakeGpu) -> list[Any]:
         gpu = self._gpu("nvmlDeviceGetGraphicsRunningProcesses", handle)
         return [self._process(gpu, pid, used) for pid, used in gpu.graphics_processes]
+
+    def nvmlDeviceGetProcessUtilization(self, handle: FakeGpu, timestamp: int) -> list[Any]:
+        gpu = self._gpu("nvmlDeviceGetProcessUtilization", handle)
+        samples = [SimpleNamespace(pid=pid, timeStamp=at, smUtil=sm, memUtil=0, encUtil=0, decUtil=0)
+                   for pid, at, sm in gpu.process_samples if at > timestamp]
+        if not samples:
+            raise error(pynvml.NVML_ERROR_NOT_FOUND)
+        return samples
 
     @staticmethod
     def _process(gpu: FakeGpu, pid: int, used: int | None) -> Any:

@@ -396,6 +396,17 @@ def graphics_processes(handle: Any) -> list[Any]:
     return _versioned("nvmlDeviceGetGraphicsRunningProcesses", handle)
 
 
+def process_utilization(handle: Any, since_us: int) -> list[Any]:
+    """Per-process utilisation samples newer than `since_us` (NVML's timestamps, microseconds); an empty
+    list where no process ran since then (NVML answers that "not found")."""
+    try:
+        return list(pynvml.nvmlDeviceGetProcessUtilization(handle, since_us))
+    except pynvml.NVMLError as exc:
+        if error_code(exc) in (NOT_FOUND, SUCCESS):  # SUCCESS: the binding's error for zero samples
+            return []
+        raise
+
+
 def _versioned(name: str, handle: Any) -> Any:
     # The binding's unversioned function calls the newest version; a driver older than the binding
     # lacks it (NVMLLibraryMismatchError), and the _v2 it has answers the same.
