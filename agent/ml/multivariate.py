@@ -113,9 +113,10 @@ def fit(rows: np.ndarray, methods: tuple[str, ...] = METHODS, *, columns: list[s
     rows = np.asarray(rows, dtype=float)
     if rows.ndim != 2 or rows.shape[0] < 2 or rows.shape[1] < 1:
         raise ValueError(f"multivariate reference needs at least 2 rows of at least 1 value, got shape {rows.shape}")
-    rng = np.random.default_rng(seed)
+    # One generator per use: a method's fit is the same whichever others are fitted with it.
+    fit_rows, mmd_rows, folds = (np.random.default_rng([seed, use]) for use in range(3))
     if rows.shape[0] > MAX_FIT_ROWS:
-        rows = rows[rng.choice(rows.shape[0], MAX_FIT_ROWS, replace=False)]
+        rows = rows[fit_rows.choice(rows.shape[0], MAX_FIT_ROWS, replace=False)]
     # As NannyML: mean imputation, then StandardScaler (population std; a constant dimension scaled by 1).
     mean = np.nanmean(rows, axis=0)
     mean = np.where(np.isnan(mean), 0.0, mean)
@@ -128,12 +129,12 @@ def fit(rows: np.ndarray, methods: tuple[str, ...] = METHODS, *, columns: list[s
     axes, explained = principal_axes(z) if need_pca else (None, None)
     if MMD in methods:
         projection = axes[:mmd_dims] if z.shape[1] > mmd_dims else np.empty((0, z.shape[1]))
-        kept = z if z.shape[0] <= sample else z[rng.choice(z.shape[0], sample, replace=False)]
+        kept = z if z.shape[0] <= sample else z[mmd_rows.choice(z.shape[0], sample, replace=False)]
         kept = project(kept, projection)
         reference.mmd = MmdReference(projection, kept, median_distance(kept))
     if RECONSTRUCTION in methods:
         components = axes[:components_for(explained, variance)]
-        errors = held_out_errors(z, components.shape[0], rng)
+        errors = held_out_errors(z, components.shape[0], folds)
         reference.reconstruction = ReconstructionReference(components, float(errors.mean()),
                                                            float(errors.std(ddof=1)), int(z.shape[0]))
     return reference
