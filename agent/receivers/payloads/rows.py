@@ -127,14 +127,15 @@ def _row_count(tensors: dict[str, np.ndarray], field: str, expected: int | None,
     """The batch size all `tensors` share (their first dimension; a scalar is one row)."""
     count = expected
     for name, array in tensors.items():
+        where = field if name == field else f"{field}.{name}"  # a V1 list is one tensor named as its field
         rows = array.shape[0] if array.ndim else 1
         if count is None:
             count = rows
             if count > config.max_rows:
-                raise PayloadError("too_large", f"{field}.{name}", f"{count} rows, more than max_rows "
+                raise PayloadError("too_large", where, f"{count} rows, more than max_rows "
                                                                    f"{config.max_rows}")
         elif rows != count:
-            raise PayloadError("shape", f"{field}.{name}", f"{rows} rows where the request has {count}")
+            raise PayloadError("shape", where, f"{rows} rows where the request has {count}")
     return count or 0
 
 
