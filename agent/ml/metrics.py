@@ -23,8 +23,10 @@ from agent.ml.performance import Classification, PerformanceProfile
 from agent.ml.profile import NUMERIC, Profile
 from agent.ml.traffic import Divergence, Interval
 from agent.ml.vocabulary import (AVERAGE, BASELINE_VERSION, CLASS, DRIFT_METHOD, ERROR_TYPE, FEATURE_NAME,
-                                 GENAI_TOKEN_TYPE, HEALTH_KINDS, MODEL_NAME, MODEL_VERSION, PERFORMANCE_METRIC,
-                                 PERFORMANCE_SOURCE, PREDICTION_LABEL, REASON, SERVICE_NAME)
+                                 GENAI_SERVER_REQUEST_DURATION, GENAI_SERVER_TIME_PER_OUTPUT_TOKEN,
+                                 GENAI_SERVER_TIME_TO_FIRST_TOKEN, GENAI_TOKEN_TYPE, HEALTH_KINDS, MODEL_NAME,
+                                 MODEL_VERSION, PERFORMANCE_METRIC, PERFORMANCE_SOURCE, PREDICTION_LABEL, REASON,
+                                 SERVER_QUEUE_DURATION, SERVICE_NAME)
 
 G, C, H = Instrument.GAUGE, Instrument.COUNTER, Instrument.HISTOGRAM
 
@@ -88,6 +90,15 @@ LABELS_PENDING = MetricSpec("ml.labels.pending", "{prediction}", G, "Predictions
 
 GENAI_TOKENS = MetricSpec("gen_ai.client.token.usage", "{token}", H, "Measures number of input and output tokens used")
 GENAI_DURATION = MetricSpec("gen_ai.client.operation.duration", "s", H, "GenAI operation duration")
+# From inference servers' request spans (vLLM, SGLang); descriptions as the semantic conventions give them.
+GENAI_SERVER_DURATION = MetricSpec(GENAI_SERVER_REQUEST_DURATION, "s", H,
+                                   "Generative AI server request duration such as time-to-last byte or last "
+                                   "output token")
+GENAI_SERVER_TTFT = MetricSpec(GENAI_SERVER_TIME_TO_FIRST_TOKEN, "s", H,
+                               "Time to generate first token for successful responses")
+GENAI_SERVER_TPOT = MetricSpec(GENAI_SERVER_TIME_PER_OUTPUT_TOKEN, "s", H,
+                               "Time per output token generated after the first token for successful responses")
+SERVER_QUEUE = MetricSpec(SERVER_QUEUE_DURATION, "s", H, "Time a request waited in the server's queue")
 
 
 # --- resources and attributes ---------------------------------------------------------------------------
@@ -267,7 +278,8 @@ def write_labels(rm: ResourceMetrics, model: str, received: int, matched: Mappin
 
 
 def write_genai(resource: Callable[[str], ResourceMetrics], calls: GenAi) -> None:
-    """GenAI histograms, one resource per service; `resource(service)` gives its ResourceMetrics."""
+    """GenAI histograms, client and server, one resource per service; `resource(service)` gives its
+    ResourceMetrics."""
     for key, usage in calls.tokens.items():
         rm = resource(key[0])
         attrs = genai_.attributes(key)
@@ -277,3 +289,12 @@ def write_genai(resource: Callable[[str], ResourceMetrics], calls: GenAi) -> Non
         attrs = genai_.attributes(key)
         _histogram(resource(key[0]), GENAI_DURATION, duration, {**attrs, ERROR_TYPE: error} if error else attrs,
                    calls.started_ns)
+    for (key, error), duration in calls.server_durations.items():
+        attrs = genai_.attributes(key)
+        _histogram(resource(key[0]), GENAI_SERVER_DURATION, duration,
+                   {**attrs, ERROR_TYPE: error} if error else attrs, calls.started_ns)
+    for key, times in calls.server_times.items():
+        rm, attrs = resource(key[0]), genai_.attributes(key)
+        _histogram(rm, GENAI_SERVER_TTFT, times.time_to_first_token, attrs, calls.started_ns)
+        _histogram(rm, GENAI_SERVER_TPOT, times.time_per_output_token, attrs, calls.started_ns)
+        _histogram(rm, SERVER_QUEUE, times.queue, attrs, calls.started_ns)

@@ -19,9 +19,10 @@ import numpy as np
 
 from agent.ml.columns import RawColumn, category_of
 from agent.ml.vocabulary import (
-    ERROR_TYPE, FEATURE_PREFIX, GENAI_INPUT_TOKENS, GENAI_OPERATION, GENAI_OUTPUT_TOKENS, GENAI_PROVIDER,
-    GENAI_REQUEST_MODEL, GENAI_RESPONSE_MODEL, MAX_STRING_LENGTH, OTHER_ERROR, OUTPUTS, PREDICTION_CONFIDENCE,
-    PREDICTION_LABEL, PREDICTION_SCORE,
+    ERROR_TYPE, FEATURE_PREFIX, GENAI_INPUT_TOKENS, GENAI_LATENCY_E2E, GENAI_LATENCY_QUEUE, GENAI_LATENCY_TTFT,
+    GENAI_OPERATION, GENAI_OUTPUT_TOKENS, GENAI_PROVIDER, GENAI_REQUEST_MODEL, GENAI_RESPONSE_MODEL,
+    MAX_STRING_LENGTH, OTHER_ERROR, OUTPUTS, PREDICTION_CONFIDENCE, PREDICTION_LABEL, PREDICTION_SCORE,
+    SERVER_CALL_MARKS,
 )
 
 # A list or map where a scalar belongs: read as the UNREADABLE text in a column, as nothing elsewhere.
@@ -249,7 +250,11 @@ class Labels:
 
 @dataclass
 class GenAiCalls:
-    """GenAI operations (spans with `gen_ai.*` attributes) of one service in one batch, row by row."""
+    """GenAI operations (spans with `gen_ai.*` attributes) of one service in one batch, row by row.
+
+    A row is a client call, or (`server`) a request an inference server served: vLLM's and SGLang's
+    `llm_request` span, told apart by `is_server_call`. A server row's `duration` is its
+    `gen_ai.latency.e2e` (the span's duration when it has none)."""
 
     service_name: str
     operation: list[str] = field(default_factory=list)
@@ -260,6 +265,9 @@ class GenAiCalls:
     output_tokens: list[float] = field(default_factory=list)
     duration: list[float] = field(default_factory=list)  # seconds
     error_type: list[str] = field(default_factory=list)  # "" when the call did not fail
+    server: list[bool] = field(default_factory=list)
+    time_to_first_token: list[float] = field(default_factory=list)  # seconds, NaN when not reported
+    time_in_queue: list[float] = field(default_factory=list)  # seconds, NaN when not reported
 
     @property
     def rows(self) -> int:
@@ -291,6 +299,21 @@ def add_label(found: dict[str, Labels], model: str, prediction_id: str | None, v
     record.values.append(truth[:MAX_STRING_LENGTH] if isinstance(truth, str) else truth)
 
 
+def is_server_call(attributes: dict[str, Any]) -> bool:
+    """Whether a GenAI span is a request an inference server served rather than a client's call: it
+    carries `gen_ai.latency.e2e` or `gen_ai.latency.time_to_first_token`, which vLLM and SGLang set on their
+    SERVER span and no client instrumentation sets. (The attributes, not the span kind: the wire scanner
+    reads no span kind, and a client span of kind SERVER is no server request.)"""
+    return any(name in attributes for name in SERVER_CALL_MARKS)
+
+
+def seconds_value(value: Any) -> float:
+    """A latency attribute (seconds) as a float; NaN unless a finite number >= 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return math.nan
+
+
 def add_genai_call(found: dict[str, GenAiCalls], service: str, attributes: dict[str, Any], seconds: float,
                    status_error: str | None) -> None:
     """One GenAI call of `service`, from its `gen_ai.*` (and `error.type`) scalar attributes, its duration
@@ -298,6 +321,13 @@ def add_genai_call(found: dict[str, GenAiCalls], service: str, attributes: dict[
     calls = found.get(service)
     if calls is None:
         calls = found[service] = GenAiCalls(service)
+    server = is_server_call(attributes)
+    if server:
+        e2e = seconds_value(attributes.get(GENAI_LATENCY_E2E))
+        seconds = seconds if math.isnan(e2e) else e2e  # the span's own duration when e2e is absent
+    calls.server.append(server)
+    calls.time_to_first_token.append(seconds_value(attributes.get(GENAI_LATENCY_TTFT)) if server else math.nan)
+    calls.time_in_queue.append(seconds_value(attributes.get(GENAI_LATENCY_QUEUE)) if server else math.nan)
 
     def text(names: tuple[str, ...]) -> str:
         for name in names:

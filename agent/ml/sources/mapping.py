@@ -3,19 +3,25 @@
 An app may send its own names (`{"ml.feature.*": "features.*", "ml.model.name": "model"}`:
 exact names, or prefixes ending in `*`). Per key, `decision` says once what it is (its
 `ml.*` name, whether it is an `ml.*` name at all, whether it is a column) and remembers it.
-The byte markers let a reader skip a request that holds no readable key without
-walking it; `scan_prefixes` are the keys the wire scanner hands back.
+Triton's `triton.model_name`/`triton.model_version` are built in, as the model of an item
+that has no usable `ml.model.name` (the readers apply that rule). The byte markers let a
+reader skip a request that holds no readable key without walking it; `scan_prefixes` are
+the keys the wire scanner hands back.
 """
 
 from __future__ import annotations
 
 from typing import Mapping
 
-from agent.ml.vocabulary import ERROR_TYPE, FEATURE_PREFIX, GENAI_PREFIX, ML_PREFIX, OUTPUTS
+from agent.ml.vocabulary import (
+    ERROR_TYPE, FEATURE_PREFIX, GENAI_PREFIX, ML_PREFIX, OUTPUTS, TRITON_MODEL_NAME, TRITON_MODEL_VERSION,
+)
 
-# What a key is: (its ml name, is an ml.* name, is a column: a feature or an output), or None: not read.
-# A plain tuple: readers unpack it once per attribute.
+# What a key is: (its ml name, is read as a prediction's attribute: an ml.* name or a built-in fallback, is a
+# column: a feature or an output), or None: not read. A plain tuple: readers unpack it once per attribute.
 Decision = tuple[str, bool, bool]
+# Built in: the names an inference server gives a model, read where an item has no usable ml.model.name.
+FALLBACKS = (TRITON_MODEL_NAME, TRITON_MODEL_VERSION)
 
 # Keys an app makes up per request (a request id as a key) must not grow the cache without end.
 _MAX_DECISIONS = 10_000
@@ -39,9 +45,9 @@ class AttributeMapping:
         # `ml.` first: a batch of predictions is then told apart after a few bytes, not a whole search.
         ml, genai = ML_PREFIX.encode(), GENAI_PREFIX.encode()
         sources = {source.encode() for source in self._exact} | {source.encode() for source, _ in self._prefixes}
-        self.markers = (ml, genai, *sorted(sources - {ml, genai}))
+        self.markers = (ml, genai, *sorted(sources - {ml, genai}), TRITON_MODEL_NAME.encode())
         # The keys the wire scanner hands back: those that `decide` may read.
-        self.scan_prefixes = (*self.markers, ERROR_TYPE.encode())
+        self.scan_prefixes = (*self.markers, ERROR_TYPE.encode(), TRITON_MODEL_VERSION.encode())
 
     def ml_name(self, key: str) -> str:
         if key in self._exact:
@@ -57,6 +63,8 @@ class AttributeMapping:
             decision: Decision | None = (name, True, name.startswith(FEATURE_PREFIX) or name in OUTPUTS)
         elif name.startswith(GENAI_PREFIX) or name == ERROR_TYPE:
             decision = (name, False, False)
+        elif name in FALLBACKS:
+            decision = (name, True, False)
         else:
             decision = None
         if len(self.decisions) < _MAX_DECISIONS:
@@ -69,5 +77,6 @@ class AttributeMapping:
 
     def nothing_to_read(self, wire: bytes | None) -> bool:
         """True when a request's wire bytes (None: not at hand) hold no key that could be read: no `ml.`,
-        `gen_ai.` nor mapped source key anywhere in them (`error.type` alone is read only beside those)."""
+        `gen_ai.`, mapped source key nor `triton.model_name` anywhere in them (`error.type` and
+        `triton.model_version` alone are read only beside those)."""
         return wire is not None and not any(marker in wire for marker in self.markers)

@@ -23,7 +23,7 @@ from agent.ml.sources.mapping import AttributeMapping
 from agent.ml.vocabulary import (
     ALERTS_SCOPE, ARRAYS, ERROR_TYPE, EXCEPTION_EVENT, EXCEPTION_TYPE, FEATURE_PREFIX, MAX_STRING_LENGTH, MODEL_CLASSES,
     MODEL_NAME, MODEL_VERSION, OTHER_ERROR, PREDICTION_DURATION, PREDICTION_ID, PREDICTION_LABEL,
-    PREDICTION_PROBABILITIES, SERVICE_NAME, TRUE_LABEL,
+    PREDICTION_PROBABILITIES, SERVICE_NAME, TRITON_MODEL_NAME, TRITON_MODEL_VERSION, TRUE_LABEL,
 )
 from agent.signals import Batch, Signal
 
@@ -96,15 +96,18 @@ class MessageReader:
             add_genai_call(genai, service, other, span_seconds(item.start_time_unix_nano, item.end_time_unix_nano),
                            exception_type(item) if failed else None)
         model = values.get(MODEL_NAME)
+        version = MODEL_VERSION
         if not isinstance(model, str) or not model:
-            return
+            model, version = values.get(TRITON_MODEL_NAME), TRITON_MODEL_VERSION  # a server's own names
+            if not isinstance(model, str) or not model:
+                return
         model = model[:MAX_STRING_LENGTH]
         prediction_id = id_text(values.get(PREDICTION_ID))
         if TRUE_LABEL in values:
             add_label(labels, model, prediction_id, values[TRUE_LABEL])
             if not columns_found and PREDICTION_PROBABILITIES not in values:
                 return  # a label, not a prediction
-        key = (model, version_text(values.get(MODEL_VERSION)))
+        key = (model, version_text(values.get(version)))
         predictions = found.get(key)
         if predictions is None:
             predictions = found[key] = Predictions(key[0], key[1], service_name=service)

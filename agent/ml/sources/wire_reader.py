@@ -30,7 +30,8 @@ from agent.ml.predictions import (
 from agent.ml.sources.mapping import AttributeMapping
 from agent.ml.vocabulary import (
     ALERTS_SCOPE, ERROR_TYPE, FEATURE_PREFIX, MAX_STRING_LENGTH, MODEL_CLASSES, MODEL_NAME, MODEL_VERSION,
-    OTHER_ERROR, PREDICTION_DURATION, PREDICTION_ID, PREDICTION_LABEL, PREDICTION_PROBABILITIES, TRUE_LABEL,
+    OTHER_ERROR, PREDICTION_DURATION, PREDICTION_ID, PREDICTION_LABEL, PREDICTION_PROBABILITIES, TRITON_MODEL_NAME,
+    TRITON_MODEL_VERSION, TRUE_LABEL,
 )
 from agent.signals import Batch, Signal
 
@@ -188,12 +189,16 @@ class _Reading:
         n = self.n
         model_records = r.last_of(MODEL_NAME)
         model_records = model_records[r.kind[model_records] == STRING]
-        if model_records.size == 0:
+        server_records = r.last_of(TRITON_MODEL_NAME)  # none unless a server sent its own names
+        if model_records.size == 0 and server_records.size == 0:
             return [], []
         model_of = np.full(n, None, dtype=object)
-        model_of[r.item[model_records]] = [m or None for m in r.texts(model_records)] if not r.plain_strings \
-            else r.texts(model_records)
+        model_of[r.item[model_records]] = self._names(model_records)
         has_model = model_of != None  # noqa: E711
+        server_named = None
+        if server_records.size:
+            server_named = self._server_models(server_records, model_of, has_model)
+            has_model = model_of != None  # noqa: E711
         has_column = np.zeros(n, dtype=bool)
         for name in self.columns:
             has_column[r.item[r.all_of(name)]] = True
@@ -206,7 +211,7 @@ class _Reading:
         items = np.flatnonzero(is_prediction)
         if items.size == 0:
             return [], labels
-        version_of = self._versions(n)
+        version_of = self._versions(n, server_named)
         keys = list(zip(model_of[items].tolist(), version_of[items].tolist()))
         groups = dict.fromkeys(keys)
         if len(groups) == 1:
@@ -217,13 +222,36 @@ class _Reading:
             group_items = {key: items[of == g] for key, g in group_index.items()}
         return [self._group(model, version, its) for (model, version), its in group_items.items()], labels
 
-    def _versions(self, n: int) -> np.ndarray:
+    def _names(self, records: np.ndarray) -> list[str | None]:
+        """The string values of `records` as model names (None for an empty one)."""
+        r = self.records
+        return r.texts(records) if r.plain_strings else [m or None for m in r.texts(records)]
+
+    def _server_models(self, records: np.ndarray, model_of: np.ndarray, has_model: np.ndarray) -> np.ndarray:
+        """Fills `model_of` with `triton.model_name` where an item has no usable ml.model.name; per item,
+        whether its model came from there."""
+        r = self.records
+        records = records[(r.kind[records] == STRING) & ~has_model[r.item[records]]]
+        named = np.zeros(self.n, dtype=bool)
+        if records.size:
+            names = np.array(self._names(records), dtype=object)
+            usable = names != None  # noqa: E711
+            model_of[r.item[records[usable]]] = names[usable]
+            named[r.item[records[usable]]] = True
+        return named
+
+    def _versions(self, n: int, server_named: np.ndarray | None) -> np.ndarray:
         r = self.records
         version_of = np.full(n, "", dtype=object)
         found = r.last_of(MODEL_VERSION)
         if found.size and bool((r.kind[found] == STRING).all()):
             version_of[r.item[found]] = r.texts(found)
         elif found.size:
+            version_of[r.item[found]] = [version_text(r.value(i, False)) for i in found.tolist()]
+        if server_named is not None:  # a model named by the server has the server's version, or none
+            version_of[server_named] = ""
+            found = r.last_of(TRITON_MODEL_VERSION)
+            found = found[server_named[r.item[found]]]
             version_of[r.item[found]] = [version_text(r.value(i, False)) for i in found.tolist()]
         return version_of
 

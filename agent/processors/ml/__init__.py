@@ -2,9 +2,9 @@
 
 Its factory, and the lazy holder of its engine: the engine (`engine.py`, and
 numpy with it) is loaded only once a batch may hold predictions (its bytes
-name `ml.model.name`, or its mapped name, or a `gen_ai.` attribute) or a
-previous run left state to read, so an agent that sees no predictions pays a
-substring search per batch. The package: `config` (settings), `engine` (the
+name `ml.model.name`, or its mapped name, or a `gen_ai.` attribute, or
+Triton's `triton.model_name`) or a previous run left state to read, so an
+agent that sees no predictions pays a substring search per batch. The package: `config` (settings), `engine` (the
 state per model version, observing a batch), `windows` (closing windows, the
 worker and the ticker), `status` (the status JSON). docs/user-guide.md
 describes what it derives and how to set it up.
@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.ml.paths import engine_state_dir
-from agent.ml.vocabulary import GENAI_PREFIX, MODEL_NAME
+from agent.ml.vocabulary import GENAI_PREFIX, MODEL_NAME, TRITON_MODEL_NAME
 from agent.processors.ml.config import MlProcessorConfig
 from agent.processors.ml.status import summary
 from agent.processors.observing import ObservingStage
@@ -32,7 +32,7 @@ class LazyMlEngine:
         self._settings = settings
         self._emit = emit
         self._engine: Any = None
-        markers = [config.attributes.get(MODEL_NAME, MODEL_NAME)]
+        markers = [config.attributes.get(MODEL_NAME, MODEL_NAME), TRITON_MODEL_NAME]
         if config.genai.enabled:
             markers.append(GENAI_PREFIX)
         self._markers = [m.encode() for m in markers]

@@ -23,7 +23,10 @@ KEYS = ["ml.model.name", "ml.model.version", "ml.prediction.id", "ml.label", "ml
         "ml.prediction.score", "ml.prediction.confidence", "ml.prediction.value", "ml.prediction.probabilities",
         "ml.model.classes", "ml.prediction.duration", "ml.feature.a", "ml.feature.b", "ml.feature.c",
         "ml.other", "gen_ai.system", "gen_ai.operation.name", "gen_ai.usage.input_tokens", "error.type",
-        "http.route", "features.x", "features.a", "model", "pid", "probs", "ml.feature.é"]
+        "http.route", "features.x", "features.a", "model", "pid", "probs", "ml.feature.é",
+        # an inference server's own names: vLLM's / SGLang's request span, Triton's model span
+        "gen_ai.latency.e2e", "gen_ai.latency.time_to_first_token", "gen_ai.latency.time_in_queue",
+        "gen_ai.usage.completion_tokens", "triton.model_name", "triton.model_version", "triton.trace_id"]
 # Mapped names, some of which collide with the ml.* names also sent (features.a / ml.feature.a, pid / ...).
 MAPPING = {"ml.feature.*": "features.*", "ml.model.name": "model", "ml.prediction.id": "pid",
            "ml.prediction.probabilities": "probs"}
@@ -50,6 +53,9 @@ usual = st.lists(st.sampled_from([
     ("ml.feature.a", ("double_value", 0.5)), ("ml.prediction.score", ("double_value", 0.8)),
     ("pid", ("string_value", "p-2")), ("features.a", ("double_value", 0.25)),
     ("probs", ("array_value", [("double_value", 0.3), ("double_value", 0.7)])),
+    ("triton.model_name", ("string_value", "scorer")), ("triton.model_version", ("int_value", 1)),
+    ("gen_ai.latency.e2e", ("double_value", 1.25)), ("gen_ai.latency.time_to_first_token", ("double_value", 0.25)),
+    ("gen_ai.usage.completion_tokens", ("int_value", 5)),
 ]), max_size=5)
 attributes = st.builds(lambda first, rest: first + rest, usual,
                        st.lists(st.tuples(st.sampled_from(KEYS), values), max_size=10))
