@@ -71,7 +71,7 @@ server = subprocess.Popen([sys.executable, "-c", SERVER, WORKER, str(MIB), str(B
                           text=True, start_new_session=True)
 try:
     worker_pid, _, how = server.stdout.readline().strip().partition(" ")
-    if not worker_pid or how.startswith("skip"):
+    if not how or how.startswith("skip"):
         print(f"skipped: {how[5:] if how else 'the worker did not start'}")
         sys.exit(2)
     worker_pid = int(worker_pid)
