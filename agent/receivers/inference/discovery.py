@@ -36,9 +36,9 @@ _log = logging.getLogger(__name__)
 
 # A server's metrics port, when its own flag is not on the command line.
 _DEFAULT_PORT = {"triton": 8002, "vllm": 8000, "sglang": 30000, "tgi": 3000, "mlserver": 8082, "llamacpp": 8080}
-# The flag naming the port its metrics are served on, and the one naming the address.
-_PORT_FLAG = {"triton": "--metrics-port", "mlserver": ""}
-_HOST_FLAG = {"triton": "--metrics-address", "tgi": "--hostname", "mlserver": ""}
+# The flags naming the port and the address its metrics are served on, where not --port and --host.
+_PORT_FLAG = {"triton": "--metrics-port"}
+_HOST_FLAG = {"triton": "--metrics-address", "tgi": "--hostname"}
 # Servers with more than one listening port: the one serving metrics cannot be told from the sockets.
 _SEVERAL_PORTS = frozenset({"triton", "mlserver"})
 _WILDCARDS = frozenset({"", "0.0.0.0", "::", "*"})
