@@ -1,0 +1,28 @@
+"""The `kserve` receiver's config: where KServe's inference logger posts, and how long a half pair waits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from agent.configmodel import Duration, StrictModel
+from agent.receivers.payloads import PayloadConfig
+
+_MIB = 1024 * 1024
+
+
+class KServeReceiverConfig(StrictModel):
+    endpoint: str = "127.0.0.1:8088"  # the InferenceService's `logger.url` points here
+    # `auto`: a body with `inputs` is the Open Inference Protocol (V2), one with `instances` V1.
+    protocol: Literal["auto", "v2", "v1"] = "auto"
+    # A request waits this long for its response (and a response for its request); then it is
+    # counted expired and dropped. The logger sends each as soon as it has it.
+    pair_timeout: Annotated[Duration, Field(gt=0)] = 30.0
+    max_pending: int = Field(10_000, gt=0)  # half pairs held; past it the oldest is dropped, counted
+    max_pending_bytes: int = Field(64 * _MIB, gt=0)  # their bodies together
+    max_request_body_size: int = Field(4 * _MIB, gt=0)  # a larger event is 413
+    read_timeout: Annotated[Duration, Field(gt=0)] = 10.0
+    model_name: str | None = None  # instead of the event's inferenceservicename
+    model_version: str | None = None  # for responses that name no model_version
+    payloads: PayloadConfig = PayloadConfig()
