@@ -258,3 +258,29 @@ def test_recognises_the_documented_command_lines():
     for cmdline in (("vllm", "bench", "serve"), ("mlserver", "build", "."), ("python3", "-c", "tritonserver"),
                     ("python3", "-m", "pytest", "tritonserver"), ("tritonserver-client",), ("bash",)):
         assert discovery.recognise(cmdline) is None, cmdline
+
+
+# --- the real servers that run here (the venvs `make test` installs; see tests/servers/) -----------------
+
+
+def test_a_real_tritonserver_is_found_on_its_metrics_port_among_its_three(tmp_path):
+    from tests.servers.triton_server import run_triton
+
+    with run_triton(tmp_path) as triton:
+        listening = {c.laddr.port for c in psutil.Process(triton.process.proc.pid).net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN}
+        assert len(listening) >= 3  # HTTP, gRPC, metrics
+        found = [s for s in discover(["triton"]) if s.pid == triton.process.proc.pid]
+        assert [(s.kind, s.endpoint, s.metrics_path) for s in found] == [
+            ("triton", triton.metrics_endpoint, "/metrics")]
+
+
+def test_a_real_mlserver_and_its_worker_are_one_server_on_its_settings_metrics_port(tmp_path):
+    from tests.servers.mlserver_server import run_mlserver
+
+    with run_mlserver(tmp_path) as mlserver:
+        tree = {mlserver.process.proc.pid} | {p.pid for p in
+                                              psutil.Process(mlserver.process.proc.pid).children(recursive=True)}
+        found = [s for s in discover() if s.pid in tree]
+        assert [(s.kind, s.endpoint, s.pid) for s in found] == [
+            ("mlserver", mlserver.metrics_endpoint, mlserver.process.proc.pid)]
