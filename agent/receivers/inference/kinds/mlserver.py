@@ -4,7 +4,8 @@ Mapped from SeldonIO/MLServer@1.7.1 docs/user-guide/metrics.md and mlserver/hand
 mlserver/metrics/context.py. The request counters carry `model` and `version` (the docs' `model_name`
 and `model_version` label only the custom metrics; both are read). The infer duration is a summary (a
 count and a sum): latency is its mean; a build exposing it as a histogram has it with buckets.
-MLServer has no failure reason.
+MLServer has no failure reason. A request that named no version is counted under version "None": no
+version.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from agent.receivers.inference.kinds.base import Page, Readings, ServerKind, err
 
 
 def _model(labels: dict[str, str]) -> tuple[str, str | None]:
-    return labels.get("model", labels.get("model_name", "")), labels.get("version", labels.get("model_version"))
+    version = labels.get("version", labels.get("model_version"))
+    # A request that named no version is labelled "None" (Python's str of it), whatever the model's settings say.
+    return labels.get("model", labels.get("model_name", "")), None if version in (None, "", "None") else version
 
 
 def read(page: Page, _model_name: str | None) -> Readings:
