@@ -125,11 +125,12 @@ def test_triton_models_from_its_metrics_and_its_traces(tmp_path: Path) -> None:
         with start_vigil(tmp_path, config) as vigil:
             vigil.wait_running()
             assert wait_for(lambda: (model_entry(admin, "scorer") or {}).get("up"), timeout=20), vigil.stderr()
+            infer = f"{triton.http_url}/v2/models/scorer/infer"
             for k in range(6):
-                status, body = post(f"{triton.http_url}/v2/models/scorer/infer", scorer_request([[k, 1, 2, 3], [0, 0, 0, 1]]))
+                status, body = post(infer, scorer_request([[k, 1, 2, 3], [0, 0, 0, 1]]))
                 assert status == 200 and body["outputs"][0]["data"] == [k + 6.0, 1.0]
             for _ in range(2):  # the model raises on a negative feature: Triton counts a BACKEND failure
-                assert post(f"{triton.http_url}/v2/models/scorer/infer", scorer_request([[-1, 0, 0, 0]]))[0] == 500
+                assert post(infer, scorer_request([[-1, 0, 0, 0]]))[0] == 500
             assert wait_for(lambda: (model_entry(admin, "scorer") or {}).get("requests") == 8, timeout=20), \
                 receiver_status(admin)
             model = model_entry(admin, "scorer")
@@ -150,7 +151,8 @@ def test_triton_models_from_its_metrics_and_its_traces(tmp_path: Path) -> None:
     # From Triton's spans (one per request, named after the model, with triton.model_name and version),
     # the ml processor's own per-model counts and latency histogram. Triton 2.51 does not mark a failed
     # request's span as an error, so its errors are known from the metrics only.
-    span_side = {name: [(a, p) for r, a, p in points(metrics, name) if r.get("service.name") == "triton-inference-server"]
+    span_side = {name: [(a, p) for r, a, p in points(metrics, name)
+                        if r.get("service.name") == "triton-inference-server"]
                  for name in ("ml.predictions", "ml.prediction.duration")}
     (counted,), (timed,) = span_side["ml.predictions"], span_side["ml.prediction.duration"]
     assert (counted[0]["ml.model.name"], counted[0]["ml.model.version"], int(counted[1]["asInt"])) == ("scorer", "1", 8)
