@@ -108,7 +108,7 @@ class Scanner:
 
     def _found(self, candidate: _Candidate) -> FoundServer | None:
         kind, args = candidate.kind, candidate.args
-        off = _metrics_off(kind, args)
+        off = _metrics_off(kind, args, candidate.process)
         if off is not None:
             self._say_once(candidate.process.pid, f"{kind} server (pid {candidate.process.pid}) has no metrics "
                                                   f"endpoint: {off}; Vigil does not watch it")
@@ -192,15 +192,25 @@ def flag(args: Sequence[str], name: str) -> str | None:
     return value
 
 
-def _metrics_off(kind: str, args: Sequence[str]) -> str | None:
-    """Why this server serves no metrics, from its command line, else None."""
-    if kind == "llamacpp" and "--metrics" not in args:
-        return "llama-server serves /metrics only with --metrics"
+def _metrics_off(kind: str, args: Sequence[str], process: psutil.Process) -> str | None:
+    """Why this server serves no metrics, from its command line (and llama.cpp's environment), else None."""
+    if kind == "llamacpp" and "--metrics" not in args and not _llama_env_metrics(process):
+        return "llama-server serves /metrics only with --metrics (or LLAMA_ARG_ENDPOINT_METRICS=1)"
     if kind == "sglang" and "--enable-metrics" not in args:
         return "SGLang serves /metrics only with --enable-metrics"
     if kind == "triton" and (flag(args, "--allow-metrics") or "true").lower() in ("false", "0", "off", "no"):
         return "tritonserver runs with --allow-metrics=false"
     return None
+
+
+def _llama_env_metrics(process: psutil.Process) -> bool:
+    """llama.cpp takes every flag from a LLAMA_ARG_* variable too (its Docker images are set up that way);
+    an environment that may not be read counts as on, so that a scrape says what is wrong."""
+    try:
+        value = process.environ().get("LLAMA_ARG_ENDPOINT_METRICS", "")
+    except psutil.AccessDenied:
+        return True
+    return value.lower() in ("1", "true", "on", "enabled")
 
 
 def _configured(kind: str, args: Sequence[str], process: psutil.Process) -> tuple[int, str | None, str]:

@@ -207,6 +207,14 @@ def test_servers_with_metrics_switched_off_are_left_out_and_said_once(servers, c
                for r in caplog.records)
 
 
+def test_llama_server_with_metrics_from_its_environment_is_found(servers, monkeypatch):
+    # As llama.cpp's Docker images are configured: every flag has a LLAMA_ARG_* variable.
+    monkeypatch.delenv("LLAMA_ARG_ENDPOINT_METRICS", raising=False)
+    on, [port] = servers.start(["llama-server", "-m", "m.gguf"], LLAMA_ARG_ENDPOINT_METRICS="1")
+    off, _ = servers.start(["llama-server", "-m", "m.gguf"], LLAMA_ARG_ENDPOINT_METRICS="0")
+    assert [(s.pid, s.endpoint) for s in found_of(Scanner().scan(), on, off)] == [(on.pid, f"127.0.0.1:{port}")]
+
+
 def test_only_the_kinds_asked_for(servers):
     triton, _ = servers.start(["tritonserver"], listen="")
     llama, _ = servers.start(["llama-server", "--metrics"], listen="")
