@@ -22,7 +22,7 @@ class KServeReceiverConfig(StrictModel):
     max_pending: int = Field(10_000, gt=0)  # half pairs held; past it the oldest is dropped, counted
     max_pending_bytes: int = Field(64 * _MIB, gt=0)  # their bodies together
     max_request_body_size: int = Field(4 * _MIB, gt=0)  # a larger event is 413
-    read_timeout: Annotated[Duration, Field(gt=0)] = 10.0
+    read_timeout: Annotated[Duration, Field(gt=0)] = 10.0  # a body not in by then is 408
     model_name: str | None = None  # instead of the event's inferenceservicename
     model_version: str | None = None  # for responses that name no model_version
     payloads: PayloadConfig = PayloadConfig()
