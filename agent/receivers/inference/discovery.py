@@ -13,7 +13,7 @@ said once in the log with the flag that turns them on.
 Process names, flags and default ports (docs/inference-servers.md lists the
 versions they were read from): Triton `tritonserver --metrics-port` (8002),
 vLLM `vllm serve` / `-m vllm.entrypoints.openai.api_server --port` (8000),
-SGLang `-m sglang.launch_server --port` (30000), TGI `text-generation-router`
+SGLang `-m sglang.launch_server` / `sglang serve --port` (30000), TGI `text-generation-router`
 / `text-generation-launcher --port` (3000), MLServer `mlserver start <dir>`
 (metrics port 8082, or `metrics_port` in `<dir>/settings.json`), llama.cpp
 `llama-server --port` (8080).
@@ -146,6 +146,8 @@ def recognise(cmdline: Sequence[str]) -> tuple[str, list[str]] | None:
         return "vllm", args
     if program == "sglang.launch_server":
         return "sglang", args
+    if program == "sglang" and args[:1] == ["serve"]:  # sgl-project/sglang@16c8ff4f python/sglang/cli/main.py
+        return "sglang", args[1:]
     if program in ("text-generation-router", "text-generation-launcher"):
         return "tgi", args
     if program == "mlserver" and args[:1] == ["start"]:

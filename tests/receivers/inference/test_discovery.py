@@ -256,6 +256,7 @@ def test_recognises_the_documented_command_lines():
         ("/usr/bin/python3", "-m", "vllm.entrypoints.openai.api_server", "--model", "m"): "vllm",
         ("/venv/bin/python", "/venv/bin/vllm", "serve", "m"): "vllm",
         ("python3", "-u", "-m", "sglang.launch_server", "--model-path", "m"): "sglang",
+        ("/venv/bin/python3", "/venv/bin/sglang", "serve", "--model-path", "m"): "sglang",
         ("text-generation-launcher", "--model-id", "m"): "tgi",
         ("/usr/local/bin/text-generation-router", "--port", "80"): "tgi",
         ("/venv/bin/python3", "/venv/bin/mlserver", "start", "."): "mlserver",
@@ -263,7 +264,7 @@ def test_recognises_the_documented_command_lines():
     }
     for cmdline, kind in cases.items():
         assert discovery.recognise(cmdline)[0] == kind, cmdline
-    for cmdline in (("vllm", "bench", "serve"), ("mlserver", "build", "."), ("python3", "-c", "tritonserver"),
+    for cmdline in (("vllm", "bench", "serve"), ("sglang", "version"), ("mlserver", "build", "."), ("python3", "-c", "tritonserver"),
                     ("python3", "-m", "pytest", "tritonserver"), ("tritonserver-client",), ("bash",)):
         assert discovery.recognise(cmdline) is None, cmdline
 
