@@ -10,13 +10,15 @@ are switched off (llama.cpp without `--metrics`, SGLang without
 `--enable-metrics`, Triton with `--allow-metrics=false`) is left out, and
 said once in the log with the flag that turns them on.
 
-Process names, flags and default ports (docs/inference-servers.md lists the
-versions they were read from): Triton `tritonserver --metrics-port` (8002),
-vLLM `vllm serve` / `-m vllm.entrypoints.openai.api_server --port` (8000),
-SGLang `-m sglang.launch_server` / `sglang serve --port` (30000), TGI `text-generation-router`
-/ `text-generation-launcher --port` (3000), MLServer `mlserver start <dir>`
-(metrics port 8082, or `metrics_port` in `<dir>/settings.json`), llama.cpp
-`llama-server --port` (8080).
+Process names, flags and default ports, and where they were read: Triton
+`tritonserver --metrics-port` (8002; server@v2.71.0 src/command_line_parser.h),
+vLLM `vllm serve` / `-m vllm.entrypoints.openai.api_server --port` (8000;
+docs.vllm.ai v0.9.1), SGLang `-m sglang.launch_server` / `sglang serve --port`
+(30000; python/sglang/srt/server_args.py), TGI `text-generation-router` under
+`text-generation-launcher --port` (3000; v3.3.7 launcher/src/main.rs), MLServer
+`mlserver start <dir>` (metrics port 8082, or `metrics_port` in
+`<dir>/settings.json`; 1.7.1 mlserver/settings.py), llama.cpp `llama-server
+--port` (8080; tools/server/README.md @00dc8057).
 """
 
 from __future__ import annotations

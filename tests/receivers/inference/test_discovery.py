@@ -264,8 +264,9 @@ def test_recognises_the_documented_command_lines():
     }
     for cmdline, kind in cases.items():
         assert discovery.recognise(cmdline)[0] == kind, cmdline
-    for cmdline in (("vllm", "bench", "serve"), ("sglang", "version"), ("mlserver", "build", "."), ("python3", "-c", "tritonserver"),
-                    ("python3", "-m", "pytest", "tritonserver"), ("tritonserver-client",), ("bash",)):
+    for cmdline in (("vllm", "bench", "serve"), ("sglang", "version"), ("mlserver", "build", "."),
+                    ("python3", "-c", "tritonserver"), ("python3", "-m", "pytest", "tritonserver"),
+                    ("tritonserver-client",), ("bash",)):
         assert discovery.recognise(cmdline) is None, cmdline
 
 
