@@ -34,7 +34,7 @@ import psutil
 
 KINDS = ("triton", "vllm", "sglang", "tgi", "mlserver", "llamacpp")
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("vigil.inference.discovery")
 
 # A server's metrics port, when its own flag is not on the command line.
 _DEFAULT_PORT = {"triton": 8002, "vllm": 8000, "sglang": 30000, "tgi": 3000, "mlserver": 8082, "llamacpp": 8080}

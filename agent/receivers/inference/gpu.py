@@ -57,7 +57,7 @@ class GpuAttribution:
 
     def __init__(self, logger: logging.Logger | None = None, retry_interval: float = 300.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._log = logger or logging.getLogger(__name__)
+        self._log = logger or logging.getLogger("vigil.inference.gpu")
         self._session = NvmlSession(self._log)
         self._retry_interval = retry_interval
         self._clock = clock

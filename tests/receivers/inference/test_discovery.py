@@ -196,7 +196,7 @@ def test_servers_with_metrics_switched_off_are_left_out_and_said_once(servers, c
     sglang, _ = servers.start(["python3", "-m", "sglang.launch_server", "--model-path", "m"])
     triton, _ = servers.start(["tritonserver", "--allow-metrics=false"])
     scanner = Scanner()
-    with caplog.at_level(logging.INFO, logger=discovery.__name__):
+    with caplog.at_level(logging.INFO, logger="vigil.inference.discovery"):
         assert found_of(scanner.scan(), llama, sglang, triton) == []
         assert found_of(scanner.scan(), llama, sglang, triton) == []
     said = [r.getMessage() for r in caplog.records if f"pid {llama.pid}" in r.getMessage()]
