@@ -91,6 +91,7 @@ SERVER_PREEMPTIONS = "ml.server.preemptions"
 SERVER_UP = "ml.server.up"
 SERVER_GPU_MEMORY = "ml.server.gpu.memory.usage"
 SERVER_GPU_UTILIZATION = "ml.server.gpu.utilization"
+SERVER_GPU_ENERGY = "ml.server.gpu.energy"
 
 # -- inference servers' own spans ----------------------------------------------------------------------------
 # vLLM's and SGLang's `llm_request` SERVER span (vllm-project/vllm@03b8a674 vllm/tracing.py SpanAttributes;

@@ -33,6 +33,7 @@ SPECS = {spec.name: spec for spec in (
     MetricSpec(v.SERVER_PREEMPTIONS, "{preemption}", C, "Requests preempted to free KV cache"),
     MetricSpec(v.SERVER_GPU_MEMORY, "By", G, "GPU memory the server's processes hold"),
     MetricSpec(v.SERVER_GPU_UTILIZATION, "1", G, "GPU utilisation of the server's processes"),
+    MetricSpec(v.SERVER_GPU_ENERGY, "J", C, "Energy of the GPUs the server owns (uses alone) over the interval"),
 )}
 UP = MetricSpec(v.SERVER_UP, "1", G, "1 when the server's metrics were scraped, 0 when the scrape failed")
 ADVISED_BOUNDS = {
@@ -54,10 +55,12 @@ def write(out: ResourceMetrics, delta: Delta, start_ns: int) -> None:
                              start_ns=start_ns)
 
 
-def write_gpu(out: ResourceMetrics, use: Any) -> None:
+def write_gpu(out: ResourceMetrics, use: Any, start_ns: int) -> None:
     out.record(SPECS[v.SERVER_GPU_MEMORY], int(use.memory_bytes))
     if use.utilization is not None:
         out.record(SPECS[v.SERVER_GPU_UTILIZATION], float(use.utilization))
+    if use.energy_joules is not None:
+        out.record(SPECS[v.SERVER_GPU_ENERGY], float(use.energy_joules), start_ns=start_ns)
 
 
 def bucket_counts(histogram: Histogram) -> list[int]:

@@ -128,24 +128,27 @@ class InferenceReceiver:
     # -- discovery and GPU ---------------------------------------------------------------------------
 
     async def discover_once(self) -> None:
-        """Add the servers found among the host's processes; drop discovered ones that are gone."""
+        """Add the servers found among the host's processes; drop discovered ones that are gone.
+
+        A configured server that is found keeps its config and gains its pid (for GPU attribution).
+        """
         from agent.receivers.inference.discovery import discover
 
-        found = await asyncio.to_thread(discover, KIND_NAMES)
-        by_endpoint = {f.endpoint: f for f in found}
-        for server in self.servers:
-            match = by_endpoint.pop(server.endpoint, None)
-            if not server.discovered:
-                server.pid = match.pid if match is not None else server.pid
-        gone = [s for s in self.servers if s.discovered and s.endpoint not in {f.endpoint for f in found}]
-        for server in gone:
-            self._log.info("the %s server at %s (pid %s) is gone", server.kind.name, server.endpoint, server.pid)
-            self.servers.remove(server)
-        for f in by_endpoint.values():
-            if f.kind not in KIND_NAMES:
-                continue
-            self._log.info("found a %s server at %s (pid %d: %s); scraping %s", f.kind, f.endpoint, f.pid,
-                           f.command[:200], server_url(f.endpoint, f.metrics_path))
+        found = [f for f in await asyncio.to_thread(discover, KIND_NAMES) if f.kind in KIND_NAMES]
+        new = list(found)
+        for server in list(self.servers):
+            match = next((f for f in found if _same_endpoint(f.endpoint, server.endpoint)), None)
+            if match is not None:
+                server.pid = match.pid
+                if match in new:
+                    new.remove(match)
+            elif server.discovered:
+                self._log.info("the %s server at %s (pid %s) is gone", server.kind.name, server.endpoint,
+                               server.pid)
+                self.servers.remove(server)
+        for f in new:
+            self._log.info("found a %s server (pid %d: %s); scraping %s", f.kind, f.pid, f.command[:200],
+                           server_url(f.endpoint, f.metrics_path))
             self.servers.append(Server(kind_of(f.kind), f.endpoint, f.metrics_path, discovered=True, pid=f.pid))
 
     async def _sample_gpu(self) -> None:
@@ -201,9 +204,9 @@ class InferenceReceiver:
                 out = builder.resource(self._model_resource(server, key))
                 metrics.write(out, delta, start_ns)
                 if one_model and server.gpu is not None:
-                    metrics.write_gpu(out, server.gpu)
+                    metrics.write_gpu(out, server.gpu, start_ns)
             if not one_model and server.gpu is not None:
-                metrics.write_gpu(builder.resource(server.resource()), server.gpu)
+                metrics.write_gpu(builder.resource(server.resource()), server.gpu, start_ns)
         batch = builder.batch()
         if batch is None:
             return
@@ -302,6 +305,16 @@ class InferenceReceiver:
         return {"servers": servers, "models": models}
 
 
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    """Whether two endpoints are one server: the same port on the same host (every local name is one)."""
+    _, host_a, port_a = split_endpoint(a)
+    _, host_b, port_b = split_endpoint(b)
+    return port_a == port_b and (host_a == host_b or {host_a, host_b} <= _LOCAL_HOSTS)
+
+
 def _read(kind: ServerKind, text: str, model: str | None) -> tuple[Readings, set[str]]:
     """The page read by its kind, and the names on it (blocking: runs in a worker thread)."""
     page = Page(text)
@@ -326,5 +339,18 @@ def _model_entry(server: Server, model: str, version: str | None, state: ModelSt
         "kv_cache_usage": last.gauges.get(v.SERVER_KV_CACHE_USAGE),
         "queue": round(pending) if pending is not None else None,
         "tokens": {k: round(n) for k, n in state.tokens.items()} if kind.generative else None,
-        "gpu": {"memory_bytes": int(gpu.memory_bytes), "utilization": gpu.utilization} if gpu is not None else None,
+        "gpu": _gpu_entry(gpu, last) if gpu is not None else None,
     }
+
+
+def _gpu_entry(gpu: Any, last: Delta) -> dict[str, Any]:
+    """GPU use now; with the energy of GPUs the server owns, joules per 1,000 output tokens / predictions."""
+    entry = {"memory_bytes": int(gpu.memory_bytes), "utilization": gpu.utilization,
+             "energy_joules": gpu.energy_joules}
+    tokens = sum(value for (name, attributes), value in last.counters.items()
+                 if name == v.SERVER_TOKENS and dict(attributes).get(v.GENAI_TOKEN_TYPE) == v.TOKEN_OUTPUT)
+    predictions = last.total(v.METRIC_PREDICTIONS)
+    energy = gpu.energy_joules
+    entry["joules_per_1k_output_tokens"] = energy * 1000 / tokens if energy is not None and tokens else None
+    entry["joules_per_1k_predictions"] = energy * 1000 / predictions if energy is not None and predictions else None
+    return entry

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -20,7 +23,8 @@ from agent.receivers.inference.config import InferenceReceiverConfig
 from agent.receivers.inference.receiver import InferenceReceiver
 from agent.signals import Signal
 from agent.telemetry import SelfTelemetry
-from tests.conftest import async_wait_for, running_vigil
+from tests.conftest import async_wait_for, free_port, running_vigil
+from tests.receivers.fake_pynvml import GiB, FakeGpu, FakeNvml
 from tests.sink import InMemorySink
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
@@ -384,3 +388,107 @@ async def test_in_a_running_agent_models_reach_the_status_api_on_schedule(server
 
         assert await async_wait_for(lambda: server.scrapes >= 3)
         assert await asyncio.to_thread(models)
+
+
+VLLM_SCRIPT = r'''
+import http.server, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+page = sys.argv[sys.argv.index("--page") + 1]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open(page, "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+'''
+
+
+async def test_a_server_found_among_the_hosts_processes_is_scraped_and_dropped_once_gone(tmp_path, make_receiver):
+    # No vLLM runs here: a process run as vLLM's console script (`vllm serve MODEL --port P`) serves a page
+    # built from vLLM's documented names; discovery finds it by its command line and port.
+    script = tmp_path / "bin" / "vllm"
+    script.parent.mkdir()
+    script.write_text(VLLM_SCRIPT)
+    (tmp_path / "page.txt").write_text(vllm_page(10, 0, (10, 10, 10)))
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(script), "serve", "llama", "--port", str(port),
+                                "--page", str(tmp_path / "page.txt")])
+    try:
+        assert await async_wait_for(lambda: _listening(port))
+        receiver = await make_receiver(discovery={"enabled": True})
+        await receiver.discover_once()
+        ours = [s for s in receiver.status()["servers"] if s["pid"] == process.pid]
+        assert ours == [{"kind": "vllm", "endpoint": f"127.0.0.1:{port}", "up": False, "reason": "not scraped yet",
+                         "discovered": True, "pid": process.pid, "models": 0}]
+        await receiver.scrape_all()
+        ours = next(s for s in receiver.status()["servers"] if s["pid"] == process.pid)
+        assert ours["up"] and ours["models"] == 1
+        assert any(m["model"] == "llama" and m["source"] == "vllm" for m in receiver.status()["models"])
+    finally:
+        process.kill()
+        process.wait(10)
+    await receiver.discover_once()
+    assert not [s for s in receiver.status()["servers"] if s["pid"] == process.pid]
+
+
+async def test_a_configured_server_that_discovery_finds_is_scraped_once_and_gains_its_pid(tmp_path, make_receiver):
+    script = tmp_path / "bin" / "vllm"
+    script.parent.mkdir()
+    script.write_text(VLLM_SCRIPT)
+    (tmp_path / "page.txt").write_text(vllm_page(10, 0, (10, 10, 10)))
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(script), "serve", "llama", "--port", str(port),
+                                "--page", str(tmp_path / "page.txt")])
+    try:
+        assert await async_wait_for(lambda: _listening(port))
+        receiver = await make_receiver({"kind": "vllm", "endpoint": f"localhost:{port}"}, discovery={"enabled": True})
+        await receiver.discover_once()
+        ours = [s for s in receiver.status()["servers"] if s["endpoint"].endswith(f":{port}")]
+        assert len(ours) == 1 and ours[0]["pid"] == process.pid and ours[0]["discovered"] is False
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_gpu_use_and_energy_per_1000_tokens_of_a_server_that_owns_its_gpu(tmp_path, make_receiver, monkeypatch):
+    # No GPU here: the NVML fake (tests/receivers/fake_pynvml.py) reports the discovered server's real pid.
+    script = tmp_path / "bin" / "vllm"
+    script.parent.mkdir()
+    script.write_text(VLLM_SCRIPT)
+    page = tmp_path / "page.txt"
+    page.write_text(vllm_page(10, 0, (10, 10, 10)))
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(script), "serve", "llama", "--port", str(port),
+                                "--page", str(page)])
+    try:
+        gpu = FakeGpu("GPU-0", compute_processes=[(process.pid, 3 * GiB)], energy_mj=1_000_000)
+        FakeNvml([gpu]).install(monkeypatch)
+        assert await async_wait_for(lambda: _listening(port))
+        sink = InMemorySink()
+        receiver = await make_receiver({"kind": "vllm", "endpoint": f"127.0.0.1:{port}"}, consumer=sink,
+                                       discovery={"enabled": True})
+        await receiver.discover_once()
+        await receiver.scrape_all()
+        gpu.energy_mj += 2_500
+        page.write_text(vllm_page(20, 0, (20, 20, 20)))  # 100 more output tokens
+        await receiver.scrape_all()
+        entry = next(m for m in receiver.status()["models"] if m["server"] == f"127.0.0.1:{port}")
+        assert entry["gpu"]["memory_bytes"] == 3 * GiB
+        assert entry["gpu"]["energy_joules"] == 2.5
+        assert entry["gpu"]["joules_per_1k_output_tokens"] == pytest.approx(25.0)
+        assert entry["gpu"]["joules_per_1k_predictions"] == pytest.approx(250.0)
+        out = points(sink.batches[-1], "llama")
+        assert out["ml.server.gpu.memory.usage"].gauge.data_points[0].as_int == 3 * GiB
+        assert out["ml.server.gpu.energy"].sum.data_points[0].as_double == 2.5
+    finally:
+        process.kill()
+        process.wait(10)
