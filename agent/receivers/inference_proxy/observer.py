@@ -29,6 +29,7 @@ from agent.signals import Batch, Signal
 
 SCOPE = "vigil.inference_proxy"
 _BATCH = 256  # exchanges turned into one batch of spans at most
+_LINGER = 0.05  # seconds a first exchange waits for others to share its batch (a pipeline call per span costs)
 _LOG_EVERY = 60.0  # seconds between two lines about drops or refusals
 
 
@@ -119,6 +120,8 @@ class Observer:
                 self._ready.clear()
                 await self._ready.wait()
                 continue
+            if len(self._queue) < _BATCH and not self._stopping:
+                await asyncio.sleep(_LINGER)
             spans = self._take()
             if spans:
                 await self._deliver(spans)
