@@ -11,6 +11,7 @@ CloudEvents JSON format (cloudevents/spec v1.0.2 cloudevents/formats/json-format
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -265,3 +266,43 @@ async def test_vigil_runs_the_receiver_from_config_and_exports_the_predictions(t
     assert len(attributes[v.EMBEDDING]["arrayValue"]["values"]) == 4
     assert [c["stringValue"] for c in attributes[v.MODEL_CLASSES]["arrayValue"]["values"]] == [
         "setosa", "versicolor", "virginica"]
+
+
+async def test_the_ml_processor_sees_drift_in_a_kserve_model_s_inputs_with_no_app_change(tmp_path: Path):
+    import numpy as np
+
+    config = {"receivers": {"kserve": {"endpoint": "127.0.0.1:0",
+                                       "payloads": {"feature_names": {"input-0": ["sl", "sw", "pl", "pw"]}}}},
+              "processors": {"ml": {"reference": {"warmup": 200}, "window": {"size": 200, "min_size": 100}}},
+              "exporters": {"file": {"path": str(tmp_path / "traces.json")},
+                            "file/metrics": {"path": str(tmp_path / "metrics.json")}},
+              "service": {"state_dir": str(tmp_path / "state"),
+                          "pipelines": {"traces": {"receivers": ["kserve"], "processors": ["ml"], "exporters": ["file"]},
+                                        "metrics": {"receivers": ["ml"], "exporters": ["file/metrics"]}}}}
+    rng = np.random.default_rng(7)
+
+    def call(shift: float) -> tuple[dict, dict]:
+        x = rng.normal([5.8, 3.0, 3.8, 1.2], 0.4, size=(50, 4)) + [shift, 0, 0, 0]
+        labels = (x[:, 2] > 3.8).astype(int)
+        return ({"inputs": [{"name": "input-0", "shape": [50, 4], "datatype": "FP32", "data": x.ravel().tolist()}]},
+                {"outputs": [{"name": "output-0", "shape": [50], "datatype": "INT32", "data": labels.tolist()}]})
+
+    async with running_vigil(config) as vigil, aiohttp.ClientSession() as session:
+        logger = Logger(f"http://127.0.0.1:{vigil.receiver('kserve').port}/", session)
+        for i, shift in enumerate([0.0] * 4 + [3.0] * 5):
+            request, response = call(shift)
+            await logger.binary(f"c{i}", REQUEST, request)
+            assert await logger.binary(f"c{i}", RESPONSE, response) == (200, {})
+
+        async def health() -> dict:
+            async with session.get(vigil.admin_url("/api/v1/models/sklearn-iris/health")) as answer:
+                return await answer.json()
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while (await health())["status"] == "ok" and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        body = await health()  # one of the five columns (four features, the label) moved: degraded
+        assert (body["status"], body["reasons"]) == ("degraded", ["feature drift: sl (1 of 5 columns)"]), body
+        async with session.get(vigil.admin_url("/api/v1/models")) as answer:
+            (model,) = [m for m in (await answer.json())["models"] if m["model"] == "sklearn-iris"]
+        assert model["requests"] == 450
