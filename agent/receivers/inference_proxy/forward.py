@@ -87,7 +87,10 @@ class Forwarder:
         headers = _forwarded(request.headers, self._host)
         length = request.content_length
         if length is not None and length <= self._limit:
-            data: bytes | AsyncIterator[bytes] | None = await request.content.readexactly(length)
+            try:
+                data: bytes | AsyncIterator[bytes] | None = await request.content.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError):  # the client went away mid-body
+                return web.Response(status=400, text="request body incomplete")
             if exchange is not None:
                 exchange.request_body = data
         elif request.body_exists:
