@@ -54,6 +54,7 @@ class ServerProcess:
                 with urllib.request.urlopen(url, timeout=1) as response:
                     if response.status == 200:
                         self.startup_seconds = time.monotonic() - self.started
+                        print(f"{Path(self.proc.args[0]).name} ready in {self.startup_seconds:.1f} s")  # pytest -s
                         return
             except (urllib.error.URLError, OSError):
                 pass

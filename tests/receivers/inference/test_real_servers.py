@@ -65,8 +65,9 @@ def receiver_status(admin: str, receiver: str = "inference") -> dict[str, Any]:
     return get(f"http://{admin}/api/v1/status")["components"]["receivers"][receiver]["status"]
 
 
-def model_entry(admin: str, model: str) -> dict[str, Any] | None:
-    return next((m for m in receiver_status(admin)["models"] if m["model"] == model), None)
+def model_entry(admin: str, model: str, version: str | None = "any") -> dict[str, Any] | None:
+    return next((m for m in receiver_status(admin)["models"]
+                 if m["model"] == model and version in ("any", m["version"])), None)
 
 
 def sums(path: Path, name: str) -> dict[tuple, float]:
@@ -190,12 +191,16 @@ def test_mlserver_model_from_its_metrics_and_predictions_through_the_proxy(tmp_p
                 assert proxied[1]["outputs"] == direct[1]["outputs"]  # the proxy changes nothing
             bad = post(f"{proxy}/v2/models/iris/versions/v1/infer", iris_request([[5.1, 3.5, 1.4]]))
             assert bad[0] == 500  # three features for a four-feature model: the runtime fails
-            assert wait_for(lambda: (model_entry(admin, "iris") or {}).get("requests") == 6, timeout=20), \
+            # MLServer labels a request that names no version "None", whatever the model's settings say.
+            assert post(f"{mlserver.http_url}/v2/models/iris/infer", iris_request(IRIS[:1]))[0] == 200
+            assert wait_for(lambda: (model_entry(admin, "iris", "v1") or {}).get("requests") == 6
+                            and (model_entry(admin, "iris", None) or {}).get("requests") == 1, timeout=20), \
                 receiver_status(admin)
-            model = model_entry(admin, "iris")
+            model, unversioned = model_entry(admin, "iris", "v1"), model_entry(admin, "iris", None)
             stop(vigil)
 
-    assert (model["version"], model["source"], model["up"], model["errors"]) == ("v1", "mlserver", True, 1)
+    assert (model["source"], model["up"], model["errors"]) == ("mlserver", True, 1)
+    assert (unversioned["source"], unversioned["errors"]) == ("mlserver", 0)
     assert model["latency_mean_s"] > 0
     metrics = tmp_path / "metrics.json"
     assert sums(metrics, "ml.predictions")[("mlserver", "iris", "v1", None)] == 6
@@ -206,9 +211,12 @@ def test_mlserver_model_from_its_metrics_and_predictions_through_the_proxy(tmp_p
             if attributes_of(s.get("attributes")).get("ml.model.name") == "iris"]
     good = [attributes_of(s["attributes"]) for s in rows if "ml.prediction.label" in attributes_of(s["attributes"])]
     assert len(good) == 4 * len(IRIS)
+    (failed,) = [s for s in rows if "ml.prediction.label" not in attributes_of(s["attributes"])]
+    assert failed["status"].get("code") == 2, failed  # the server's 500: an error span, with its features
     first = good[0]
     assert [first[f"ml.feature.{c}"] for c in IRIS_COLUMNS] == IRIS[0]
     assert first["ml.model.version"] == "v1"
     # Integer classes become label strings, as an app would write them.
-    assert sorted({a["ml.prediction.label"] for a in good}) == sorted({str(c) for c in direct[1]["outputs"][0]["data"]})
+    classes = {str(c) for c in direct[1]["outputs"][0]["data"]}
+    assert sorted({a["ml.prediction.label"] for a in good}) == sorted(classes)
 
