@@ -3,9 +3,12 @@ and each mistake is refused by `vigil validate` with its path and what to write 
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.component import ComponentId, Kind
 from agent.config import ConfigError, from_dict
@@ -95,3 +98,27 @@ def test_server_urls_from_endpoints():
     assert server_url("https://gpu-box:9000", "/m") == "https://gpu-box:9000/m"
     assert server_url("[::1]:8000", "/metrics") == "http://[::1]:8000/metrics"
     assert InferenceReceiverConfig.model_validate({"discovery": {"enabled": True}}).servers == []
+
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "inference-servers.md"
+
+
+def test_the_user_doc_has_a_section_per_kind_lists_every_metric_and_its_configs_load():
+    from agent.receivers.inference.metrics import SPECS, UP
+
+    text = DOC.read_text()
+    for name in KIND_NAMES:
+        assert kind(name).name in text
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    for title in ("NVIDIA Triton", "vLLM", "SGLang", "Hugging Face TGI", "MLServer (Seldon)", "llama.cpp (`llama-server`)"):
+        assert title in headings
+    missing = [n for n in [*SPECS, UP.name] if f"`{n}`" not in text]
+    assert missing == []
+    # The first snippet is a whole config; each one-line server entry is a valid server.
+    first = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", text, re.S)[0])
+    first["exporters"] = {"otlp": {"endpoint": "127.0.0.1:4317"}}
+    first["receivers"]["hostmetrics"] = {"scrapers": {"cpu": {}}}
+    from_dict(first, "docs/inference-servers.md")
+    for entry in re.findall(r"```yaml\n(- \{kind.*?)```", text, re.S):
+        (server,) = yaml.safe_load(entry)
+        InferenceReceiverConfig.model_validate({"servers": [server]})
