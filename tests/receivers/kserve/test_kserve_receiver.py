@@ -306,3 +306,27 @@ async def test_the_ml_processor_sees_drift_in_a_kserve_model_s_inputs_with_no_ap
         async with session.get(vigil.admin_url("/api/v1/models")) as answer:
             (model,) = [m for m in (await answer.json())["models"] if m["model"] == "sklearn-iris"]
         assert model["requests"] == 450
+
+
+def test_a_wrong_role_or_key_in_the_config_is_refused_with_its_path():
+    from agent import config as config_module
+
+    def problems(kserve: dict) -> list[str]:
+        raw = {"receivers": {"kserve": kserve}, "exporters": {"debug": {}},
+               "service": {"pipelines": {"traces": {"receivers": ["kserve"], "exporters": ["debug"]}}}}
+        with pytest.raises(config_module.ConfigError) as caught:
+            config_module.from_dict(raw, "<test>")
+        return caught.value.problems
+
+    assert any(p.startswith("receivers.kserve.payloads.outputs.y:") for p in problems({"payloads": {"outputs": {"y": "class"}}}))
+    assert any(p.startswith("receivers.kserve.pair_timeout:") for p in problems({"pair_timeout": "0s"}))
+    assert any(p.startswith("receivers.kserve.payload:") for p in problems({"payload": {}}))
+
+
+async def test_the_logger_s_content_type_is_whatever_the_client_sent_and_the_body_is_still_read(receiver):
+    sink = InMemorySink()
+    component, logger = await receiver(sink)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d @iris-input.json` sends
+    await logger.binary("f", REQUEST, IRIS_V1_REQUEST, **form)
+    assert await logger.binary("f", RESPONSE, IRIS_V1_RESPONSE, **form) == (200, {})
+    assert len(spans(sink)) == 2
