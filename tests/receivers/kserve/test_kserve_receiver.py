@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from agent.attributes import as_dict
-from agent.component import ComponentId, Settings
+from agent.component import ComponentId, Kind, Settings
 from agent.errors import RefusedError
 from agent.ml import vocabulary as v
 from agent.receivers.kserve.config import KServeReceiverConfig
@@ -330,3 +330,19 @@ async def test_the_logger_s_content_type_is_whatever_the_client_sent_and_the_bod
     await logger.binary("f", REQUEST, IRIS_V1_REQUEST, **form)
     assert await logger.binary("f", RESPONSE, IRIS_V1_RESPONSE, **form) == (200, {})
     assert len(spans(sink)) == 2
+
+
+def test_the_user_doc_s_kserve_config_loads():
+    import re
+
+    import yaml
+
+    from agent import config as config_module
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "inference-servers.md").read_text()
+    section = text[text.index("## KServe's inference logger"):]
+    raw = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", section, re.S)[0])
+    raw["exporters"] = {"otlp": {"endpoint": "127.0.0.1:4317"}}
+    loaded = config_module.from_dict(raw, "docs/inference-servers.md")
+    kserve = loaded.component(Kind.RECEIVER, ComponentId("kserve")).config
+    assert kserve.payloads.classes == ["setosa", "versicolor", "virginica"] and kserve.pair_timeout == 30.0
