@@ -160,15 +160,16 @@ class KServeReceiver:
                 row[v.MODEL_VERSION] = config.model_version
         if protocol == "v2" and not any(v.PREDICTION_ID in row for row in rows):
             for i, row in enumerate(rows):  # the ce-id is the request's id when the body has none
-                row[v.PREDICTION_ID] = request.id if len(rows) == 1 else f"{request.id}-{i}"
+                row[v.PREDICTION_ID] = (request.id if len(rows) == 1 else f"{request.id}-{i}")[:v.MAX_STRING_LENGTH]
         now = time.time_ns()
         start = request.time_ns or now
         end = response.time_ns or now
-        resource = {key: value for key, value in ((v.K8S_NAMESPACE, request.namespace),
-                                                  (v.KSERVE_COMPONENT, request.component),
-                                                  (v.KSERVE_ENDPOINT, request.endpoint)) if value}
+        resource = {key: value[:v.MAX_STRING_LENGTH] for key, value in ((v.K8S_NAMESPACE, request.namespace),
+                                                                        (v.KSERVE_COMPONENT, request.component),
+                                                                        (v.KSERVE_ENDPOINT, request.endpoint))
+                    if value}
         message = prediction_spans(rows, start_ns=start, end_ns=max(start, end),
-                                   service_name=request.service or model, resource=resource)
+                                   service_name=(request.service or model)[:v.MAX_STRING_LENGTH], resource=resource)
         return Batch(Signal.TRACES, message)
 
 

@@ -94,7 +94,8 @@ def json_tensor(values: list[Any], where: str, budget: Budget) -> np.ndarray:
     except (ValueError, TypeError, OverflowError) as exc:
         raise PayloadError("shape", where, f"rows of different lengths ({_short(exc)})") from None
     if array.dtype == object and not strings:
-        raise PayloadError("shape", where, "rows of different lengths or kinds")
+        raise PayloadError("shape", where, "rows of different lengths, or values that are not numbers, "
+                                           "strings or lists of numbers")
     if array.dtype.kind not in "biufO":
         raise PayloadError("datatype", where, f"values that are not numbers or strings ({array.dtype})")
     if array.dtype.kind in "iu" and array.dtype.itemsize > 8:

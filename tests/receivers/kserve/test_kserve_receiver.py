@@ -277,7 +277,8 @@ async def test_the_ml_processor_sees_drift_in_a_kserve_model_s_inputs_with_no_ap
               "exporters": {"file": {"path": str(tmp_path / "traces.json")},
                             "file/metrics": {"path": str(tmp_path / "metrics.json")}},
               "service": {"state_dir": str(tmp_path / "state"),
-                          "pipelines": {"traces": {"receivers": ["kserve"], "processors": ["ml"], "exporters": ["file"]},
+                          "pipelines": {"traces": {"receivers": ["kserve"], "processors": ["ml"],
+                                                   "exporters": ["file"]},
                                         "metrics": {"receivers": ["ml"], "exporters": ["file/metrics"]}}}}
     rng = np.random.default_rng(7)
 
@@ -318,7 +319,8 @@ def test_a_wrong_role_or_key_in_the_config_is_refused_with_its_path():
             config_module.from_dict(raw, "<test>")
         return caught.value.problems
 
-    assert any(p.startswith("receivers.kserve.payloads.outputs.y:") for p in problems({"payloads": {"outputs": {"y": "class"}}}))
+    wrong_role = problems({"payloads": {"outputs": {"y": "class"}}})
+    assert any(p.startswith("receivers.kserve.payloads.outputs.y:") for p in wrong_role)
     assert any(p.startswith("receivers.kserve.pair_timeout:") for p in problems({"pair_timeout": "0s"}))
     assert any(p.startswith("receivers.kserve.payload:") for p in problems({"payload": {}}))
 
