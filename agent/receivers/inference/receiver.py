@@ -172,7 +172,11 @@ class InferenceReceiver:
 
     async def scrape_all(self) -> None:
         await self._sample_gpu()
-        await asyncio.gather(*(self.scrape_once(s) for s in list(self.servers)))
+        servers = list(self.servers)
+        results = await asyncio.gather(*(self.scrape_once(s) for s in servers), return_exceptions=True)
+        for server, result in zip(servers, results):
+            if isinstance(result, Exception):  # a bug: logged, and the other servers' scrapes stand
+                self._log.error("scraping %s failed", server.url, exc_info=result)
 
     async def scrape_once(self, server: Server) -> None:
         """One scrape of `server`: fetch, read in a thread, update its view, hand the points on."""

@@ -492,3 +492,18 @@ async def test_gpu_use_and_energy_per_1000_tokens_of_a_server_that_owns_its_gpu(
     finally:
         process.kill()
         process.wait(10)
+
+
+async def test_values_that_are_not_numbers_are_left_out_not_sent(server, make_receiver):
+    sink = InMemorySink()
+    receiver = await make_receiver({"kind": "triton", "endpoint": server.endpoint}, consumer=sink)
+    server.text = triton_page(10)
+    await receiver.scrape_all()
+    server.text = triton_page(20).replace(" 20\n", " NaN\n", 1) + \
+        'nv_inference_pending_request_count{model="resnet50",version="1"} +Inf\n'
+    await receiver.scrape_all()
+    assert receiver.status()["servers"][0]["up"] is True
+    out = points(sink.batches[-1], "resnet50")
+    # The successes are unreadable: only the failures' (unchanged) count is this interval's.
+    assert out["ml.predictions"].sum.data_points[0].as_int == 0
+    assert out["ml.server.requests.pending"].gauge.data_points[0].as_double == 0

@@ -53,7 +53,9 @@ class Page:
         self._samples: dict[str, list[tuple[Labels, float]]] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                self._samples.setdefault(_base(sample.name), []).append((sample.labels, float(sample.value)))
+                value = float(sample.value)
+                if math.isfinite(value):  # NaN (a gauge with no data) or ±Inf say nothing to add up
+                    self._samples.setdefault(_base(sample.name), []).append((sample.labels, value))
 
     @property
     def names(self) -> set[str]:
