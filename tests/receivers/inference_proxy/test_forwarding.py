@@ -162,3 +162,13 @@ async def test_head_keeps_the_upstreams_content_length(upstream):
         async with client.head(proxy.url + "/echo") as response:
             assert response.status == 200
             assert response.headers["X-Echo-Method"] == "HEAD"
+
+
+async def test_an_upstream_that_breaks_off_a_stream_breaks_off_the_clients_and_is_counted(upstream):
+    async with running_proxy(upstream) as proxy, aiohttp.ClientSession() as client:
+        async with client.post(proxy.url + "/v1/broken/chat/completions", json={"model": "m"}) as response:
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):  # as from the upstream itself
+                await response.read()
+        assert proxy.count("vigil_inference_proxy_upstream_errors", reason="broken") == 1
+        assert proxy.receiver.status()["upstream"] == upstream.url

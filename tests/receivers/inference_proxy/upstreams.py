@@ -6,7 +6,8 @@ OpenAI chat and completions APIs with SSE streaming (`data: {json}` events,
 `data: [DONE]`, the final usage chunk only with
 `stream_options.include_usage`, as OpenAI and vLLM send it), and the Open
 Inference Protocol's /v2/models/{name}[/versions/{v}]/infer. Besides, `/echo`
-answers with what it received, `/slow` waits, `/big` sends a large body.
+answers with what it received, `/slow` waits, `/big` sends a large body,
+`/v1/broken/...` breaks off a stream.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Upstream:
         app.router.add_route("*", "/echo", self._echo)
         app.router.add_route("*", "/slow", self._slow)
         app.router.add_get("/big", self._big)
+        app.router.add_post("/v1/broken/chat/completions", self._broken)
         self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -73,6 +75,15 @@ class Upstream:
     async def _big(self, request: web.Request) -> web.Response:
         size = int(request.query["size"])
         return web.Response(body=b"x" * size)
+
+    async def _broken(self, request: web.Request) -> web.StreamResponse:
+        """Half a stream, then the connection dropped: a server that crashed mid-generation."""
+        await self._record(request)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n')
+        request.transport.close()
+        return response
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=True)
