@@ -152,17 +152,17 @@ def _feature_columns(inputs: dict[str, np.ndarray], count: int, field: str,
             if rows.shape[1] != 1:
                 raise PayloadError("shape", f"{field}.{name}", f"read as one feature, but each row has "
                                                                f"{rows.shape[1]} values")
-            columns[v.FEATURE_PREFIX + name] = [_scalar(x) for x in rows[:, 0]]
+            columns[v.FEATURE_PREFIX + name] = _values(rows[:, 0])
         elif role == "columns":
             names = config.feature_names.get(name, [])
             for i in range(rows.shape[1]):
                 column = names[i] if i < len(names) else f"{name}.{i}"
-                columns[v.FEATURE_PREFIX + column] = [_scalar(x) for x in rows[:, i]]
+                columns[v.FEATURE_PREFIX + column] = _values(rows[:, i])
         elif role == "embedding":
             if rows.dtype == object:
                 raise PayloadError("datatype", f"{field}.{name}", "strings cannot be an embedding")
             key = v.EMBEDDING if len(embeddings) == 1 else f"{v.EMBEDDING}.{name}"
-            columns[key] = [[float(x) for x in row] for row in rows]
+            columns[key] = rows.astype(np.float64).tolist()
     return columns
 
 
@@ -192,7 +192,7 @@ def _prediction_columns(outputs: dict[str, np.ndarray], count: int, field: str,
         if role == "probabilities":
             if rows.dtype == object:
                 raise PayloadError("datatype", where, "probabilities must be numbers")
-            columns[v.PREDICTION_PROBABILITIES] = [[float(x) for x in row] for row in rows]
+            columns[v.PREDICTION_PROBABILITIES] = rows.astype(np.float64).tolist()
             continue
         if rows.shape[1] != 1:
             raise PayloadError("shape", where, f"read as the {role}, but each row has {rows.shape[1]} values")
@@ -201,7 +201,7 @@ def _prediction_columns(outputs: dict[str, np.ndarray], count: int, field: str,
         else:
             if rows.dtype == object:
                 raise PayloadError("datatype", where, f"the {role} must be a number")
-            columns[_ROLE_KEYS[role]] = [_finite(float(x)) for x in rows[:, 0]]
+            columns[_ROLE_KEYS[role]] = _values(rows[:, 0].astype(np.float64))
     return columns
 
 
@@ -218,15 +218,16 @@ def _output_role(array: np.ndarray, count: int, config: PayloadConfig) -> str:
     return "ignore"
 
 
-def _scalar(x: Any) -> Any:
-    """A feature value as an attribute: a string cut, a number, or None (missing) for NaN and infinities."""
-    if isinstance(x, str):
-        return _cut(x)
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer, int)):
-        return int(x)
-    return _finite(float(x))
+def _values(column: np.ndarray) -> list[Any]:
+    """A column's values as attributes: strings cut, numbers as Python numbers, None (missing) for NaN and
+    infinities."""
+    if column.dtype == object:
+        return [_cut(x) for x in column]
+    values = column.tolist()
+    if column.dtype.kind == "f" and not np.isfinite(column).all():
+        finite = np.isfinite(column).tolist()
+        values = [x if ok else None for x, ok in zip(values, finite)]
+    return values
 
 
 def _category(x: Any) -> str:
@@ -236,10 +237,6 @@ def _category(x: Any) -> str:
         return "true" if x else "false"
     number = float(x)
     return str(int(number)) if number.is_integer() else _cut(repr(number))
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def _cut(text: str) -> str:
