@@ -6,6 +6,7 @@ MLServer's own runs are tests/receivers/inference/test_real_servers.py's.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import aiohttp
 import pytest
 import yaml
 
+from agent.component import Kind
+from agent.config import from_dict
 from tests.conftest import async_wait_for, read_json_lines, running_vigil
 from tests.otlp_json_reading import attributes_of, items
 from tests.receivers.inference_proxy.upstreams import started
@@ -83,3 +86,12 @@ def counts(tmp_path: Path, name: str) -> dict[tuple[str, str], float]:
             key = (attrs["ml.model.name"], attrs.get("ml.model.version", ""))
             points[key] = points.get(key, 0) + float(point.get("asInt", point.get("asDouble", 0)))
     return points
+
+
+def test_the_user_docs_config_loads() -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "inference-servers.md").read_text()
+    section = text[text.index("## Predictions without app changes: the `inference_proxy` receiver"):]
+    (snippet, *_) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    config = from_dict(yaml.safe_load(snippet), "docs/inference-servers.md")
+    receivers = {str(id) for kind, id in config.components if kind is Kind.RECEIVER}
+    assert receivers == {"inference_proxy/triton", "inference_proxy/vllm"}
