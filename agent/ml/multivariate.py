@@ -13,10 +13,11 @@ NannyML imputes.
   any window size without asymptotics; the subsamples bound its cost per window.
 - `reconstruction`: NannyML's data reconstruction drift: PCA on the standardised reference
   keeping 65 % of the variance, the mean per-row Euclidean reconstruction error of a window,
-  against the reference rows' mean error plus z standard errors of a window's mean.
+  against the reference rows' mean error plus or minus z standard errors of a window's mean
+  (the reference rows' errors measured out of fold: in-sample they are too low).
 
 A window drifts when its p-value is below `alpha` and its effect size passes a floor (MMD² for
-`mmd`, the relative rise of the error for `reconstruction`), as the univariate decision.
+`mmd`, the relative change of the error for `reconstruction`), as the univariate decision.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ class Settings:
     # called drifted, at half the 1 % target so that chance runs stay under it.
     alpha: float = 0.005
     # Effect-size floors: a significant change smaller than these is not called drift.
-    min_mmd2: float = 0.002
-    min_error_increase: float = 0.05  # relative rise of the mean reconstruction error
+    min_mmd2: float = 0.005
+    min_error_change: float = 0.02  # relative change of the mean reconstruction error, up or down
     permutations: int = 200
     window_sample: int = 500  # window rows the permutation test uses at most
     reference_sample: int = 1_000  # reference-sample rows it uses at most
@@ -99,7 +100,7 @@ class MultivariateReference:
 class Result:
     method: str
     statistic: float = math.nan
-    threshold: float = math.nan  # the value the statistic had to pass
+    threshold: float = math.nan  # the bound the statistic was held to (reconstruction: on its side of the mean)
     p_value: float = math.nan
     drifted: bool = False
     rows: int = 0  # window rows tested
@@ -242,14 +243,16 @@ def _test_reconstruction(ref: ReconstructionReference, z: np.ndarray, settings: 
     # The standard error of the window mean less the reference mean, from the reference rows' spread
     # (NannyML's sampling error, plus the reference mean's own).
     standard_error = ref.error_std * math.sqrt(1.0 / errors.size + 1.0 / max(ref.rows, 1))
-    z_alpha = NormalDist().inv_cdf(1.0 - settings.alpha)
-    result.threshold = max(ref.error_mean + z_alpha * standard_error,
-                           ref.error_mean * (1.0 + settings.min_error_increase))
+    # Two-sided, as NannyML's bounds: a lower error is a change of the joint structure too.
+    margin = max(NormalDist().inv_cdf(1.0 - settings.alpha / 2) * standard_error,
+                 ref.error_mean * settings.min_error_change)
+    above = result.statistic >= ref.error_mean
+    result.threshold = ref.error_mean + margin if above else max(ref.error_mean - margin, 0.0)
     if standard_error > 0:
-        result.p_value = 1.0 - NormalDist().cdf((result.statistic - ref.error_mean) / standard_error)
+        result.p_value = 2.0 * (1.0 - NormalDist().cdf(abs(result.statistic - ref.error_mean) / standard_error))
     else:
-        result.p_value = 0.0 if result.statistic > ref.error_mean else 1.0
-    result.drifted = bool(result.statistic > result.threshold)
+        result.p_value = 1.0 if result.statistic == ref.error_mean else 0.0
+    result.drifted = bool(result.statistic > result.threshold if above else result.statistic < result.threshold)
     result.tested = True
     return result
 
