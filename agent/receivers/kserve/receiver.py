@@ -22,6 +22,7 @@ from agent.component import Consumer, Settings
 from agent.errors import InvalidDataError, RefusedError
 from agent.ml import vocabulary as v
 from agent.netconfig import split_host_port
+from agent.receivers import security
 from agent.receivers.delivery import Delivery
 from agent.receivers.intake import TooLarge, read_body
 from agent.receivers.kserve.config import KServeReceiverConfig
@@ -53,7 +54,9 @@ class KServeReceiver:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
         await self._runner.setup()
         host, port = split_host_port(self._config.endpoint)
-        site = web.TCPSite(self._runner, host, port)
+        tls = self._config.tls
+        site = web.TCPSite(self._runner, host, port,
+                           ssl_context=security.server_ssl_context(tls) if tls is not None else None)
         try:
             await site.start()
         except BaseException:
@@ -62,7 +65,8 @@ class KServeReceiver:
             raise
         self.port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
         self._sweeper = asyncio.create_task(self._sweep(), name=f"{self._id}/expire")
-        self._log.info("KServe inference logger events on %s:%d", host, self.port)
+        self._log.info("KServe inference logger events on %s:%d%s", host, self.port,
+                       security.describe(tls, None))
 
     async def shutdown(self) -> None:
         if self._sweeper is not None:

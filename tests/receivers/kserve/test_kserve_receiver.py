@@ -27,8 +27,10 @@ from agent.receivers.kserve.receiver import KServeReceiver
 from agent.signals import Signal
 from agent.telemetry import SelfTelemetry
 from tests.conftest import async_wait_for, read_json_lines, running_vigil
+from tests.receivers.test_otlp_protection import certs, client_context
 from tests.sink import InMemorySink
 
+SHARED_FIXTURES = (certs,)  # a CA and a server certificate, made with openssl, for the TLS test
 REQUEST = "org.kubeflow.serving.inference.request"
 RESPONSE = "org.kubeflow.serving.inference.response"
 IRIS_V2_REQUEST = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32",
@@ -348,3 +350,18 @@ def test_the_user_doc_s_kserve_config_loads():
     loaded = config_module.from_dict(raw, "docs/inference-servers.md")
     kserve = loaded.component(Kind.RECEIVER, ComponentId("kserve")).config
     assert kserve.payloads.classes == ["setosa", "versicolor", "virginica"] and kserve.pair_timeout == 30.0
+
+
+async def test_an_https_logger_url_is_served_with_tls(receiver, certs):
+    sink = InMemorySink()
+    component, logger = await receiver(sink, tls={"cert_file": str(certs["server.pem"]),
+                                                  "key_file": str(certs["server.key"])})
+    logger.url = logger.url.replace("http://", "https://")
+    context = client_context(certs, with_cert=False)
+    for kind, payload in ((REQUEST, IRIS_V2_REQUEST), (RESPONSE, IRIS_V2_RESPONSE)):
+        async with logger.session.post(logger.url, data=json.dumps(payload), headers=binary_headers("t", kind),
+                                       ssl=context) as answer:
+            assert answer.status == 200
+    assert len(spans(sink)) == 2
+    with pytest.raises(aiohttp.ClientError):  # plaintext to the TLS port
+        await Logger(logger.url.replace("https://", "http://"), logger.session).binary("p", REQUEST, IRIS_V2_REQUEST)
