@@ -131,15 +131,19 @@ def call(protocol: str, stream: bool) -> tuple[str, bytes]:
     return "/v1/chat/completions", json.dumps(body).encode()
 
 
-async def phase(session: aiohttp.ClientSession, url: str, body: bytes, rate: float, duration: float) -> list[float]:
-    """Open-loop load at `rate` for `duration` s; each call's latency (s) from its scheduled send time."""
+async def phase(session: aiohttp.ClientSession, url: str, body: bytes, rate: float,
+                duration: float) -> tuple[list[float], float]:
+    """Open-loop load at `rate` for `duration` s: each call's latency (s) from its scheduled send time, and
+    the median lag of the sends behind their schedule (s; large when the generator cannot keep up)."""
     count = int(rate * duration)
     latencies: list[float] = []
+    lags: list[float] = []
     errors = 0
     headers = {"Content-Type": "application/json"}
 
     async def one(scheduled: float) -> None:
         nonlocal errors
+        lags.append(time.perf_counter() - scheduled)
         async with session.post(url, data=body, headers=headers) as response:
             await response.read()
             if response.status != 200:
@@ -157,7 +161,7 @@ async def phase(session: aiohttp.ClientSession, url: str, body: bytes, rate: flo
     await asyncio.gather(*tasks)
     if errors:
         raise RuntimeError(f"{errors} of {count} calls failed")
-    return latencies
+    return latencies, statistics.median(lags)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -172,14 +176,16 @@ async def measure(args: argparse.Namespace, upstream_port: int, proxy_port: int,
     async with aiohttp.ClientSession(connector=connector) as session:
         for url in (direct, proxied):  # warm both: connections, imports, caches
             await phase(session, url, body, 200, 1.0)
+        lagging = False
         for round_ in range(args.rounds):
             for rate in args.rates:
                 got: dict[str, list[float]] = {}
                 user = system = 0.0
                 for which in (("direct", "proxy") if round_ % 2 == 0 else ("proxy", "direct")):
                     before = vigil.cpu_times()
-                    got[which] = await phase(session, direct if which == "direct" else proxied, body, rate,
-                                             args.duration)
+                    got[which], lag = await phase(session, direct if which == "direct" else proxied, body, rate,
+                                                  args.duration)
+                    lagging |= lag > 0.001
                     if which == "proxy":
                         after = vigil.cpu_times()
                         user, system = after.user - before.user, after.system - before.system
@@ -191,6 +197,9 @@ async def measure(args: argparse.Namespace, upstream_port: int, proxy_port: int,
                 print(f"  round {round_ + 1} at {rate:g}/s: direct p50 {row['direct_p50']:.3f} p99 "
                       f"{row['direct_p99']:.3f} ms, proxy p50 {row['proxy_p50']:.3f} p99 {row['proxy_p99']:.3f} ms, "
                       f"{row['cpu_us']:.0f} µs CPU/request ({row['system_us']:.0f} system)", flush=True)
+    if lagging:
+        print("WARNING: the load generator fell more than 1 ms behind its schedule: this host could not keep "
+              "up with the rate, so those figures measure the host's saturation, not the proxy")
     return results
 
 
