@@ -47,7 +47,8 @@ def run_triton(tmp_path: Path, traces_url: str | None = None) -> Iterator[Triton
             f"--backend-directory={backends}", f"--cache-directory={dist / 'caches'}",
             "--http-address=127.0.0.1", f"--http-port={http_port}", "--grpc-address=127.0.0.1",
             f"--grpc-port={grpc_port}", "--allow-metrics=true", "--allow-gpu-metrics=false",
-            "--metrics-address=127.0.0.1", f"--metrics-port={metrics_port}", "--metrics-interval-ms=500"]
+            "--metrics-address=127.0.0.1", f"--metrics-port={metrics_port}",
+            "--pinned-memory-pool-byte-size=0"]  # no GPU to pin memory for
     if traces_url:
         # rate=1: every request; a short export delay so the test need not wait the default 5 s.
         args += ["--trace-config", "mode=opentelemetry", "--trace-config", f"opentelemetry,url={traces_url}",

@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from tests.conftest import free_port, read_json_lines, wait_for
@@ -47,6 +48,16 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 def get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
+
+
+def get_or_none(url: str) -> dict[str, Any]:
+    """GET `url` as JSON; {} for a 404 (a model not seen yet)."""
+    try:
+        return get(url)
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return {}
+        raise
 
 
 def start_vigil(tmp_path: Path, config: dict[str, Any]):
@@ -220,3 +231,36 @@ def test_mlserver_model_from_its_metrics_and_predictions_through_the_proxy(tmp_p
     classes = {str(c) for c in direct[1]["outputs"][0]["data"]}
     assert sorted({a["ml.prediction.label"] for a in good}) == sorted(classes)
 
+
+
+def test_drift_in_an_mlserver_model_s_inputs_through_the_proxy_with_no_app_change(tmp_path: Path) -> None:
+    from sklearn.datasets import load_iris
+
+    admin_port, proxy_port = free_port(), free_port()
+    rows = load_iris().data[np.random.default_rng(3).integers(0, 150, 600)]
+    rows[200:, 1] += 1.0  # after the reference's 200 rows, the sepals are a centimetre wider
+    with run_mlserver(tmp_path) as mlserver:
+        admin, proxy = f"127.0.0.1:{admin_port}", f"http://127.0.0.1:{proxy_port}"
+        config = {
+            "receivers": {"inference_proxy/iris": {
+                "endpoint": f"127.0.0.1:{proxy_port}", "upstream": mlserver.http_url, "protocol": "v2",
+                "payloads": {"feature_names": {"predict": IRIS_COLUMNS}}}},
+            "processors": {"ml": {"reference": {"warmup": 200}, "window": {"size": 200, "min_size": 100}}},
+            "exporters": {"file/traces": {"path": str(tmp_path / "traces.json")},
+                          "file/metrics": {"path": str(tmp_path / "metrics.json")}},
+            "service": {"admin": {"endpoint": admin}, "state_dir": str(tmp_path / "state"), "pipelines": {
+                "traces": {"receivers": ["inference_proxy/iris"], "processors": ["ml"], "exporters": ["file/traces"]},
+                "metrics": {"receivers": ["ml"], "exporters": ["file/metrics"]}}},
+        }
+        with start_vigil(tmp_path, config) as vigil:
+            vigil.wait_running()
+            for start in range(0, len(rows), 50):  # two windows' worth after the reference
+                batch = rows[start:start + 50].tolist()
+                assert post(f"{proxy}/v2/models/iris/versions/v1/infer", iris_request(batch))[0] == 200
+            health = f"http://{admin}/api/v1/models/iris/health"
+            assert wait_for(lambda: get_or_none(health).get("status", "ok") != "ok", timeout=30), \
+                (get_or_none(health), receiver_status(admin, "inference_proxy/iris"), vigil.stderr()[-3000:])
+            verdict = get_or_none(health)
+            stop(vigil)
+    # One of the five columns (four features, the predicted class) moved: degraded, naming it.
+    assert (verdict["status"], verdict["reasons"]) == ("degraded", ["feature drift: sepal_width (1 of 5 columns)"])
