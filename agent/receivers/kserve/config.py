@@ -21,6 +21,10 @@ class KServeReceiverConfig(StrictModel):
     # A request waits this long for its response (and a response for its request); then it is
     # counted expired and dropped. The logger sends each as soon as it has it.
     pair_timeout: Annotated[Duration, Field(gt=0)] = 30.0
+    # A request whose response never came (`logger.mode: request`, or a call that failed): `features`
+    # delivers it once `pair_timeout` passes as a prediction with its features only, in a span of no
+    # length (its duration is not known).
+    unpaired_requests: Literal["drop", "features"] = "drop"
     max_pending: int = Field(10_000, gt=0)  # half pairs held; past it the oldest is dropped, counted
     max_pending_bytes: int = Field(64 * _MIB, gt=0)  # their bodies together
     max_request_body_size: int = Field(4 * _MIB, gt=0)  # a larger event is 413

@@ -13,13 +13,15 @@ class Pairs:
     """Half pairs by event key, oldest first; `done` remembers completed keys so a duplicate is known.
 
     `add` returns the (request, response) pair an event completes, or None while it waits. Whatever
-    leaves unpaired (too old, or pushed out by a newer one) is counted in `dropped` by reason.
+    leaves unpaired (too old, or pushed out by a newer one) is counted in `dropped` by reason; what
+    waited its whole time also goes to `expired`.
     """
 
     def __init__(self, max_pending: int, max_bytes: int, ttl: float,
-                 dropped: Callable[[str, int], None], clock: Callable[[], float] = time.monotonic) -> None:
+                 dropped: Callable[[str, int], None], clock: Callable[[], float] = time.monotonic,
+                 expired: Callable[[LoggedEvent], None] | None = None) -> None:
         self._max_pending, self._max_bytes, self._ttl = max_pending, max_bytes, ttl
-        self._dropped, self._clock = dropped, clock
+        self._dropped, self._clock, self._expired = dropped, clock, expired
         self._waiting: OrderedDict[tuple, tuple[float, LoggedEvent]] = OrderedDict()
         self._done: OrderedDict[tuple, float] = OrderedDict()
         self.bytes = 0
@@ -67,14 +69,17 @@ class Pairs:
             key, (since, _) = next(iter(self._waiting.items()))
             if now - since <= self._ttl:
                 break
-            self._remove(key)
+            event = self._remove(key)
             gone += 1
+            if self._expired is not None:
+                self._expired(event)
         while self._done and now - next(iter(self._done.values())) > self._ttl:
             self._done.popitem(last=False)
         if gone:
             self._dropped("expired", gone)
         return gone
 
-    def _remove(self, key: tuple) -> None:
+    def _remove(self, key: tuple) -> LoggedEvent:
         _, event = self._waiting.pop(key)
         self.bytes -= len(event.data)
+        return event

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.component import Consumer, Settings
-from agent.errors import InvalidDataError, RefusedError
+from agent.errors import ConsumerError, InvalidDataError, RefusedError
 from agent.ml import vocabulary as v
 from agent.netconfig import split_host_port
 from agent.receivers import security
@@ -40,9 +40,12 @@ class KServeReceiver:
         self._log = settings.logger
         self._id = str(settings.id)
         self._delivery = Delivery(settings, consumers)
+        self._unpaired: list[LoggedEvent] = []  # expired requests to deliver alone (at most max_pending)
         self._events = settings.telemetry.counter("vigil_receiver_kserve_events",
                                                   "KServe inference logger events, by outcome")
-        self._pairs = Pairs(config.max_pending, config.max_pending_bytes, config.pair_timeout, self._count)
+        keep = config.unpaired_requests == "features"
+        self._pairs = Pairs(config.max_pending, config.max_pending_bytes, config.pair_timeout, self._count,
+                            expired=self._unpaired.append if keep else None)
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task | None = None
         self.port: int | None = None
@@ -88,10 +91,29 @@ class KServeReceiver:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
 
     async def _sweep(self) -> None:
-        # Expiry also runs on every event; this covers a logger gone quiet.
+        # Expiry also runs on every event; this covers a logger gone quiet, and delivers what expired.
         while True:
             await asyncio.sleep(min(1.0, self._config.pair_timeout / 4))
             self._pairs.expire()
+            await self._deliver_unpaired()
+
+    async def _deliver_unpaired(self) -> None:
+        """Each expired request alone, as features without outputs; a refusal drops it, counted."""
+        while self._unpaired:
+            request = self._unpaired.pop(0)
+            if not request.is_request:
+                continue  # a response alone has no features to show
+            try:
+                batch = await asyncio.to_thread(self._batch, request, None)
+                if batch is not None:
+                    await self._delivery.deliver(batch, _TRANSPORT)
+            except PayloadError as exc:
+                self._count(f"payload_{exc.reason}")
+            except (EventError, ConsumerError) as exc:
+                self._count("unpaired_refused")
+                self._log.warning("dropped an unpaired request of %s: %s", request.service or request.source, exc)
+            else:
+                self._count("unpaired_delivered")
 
     async def _handle(self, request: web.Request) -> web.Response:
         limit = self._config.max_request_body_size
@@ -145,10 +167,12 @@ class KServeReceiver:
         self._count("paired")
         return _answer(200)
 
-    def _batch(self, request: LoggedEvent, response: LoggedEvent) -> Batch | None:
+    def _batch(self, request: LoggedEvent, response: LoggedEvent | None) -> Batch | None:
         config = self._config
-        request_body, response_body = _payload(request), _payload(response)
-        model = config.model_name or request.service or _text(response_body.get("model_name")) or request.source
+        request_body = _payload(request)
+        response_body = _payload(response) if response is not None else None
+        model = (config.model_name or request.service
+                 or (_text(response_body.get("model_name")) if response_body else "") or request.source)
         protocol = config.protocol
         if protocol == "auto":
             protocol = "v1" if "instances" in request_body else "v2"
@@ -167,7 +191,8 @@ class KServeReceiver:
                 row[v.PREDICTION_ID] = (request.id if len(rows) == 1 else f"{request.id}-{i}")[:v.MAX_STRING_LENGTH]
         now = time.time_ns()
         start = request.time_ns or now
-        end = response.time_ns or now
+        # A request alone has no known length: its span has none.
+        end = (response.time_ns or now) if response is not None else start
         resource = {key: value[:v.MAX_STRING_LENGTH] for key, value in ((v.K8S_NAMESPACE, request.namespace),
                                                                         (v.KSERVE_COMPONENT, request.component),
                                                                         (v.KSERVE_ENDPOINT, request.endpoint))

@@ -365,3 +365,23 @@ async def test_an_https_logger_url_is_served_with_tls(receiver, certs):
     assert len(spans(sink)) == 2
     with pytest.raises(aiohttp.ClientError):  # plaintext to the TLS port
         await Logger(logger.url.replace("https://", "http://"), logger.session).binary("p", REQUEST, IRIS_V2_REQUEST)
+
+
+async def test_with_unpaired_requests_features_a_request_alone_becomes_a_features_only_prediction(receiver):
+    sink = InMemorySink()
+    component, logger = await receiver(sink, pair_timeout="200ms", unpaired_requests="features")
+    await logger.binary("only", REQUEST, IRIS_V2_REQUEST)  # logger.mode: request
+    await logger.binary("resp", RESPONSE, IRIS_V2_RESPONSE)  # a response alone has nothing to show
+    assert await async_wait_for(lambda: component.status()["events"].get("unpaired_delivered") == 1, timeout=5)
+    rows = spans(sink)
+    assert [r[v.PREDICTION_ID] for r in rows] == ["only-0", "only-1"]
+    assert rows[0]["ml.feature.input-0.0"] == 6.8 and not any(k.startswith("ml.prediction.l") for k in rows[0])
+    assert component.status()["events"]["expired"] == 2 and component.status()["waiting"] == 0
+
+
+async def test_an_unpaired_request_the_pipelines_refuse_is_dropped_and_counted(receiver):
+    sink = InMemorySink(fail_next=[RefusedError("queue full")])
+    component, logger = await receiver(sink, pair_timeout="100ms", unpaired_requests="features")
+    await logger.binary("only", REQUEST, IRIS_V2_REQUEST)
+    assert await async_wait_for(lambda: component.status()["events"].get("unpaired_refused") == 1, timeout=5)
+    assert sink.batches == [] and sink.calls == 1
