@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from typing import Any
 
 from aiohttp import web
@@ -40,12 +41,12 @@ class KServeReceiver:
         self._log = settings.logger
         self._id = str(settings.id)
         self._delivery = Delivery(settings, consumers)
-        self._unpaired: list[LoggedEvent] = []  # expired requests to deliver alone (at most max_pending)
+        self._unpaired: deque[LoggedEvent] = deque()  # expired requests to deliver alone, at most max_pending
         self._events = settings.telemetry.counter("vigil_receiver_kserve_events",
                                                   "KServe inference logger events, by outcome")
         keep = config.unpaired_requests == "features"
         self._pairs = Pairs(config.max_pending, config.max_pending_bytes, config.pair_timeout, self._count,
-                            expired=self._unpaired.append if keep else None)
+                            expired=self._keep_unpaired if keep else None)
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task | None = None
         self.port: int | None = None
@@ -79,8 +80,8 @@ class KServeReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if len(self._pairs):
-            self._count("unpaired_at_shutdown", len(self._pairs))
+        if len(self._pairs) + len(self._unpaired):
+            self._count("unpaired_at_shutdown", len(self._pairs) + len(self._unpaired))
 
     def status(self) -> dict[str, Any]:
         return {"endpoint": self._config.endpoint, "port": self.port, "waiting": len(self._pairs),
@@ -97,12 +98,17 @@ class KServeReceiver:
             self._pairs.expire()
             await self._deliver_unpaired()
 
+    def _keep_unpaired(self, event: LoggedEvent) -> None:
+        if event.is_request:  # a response alone has no features to show
+            if len(self._unpaired) >= self._config.max_pending:
+                self._unpaired.popleft()
+                self._count("evicted")
+            self._unpaired.append(event)
+
     async def _deliver_unpaired(self) -> None:
         """Each expired request alone, as features without outputs; a refusal drops it, counted."""
         while self._unpaired:
-            request = self._unpaired.pop(0)
-            if not request.is_request:
-                continue  # a response alone has no features to show
+            request = self._unpaired.popleft()
             try:
                 batch = await asyncio.to_thread(self._batch, request, None)
                 if batch is not None:
