@@ -8,7 +8,7 @@ histogram with no bounds: its count and sum.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from agent.metrics_builder import Instrument, MetricSpec, ResourceMetrics
 from agent.ml import vocabulary as v
@@ -43,24 +43,29 @@ ADVISED_BOUNDS = {
 }
 
 
-def write(out: ResourceMetrics, delta: Delta, start_ns: int) -> None:
-    """One model's points for one interval, on its resource."""
+def write(out: ResourceMetrics, delta: Delta, start_ns: int, model: Mapping[str, str]) -> None:
+    """One model's points for one interval, on its resource.
+
+    `model` (its `ml.model.name` and `ml.model.version`) goes on every point too, as on the ml
+    processor's metrics: the same rules and queries find both, and a backend that drops resource
+    attributes (Prometheus without resource_to_telemetry_conversion) keeps the models apart.
+    """
     for (name, attributes), value in delta.counters.items():
-        out.record(SPECS[name], round(value), dict(attributes), start_ns=start_ns)
+        out.record(SPECS[name], round(value), {**model, **dict(attributes)}, start_ns=start_ns)
     for name, value in delta.gauges.items():
-        out.record(SPECS[name], value)
+        out.record(SPECS[name], value, model)
     for name, histogram in delta.histograms.items():
         histogram = rebucket(histogram, ADVISED_BOUNDS.get(name))
-        out.record_histogram(SPECS[name], histogram.bounds, bucket_counts(histogram), histogram.total,
+        out.record_histogram(SPECS[name], histogram.bounds, bucket_counts(histogram), histogram.total, model,
                              start_ns=start_ns)
 
 
-def write_gpu(out: ResourceMetrics, use: Any, start_ns: int) -> None:
-    out.record(SPECS[v.SERVER_GPU_MEMORY], int(use.memory_bytes))
+def write_gpu(out: ResourceMetrics, use: Any, start_ns: int, model: Mapping[str, str] | None = None) -> None:
+    out.record(SPECS[v.SERVER_GPU_MEMORY], int(use.memory_bytes), model)
     if use.utilization is not None:
-        out.record(SPECS[v.SERVER_GPU_UTILIZATION], float(use.utilization))
+        out.record(SPECS[v.SERVER_GPU_UTILIZATION], float(use.utilization), model)
     if use.energy_joules is not None:
-        out.record(SPECS[v.SERVER_GPU_ENERGY], float(use.energy_joules), start_ns=start_ns)
+        out.record(SPECS[v.SERVER_GPU_ENERGY], float(use.energy_joules), model, start_ns=start_ns)
 
 
 def bucket_counts(histogram: Histogram) -> list[int]:

@@ -205,10 +205,11 @@ class InferenceReceiver:
             one_model = len(deltas) == 1
             for key, delta in deltas.items():
                 server.models[key].add(delta)
-                out = builder.resource(self._model_resource(server, key))
-                metrics.write(out, delta, start_ns)
+                model = _model_attributes(key)
+                out = builder.resource(model | server.resource())
+                metrics.write(out, delta, start_ns, model)
                 if one_model and server.gpu is not None:
-                    metrics.write_gpu(out, server.gpu, start_ns)
+                    metrics.write_gpu(out, server.gpu, start_ns, model)
             if not one_model and server.gpu is not None:
                 metrics.write_gpu(builder.resource(server.resource()), server.gpu, start_ns)
         batch = builder.batch()
@@ -248,13 +249,6 @@ class InferenceReceiver:
         for state in server.models.values():
             state.last = Delta()  # nothing was measured this interval
         server.asked_model = None  # ask again once it is back: a restart may serve another model
-
-    def _model_resource(self, server: Server, key: ModelKey) -> dict[str, Any]:
-        model, version = key
-        resource = {v.MODEL_NAME: model}
-        if version is not None:
-            resource[v.MODEL_VERSION] = version
-        return resource | server.resource()
 
     async def _fetch(self, url: str) -> str:
         assert self._session is not None
@@ -307,6 +301,11 @@ class InferenceReceiver:
                                                server.kind.generative, self._config.health, server.reason)
                 models.append(entry)
         return {"servers": servers, "models": models}
+
+
+def _model_attributes(key: ModelKey) -> dict[str, str]:
+    model, version = key
+    return {v.MODEL_NAME: model} if version is None else {v.MODEL_NAME: model, v.MODEL_VERSION: version}
 
 
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})

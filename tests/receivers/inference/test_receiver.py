@@ -174,7 +174,9 @@ async def test_counters_go_out_as_deltas_per_scrape_and_the_first_scrape_is_a_ba
     first_time = sink.batches[-2].message.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
     assert requests.data_points[0].start_time_unix_nano == first_time.time_unix_nano
     (error,) = second["ml.prediction.errors"].sum.data_points
-    assert error.as_int == 10 and as_dict(error.attributes) == {"error.type": "BACKEND"}
+    # The model is on every point too, as on the ml processor's metrics.
+    assert error.as_int == 10
+    assert as_dict(error.attributes) == {"ml.model.name": "resnet50", "ml.model.version": "1", "error.type": "BACKEND"}
     latency = second["ml.prediction.duration"].histogram
     assert latency.aggregation_temporality == DELTA
     assert latency.data_points[0].count == 40 and latency.data_points[0].sum == pytest.approx(0.5)
@@ -510,3 +512,22 @@ async def test_values_that_are_not_numbers_are_left_out_not_sent(server, make_re
     # The successes are unreadable: only the failures' (unchanged) count is this interval's.
     assert out["ml.predictions"].sum.data_points[0].as_int == 0
     assert out["ml.server.requests.pending"].gauge.data_points[0].as_double == 0
+
+
+async def test_two_models_of_one_server_stay_apart_on_the_agents_prometheus_endpoint(server):
+    server.text = triton_page(5, models=(("resnet50", "1"), ("bert", "3")))
+    config = {
+        "receivers": {"inference": {"collection_interval": "100ms", "timeout": "100ms",
+                                    "servers": [{"kind": "triton", "endpoint": server.endpoint}]}},
+        "exporters": {"prometheus": {"endpoint": "127.0.0.1:0"}},
+        "service": {"pipelines": {"metrics": {"receivers": ["inference"], "exporters": ["prometheus"]}}},
+    }
+    async with running_vigil(config) as vigil:
+        assert await async_wait_for(lambda: server.scrapes >= 2)
+        server.text = triton_page(9, models=(("resnet50", "1"), ("bert", "3")))
+        assert await async_wait_for(lambda: server.scrapes >= 5)
+        exporter = next(c for c in vigil.service.graph.exporters.values() if hasattr(c, "collect"))
+        families = {f.name: f for f in exporter.collect()}
+        totals = {s.labels.get("ml_model_name"): s.value for s in families["ml_predictions"].samples
+                  if s.name == "ml_predictions_total"}
+        assert totals == {"resnet50": 4, "bert": 4}
