@@ -5,8 +5,9 @@ or a duplicate, which is counted and not delivered again; KServe's logger logs
 any other 2xx as an error); 400 naming the field for an event or payload that
 cannot be read; 413 past `max_request_body_size`; 415 for batched events; 503
 with Retry-After when the pipelines refuse for now, the partner kept waiting
-so that a resent event pairs again. Outcomes are counted in
-`vigil_receiver_kserve_events` by `outcome`.
+so that a resent event pairs again. A half pair that waits past `pair_timeout`
+is dropped, or (`unpaired_requests: features`, a request) delivered alone by the
+sweep. Outcomes are counted in `vigil_receiver_kserve_events` by `outcome`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.component import Consumer, Settings
-from agent.errors import ConsumerError, InvalidDataError, RefusedError
+from agent.errors import InvalidDataError, RefusedError
 from agent.ml import vocabulary as v
 from agent.netconfig import split_host_port
 from agent.receivers import security
@@ -115,7 +116,7 @@ class KServeReceiver:
                     await self._delivery.deliver(batch, _TRANSPORT)
             except PayloadError as exc:
                 self._count(f"payload_{exc.reason}")
-            except (EventError, ConsumerError) as exc:
+            except Exception as exc:  # whatever the pipelines raise: the sweep must go on
                 self._count("unpaired_refused")
                 self._log.warning("dropped an unpaired request of %s: %s", request.service or request.source, exc)
             else:
