@@ -185,9 +185,9 @@ class InferenceReceiver:
         try:
             text = await self._fetch(server.url)
             model = server.model or await self._model_of(server)
-            readings, names = await asyncio.to_thread(_read, server.kind, text, model)
+            readings, names, started = await asyncio.to_thread(_read, server.kind, text, model)
             self._check_kind(server, names)
-            deltas = server.view.update(readings)
+            deltas = server.view.update(readings, started)
         except ScrapeError as exc:
             self._down(server, str(exc))
         except ValueError as exc:
@@ -318,10 +318,10 @@ def _same_endpoint(a: str, b: str) -> bool:
     return port_a == port_b and (host_a == host_b or {host_a, host_b} <= _LOCAL_HOSTS)
 
 
-def _read(kind: ServerKind, text: str, model: str | None) -> tuple[Readings, set[str]]:
-    """The page read by its kind, and the names on it (blocking: runs in a worker thread)."""
+def _read(kind: ServerKind, text: str, model: str | None) -> tuple[Readings, set[str], float | None]:
+    """The page read by its kind, the names on it, its process's start (blocking: a worker thread)."""
     page = Page(text)
-    return kind.read(page, model), page.names
+    return kind.read(page, model), page.names, page.process_start
 
 
 def _model_entry(server: Server, model: str, version: str | None, state: ModelState, gpu: Any) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A counter's delta is its value minus the previous scrape's; a value that went do
 (the server restarted) and is itself the delta, as Prometheus's `increase` reads it. On a server's
 first good scrape every series is a baseline (what came before Vigil is not counted); a series that
 appears on a later scrape counted from zero since the previous one (a model just loaded, a first error
-of its kind). A model or a series missing from a page is forgotten at once, so nothing stale is sent.
+of its kind). A server that exposes its process's start time restarted when that changes, whatever the
+counters say. A model or a series missing from a page is forgotten at once, so nothing stale is sent.
 A histogram's delta is taken bucket by bucket; new bounds start it over, as a reset does.
 """
 
@@ -33,13 +34,22 @@ class ServerView:
 
     def __init__(self) -> None:
         self._previous: Readings | None = None  # None: no good scrape yet
+        self._process_start: float | None = None
 
-    def update(self, readings: Readings) -> dict[ModelKey, Delta]:
-        """Each model's delta since the previous good scrape (on the first, the models with nothing yet)."""
+    def update(self, readings: Readings, process_start: float | None = None) -> dict[ModelKey, Delta]:
+        """Each model's delta since the previous good scrape (on the first, the models with nothing yet).
+
+        `process_start`, where the server exposes it, tells a restart for certain: every counter then
+        started again from zero, even one that has already grown past its value before the restart.
+        """
         baseline = self._previous is None
         previous = self._previous or Readings()
+        if not baseline and process_start is not None and self._process_start is not None \
+                and process_start != self._process_start:
+            previous = Readings()
         deltas = {key: _delta(previous.get(key), reading, baseline) for key, reading in readings.items()}
         self._previous = readings
+        self._process_start = process_start
         return deltas
 
     def forget(self) -> None:

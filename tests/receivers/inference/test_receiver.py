@@ -531,3 +531,20 @@ async def test_two_models_of_one_server_stay_apart_on_the_agents_prometheus_endp
         totals = {s.labels.get("ml_model_name"): s.value for s in families["ml_predictions"].samples
                   if s.name == "ml_predictions_total"}
         assert totals == {"resnet50": 4, "bert": 4}
+
+
+async def test_a_restart_the_process_start_time_tells_counts_from_zero_even_past_the_old_value(server, make_receiver):
+    # vLLM, SGLang and MLServer expose prometheus-client's process_start_time_seconds.
+    sink = InMemorySink()
+    receiver = await make_receiver({"kind": "vllm", "endpoint": server.endpoint}, consumer=sink)
+    start = "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}\n"
+    server.text = vllm_page(100, 0, (100, 100, 100)) + start.format(1.7e9)
+    await receiver.scrape_all()
+    server.text = vllm_page(150, 0, (150, 150, 150)) + start.format(1.7e9)
+    await receiver.scrape_all()
+    # Restarted and already busier than before: 160 since the restart, not 10 more.
+    server.text = vllm_page(160, 0, (160, 160, 160)) + start.format(1.7e9 + 600)
+    await receiver.scrape_all()
+    assert points(sink.batches[-1], "llama")["ml.predictions"].sum.data_points[0].as_int == 160
+    assert points(sink.batches[-1], "llama")["gen_ai.server.time_to_first_token"].histogram.data_points[0].count == 160
+    assert only_model(receiver)["requests"] == 50 + 160

@@ -62,6 +62,12 @@ class Page:
         return set(self._samples)
 
     @property
+    def process_start(self) -> float | None:
+        """When the server's process started (prometheus-client's `process_start_time_seconds`), if it says."""
+        values = [value for _, value in self._samples.get("process_start_time_seconds", [])]
+        return max(values) if values else None
+
+    @property
     def empty(self) -> bool:
         return not self._samples
 
