@@ -226,3 +226,21 @@ def test_the_real_command(files):
                              "mmd", "--format", "json"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["chunks"][0]["drift"]["multivariate"]["drifted"] is True
+
+
+def test_parquet_embeddings_as_json_text_or_not_lists(files, main, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    data = table(4, 2000, shift=0.25)
+    text = tmp_path / "text.parquet"
+    pq.write_table(pa.table({**{k: pa.array(v) for k, v in data.items() if k != "emb"},
+                             "emb": pa.array([json.dumps(v) for v in data["emb"]])}), text)
+    args = ["--reference", files["reference"], "--embedding", "emb", "--multivariate", "mmd", "--chunk-size", "1000"]
+    assert multivariate(analyze_json(main, "--current", text, *args)) == \
+        multivariate(analyze_json(main, "--current", files["shifted_parquet"], *args))
+    for reference, message in ((files["shifted_parquet"], "column 'a': a double column, not lists of numbers"),
+                               (files["reference"], "column 'a', data row 1: not a JSON list of numbers: '-0.")):
+        result = main("analyze", "--reference", reference, "--current", files["shifted_parquet"], "--embedding", "a",
+                      "--multivariate", "mmd")
+        assert result.returncode == 1 and message in result.stderr, result.stderr
