@@ -79,7 +79,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     drift_options.add_argument("--multivariate", choices=("mmd", "reconstruction"),
                                help="also test each chunk's rows taken together: on the --embedding column, else on "
                                "the numeric features jointly (mmd: maximum mean discrepancy, permutation p-value; "
-                               "reconstruction: PCA reconstruction error); drifted at p < 0.01 with the effect over "
+                               "reconstruction: PCA reconstruction error); drifted at p < 0.005 with the effect over "
                                "its floor")
     drift_options.add_argument("--sentinel", action="append", metavar="VALUE",
                                help="a value that stands for missing (repeatable; default -999); "
