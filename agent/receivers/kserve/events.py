@@ -61,7 +61,7 @@ def parse_event(headers: Mapping[str, str], content_type: str, body: bytes) -> L
     if content_type == STRUCTURED:
         try:
             envelope = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
             raise EventError("body", f"not a JSON CloudEvent ({exc})") from None
         if not isinstance(envelope, dict):
             raise EventError("body", "a structured CloudEvent must be a JSON object")

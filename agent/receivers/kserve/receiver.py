@@ -212,7 +212,7 @@ class KServeReceiver:
 def _payload(event: LoggedEvent) -> dict[str, Any]:
     try:
         body = json.loads(event.data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # nested past the parser's depth
         raise EventError("data", "the payload is not JSON") from None
     if not isinstance(body, dict):
         raise EventError("data", "the payload must be a JSON object")

@@ -210,6 +210,8 @@ async def test_bodies_that_cannot_be_read_are_400_naming_the_field_and_the_recei
     component, logger = await receiver(sink)
     status, body = await logger.binary("x", REQUEST, b"not json")
     assert status == 400 and body["error"].startswith("data: ")
+    status, body = await logger.binary("x", REQUEST, b"[" * 100_000 + b"]" * 100_000)  # past json's depth
+    assert status == 400 and body["error"].startswith("data: ")
     status, body = await logger.structured(b"{")
     assert status == 400 and body["error"].startswith("body: ")
     event = structured("x", REQUEST, IRIS_V2_REQUEST)
