@@ -132,8 +132,7 @@ def _row_count(tensors: dict[str, np.ndarray], field: str, expected: int | None,
         if count is None:
             count = rows
             if count > config.max_rows:
-                raise PayloadError("too_large", where, f"{count} rows, more than max_rows "
-                                                                   f"{config.max_rows}")
+                raise PayloadError("too_large", where, f"{count} rows, more than max_rows {config.max_rows}")
         elif rows != count:
             raise PayloadError("shape", where, f"{rows} rows where the request has {count}")
     return count or 0
