@@ -13,8 +13,9 @@
    its default interval; with one doing discovery every second (sixty times the work, to make it
    visible). `bench/idle_cost.py`'s `measure` gives each run's CPU (share of one core over `--duration`
    seconds after `--settle`) and peak RSS; the medians over `--rounds` and their ratios are printed.
-   A host that runs an inference server makes the agent scrape it, which is no longer idle: the first
-   part says what discovery found.
+   A host that runs an inference server makes the agent scrape it, which is no longer idle: each run
+   says how many servers the agent found (its log), and the medians leave out runs that found one
+   (marked `*` where every run did).
 """
 
 from __future__ import annotations
@@ -82,21 +83,29 @@ def main() -> int:
     config = default_config({})
     variants = {"without inference": config, "discovery every 60s": with_discovery(config, None),
                 "discovery every 1s": with_discovery(config, "1s")}
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
     names = list(variants)
     for round_ in range(args.rounds):
         order = names[round_ % len(names):] + names[:round_ % len(names)]
         for name in order:
-            results[name].append(measure(variants[name], args.duration, args.settle))
-            cpu, rss = results[name][-1]
-            print(f"round {round_ + 1} {name:<20} cpu {cpu:6.3f}% of a core  rss {rss:6.1f} MiB", flush=True)
+            logs: list[str] = []
+            cpu, rss = measure(variants[name], args.duration, args.settle, logs.append)
+            found = sum(line.count("found a ") for line in logs)
+            results[name].append((cpu, rss, found))
+            note = f"  found {found} server(s) and scraped them: not idle" if found else ""
+            print(f"round {round_ + 1} {name:<20} cpu {cpu:6.3f}% of a core  rss {rss:6.1f} MiB{note}", flush=True)
     print(f"\nbuilt-in config, idle, medians of {args.rounds} rounds of {args.duration:.0f} s:")
-    medians = {name: (statistics.median(c for c, _ in r), statistics.median(m for _, m in r))
-               for name, r in results.items()}
-    base_cpu, base_rss = medians["without inference"]
-    for name, (cpu, rss) in medians.items():
-        ratio = f"cpu {cpu / base_cpu:5.2f}x  rss {rss / base_rss:5.2f}x" if base_cpu else ""
-        print(f"  {name:<20} cpu {cpu:6.3f}% of a core  rss {rss:6.1f} MiB  {ratio}")
+    medians = {}
+    for name, runs in results.items():
+        idle = [r for r in runs if not r[2]]
+        used = idle or runs
+        medians[name] = (statistics.median(r[0] for r in used), statistics.median(r[1] for r in used),
+                         "" if idle else "*", len(runs) - len(idle))
+    base_cpu, base_rss = medians["without inference"][:2]
+    for name, (cpu, rss, mark, left_out) in medians.items():
+        ratio = f"cpu {cpu / base_cpu:6.2f}x  rss {rss / base_rss:5.2f}x" if base_cpu else ""
+        dropped = f"  ({left_out} run(s) that found a server left out)" if left_out and not mark else ""
+        print(f"  {name:<20} cpu {cpu:6.3f}%{mark:1} of a core  rss {rss:6.1f} MiB  {ratio}{dropped}")
     return 0
 
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import yaml
@@ -84,8 +85,9 @@ def shipped(name: str) -> dict:
     return yaml.safe_load(text.replace("/etc/vigil/alerts/", "agent/alerts/"))
 
 
-def measure(config: dict, duration: float, settle: float) -> tuple[float, float]:
-    """(CPU % of one core, peak RSS MiB) of an idle `vigil run` on `config`."""
+def measure(config: dict, duration: float, settle: float,
+            on_log: Callable[[str], None] | None = None) -> tuple[float, float]:
+    """(CPU % of one core, peak RSS MiB) of an idle `vigil run` on `config`; `on_log` gets its log."""
     with tempfile.TemporaryDirectory(prefix="vigil-idle-") as tmp:
         workdir = Path(tmp)
         path = workdir / "vigil.yaml"
@@ -117,6 +119,8 @@ def measure(config: dict, duration: float, settle: float) -> tuple[float, float]
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+            if on_log is not None:
+                on_log(log_path.read_text(errors="replace"))
 
 
 def main() -> int:
