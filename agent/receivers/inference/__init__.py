@@ -23,6 +23,7 @@ from agent.signals import Signal
 
 
 def _create(config: InferenceReceiverConfig, settings: Settings, consumers: dict[Signal, Consumer]):
+    # Imported here: `vigil validate` and `vigil components` need only the config model, not aiohttp's client.
     from agent.receivers.inference.receiver import InferenceReceiver
 
     return InferenceReceiver(config, settings, consumers)

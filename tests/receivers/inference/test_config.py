@@ -110,7 +110,8 @@ def test_the_user_doc_has_a_section_per_kind_lists_every_metric_and_its_configs_
     for name in KIND_NAMES:
         assert kind(name).name in text
     headings = re.findall(r"^## (.+)$", text, re.M)
-    for title in ("NVIDIA Triton", "vLLM", "SGLang", "Hugging Face TGI", "MLServer (Seldon)", "llama.cpp (`llama-server`)"):
+    for title in ("NVIDIA Triton", "vLLM", "SGLang", "Hugging Face TGI", "MLServer (Seldon)",
+                  "llama.cpp (`llama-server`)"):
         assert title in headings
     missing = [n for n in [*SPECS, UP.name] if f"`{n}`" not in text]
     assert missing == []

@@ -315,7 +315,8 @@ async def test_an_llm_servers_ttft_tokens_kv_cache_and_health(server, make_recei
     assert entry["tokens"] == {"input": 10_000, "output": 1_000}
     assert entry["kv_cache_usage"] == 0.97
     assert entry["errors"] == 2 and entry["error_rate"] == pytest.approx(0.02)
-    assert entry["health"] == {"status": "degraded", "reasons": [f"time to first token p95 {entry['ttft_p95_s']:.3g}s > 1s"]}
+    assert entry["health"] == {"status": "degraded",
+                               "reasons": [f"time to first token p95 {entry['ttft_p95_s']:.3g}s > 1s"]}
 
 
 async def test_an_error_rate_above_the_failing_threshold_is_failing(server, make_receiver):

@@ -28,7 +28,8 @@ def read(page: Page, model: str | None) -> Readings:
         value = _one(page, exposed)
         if value is not None:
             r.add(v.SERVER_TOKENS, value, token_type(kind))
-    predicted, seconds = _one(page, "llamacpp:tokens_predicted_total"), _one(page, "llamacpp:tokens_predicted_seconds_total")
+    predicted = _one(page, "llamacpp:tokens_predicted_total")
+    seconds = _one(page, "llamacpp:tokens_predicted_seconds_total")
     if predicted is not None and seconds is not None:
         r.histogram(v.GENAI_SERVER_TIME_PER_OUTPUT_TOKEN, Histogram.mean_only(predicted, seconds))
     for exposed, metric in (("llamacpp:requests_processing", v.SERVER_REQUESTS_RUNNING),

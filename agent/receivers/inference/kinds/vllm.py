@@ -40,7 +40,8 @@ def read(page: Page, _model: str | None) -> Readings:
         "vllm:time_per_output_token_seconds")
     for labels, histogram in tpot:
         reading(labels).histogram(v.GENAI_SERVER_TIME_PER_OUTPUT_TOKEN, histogram)
-    for exposed, kind in (("vllm:prompt_tokens_total", v.TOKEN_INPUT), ("vllm:generation_tokens_total", v.TOKEN_OUTPUT)):
+    for exposed, kind in (("vllm:prompt_tokens_total", v.TOKEN_INPUT),
+                          ("vllm:generation_tokens_total", v.TOKEN_OUTPUT)):
         for labels, value in page.values(exposed):
             reading(labels).add(v.SERVER_TOKENS, value, token_type(kind))
     for labels, value in page.values("vllm:num_preemptions_total"):
