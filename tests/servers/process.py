@@ -41,6 +41,10 @@ class ServerProcess:
         self.started = started
         self.startup_seconds: float | None = None
 
+    def stop(self) -> None:
+        """SIGTERM to the whole group, then SIGKILL to what is left; the server's own exit, as a user's."""
+        _stop_group(self.proc)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -72,7 +76,7 @@ def server_process(args: list[str], log_path: Path, env: dict[str, str] | None =
     try:
         yield ServerProcess(proc, log_path, time.monotonic())
     finally:
-        _stop_group(proc)
+        _stop_group(proc)  # again, for a test that stopped it: a group already gone is fine
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

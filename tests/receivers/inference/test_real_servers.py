@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 
 from tests.conftest import free_port, read_json_lines, wait_for
@@ -118,23 +119,27 @@ def iris_request(rows: list[list[float]]) -> dict[str, Any]:
                         "data": [x for row in rows for x in row]}]}
 
 
+def triton_config(tmp_path: Path, metrics_endpoint: str, admin: str, otlp_port: int) -> dict[str, Any]:
+    """The inference receiver scraping Triton, and its spans through the ml processor."""
+    return {
+        "receivers": {
+            "inference": {"collection_interval": "500ms", "timeout": "400ms",
+                          "servers": [{"kind": "triton", "endpoint": metrics_endpoint}]},
+            "otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{otlp_port}"}}}},
+        "processors": {"ml": {"interval": "1h"}},  # the span-side metrics once, at shutdown
+        "exporters": {"file/metrics": {"path": str(tmp_path / "metrics.json")},
+                      "file/traces": {"path": str(tmp_path / "traces.json")}},
+        "service": {"admin": {"endpoint": admin}, "state_dir": str(tmp_path / "state"), "pipelines": {
+            "metrics": {"receivers": ["inference", "ml"], "exporters": ["file/metrics"]},
+            "traces": {"receivers": ["otlp"], "processors": ["ml"], "exporters": ["file/traces"]}}},
+    }
+
+
 def test_triton_models_from_its_metrics_and_its_traces(tmp_path: Path) -> None:
     otlp_port, admin_port = free_port(), free_port()
     with run_triton(tmp_path, traces_url=f"http://127.0.0.1:{otlp_port}/v1/traces") as triton:
         admin = f"127.0.0.1:{admin_port}"
-        config = {
-            "receivers": {
-                "inference": {"collection_interval": "500ms", "timeout": "400ms",
-                              "servers": [{"kind": "triton", "endpoint": triton.metrics_endpoint}]},
-                "otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{otlp_port}"}}}},
-            "processors": {"ml": {"interval": "1h"}},  # the span-side metrics once, at shutdown
-            "exporters": {"file/metrics": {"path": str(tmp_path / "metrics.json")},
-                          "file/traces": {"path": str(tmp_path / "traces.json")}},
-            "service": {"admin": {"endpoint": admin}, "state_dir": str(tmp_path / "state"), "pipelines": {
-                "metrics": {"receivers": ["inference", "ml"], "exporters": ["file/metrics"]},
-                "traces": {"receivers": ["otlp"], "processors": ["ml"], "exporters": ["file/traces"]}}},
-        }
-        with start_vigil(tmp_path, config) as vigil:
+        with start_vigil(tmp_path, triton_config(tmp_path, triton.metrics_endpoint, admin, otlp_port)) as vigil:
             vigil.wait_running()
             assert wait_for(lambda: (model_entry(admin, "scorer") or {}).get("up"), timeout=20), vigil.stderr()
             infer = f"{triton.http_url}/v2/models/scorer/infer"
@@ -148,16 +153,21 @@ def test_triton_models_from_its_metrics_and_its_traces(tmp_path: Path) -> None:
             model = model_entry(admin, "scorer")
             # Triton exports its spans in batches: wait for all eight requests' before stopping.
             assert wait_for(lambda: len(model_spans(tmp_path / "traces.json")) == 8, timeout=20)
+            metrics = tmp_path / "metrics.json"
+            assert wait_for(lambda: sums(metrics, "ml.predictions").get(("triton", "scorer", "1", None)) == 8)
+            errors = sums(metrics, "ml.prediction.errors")
+            # Triton stops: the receiver says it is down and why, and its model with it.
+            triton.process.stop()
+            assert wait_for(lambda: not receiver_status(admin)["servers"][0]["up"], timeout=20)
+            (server,) = receiver_status(admin)["servers"]
+            down = model_entry(admin, "scorer")
             stop(vigil)
 
     assert (model["version"], model["source"], model["up"], model["errors"]) == ("1", "triton", True, 2)
     # Triton's counters give a mean (cumulative duration / requests); no histogram unless configured.
     assert model["latency_from"] == "mean" and model["latency_mean_s"] > 0
+    assert server["reason"] and (down["up"], down["health"]["status"]) == (False, "failing"), (server, down)
 
-    metrics = tmp_path / "metrics.json"
-    predictions = sums(metrics, "ml.predictions")
-    errors = sums(metrics, "ml.prediction.errors")
-    assert predictions[("triton", "scorer", "1", None)] == 8
     # Triton keeps a series per reason (zero for the others); the two failures are the backend's.
     assert {k: v for k, v in errors.items() if v} == {("triton", "scorer", "1", "BACKEND"): 2}
     # From Triton's spans (one per request, named after the model, with triton.model_name and version),
@@ -173,6 +183,25 @@ def test_triton_models_from_its_metrics_and_its_traces(tmp_path: Path) -> None:
     spans = model_spans(tmp_path / "traces.json")
     total = sum(int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"]) for s in spans) / 1e9
     assert abs(timed[1]["sum"] - total) < 1e-6 * len(spans)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Triton, unloading its models as it stops, drops a model's success series before its failure ones; "
+    "the triton kind adds both into one request count, whose fall reads as a counter reset (a restart), "
+    "so the failures are counted again as new requests"))
+def test_triton_stopping_adds_no_requests(tmp_path: Path) -> None:
+    admin = f"127.0.0.1:{free_port()}"
+    with run_triton(tmp_path) as triton:
+        with start_vigil(tmp_path, triton_config(tmp_path, triton.metrics_endpoint, admin, free_port())) as vigil:
+            vigil.wait_running()
+            infer = f"{triton.http_url}/v2/models/scorer/infer"
+            assert [post(infer, scorer_request([row]))[0] for row in ([1, 2, 3, 4], [2, 3, 4, 5], [-1, 0, 0, 0])] \
+                == [200, 200, 500]
+            assert wait_for(lambda: (model_entry(admin, "scorer") or {}).get("requests") == 3, timeout=20)
+            triton.process.stop()
+            assert wait_for(lambda: not receiver_status(admin)["servers"][0]["up"], timeout=20)
+            stop(vigil)
+    assert sums(tmp_path / "metrics.json", "ml.predictions")[("triton", "scorer", "1", None)] == 3
 
 
 def test_mlserver_model_from_its_metrics_and_predictions_through_the_proxy(tmp_path: Path) -> None:
