@@ -20,9 +20,10 @@ class InferenceProxyConfig(StrictModel):
     # The API whose calls are observed: v2 (Open Inference Protocol: Triton, KServe, MLServer) or openai
     # (vLLM, SGLang, TGI, llama.cpp). Every other request is forwarded and not observed.
     protocol: Literal["v2", "openai"]
-    # A request or response body longer than this is forwarded whole but not observed (counted); a stream
-    # longer than this keeps its first chunks and its last ones (where the usage is) for the observation.
-    max_observed_body_size: int = Field(4 * _MIB, gt=0)
+    # A request or response body longer than this is streamed through whole but not observed (counted); a
+    # stream longer than this keeps its first chunks and its last ones (where the usage is). A body up to
+    # this is read whole before it is forwarded, so this is also what one call may hold in memory.
+    max_observed_body_size: int = Field(1 * _MIB, gt=0)
     # Observations waiting for the pipelines; past it new ones are dropped (counted), never the requests.
     queue_size: int = Field(1000, gt=0)
     max_queued_bytes: int = Field(64 * _MIB, gt=0)  # the bodies those queued observations hold, at most
