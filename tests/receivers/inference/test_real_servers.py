@@ -4,9 +4,9 @@ Triton is the `tritonserver` binary that PyPI's nvidia-pytriton 0.7.0 ships (Tri
 Python-backend model on CPU (tests/servers/triton/); MLServer 1.7.1 serves a scikit-learn iris classifier
 (tests/servers/mlserver/). `make test` installs both (see tests/servers/__init__.py). Each test sends real
 inferences, successes and failures, and reads what Vigil made of them: the `inference` receiver's view
-in `GET /api/v1/status`, the models in `GET /api/v1/models`, and the exported metrics from a `file`
-exporter once Vigil has stopped; for Triton also its OpenTelemetry trace mode's spans, and for MLServer
-the `inference_proxy` in front of it.
+in `GET /api/v1/status`, the exported metrics from `file` exporters, for Triton also its OpenTelemetry
+trace mode's spans through the `ml` processor, and for MLServer the `inference_proxy` in front of it, up
+to drift in the model health API.
 """
 
 from __future__ import annotations
