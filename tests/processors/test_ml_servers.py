@@ -371,3 +371,31 @@ def metric_points(path: Path, name: str) -> list[tuple[dict, dict, dict]]:
             out += [(resource, attributes_of(p.get("attributes")), p) for p in metric[kind]["dataPoints"]]
     return out
 
+
+
+@pytest.mark.parametrize("reader", ["wire", "message"])
+async def test_unusable_latencies_count_nowhere_and_server_series_are_bounded(tmp_path, reader):
+    bad = [{"gen_ai.latency.e2e": "1.5"}, {"gen_ai.latency.e2e": -2.0, "gen_ai.latency.time_to_first_token": -1.0},
+           {"gen_ai.latency.e2e": True, "gen_ai.latency.time_in_queue": float("nan")},
+           {"gen_ai.latency.e2e": 0.5, "gen_ai.latency.time_to_first_token": 0.9,  # a first token after the last
+            "gen_ai.usage.completion_tokens": 10}]
+
+    def make(tracer):
+        for attributes in bad:
+            span = tracer.start_span("llm_request", kind=SpanKind.SERVER, start_time=START,
+                                     attributes={"gen_ai.response.model": "m", **attributes})
+            span.end(end_time=START + 2 * 10**9)
+        for k in range(300):  # a model name per request: more series than genai.max_series (200)
+            span = tracer.start_span("llm_request", kind=SpanKind.SERVER, start_time=START,
+                                     attributes={"gen_ai.response.model": f"junk-{k}", "gen_ai.latency.e2e": 1.0})
+            span.end(end_time=START + 10**9)
+    points = await observe(tmp_path, [batch_of(sdk_spans("vllm", make))], reader)
+    (duration,) = points.where("gen_ai.server.request.duration", **{"gen_ai.response.model": "m"})
+    # A latency that is no finite number >= 0 is not reported: the request lasted its span (2 s), except the
+    # last, whose e2e is usable.
+    assert_histogram(duration, [2.0, 2.0, 2.0, 0.5], REQUEST_DURATION_BOUNDS)
+    (ttft,) = points.where("gen_ai.server.time_to_first_token", **{"gen_ai.response.model": "m"})
+    assert_histogram(ttft, [0.9], TTFT_BOUNDS)
+    assert points.where("gen_ai.server.time_per_output_token") == []  # no negative time per token
+    assert points.where("ml.server.queue.duration") == []
+    assert len(points.where("gen_ai.server.request.duration")) == 200
