@@ -302,8 +302,8 @@ def add_label(found: dict[str, Labels], model: str, prediction_id: str | None, v
 def is_server_call(attributes: dict[str, Any]) -> bool:
     """Whether a GenAI span is a request an inference server served rather than a client's call: it
     carries `gen_ai.latency.e2e` or `gen_ai.latency.time_to_first_token`, which vLLM and SGLang set on their
-    SERVER span and no client instrumentation sets. (The attributes, not the span kind: the wire scanner
-    reads no span kind, and a client span of kind SERVER is no server request.)"""
+    SERVER span (and the inference proxy on its own) and no client instrumentation sets. The attributes,
+    not the span kind: they are what the server metrics are made of, and the wire scanner reads no kind."""
     return any(name in attributes for name in SERVER_CALL_MARKS)
 
 
