@@ -126,3 +126,25 @@ async def test_predictions_an_ml_processor_sees_are_not_noticed(tmp_path):
         assert await asyncio.to_thread(wait_for, lambda: vigil.counter("vigil_ml_predictions") == 50, 10)
         _, body, _ = await get(vigil.admin_url("/api/v1/status"))
         assert body["notices"] == []
+
+
+def triton_model_spans(n: int):
+    """Spans shaped like Triton's OpenTelemetry trace mode's model span (the span named after the model, with
+    triton.model_name / triton.model_version, as the v2.71.0 tracer writes them): no ml.* attribute at all."""
+    request = plain_spans(n)
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        span.name = "resnet50"
+        span.attributes.add(key="triton.model_name").value.string_value = "resnet50"
+        span.attributes.add(key="triton.model_version").value.int_value = 1
+    return request
+
+
+async def test_triton_model_spans_no_ml_processor_sees_are_said_once(tmp_path, caplog):
+    async with running_vigil(no_ml_config(tmp_path)) as vigil:
+        for _ in range(2):
+            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, triton_model_spans(5))
+        notice = ("spans with triton.model_name ('resnet50') come through receiver otlp into traces, where no ml "
+                  "processor sees them: no model monitoring for them (add ml to the processors of traces)")
+        assert [r.getMessage() for r in caplog.records if "no ml processor" in r.getMessage()] == [notice]
+        _, body, _ = await get(vigil.admin_url("/api/v1/status"))
+        assert body["notices"] == [notice]
