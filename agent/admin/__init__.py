@@ -5,7 +5,7 @@
     POST /-/reload                      reload the config (as SIGHUP); 200, or 400/500 with the problems
     GET  /metrics                       Vigil's own telemetry, Prometheus text format
     GET  /api/v1/status                 every component's state, counters and status(), pipelines
-    GET  /api/v1/models                 the models the ml processors watch
+    GET  /api/v1/models                 the models the ml processors watch and the inference servers serve
     GET  /api/v1/models/{name}/health   {"status": "ok"|"degraded"|"failing", "reasons": [...]}
     GET  /                              the status page (HTML with inline SVG, no external assets)
     *    /api/v1/...                    what components offer through `admin_routes()`
@@ -132,8 +132,8 @@ class AdminServer:
     async def _model_health(self, request: web.Request) -> web.Response:
         verdict = models.health(self._service, request.match_info["name"], request.query.get("version"))
         if verdict is None:
-            return json_response({"error": f"no ml processor has seen model {request.match_info['name']!r}"},
-                                 404)
+            return json_response({"error": f"no ml processor has seen model {request.match_info['name']!r} "
+                                           f"and no inference server serves it"}, 404)
         return json_response(verdict)
 
     async def _page(self, _: web.Request) -> web.Response:

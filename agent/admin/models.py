@@ -1,8 +1,12 @@
-"""Model health for circuit breakers: `GET /api/v1/models/{name}/health`.
+"""The models view: `GET /api/v1/models` and model health for circuit breakers
+(`GET /api/v1/models/{name}/health`).
 
-An app asks before it trusts its model, and falls back to a simpler one when
-the answer is `failing`. The verdict comes from what the ml processors'
-`status()` reports per model version, worst version first:
+Two kinds of model: those the ml processors watch (from the predictions in spans or logs) and those
+inference servers serve (a receiver, like `inference`, whose `status()` lists `models` carrying a
+`source`, the server's kind). A served model's verdict is the receiver's own (its thresholds; a server
+that is down is failing). An app asks before it trusts its model, and falls back to a simpler one when
+the answer is `failing`. An ml processor's verdict comes from what it reports per model version, worst
+version first:
 
 - failing:  the last window drifted as a model (drifted share >= drift_share), or a prediction
             output (`ml.prediction.*`) drifted, or the error rate is >= 20%, or the estimated
@@ -46,30 +50,84 @@ def model_entries(service: Any) -> Iterator[tuple[str, dict[str, Any], dict[str,
             yield str(cid), entry, snapshot
 
 
+def served_entries(service: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(receiver id, model entry) for every model a receiver's servers serve (entries with a `source`)."""
+    graph = service.graph
+    if graph is None:
+        return
+    for cid, component in graph.receivers.items():
+        if not isinstance(component, StatusProvider):
+            continue
+        try:
+            snapshot = component.status()
+        except Exception:
+            continue
+        for entry in snapshot.get("models", []) if isinstance(snapshot, dict) else []:
+            if isinstance(entry, dict) and entry.get("source") and isinstance(entry.get("health"), dict):
+                yield str(cid), entry
+
+
+def served_health(entry: dict[str, Any]) -> dict[str, Any]:
+    """A served model's verdict: the receiver's words (an unknown word reads as failing: say so)."""
+    verdict = entry["health"]
+    status = verdict.get("status")
+    reasons = [str(r) for r in verdict.get("reasons") or []]
+    if status not in _ORDER:
+        return {"status": "failing", "reasons": [f"the receiver's health {status!r} is not a known word", *reasons]}
+    return {"status": status, "reasons": reasons}
+
+
+def processor_sources(service: Any) -> dict[str, str]:
+    """Where each ml processor reads its predictions: "spans", "logs" or "spans, logs" (its pipelines)."""
+    config = getattr(service, "config", None)
+    found: dict[str, set[str]] = {}
+    for pipeline in getattr(config, "pipelines", {}).values():
+        item = {"traces": "spans", "logs": "logs"}.get(getattr(pipeline.signal, "value", ""))
+        for cid in pipeline.processors if item else []:
+            found.setdefault(str(cid), set()).add(item)
+    return {cid: ", ".join(sorted(items, key=("spans", "logs").index)) for cid, items in found.items()}
+
+
 def list_models(service: Any) -> list[dict[str, Any]]:
+    """Every model: the ml processors' (with `source` "spans"/"logs"), then the served ones."""
     out = []
+    sources = processor_sources(service)
     for processor, entry, snapshot in model_entries(service):
         verdict = version_health(entry, snapshot)
         out.append({"model": entry.get("model"), "version": entry.get("version"), "processor": processor,
-                    "requests": entry.get("requests"), "health": verdict["status"]})
+                    "requests": entry.get("requests"), "health": verdict["status"],
+                    "source": sources.get(processor, "spans")})
+    for receiver, entry in served_entries(service):
+        verdict = served_health(entry)
+        out.append({**entry, "receiver": receiver, "health": verdict["status"], "reasons": verdict["reasons"]})
     return out
 
 
 def health(service: Any, name: str, version: str | None = None) -> dict[str, Any] | None:
-    """The model's verdict over its versions (or only `version`); None when no processor knows it."""
+    """The model's verdict over its versions (or only `version`); None when nothing knows it."""
     verdicts = []
     for processor, entry, snapshot in model_entries(service):
         if entry.get("model") != name or (version is not None and entry.get("version") != version):
             continue
-        verdicts.append((entry.get("version") or "", processor, version_health(entry, snapshot)))
+        verdicts.append((entry.get("version") or "", {"processor": processor}, version_health(entry, snapshot)))
+    for receiver, entry in served_entries(service):
+        if entry.get("model") != name or (version is not None and entry.get("version") != version):
+            continue
+        where = {"receiver": receiver, "source": entry["source"], "server": entry.get("server")}
+        verdicts.append((entry.get("version") or "", where, served_health(entry)))
     if not verdicts:
         return None
     worst = max((v["status"] for _, _, v in verdicts), key=_ORDER.__getitem__)
     many = len(verdicts) > 1
-    reasons = [f"version {ver or '-'}: {reason}" if many else reason
-               for ver, _, v in verdicts for reason in v["reasons"]]
-    return {"model": name, "status": worst, "reasons": reasons,
-            "versions": {ver or "-": {"processor": proc, **v} for ver, proc, v in verdicts}}
+    versions: dict[str, dict[str, Any]] = {}
+    reasons = []
+    for ver, where, verdict in verdicts:
+        key = ver or "-"
+        if key in versions:  # the same version seen twice (two servers, or a server and spans): say where
+            key = f"{key} ({where.get('server') or where.get('processor')})"
+        versions[key] = {**where, **verdict}
+        reasons += [f"version {key}: {reason}" if many else reason for reason in verdict["reasons"]]
+    return {"model": name, "status": worst, "reasons": reasons, "versions": versions}
 
 
 def version_health(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
