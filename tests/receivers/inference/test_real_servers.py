@@ -156,17 +156,26 @@ def test_triton_models_from_its_metrics_and_its_traces(tmp_path: Path) -> None:
             metrics = tmp_path / "metrics.json"
             assert wait_for(lambda: sums(metrics, "ml.predictions").get(("triton", "scorer", "1", None)) == 8)
             errors = sums(metrics, "ml.prediction.errors")
+            models = get(f"http://{admin}/api/v1/models")["models"]
             # Triton stops: the receiver says it is down and why, and its model with it.
             triton.process.stop()
             assert wait_for(lambda: not receiver_status(admin)["servers"][0]["up"], timeout=20)
             (server,) = receiver_status(admin)["servers"]
             down = model_entry(admin, "scorer")
+            down_health = get(f"http://{admin}/api/v1/models/scorer/health")
             stop(vigil)
 
     assert (model["version"], model["source"], model["up"], model["errors"]) == ("1", "triton", True, 2)
     # Triton's counters give a mean (cumulative duration / requests); no histogram unless configured.
     assert model["latency_from"] == "mean" and model["latency_mean_s"] > 0
     assert server["reason"] and (down["up"], down["health"]["status"]) == (False, "failing"), (server, down)
+    # The models view lists it twice: served (from Triton's metrics) and watched (from its spans).
+    served = [(m["version"], m["requests"], m["errors"]) for m in models if m["model"] == "scorer"
+              and m.get("source") == "triton"]
+    watched = [(m["version"], m["requests"]) for m in models if m["model"] == "scorer" and m.get("source") == "spans"]
+    assert (served, watched) == ([("1", 8, 2)], [("1", 8)]), models
+    # A circuit breaker asking once Triton is down is told to fall back.
+    assert down_health["status"] == "failing", down_health
 
     # Triton keeps a series per reason (zero for the others); the two failures are the backend's.
     assert {k: v for k, v in errors.items() if v} == {("triton", "scorer", "1", "BACKEND"): 2}
@@ -237,10 +246,13 @@ def test_mlserver_model_from_its_metrics_and_predictions_through_the_proxy(tmp_p
                             and (model_entry(admin, "iris", None) or {}).get("requests") == 1, timeout=20), \
                 receiver_status(admin)
             model, unversioned = model_entry(admin, "iris", "v1"), model_entry(admin, "iris", None)
+            models = get(f"http://{admin}/api/v1/models")["models"]
             stop(vigil)
 
     assert (model["source"], model["up"], model["errors"]) == ("mlserver", True, 1)
     assert (unversioned["source"], unversioned["errors"]) == ("mlserver", 0)
+    assert sorted((m["version"] or "", m["requests"], m["errors"]) for m in models
+                  if m["model"] == "iris" and m.get("source") == "mlserver") == [("", 1, 0), ("v1", 6, 1)], models
     assert model["latency_mean_s"] > 0
     metrics = tmp_path / "metrics.json"
     assert sums(metrics, "ml.predictions")[("mlserver", "iris", "v1", None)] == 6
