@@ -13,7 +13,7 @@ import html
 import math
 from typing import Any
 
-from agent.admin.report import duration, human
+from agent.admin.report import duration, human, seconds, served_details, served_latency, served_snapshots
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2430}
@@ -67,10 +67,48 @@ def render(status: dict[str, Any], health: dict[tuple[str, str], dict[str, Any]]
         parts.append('<section id=notices class="problems"><h2>Notices</h2><ul>'
                      + "".join(f"<li>{_e(n)}</li>" for n in status["notices"]) + "</ul></section>")
     parts.append(_models(status, health))
+    parts.append(_served(status))
     parts.append(_components(status))
     parts.append(_pipelines(status))
     parts.append("</main></body></html>")
     return "".join(parts)
+
+
+def _served(status: dict[str, Any]) -> str:
+    """The inference servers' models (health and why) and the servers themselves (up, or down and why)."""
+    models, servers = [], []
+    for _, snapshot in served_snapshots(status):
+        for m in snapshot.get("models", []):
+            verdict = m.get("health") or {}
+            rate = m.get("error_rate")
+            reasons = "".join(f"<div class=reason>{_e(r)}</div>" for r in verdict.get("reasons") or [])
+            models.append(
+                f"<tr class=served data-model='{_e(m.get('model'))}' data-version='{_e(m.get('version') or '')}' "
+                f"data-health='{_e(verdict.get('status', ''))}'><td>{_e(m.get('model'))}</td>"
+                f"<td>{_e(m.get('version') or '-')}</td><td>{_e(m.get('source'))}</td><td>{_e(m.get('server'))}</td>"
+                f"<td class=n>{_e(human(m.get('requests')))}</td><td class=n>{_e(human(m.get('errors')))}"
+                f"{_e(f' ({rate:.1%})') if isinstance(rate, (int, float)) else ''}</td>"
+                f"<td class=n>{_e(served_latency(m))}</td><td class=n>{_e(seconds(m.get('ttft_p95_s')))}</td>"
+                f"<td>{_e(', '.join(served_details(m)) or '-')}</td>"
+                f"<td>{_badge(verdict.get('status', '-'))}{reasons}</td></tr>")
+        servers += [_server(sv) for sv in snapshot["servers"]]
+    if not servers:
+        return ""
+    return ("<section id=served><h2>Served models</h2><table><tr><th>model</th><th>version</th><th>source</th>"
+            "<th>server</th><th>requests</th><th>errors</th><th>latency</th><th>ttft p95</th><th>serving</th>"
+            f"<th>health</th></tr>{''.join(models)}</table>"
+            "<h2>Inference servers</h2><table><tr><th>kind</th><th>endpoint</th><th>state</th><th>models</th>"
+            f"<th>found by</th></tr>{''.join(servers)}</table></section>")
+
+
+def _server(sv: dict[str, Any]) -> str:
+    up = bool(sv.get("up"))
+    why = "" if up or not sv.get("reason") else f"<div class=reason>{_e(sv['reason'])}</div>"
+    return (f"<tr class=server data-kind='{_e(sv.get('kind'))}' data-up='{str(up).lower()}'>"
+            f"<td>{_e(sv.get('kind'))}</td><td>{_e(sv.get('endpoint'))}</td>"
+            f"<td>{_badge('up' if up else 'down', 'ok' if up else 'failing')}{why}</td>"
+            f"<td class=n>{_e(human(sv.get('models')))}</td>"
+            f"<td>{'discovered' if sv.get('discovered') else 'config'}</td></tr>")
 
 
 def _pipelines(status: dict[str, Any]) -> str:

@@ -124,7 +124,75 @@ def render(status: dict[str, Any], models: list[dict[str, Any]] | None = None) -
         out += ["", *_table(["MODEL", "VERSION", "REQUESTS", "ERRORS", "WINDOWS", "DRIFT", "HEALTH", "REFERENCE"],
                             model_rows, {2, 3, 4, 5})]
         out += notes
+    out += _served(status)
     return "\n".join(out) + "\n"
+
+
+def served_snapshots(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(receiver id, its status) for receivers that watch inference servers (a `servers` list)."""
+    out = []
+    for cid, c in status.get("components", {}).get("receivers", {}).items():
+        snapshot = c.get("status")
+        if isinstance(snapshot, dict) and isinstance(snapshot.get("servers"), list):
+            out.append((cid, snapshot))
+    return out
+
+
+def seconds(value: Any) -> str:
+    return f"{value * 1000:.0f}ms" if isinstance(value, (int, float)) and value < 10 else \
+        f"{value:.1f}s" if isinstance(value, (int, float)) else "-"
+
+
+def served_latency(m: dict[str, Any]) -> str:
+    """The p95 when the server has a histogram, else its mean, marked `~` (the mean of its counters)."""
+    if m.get("latency_p95_s") is not None:
+        return seconds(m["latency_p95_s"])
+    return "~" + seconds(m["latency_mean_s"]) if m.get("latency_mean_s") is not None else "-"
+
+
+def served_details(m: dict[str, Any]) -> list[str]:
+    """What a served model's row has no room for: KV cache, queue, tokens, GPU, why it is not ok."""
+    details = []
+    if isinstance(m.get("kv_cache_usage"), (int, float)):
+        details.append(f"kv cache {m['kv_cache_usage']:.0%}")
+    if m.get("queue"):
+        details.append(f"queue {human(m['queue'])}")
+    tokens = m.get("tokens")
+    if tokens and any(tokens.values()):
+        details.append(f"tokens in {human(tokens.get('input'))} out {human(tokens.get('output'))}")
+    gpu = m.get("gpu")
+    if gpu:
+        util = gpu.get("utilization")
+        details.append(f"gpu {gpu.get('memory_bytes', 0) / 2**30:.1f} GiB"
+                       + (f" {util:.0%}" if isinstance(util, (int, float)) else ""))
+    return details
+
+
+def _served(status: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    model_rows, server_rows, notes, server_notes = [], [], [], []
+    for _, snapshot in served_snapshots(status):
+        for m in snapshot.get("models", []):
+            verdict = m.get("health") or {}
+            rate = m.get("error_rate")
+            errors = human(m.get("errors")) + (f" {rate:.1%}" if isinstance(rate, (int, float)) else "")
+            model_rows.append([str(m.get("model")), m.get("version") or "-", str(m.get("source")),
+                               human(m.get("requests")), errors, served_latency(m), seconds(m.get("ttft_p95_s")),
+                               str(verdict.get("status", "-"))])
+            name = f"  {m.get('model')} {m.get('version') or '-'}"
+            for detail in served_details(m) + list(verdict.get("reasons") or []):
+                notes.append(_cut(f"{name}: {detail}", WIDTH))
+        for s in snapshot["servers"]:
+            server_rows.append([str(s.get("kind")), str(s.get("endpoint")), "up" if s.get("up") else "down",
+                                human(s.get("models")), "discovered" if s.get("discovered") else "config"])
+            if not s.get("up") and s.get("reason"):
+                server_notes.append(_cut(f"  {s.get('kind')} {s.get('endpoint')} down: {s['reason']}", WIDTH))
+    if model_rows:
+        out += ["", *_table(["SERVED MODEL", "VERSION", "SOURCE", "REQUESTS", "ERRORS", "LATENCY", "TTFT",
+                             "HEALTH"], model_rows, {3, 4, 5, 6}), *notes]
+    if server_rows:
+        out += ["", *_table(["SERVER", "ENDPOINT", "STATE", "MODELS", "FROM"], server_rows, {3}), *server_notes]
+    return out
 
 
 def _models(status: dict[str, Any], health: list[dict[str, Any]]) -> tuple[list[list[str]], list[str]]:
