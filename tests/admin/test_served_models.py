@@ -17,17 +17,7 @@ from tests.admin.test_circuit_breaker import breaker_module, fallback, primary
 from tests.admin.traffic import MODEL, ml_vigil_config, prediction_spans
 from tests.conftest import async_wait_for, running_vigil
 from tests.otlp_data import send_grpc
-from tests.receivers.inference.test_receiver import Exposition, triton_page, vllm_page
-
-
-@pytest.fixture
-async def server():
-    exposition = Exposition()
-    await exposition.start()
-    try:
-        yield exposition
-    finally:
-        await exposition.stop()
+from tests.receivers.inference.test_receiver import triton_page, vllm_page
 
 
 def served_config(tmp_path, *endpoints: tuple[str, str]) -> dict[str, Any]:

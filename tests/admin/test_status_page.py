@@ -11,7 +11,6 @@ import asyncio
 import base64
 import contextlib
 import itertools
-import json
 import shutil
 import subprocess
 from pathlib import Path
