@@ -510,8 +510,10 @@ async def test_values_that_are_not_numbers_are_left_out_not_sent(server, make_re
     await receiver.scrape_all()
     assert receiver.status()["servers"][0]["up"] is True
     out = points(sink.batches[-1], "resnet50")
-    # The successes are unreadable: only the failures' (unchanged) count is this interval's.
-    assert out["ml.predictions"].sum.data_points[0].as_int == 0
+    # The successes are unreadable: the request count (successes and failures together) is left out this
+    # interval rather than read from the failures alone; the failures' (unchanged) count still goes.
+    assert "ml.predictions" not in out and "ml.prediction.duration" not in out
+    assert sum(p.as_int for p in out["ml.prediction.errors"].sum.data_points) == 0
     assert out["ml.server.requests.pending"].gauge.data_points[0].as_double == 0
 
 

@@ -27,13 +27,18 @@ def read(page: Page, _model: str | None) -> Readings:
         requests[_key(labels)] = requests.get(_key(labels), 0.0) + value
     for labels, value in page.values("nv_inference_request_failure"):
         r = reading(labels)
-        r.add(v.METRIC_PREDICTIONS, value)
         r.add(v.METRIC_PREDICTION_ERRORS, value, error_type(labels.get("reason", v.OTHER_ERROR)))
-        requests[_key(labels)] = requests.get(_key(labels), 0.0) + value
+        # A model's requests are its successes and failures together, read only beside its successes:
+        # Triton, unloading a model as it stops, drops the success series first, and failures alone
+        # would read as a fall of the request count (a restart) and be counted again.
+        if _key(labels) in requests:
+            r.add(v.METRIC_PREDICTIONS, value)
+            requests[_key(labels)] += value
     for exposed, metric in (("nv_inference_request_duration_us", v.METRIC_PREDICTION_DURATION),
                             ("nv_inference_queue_duration_us", v.SERVER_QUEUE_DURATION)):
         for labels, value in page.values(exposed):
-            reading(labels).histogram(metric, Histogram.mean_only(requests.get(_key(labels), 0.0), value * _US))
+            if _key(labels) in requests:
+                reading(labels).histogram(metric, Histogram.mean_only(requests[_key(labels)], value * _US))
     executions = {_key(labels): value for labels, value in page.values("nv_inference_exec_count")}
     for labels, inferences in page.values("nv_inference_count"):
         # The mean batch: inferences (a batch of n counts n) per execution.
