@@ -182,6 +182,10 @@ class Windows:
                     state.building = False
                     self._log.info("%s %s: reference learned from %d predictions", state.model,
                                    state.version or "-", rows)
+                    if state.window.rows >= self._config.window.size:
+                        # Predictions that came while the reference was built filled a window: evaluate it
+                        # now rather than when the next batch or max_age comes.
+                        self._close_window(state)
                 elif kind == LABELS:
                     batch = await asyncio.to_thread(self._evaluate_labels, state, data)
                     await self._send(batch)
