@@ -23,7 +23,7 @@ from tests.alerts.helpers import Clock, counter, gauge, rule
 REPO = Path(__file__).resolve().parents[2]
 PACK = REPO / "config" / "alerts" / "inference-rules.yaml"
 
-MODULES = ("agent.ml.metrics", "agent.receivers.nvml.scraper",
+MODULES = ("agent.ml.metrics", "agent.receivers.inference.metrics", "agent.receivers.nvml.scraper",
            "agent.receivers.hostmetrics.system", "agent.receivers.hostmetrics.process")
 
 
@@ -158,13 +158,17 @@ def test_the_rule_pack_covers_the_inference_host():
     for name in ("FeatureDrift", "PredictionDrift", "LowConfidenceSurge", "EstimatedAccuracyDrop",
                  "RealizedAccuracyDrop", "HighP95Latency", "HighErrorRate", "MissingValueSurge",
                  "GpuTemperatureHigh", "GpuUncorrectableEccErrors", "GpuXidErrors", "GpuMemoryNearFull",
-                 "HostMemoryNearFull", "DiskNearFull"):
+                 "HostMemoryNearFull", "DiskNearFull", "InferenceServerDown", "ServedModelHighP95Latency",
+                 "SlowTimeToFirstToken", "KvCacheNearFull", "InferenceQueueGrowing"):
         assert name in names
     # Symptoms page; causes wait for the day.
-    for name in ("RealizedAccuracyDrop", "EstimatedAccuracyDrop", "HighP95Latency", "HighErrorRate"):
+    for name in ("RealizedAccuracyDrop", "EstimatedAccuracyDrop", "HighP95Latency", "HighErrorRate",
+                 "InferenceServerDown", "ServedModelHighP95Latency", "SlowTimeToFirstToken"):
         assert names[name].severity == "critical", name
-    for name in ("FeatureDrift", "MissingValueSurge", "GpuTemperatureHigh", "DiskNearFull"):
+    for name in ("FeatureDrift", "MissingValueSurge", "GpuTemperatureHigh", "DiskNearFull", "KvCacheNearFull",
+                 "InferenceQueueGrowing"):
         assert names[name].severity == "warning", name
+    assert names["KvCacheNearFull"].op == ">=" and names["KvCacheNearFull"].threshold == 0.95
 
 
 def pack_engine() -> RuleEngine:
