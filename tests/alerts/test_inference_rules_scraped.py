@@ -11,12 +11,16 @@ import pytest
 from agent.alerts.config import AlertsConfig
 from agent.alerts.engine import FIRING
 from agent.alerts.processor import AlertsStage
+from agent.component import ComponentId, Settings
+from agent.receivers.inference.config import InferenceReceiverConfig
+from agent.receivers.inference.receiver import InferenceReceiver
+from agent.signals import Signal
+from agent.telemetry import SelfTelemetry
 from agent.receivers.inference import receiver as receiver_module
 from tests.alerts.helpers import Clock
 from tests.alerts.test_processor import make
 from tests.alerts.test_rules import PACK
-from tests.receivers.inference.test_receiver import (Exposition, make_receiver, triton_page,  # noqa: F401
-                                                     vllm_page)
+from tests.receivers.inference.test_receiver import Exposition, triton_page, vllm_page
 from tests.sink import InMemorySink
 
 SCRAPE = 15.0  # seconds between scrapes, as the evaluation interval
@@ -42,16 +46,19 @@ async def servers():
         await exposition.stop()
 
 
-async def test_scraped_error_rate_and_a_full_kv_cache_fire_the_packs_rules(tmp_path, servers, make_receiver,
-                                                                          monkeypatch):
+async def test_scraped_error_rate_and_a_full_kv_cache_fire_the_packs_rules(tmp_path, servers, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(receiver_module, "time", ClockTime(clock))
     engine = await make(AlertsConfig.model_validate({"evaluation_interval": "15s", "rule_files": [str(PACK)]}),
                         clock, tmp_path)
     triton, vllm = servers
-    receiver = await make_receiver({"kind": "triton", "endpoint": triton.endpoint},
-                                   {"kind": "vllm", "endpoint": vllm.endpoint},
-                                   consumer=AlertsStage(engine, InMemorySink(), engine._log))
+    config = InferenceReceiverConfig.model_validate({"timeout": "1s", "servers": [
+        {"kind": "triton", "endpoint": triton.endpoint}, {"kind": "vllm", "endpoint": vllm.endpoint}]})
+    receiver = InferenceReceiver(config, Settings(ComponentId("inference"), SelfTelemetry()),
+                                 {Signal.METRICS: AlertsStage(engine, InMemorySink(), engine._log)})
+    await receiver.start()
+    for task in receiver._tasks:  # scrapes are driven by hand, on the test's clock
+        task.cancel()
 
     async def run(scrapes: int, failed_share: float, kv: float) -> None:
         for _ in range(scrapes):
@@ -80,4 +87,5 @@ async def test_scraped_error_rate_and_a_full_kv_cache_fire_the_packs_rules(tmp_p
         await run(40, 0.0, 0.5)  # recovered: the failures leave the 5 m window
         assert engine.alerts(FIRING) == []
     finally:
+        await receiver.shutdown()
         await engine.shutdown()
