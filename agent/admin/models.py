@@ -95,7 +95,7 @@ def list_models(service: Any) -> list[dict[str, Any]]:
     for processor, entry, snapshot in model_entries(service):
         verdict = version_health(entry, snapshot)
         out.append({"model": entry.get("model"), "version": entry.get("version"), "processor": processor,
-                    "requests": entry.get("requests"), "health": verdict["status"],
+                    "requests": entry.get("requests"), "errors": entry.get("errors"), "health": verdict["status"],
                     "source": sources.get(processor, "spans")})
     for receiver, entry in served_entries(service):
         verdict = served_health(entry)

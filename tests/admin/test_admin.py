@@ -145,7 +145,7 @@ async def test_model_health_for_a_circuit_breaker(tmp_path):
         assert any("ml.feature.age" in r or "age" in r for r in body["reasons"])
         status, listing, _ = await get(vigil.admin_url("/api/v1/models"))
         assert listing["models"] == [{"model": MODEL, "version": "3", "processor": "ml", "requests": 1200,
-                                      "health": "failing", "source": "spans"}]
+                                      "errors": 0, "health": "failing", "source": "spans"}]
 
 
 async def test_model_health_names_the_features_that_moved_with_the_predictions(tmp_path):

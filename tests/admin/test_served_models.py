@@ -60,8 +60,8 @@ async def test_served_and_watched_models_are_listed_together_each_with_its_sourc
         _, body, _ = await get(vigil.admin_url("/api/v1/models"))
 
     watched = [m for m in body["models"] if m["model"] == MODEL]
-    assert watched == [{"model": MODEL, "version": "3", "processor": "ml", "requests": 50, "health": "ok",
-                        "source": "spans"}]
+    assert watched == [{"model": MODEL, "version": "3", "processor": "ml", "requests": 50, "errors": 0,
+                        "health": "ok", "source": "spans"}]
     assert entry["version"] == "1" and entry["source"] == "triton" and entry["receiver"] == "inference"
     assert entry["server"] == server.endpoint and entry["up"] is True
     assert entry["errors"] == 0 and entry["health"] == "ok" and entry["reasons"] == []
