@@ -78,19 +78,7 @@ def _served(status: dict[str, Any]) -> str:
     """The inference servers' models (health and why) and the servers themselves (up, or down and why)."""
     models, servers = [], []
     for _, snapshot in served_snapshots(status):
-        for m in snapshot.get("models", []):
-            verdict = m.get("health") or {}
-            rate = m.get("error_rate")
-            reasons = "".join(f"<div class=reason>{_e(r)}</div>" for r in verdict.get("reasons") or [])
-            models.append(
-                f"<tr class=served data-model='{_e(m.get('model'))}' data-version='{_e(m.get('version') or '')}' "
-                f"data-health='{_e(verdict.get('status', ''))}'><td>{_e(m.get('model'))}</td>"
-                f"<td>{_e(m.get('version') or '-')}</td><td>{_e(m.get('source'))}</td><td>{_e(m.get('server'))}</td>"
-                f"<td class=n>{_e(human(m.get('requests')))}</td><td class=n>{_e(human(m.get('errors')))}"
-                f"{_e(f' ({rate:.1%})') if isinstance(rate, (int, float)) else ''}</td>"
-                f"<td class=n>{_e(served_latency(m))}</td><td class=n>{_e(seconds(m.get('ttft_p95_s')))}</td>"
-                f"<td>{_e(', '.join(served_details(m)) or '-')}</td>"
-                f"<td>{_badge(verdict.get('status', '-'))}{reasons}</td></tr>")
+        models += [_served_model(m) for m in snapshot.get("models", [])]
         servers += [_server(sv) for sv in snapshot["servers"]]
     if not servers:
         return ""
@@ -99,6 +87,20 @@ def _served(status: dict[str, Any]) -> str:
             f"<th>health</th></tr>{''.join(models)}</table>"
             "<h2>Inference servers</h2><table><tr><th>kind</th><th>endpoint</th><th>state</th><th>models</th>"
             f"<th>found by</th></tr>{''.join(servers)}</table></section>")
+
+
+def _served_model(m: dict[str, Any]) -> str:
+    verdict = m.get("health") or {}
+    rate = m.get("error_rate")
+    errors = human(m.get("errors")) + (f" ({rate:.1%})" if isinstance(rate, (int, float)) else "")
+    reasons = "".join(f"<div class=reason>{_e(r)}</div>" for r in verdict.get("reasons") or [])
+    return (f"<tr class=served data-model='{_e(m.get('model'))}' data-version='{_e(m.get('version') or '')}' "
+            f"data-health='{_e(verdict.get('status', ''))}'><td>{_e(m.get('model'))}</td>"
+            f"<td>{_e(m.get('version') or '-')}</td><td>{_e(m.get('source'))}</td><td>{_e(m.get('server'))}</td>"
+            f"<td class=n>{_e(human(m.get('requests')))}</td><td class=n>{_e(errors)}</td>"
+            f"<td class=n>{_e(served_latency(m))}</td><td class=n>{_e(seconds(m.get('ttft_p95_s')))}</td>"
+            f"<td>{_e(', '.join(served_details(m)) or '-')}</td>"
+            f"<td>{_badge(verdict.get('status', '-'))}{reasons}</td></tr>")
 
 
 def _server(sv: dict[str, Any]) -> str:

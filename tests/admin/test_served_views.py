@@ -88,3 +88,22 @@ async def test_the_status_page_shows_served_models_and_a_down_server_with_its_re
     assert up[:3] == ["triton", "true", "up"] and up[4] is None
     assert down[:3] == ["vllm", "false", "down"] and down[3] == "rgb(253, 217, 215)"  # the failing colour
     assert down[4], "a down server says why"
+
+
+def test_the_page_escapes_what_servers_send():
+    """Model names and reasons come from a server's metrics page: escaped like everything else."""
+    from agent.admin import page
+
+    hostile = "<script>alert(1)</script>"
+    status = {"state": "running", "ready": True, "pipelines": {}, "components": {"receivers": {"inference": {
+        "state": "running", "status": {
+            "servers": [{"kind": "triton", "endpoint": "127.0.0.1:1", "up": False, "reason": f"HTTP 500 {hostile}",
+                         "discovered": False, "pid": None, "models": 1}],
+            "models": [{"model": hostile, "version": "x'><b>", "source": "triton", "server": "127.0.0.1:1",
+                        "up": False, "requests": 1, "errors": 0, "health": {"status": "failing",
+                                                                             "reasons": [hostile]}}]}}}}}
+    text = page.render(status)
+    assert "<script>" not in text and "x'><b>" not in text
+    # The name (its row's data-model and its cell), the model's reason, the server's reason.
+    assert text.count("&lt;script&gt;") == 4
+    assert "SERVED MODEL" in report.render(status)  # an entry with fields missing still renders
