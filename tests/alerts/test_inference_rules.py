@@ -131,3 +131,30 @@ async def test_a_server_that_stays_down_fires_inference_server_down_and_it_resol
         assert "InferenceServerDown" not in host.firing()
     finally:
         await engine.shutdown()
+
+
+async def test_a_mean_only_latency_fires_no_p95_rule(tmp_path):
+    """Triton's duration counters give a histogram with no buckets (count and sum): there is no p95 to
+    judge, so HighP95Latency stays quiet however slow the mean (the model health API judges the mean)."""
+    clock = Clock()
+    engine = await make(AlertsConfig.model_validate({"evaluation_interval": "15s", "rule_files": [str(PACK)]}),
+                        clock, tmp_path)
+    stage = AlertsStage(engine, InMemorySink(), engine._log)
+    triton = {v.SERVICE_NAME: "triton", "service.instance.id": "127.0.0.1:8002"}
+    model = {v.MODEL_NAME: "resnet50", v.MODEL_VERSION: "1"}
+    try:
+        last_ns = int(clock() * 1e9)
+        for _ in range(60):  # 15 minutes of 100 requests a scrape, 5 s each
+            clock.advance(SCRAPE)
+            builder = MetricsBuilder(int(clock() * 1e9))
+            builder.resource(triton).record(metrics.UP, 1.0)
+            delta = Delta(counters={(v.METRIC_PREDICTIONS, ()): 100},
+                          histograms={v.METRIC_PREDICTION_DURATION: Histogram.mean_only(100, 500.0)})
+            metrics.write(builder.resource(model | triton), delta, last_ns, model)
+            last_ns = builder.time_ns
+            await stage.consume(builder.batch())
+            await engine.tick()
+        assert any(series.name == v.METRIC_PREDICTION_DURATION for series in engine.engine.store.all_series())
+        assert [a["rule"] for a in engine.alerts()] == []
+    finally:
+        await engine.shutdown()
