@@ -118,3 +118,20 @@ async def test_a_served_models_health_for_a_circuit_breaker_follows_its_errors_a
 
         status, body, _ = await get(vigil.admin_url("/api/v1/models/unknown/health"))
         assert status == 404 and "unknown" in body["error"]
+
+
+async def test_a_model_both_served_and_watched_gets_the_worst_verdict_of_the_two(tmp_path, server):
+    """Its server's metrics and the predictions in spans (a proxy's, or the app's) name the same model."""
+    server.text = triton_page(100, 0)
+    async with running_vigil(served_config(tmp_path, ("triton", server.endpoint))) as vigil:
+        await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, prediction_spans(50, seed=1, model="resnet50",
+                                                                                version="1"))
+        assert await async_wait_for(lambda: server.scrapes >= 2)
+        server.text = triton_page(150, 50)  # half of the next 100 failed
+        await served(vigil, "resnet50", errors=50)
+        status, body, _ = await get(vigil.admin_url("/api/v1/models/resnet50/health"))
+    assert status == 200 and body["status"] == "failing"
+    assert body["versions"]["1"]["processor"] == "ml" and body["versions"]["1"]["status"] == "ok"
+    served_verdict = body["versions"][f"1 ({server.endpoint})"]
+    assert served_verdict["source"] == "triton" and served_verdict["status"] == "failing"
+    assert f"version 1 ({server.endpoint}): error rate 50.0% > 20%" in body["reasons"]
