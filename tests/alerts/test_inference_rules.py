@@ -154,7 +154,7 @@ async def test_a_mean_only_latency_fires_no_p95_rule(tmp_path):
             last_ns = builder.time_ns
             await stage.consume(builder.batch())
             await engine.tick()
-        assert any(series.name == v.METRIC_PREDICTION_DURATION for series in engine.engine.store.all_series())
+        assert any(series.metric == v.METRIC_PREDICTION_DURATION for series in engine.engine.store.all_series())
         assert [a["rule"] for a in engine.alerts()] == []
     finally:
         await engine.shutdown()
