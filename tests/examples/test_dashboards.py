@@ -70,7 +70,7 @@ def prometheus_names(name: str, instrument: Instrument, unit: str) -> set[str]:
         suffix = "ratio"
     if suffix and not base.endswith("_" + suffix):
         base = f"{base}_{suffix}"
-    if instrument is Instrument.COUNTER:
+    if instrument in (Instrument.COUNTER, Instrument.DELTA_COUNTER):  # a delta sum is a counter there too
         return {base if base.endswith("_total") else base + "_total"}
     if instrument is Instrument.HISTOGRAM:
         return {base + "_bucket", base + "_sum", base + "_count"}
