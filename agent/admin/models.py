@@ -34,12 +34,9 @@ ACCURACY_DROP = (0.05, 0.10)
 MIN_REQUESTS = 20  # fewer in the recent interval: its error rate says too little
 
 
-def model_entries(service: Any) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(processor id, model entry, the processor's whole status) for every model any processor watches."""
-    graph = service.graph
-    if graph is None:
-        return
-    for cid, component in graph.shared.items():
+def _status_models(components: dict) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(component id, model entry, the component's whole status) for each model in the components' status."""
+    for cid, component in components.items():
         if not isinstance(component, StatusProvider):
             continue
         try:
@@ -50,21 +47,19 @@ def model_entries(service: Any) -> Iterator[tuple[str, dict[str, Any], dict[str,
             yield str(cid), entry, snapshot
 
 
+def model_entries(service: Any) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(processor id, model entry, the processor's whole status) for every model any processor watches."""
+    if service.graph is not None:
+        yield from _status_models(service.graph.shared)
+
+
 def served_entries(service: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     """(receiver id, model entry) for every model a receiver's servers serve (entries with a `source`)."""
-    graph = service.graph
-    if graph is None:
+    if service.graph is None:
         return
-    for cid, component in graph.receivers.items():
-        if not isinstance(component, StatusProvider):
-            continue
-        try:
-            snapshot = component.status()
-        except Exception:
-            continue
-        for entry in snapshot.get("models", []) if isinstance(snapshot, dict) else []:
-            if isinstance(entry, dict) and entry.get("source") and isinstance(entry.get("health"), dict):
-                yield str(cid), entry
+    for cid, entry, _ in _status_models(service.graph.receivers):
+        if isinstance(entry, dict) and entry.get("source") and isinstance(entry.get("health"), dict):
+            yield cid, entry
 
 
 def served_health(entry: dict[str, Any]) -> dict[str, Any]:
