@@ -44,3 +44,10 @@ class ScrapeErrors:
 
     def add(self, scraper: str) -> None:
         self._counter.add(1, {"receiver": self._receiver, "scraper": scraper})
+
+
+async def cancel_all(tasks: list[asyncio.Task]) -> None:
+    """Stop a receiver's schedule loops and wait until each has ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

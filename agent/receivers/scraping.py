@@ -19,7 +19,7 @@ from agent.configmodel import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.metrics_builder import MetricsBuilder
 from agent.receivers.delivery import Delivery
-from agent.receivers.schedule import ScrapeErrors, repeat
+from agent.receivers.schedule import ScrapeErrors, cancel_all, repeat
 from agent.signals import Signal
 
 
@@ -57,9 +57,7 @@ class ScrapingReceiver:
                        for s in self._scrapers]
 
     async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks = []
 
     async def scrape_once(self, scraper: Scraper) -> None:

@@ -32,7 +32,7 @@ from agent.receivers.inference.config import InferenceReceiverConfig, server_url
 from agent.receivers.inference.kinds import KIND_NAMES, kind as kind_of
 from agent.receivers.inference.kinds.base import ModelKey, Page, Readings, ServerKind
 from agent.receivers.inference.view import Delta, ServerView, mean, quantile
-from agent.receivers.schedule import ScrapeErrors, repeat
+from agent.receivers.schedule import ScrapeErrors, cancel_all, repeat
 from agent.signals import Signal
 
 _ACCEPT = "text/plain;version=0.0.4;q=0.9,*/*;q=0.1"
@@ -114,9 +114,7 @@ class InferenceReceiver:
                        "discovering inference servers"), name=f"{self._id}/discovery"))
 
     async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks = []
         if self._session is not None:
             await self._session.close()

@@ -36,6 +36,7 @@ from agent.receivers.nvml.devices import NvmlSession
 from agent.receivers.nvml.scraper import GpuScraper
 from agent.receivers.nvml.xid import XidEvent, XidWatcher, log_batch
 from agent.receivers.scraping import ScrapeConfig, ScrapingReceiver
+from agent.receivers.schedule import cancel_all
 from agent.signals import Batch, Signal
 
 
@@ -88,9 +89,7 @@ class NvmlReceiver:
                 await asyncio.wait_for(self._queue.join(), 2.0)
             except TimeoutError:
                 self._log.warning("%d XID log records were not delivered before shutdown", self._queue.qsize())
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks = []
 
     def _close(self) -> None:

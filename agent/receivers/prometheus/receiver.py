@@ -23,7 +23,7 @@ from agent.errors import ConsumerError
 from agent.receivers.delivery import Delivery
 from agent.receivers.prometheus.config import PrometheusReceiverConfig, split_target
 from agent.receivers.prometheus.convert import Target, convert, scrape_metrics
-from agent.receivers.schedule import ScrapeErrors, repeat
+from agent.receivers.schedule import ScrapeErrors, cancel_all, repeat
 from agent.signals import Batch, Signal
 
 # What a scrape asks for: the text format, which every exporter speaks (OpenMetrics is parsed too
@@ -67,9 +67,7 @@ class PrometheusReceiver:
                        for t in self.targets]
 
     async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks = []
         if self._session is not None:
             await self._session.close()
