@@ -105,10 +105,20 @@ class Settings:
     logger: logging.Logger = field(default=None)  # type: ignore[assignment]
     # Where a component keeps what must survive a restart (learned references, queues, alert state).
     state_dir: Path = Path("vigil-data/state")
+    # `service.trace_view_url`: a template with {trace_id} and {span_id}; None when not configured.
+    trace_view_url: str | None = None
+    # The admin endpoint's base URL (the status page's, for links in alerts); None when it is off.
+    admin_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.logger is None:
             self.logger = logging.getLogger(f"vigil.{self.id}")
+
+    def trace_url(self, trace_id: str, span_id: str = "") -> str | None:
+        """The trace view's link for a trace (ids as hex), or None when no `trace_view_url` is set."""
+        if self.trace_view_url is None or not trace_id:
+            return None
+        return self.trace_view_url.replace("{trace_id}", trace_id).replace("{span_id}", span_id)
 
 
 @dataclass(frozen=True)

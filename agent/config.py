@@ -69,6 +69,15 @@ class ServiceConfig(StrictModel):
     shutdown_timeout: Duration = 30.0
     # What must survive a restart lives here; under systemd, StateDirectory= sets STATE_DIRECTORY.
     state_dir: str = Field(default_factory=lambda: _default_state_dir())
+    # Where a trace id leads (the status page, alerts): e.g. Jaeger's http://jaeger:16686/trace/{trace_id}.
+    trace_view_url: str | None = None
+
+    @field_validator("trace_view_url")
+    @classmethod
+    def _trace_placeholder(cls, value: str | None) -> str | None:
+        if value is not None and "{trace_id}" not in value:
+            raise ValueError("must contain {trace_id} (and may contain {span_id})")
+        return value
 
     @field_validator("admin", mode="before")
     @classmethod

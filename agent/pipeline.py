@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, NamedTuple
@@ -28,6 +29,7 @@ from typing import Any, Hashable, NamedTuple
 from agent.component import Component, ComponentId, Consumer, Exporter, Kind, Processor, Receiver, Settings
 from agent.config import VigilConfig
 from agent.errors import ConsumerError, RefusedError
+from agent.netconfig import split_host_port
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
 from agent.unwatched import PredictionWatch, UnwatchedPredictions
@@ -229,8 +231,33 @@ class Graph:
         self._retargets = []
 
 
-def _settings(kind: Kind, cid: ComponentId, telemetry: Any, state_dir: Path) -> Settings:
-    return Settings(cid, telemetry, logging.getLogger(f"vigil.{kind.section}.{cid}"), state_dir)
+@dataclass(frozen=True)
+class _Context:
+    """What every component's Settings share; part of each reuse key, so a change rebuilds them."""
+
+    state_dir: Path
+    trace_view_url: str | None
+    # Not compared: the admin endpoint moving is no reason to rebuild every component.
+    admin_url: str | None = field(compare=False)
+
+    @classmethod
+    def of(cls, config: VigilConfig) -> _Context:
+        service = config.service
+        return cls(Path(service.state_dir), service.trace_view_url, _admin_url(service.admin.endpoint))
+
+
+def _admin_url(endpoint: str | None) -> str | None:
+    if endpoint is None:
+        return None
+    host, port = split_host_port(endpoint)
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()  # listening everywhere: the name others reach it by
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _settings(kind: Kind, cid: ComponentId, telemetry: Any, context: _Context) -> Settings:
+    return Settings(cid, telemetry, logging.getLogger(f"vigil.{kind.section}.{cid}"), context.state_dir,
+                    context.trace_view_url, context.admin_url)
 
 
 def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None = None) -> Graph:
@@ -238,7 +265,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
     nothing about them changes until `commit()`, which points their edges at the new graph."""
     graph = Graph()
     old = previous or Graph()
-    state_dir = Path(config.service.state_dir)
+    context = _Context.of(config)
     old_components = old.components()
 
     def reuse(node: Node, key: Any) -> Any | None:
@@ -251,7 +278,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
         return None
 
     def settings(kind: Kind, cid: ComponentId, node: Node) -> Settings:
-        return _settings(kind, cid, telemetry.scoped(graph.owners[node]), state_dir)
+        return _settings(kind, cid, telemetry.scoped(graph.owners[node]), context)
 
     def point(node: Node, slot: Any, target: Consumer, **counting: Any) -> Switch:
         """The edge `slot` of `node`: the reused one, re-pointed at commit, or a new one."""
@@ -267,7 +294,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
     for cid in sorted(used_exporters):
         component = config.component(Kind.EXPORTER, cid)
         node = Node.exporter(cid)
-        exporter = reuse(node, (component.config, state_dir))
+        exporter = reuse(node, (component.config, context))
         if exporter is None:
             exporter = component.factory.create(component.config, settings(Kind.EXPORTER, cid, node))
         graph.exporters[cid] = exporter
@@ -284,7 +311,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
         emit_targets[cid] = {s: pids for s, pids in targets.items() if pids}
         node = Node.shared(cid)
         # What it emits to is part of its key: a component learns its consumers only once, when made.
-        shared = reuse(node, (component.config, state_dir, frozenset(emit_targets[cid])))
+        shared = reuse(node, (component.config, context, frozenset(emit_targets[cid])))
         if shared is None:
             emit: dict[Signal, Consumer] = {s: Switch(_Unwired()) for s in emit_targets[cid]}
             graph.outputs[node] = dict(emit)
@@ -304,7 +331,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
             node = Node.processor(pid, cid)
             extra = (graph.shared[cid],) if cid in graph.shared else ()
             attrs = {"processor": str(cid), "pipeline": str(pid), "otel.signal": pipeline.signal.value}
-            processor = reuse(node, (component.config, state_dir, pipeline.signal, tuple(map(id, extra))))
+            processor = reuse(node, (component.config, context, pipeline.signal, tuple(map(id, extra))))
             out = point(node, "next", downstream, counter=outgoing, attributes=attrs)
             if processor is None:
                 processor = component.factory.create(component.config, settings(Kind.PROCESSOR, cid, node),
@@ -344,7 +371,7 @@ def build(config: VigilConfig, telemetry: SelfTelemetry, previous: Graph | None 
         component = config.component(Kind.RECEIVER, cid)
         node = Node.receiver(cid)
         # The signals it feeds are part of its key: a receiver serves only those it was given.
-        receiver = reuse(node, (component.config, state_dir, frozenset(feeds)))
+        receiver = reuse(node, (component.config, context, frozenset(feeds)))
         consumers = {s: point(node, s, watched(cid, s, pids)) for s, pids in feeds.items()}
         if receiver is None:
             receiver = component.factory.create(component.config, settings(Kind.RECEIVER, cid, node), consumers)
@@ -362,7 +389,7 @@ def remake_receiver(graph: Graph, config: VigilConfig, telemetry: SelfTelemetry,
     component = config.component(Kind.RECEIVER, cid)
     owner = graph.owners[node]
     telemetry.release(owner)  # the stopped instance's gauges go; the new one registers its own
-    settings = _settings(Kind.RECEIVER, cid, telemetry.scoped(owner), Path(config.service.state_dir))
+    settings = _settings(Kind.RECEIVER, cid, telemetry.scoped(owner), _Context.of(config))
     receiver = component.factory.create(component.config, settings, dict(graph.outputs[node]))
     graph.receivers[cid] = receiver
     return receiver

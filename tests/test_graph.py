@@ -206,3 +206,37 @@ def test_a_cycle_through_two_deriving_processors_is_built_with_every_component_o
     assert names[:2] == ["exporters.memory/logs", "exporters.memory/metrics"] and names[-1] == "receivers.otlp"
     assert sorted(names[2:-1]) == ["processors.alerts", "processors.alerts (metrics)", "processors.ml",
                                    "processors.ml (logs)"]
+
+
+# --- what every component's settings carry -------------------------------------------------------------
+
+
+def test_every_component_gets_the_trace_view_and_the_admin_url_from_the_service_section(tmp_path, sinks):
+    cfg = config_module.from_dict({
+        "receivers": {"otlp": otlp_receiver_config()},
+        "exporters": {"memory": {}},
+        "service": {"state_dir": str(tmp_path / "state"),
+                    "trace_view_url": "http://jaeger:16686/trace/{trace_id}?uiFind={span_id}",
+                    "admin": {"endpoint": "127.0.0.1:13999"},
+                    "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["memory"]}}},
+    }, "<test>")
+    seen = []
+    original = pipeline._settings
+    pipeline._settings = lambda *args: seen.append(original(*args)) or seen[-1]
+    try:
+        pipeline.build(cfg, SelfTelemetry())
+    finally:
+        pipeline._settings = original
+    assert {str(s.id) for s in seen} == {"otlp", "memory"}
+    for settings in seen:
+        assert settings.admin_url == "http://127.0.0.1:13999"
+        assert settings.trace_url("ab" * 16, "cd" * 8) == f"http://jaeger:16686/trace/{'ab' * 16}?uiFind={'cd' * 8}"
+
+
+def test_a_trace_view_url_without_a_trace_id_placeholder_is_refused_with_its_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"service\.trace_view_url.*\{trace_id\}"):
+        config_module.from_dict({
+            "receivers": {"otlp": otlp_receiver_config()}, "exporters": {"debug": {}},
+            "service": {"trace_view_url": "http://jaeger:16686/search",
+                        "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug"]}}},
+        }, "<test>")
