@@ -6,7 +6,8 @@ the semantic conventions give them) and record points against it; the
 builder groups points by resource and metric name into an
 `ExportMetricsServiceRequest`. Cumulative sums take their own start time (boot
 time for host counters, process start for process counters), which an SDK
-instrument cannot express.
+instrument cannot express. A point may carry exemplars: the trace and span of
+measurements it counts, so a backend can lead from the point to the trace.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -40,6 +41,24 @@ class MetricSpec:
     description: str
 
 
+class Exemplar(NamedTuple):
+    """One measurement a point counts, with the trace and span it was made in (OTLP's Exemplar)."""
+
+    trace_id: bytes  # 16 bytes
+    span_id: bytes  # 8 bytes
+    value: float
+    time_unix_nano: int
+    attributes: Mapping[str, Any] | None = None  # what the point's own attributes leave out
+
+
+def _add_exemplars(point: Any, exemplars: Sequence[Exemplar]) -> None:
+    for e in exemplars:
+        added = point.exemplars.add(time_unix_nano=e.time_unix_nano, as_double=e.value,
+                                    trace_id=e.trace_id, span_id=e.span_id)
+        for name, value in (e.attributes or {}).items():
+            set_any_value(added.filtered_attributes.add(key=name).value, value)
+
+
 class ResourceMetrics:
     """The metrics of one resource within a request being built."""
 
@@ -51,7 +70,7 @@ class ResourceMetrics:
         self._metrics: dict[str, Any] = {}
 
     def record(self, spec: MetricSpec, value: float | int, attributes: Mapping[str, Any] | None = None,
-               start_ns: int = 0) -> None:
+               start_ns: int = 0, exemplars: Sequence[Exemplar] = ()) -> None:
         """Add one point; `start_ns` is the start of a sum (cumulative or delta; ignored for gauges)."""
         metric = self._metrics.get(spec.name)
         if metric is None:
@@ -74,10 +93,13 @@ class ResourceMetrics:
             point.as_double = float(value)
         if attributes:
             _add_attributes(point, attributes)
+        if exemplars:
+            _add_exemplars(point, exemplars)
 
     def record_histogram(self, spec: MetricSpec, bounds: Sequence[float], counts: Sequence[int],
                          total: float, attributes: Mapping[str, Any] | None = None, start_ns: int = 0,
-                         minimum: float | None = None, maximum: float | None = None) -> None:
+                         minimum: float | None = None, maximum: float | None = None,
+                         exemplars: Sequence[Exemplar] = ()) -> None:
         """Add one explicit-bucket histogram point covering [start_ns, now] (delta temporality).
 
         `counts` has len(bounds) + 1 entries: (-inf, b0], (b0, b1], ..., (b_last, +inf).
@@ -97,6 +119,8 @@ class ResourceMetrics:
             point.max = maximum
         if attributes:
             _add_attributes(point, attributes)
+        if exemplars:
+            _add_exemplars(point, exemplars)
 
     @property
     def empty(self) -> bool:

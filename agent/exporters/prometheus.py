@@ -24,13 +24,18 @@ OpenMetrics compatibility" spec says:
 - delta points are added up into cumulative series (a point whose end is not after the last one
   added is a repeat, a retried request say, and is dropped; windows that overlap, as the `ml`
   processor's may while one is still evaluated, are added); a histogram whose bounds change
-  starts again.
+  starts again;
+- exemplars: a histogram bucket keeps the latest exemplar whose value falls in it, a counter the
+  latest of its points', with `trace_id` and `span_id` (hex) and the filtered attributes as labels
+  while they fit OpenMetrics' 128 characters; gauges have none in OpenMetrics.
 
-Exposition (text 0.0.4, or OpenMetrics when the scraper asks for it) is prometheus-client's.
+Exposition (text 0.0.4, or OpenMetrics when the scraper asks for it: then with the exemplars) is
+prometheus-client's.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import time
@@ -42,6 +47,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 from pydantic import Field
 
@@ -155,6 +161,7 @@ class _Series:
     start_ns: int = 0
     time_ns: int = 0
     updated: float = 0.0  # monotonic clock, for metric_expiration
+    exemplars: dict[int, Exemplar] = field(default_factory=dict)  # by bucket; a counter's under 0
 
 
 @dataclass
@@ -305,6 +312,8 @@ class PrometheusExporter:
                     series.value = (series.value if series.time_ns else 0.0) + value
                 else:
                     series.value = value
+                if kind == "counter" and point.exemplars:
+                    series.exemplars[0] = _exemplar(point.exemplars[-1])
                 taken += 1
             series.start_ns = series.start_ns or point.start_time_unix_nano
             series.time_ns = max(series.time_ns, point.time_unix_nano)
@@ -324,7 +333,13 @@ class PrometheusExporter:
             series.sum += point.sum
             series.count += point.count
         else:  # cumulative, or the first delta, or new bounds: start from this point
+            if series.bounds != bounds:
+                series.exemplars = {}
             series.bounds, series.counts, series.sum, series.count = bounds, counts, point.sum, point.count
+        for exemplar in sorted(point.exemplars, key=lambda e: e.time_unix_nano):  # the latest one stays
+            value = _exemplar_value(exemplar)
+            if value == value:  # NaN falls in no bucket
+                series.exemplars[bisect.bisect_left(bounds, value)] = _exemplar(exemplar)
         return 1
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -357,14 +372,15 @@ class PrometheusExporter:
             for series in family.series.values():
                 labels = series.labels
                 if family.kind == "counter":
-                    out.add_sample(family.name + "_total", labels, series.value)
+                    out.add_sample(family.name + "_total", labels, series.value, exemplar=series.exemplars.get(0))
                 elif family.kind == "gauge":
                     out.add_sample(family.name, labels, series.value)
                 elif family.kind == "histogram":
                     total = 0
-                    for bound, count in zip(list(series.bounds) + [float("inf")], series.counts):
+                    for i, (bound, count) in enumerate(zip(list(series.bounds) + [float("inf")], series.counts)):
                         total += count
-                        out.add_sample(family.name + "_bucket", {**labels, "le": floatToGoString(bound)}, total)
+                        out.add_sample(family.name + "_bucket", {**labels, "le": floatToGoString(bound)}, total,
+                                       exemplar=series.exemplars.get(i))
                     out.add_sample(family.name + "_count", labels, series.count)
                     out.add_sample(family.name + "_sum", labels, series.sum)
                 else:
@@ -373,6 +389,30 @@ class PrometheusExporter:
                     out.add_sample(family.name + "_count", labels, series.count)
                     out.add_sample(family.name + "_sum", labels, series.sum)
             yield out
+
+
+# OpenMetrics: an exemplar's label names and values together are at most 128 characters.
+_EXEMPLAR_LABELS = 128
+
+
+def _exemplar_value(exemplar: Any) -> float:
+    return exemplar.as_double if exemplar.WhichOneof("value") == "as_double" else float(exemplar.as_int)
+
+
+def _exemplar(exemplar: Any) -> Exemplar:
+    """An OTLP exemplar as an OpenMetrics one: trace and span ids first, then what attributes fit."""
+    labels: dict[str, str] = {}
+    if any(exemplar.trace_id):
+        labels["trace_id"] = exemplar.trace_id.hex()
+    if any(exemplar.span_id):
+        labels["span_id"] = exemplar.span_id.hex()
+    size = sum(len(k) + len(v) for k, v in labels.items())
+    for name, value in labels_of(exemplar.filtered_attributes).items():
+        if name not in labels and size + len(name) + len(value) <= _EXEMPLAR_LABELS:
+            labels[name] = value
+            size += len(name) + len(value)
+    timestamp = exemplar.time_unix_nano / 1e9 if exemplar.time_unix_nano else None
+    return Exemplar(labels, _exemplar_value(exemplar), timestamp)
 
 
 def _points(metric: Any) -> int:
