@@ -159,7 +159,8 @@ def _multivariate_to_proto(m: MultivariateReference) -> profile_pb2.Multivariate
     if m.mmd is not None:
         message.mmd.CopyFrom(profile_pb2.MmdProfile(
             projected_dims=m.mmd.projection.shape[0], projection=m.mmd.projection.ravel().tolist(),
-            sample_rows=m.mmd.sample.shape[0], sample=m.mmd.sample.ravel().tolist(), bandwidth=m.mmd.bandwidth))
+            sample_rows=m.mmd.sample.shape[0], sample=m.mmd.sample.ravel().tolist(), bandwidth=m.mmd.bandwidth,
+            margin=m.mmd.margin))
     if m.reconstruction is not None:
         r = m.reconstruction
         message.reconstruction.CopyFrom(profile_pb2.ReconstructionProfile(
@@ -188,7 +189,7 @@ def _multivariate_from_proto(m: profile_pb2.MultivariateProfile) -> Multivariate
             raise ValueError(f"multivariate {name}: the sample has {len(m.mmd.sample)} values, not "
                              f"{m.mmd.sample_rows} x {width}")
         sample = np.array(m.mmd.sample, dtype=float).reshape(m.mmd.sample_rows, width)
-        reference.mmd = MmdReference(projection, sample, m.mmd.bandwidth)
+        reference.mmd = MmdReference(projection, sample, m.mmd.bandwidth, m.mmd.margin)
     if m.HasField("reconstruction"):
         r = m.reconstruction
         reference.reconstruction = ReconstructionReference(matrix(r.components, r.component_count, "components"),

@@ -108,6 +108,33 @@ def test_wide_inputs_are_projected_on_the_reference_principal_axes():
     np.testing.assert_allclose(np.abs(np.sum(reference.mmd.projection * pca.components_, axis=1)), 1.0, atol=1e-6)
 
 
+def test_the_margin_is_a_quarter_of_the_farthest_split():
+    sample = features(14, 300)
+    margin = mv.split_margin(sample, 2.0, np.random.default_rng(5), splits=20)
+    # The same splits, each MMD² written out pair by pair.
+    draws = np.argpartition(np.random.default_rng(5).random((20, 300)), 149, axis=1)[:, :150]
+    splits = []
+    for d in draws:
+        side = np.zeros(300, bool)
+        side[d] = True
+        splits.append(direct_mmd2(sample[side], sample[~side], 2.0))
+    assert margin == pytest.approx(max(splits) / 4, rel=1e-4)
+
+
+def test_the_margin_reaches_how_far_chance_puts_a_sample_from_its_population():
+    # Over 60 references of 400 rows: how far each lies from its population (the MMD² to 4,000 new
+    # rows) against its margin; the margin must cover nearly all of them, and not by orders of magnitude.
+    population = features(999, 4000)
+    distances, margins = [], []
+    for r in range(60):
+        reference = mv.fit(features(3000 + r, 400), (mv.MMD,), seed=r)
+        ref = reference.mmd
+        distances.append(direct_mmd2(ref.sample, reference.standardize(population), ref.bandwidth))
+        margins.append(ref.margin)
+    assert np.count_nonzero(np.array(distances) <= margins) >= 57
+    assert np.median(margins) < 3 * max(distances)  # observed: 0.0038 against at most 0.0028
+
+
 def test_reconstruction_is_scikit_learns_pca():
     rows = features(9, 3000)
     reference = mv.fit(rows, (mv.RECONSTRUCTION,))
@@ -152,6 +179,18 @@ def test_false_alarms_stay_under_one_percent_of_no_drift_windows(generate):
     assert {m: a / windows for m, a in alarms.items()} == {m: pytest.approx(0, abs=0.01) for m in alarms}
 
 
+def test_no_reference_sample_makes_large_windows_drift():
+    # The case a fixed sample gets wrong: windows of 1,000 rows (the test reads 500) against one
+    # sample, many of them (before the margin one of ten references gave 4 false alarms in 100 such
+    # windows); each reference here must stay at 1 in 40 or under, all together under 1 %.
+    alarms = []
+    for r in range(10):
+        reference = mv.fit(features(100 + r, 3000), (mv.MMD,), seed=r)
+        alarms.append(sum(mv.test(reference, mv.MMD, features(20_000 + 100 * r + w, 1000), seed=w).drifted
+                          for w in range(40)))
+    assert sum(alarms) <= 4 and max(alarms) <= 1, alarms
+
+
 def test_a_correlation_change_is_caught_where_the_columns_see_none():
     reference = mv.fit(features(20, 3000), seed=0)
     window = features(21, 500, rho=0.0)  # the same marginals, no correlation
@@ -175,7 +214,7 @@ def test_a_shift_of_embeddings_is_caught_by_mmd():
 
 def test_a_significant_change_below_the_effect_floor_is_not_drift():
     reference = mv.fit(features(40, 3000), seed=0)
-    window = features(41, 1000, rho=0.5)
+    window = features(41, 1000, rho=0.3)
     default = {m: mv.test(reference, m, window) for m in mv.METHODS}
     assert all(r.drifted and r.p_value < mv.Settings().alpha for r in default.values())
     # Floors above the change: still significant, no longer drift (and the threshold says why).

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vigil/v1/profile.proto\x12\x08vigil.v1\"\xb3\x02\n\x07Profile\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x1e\n\x16\x63reated_time_unix_nano\x18\x03 \x01(\x06\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x0e\n\x06source\x18\x05 \x01(\t\x12)\n\x08\x66\x65\x61tures\x18\x06 \x03(\x0b\x32\x17.vigil.v1.ColumnProfile\x12,\n\x0bpredictions\x18\x07 \x03(\x0b\x32\x17.vigil.v1.ColumnProfile\x12\x31\n\x0bperformance\x18\x08 \x01(\x0b\x32\x1c.vigil.v1.PerformanceProfile\x12\x33\n\x0cmultivariate\x18\t \x03(\x0b\x32\x1d.vigil.v1.MultivariateProfile\"\xb2\x01\n\x13MultivariateProfile\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x11\n\tembedding\x18\x02 \x01(\t\x12\x0c\n\x04mean\x18\x03 \x03(\x01\x12\r\n\x05scale\x18\x04 \x03(\x01\x12!\n\x03mmd\x18\x05 \x01(\x0b\x32\x14.vigil.v1.MmdProfile\x12\x37\n\x0ereconstruction\x18\x06 \x01(\x0b\x32\x1f.vigil.v1.ReconstructionProfile\"p\n\nMmdProfile\x12\x16\n\x0eprojected_dims\x18\x01 \x01(\r\x12\x12\n\nprojection\x18\x02 \x03(\x01\x12\x13\n\x0bsample_rows\x18\x03 \x01(\r\x12\x0e\n\x06sample\x18\x04 \x03(\x01\x12\x11\n\tbandwidth\x18\x05 \x01(\x01\"y\n\x15ReconstructionProfile\x12\x17\n\x0f\x63omponent_count\x18\x01 \x01(\r\x12\x12\n\ncomponents\x18\x02 \x03(\x01\x12\x12\n\nerror_mean\x18\x03 \x01(\x01\x12\x11\n\terror_std\x18\x04 \x01(\x01\x12\x0c\n\x04rows\x18\x05 \x01(\x04\"\xe8\x01\n\rColumnProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.vigil.v1.ColumnKind\x12\'\n\nvalue_type\x18\x03 \x01(\x0e\x32\x13.vigil.v1.ValueType\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x12\x0f\n\x07missing\x18\x05 \x01(\x04\x12)\n\x07numeric\x18\x06 \x01(\x0b\x32\x18.vigil.v1.NumericProfile\x12\x31\n\x0b\x63\x61tegorical\x18\x07 \x01(\x0b\x32\x1c.vigil.v1.CategoricalProfile\"\x8e\x01\n\x0eNumericProfile\x12\x11\n\tbin_edges\x18\x01 \x03(\x01\x12\x12\n\nbin_counts\x18\x02 \x03(\x04\x12\x11\n\treservoir\x18\x03 \x03(\x01\x12\x0c\n\x04mean\x18\x04 \x01(\x01\x12\x0b\n\x03std\x18\x05 \x01(\x01\x12\x0b\n\x03min\x18\x06 \x01(\x01\x12\x0b\n\x03max\x18\x07 \x01(\x01\x12\r\n\x05\x63ount\x18\x08 \x01(\x04\"8\n\x12\x43\x61tegoricalProfile\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\"\xa8\x05\n\x12PerformanceProfile\x12&\n\x07problem\x18\x01 \x01(\x0e\x32\x15.vigil.v1.ProblemType\x12\x16\n\x0epositive_class\x18\x02 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12*\n\x0b\x63\x61libration\x18\x05 \x01(\x0b\x32\x15.vigil.v1.Calibration\x12>\n\treference\x18\x06 \x03(\x0b\x32+.vigil.v1.PerformanceProfile.ReferenceEntry\x12>\n\testimated\x18\x07 \x03(\x0b\x32+.vigil.v1.PerformanceProfile.EstimatedEntry\x12\x45\n\restimated_std\x18\x08 \x03(\x0b\x32..vigil.v1.PerformanceProfile.EstimatedStdEntry\x12\x43\n\x0crealized_std\x18\t \x03(\x0b\x32-.vigil.v1.PerformanceProfile.RealizedStdEntry\x12\x13\n\x0bwindow_rows\x18\n \x01(\x04\x12\x14\n\x0clabeled_rows\x18\x0b \x01(\x04\x1a\x30\n\x0eReferenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x45stimatedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x33\n\x11\x45stimatedStdEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10RealizedStdEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x9d\x01\n\x0b\x43\x61libration\x12+\n\x06method\x18\x01 \x01(\x0e\x32\x1b.vigil.v1.CalibrationMethod\x12\t\n\x01x\x18\x02 \x03(\x01\x12\t\n\x01y\x18\x03 \x03(\x01\x12\x11\n\tbrier_raw\x18\x04 \x01(\x01\x12\x18\n\x10\x62rier_calibrated\x18\x05 \x01(\x01\x12\r\n\x05\x66olds\x18\x06 \x01(\r\x12\x0f\n\x07\x61pplied\x18\x07 \x01(\x08*_\n\nColumnKind\x12\x1b\n\x17\x43OLUMN_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43OLUMN_KIND_NUMERIC\x10\x01\x12\x1b\n\x17\x43OLUMN_KIND_CATEGORICAL\x10\x02*U\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11VALUE_TYPE_NUMBER\x10\x01\x12\x15\n\x11VALUE_TYPE_STRING\x10\x02*~\n\x0bProblemType\x12\x1c\n\x18PROBLEM_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13PROBLEM_TYPE_BINARY\x10\x01\x12\x1b\n\x17PROBLEM_TYPE_MULTICLASS\x10\x02\x12\x1b\n\x17PROBLEM_TYPE_REGRESSION\x10\x03*w\n\x11\x43\x61librationMethod\x12\"\n\x1e\x43\x41LIBRATION_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43\x41LIBRATION_METHOD_ISOTONIC\x10\x01\x12\x1d\n\x19\x43\x41LIBRATION_METHOD_BINNED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vigil/v1/profile.proto\x12\x08vigil.v1\"\xb3\x02\n\x07Profile\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x1e\n\x16\x63reated_time_unix_nano\x18\x03 \x01(\x06\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x0e\n\x06source\x18\x05 \x01(\t\x12)\n\x08\x66\x65\x61tures\x18\x06 \x03(\x0b\x32\x17.vigil.v1.ColumnProfile\x12,\n\x0bpredictions\x18\x07 \x03(\x0b\x32\x17.vigil.v1.ColumnProfile\x12\x31\n\x0bperformance\x18\x08 \x01(\x0b\x32\x1c.vigil.v1.PerformanceProfile\x12\x33\n\x0cmultivariate\x18\t \x03(\x0b\x32\x1d.vigil.v1.MultivariateProfile\"\xb2\x01\n\x13MultivariateProfile\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x11\n\tembedding\x18\x02 \x01(\t\x12\x0c\n\x04mean\x18\x03 \x03(\x01\x12\r\n\x05scale\x18\x04 \x03(\x01\x12!\n\x03mmd\x18\x05 \x01(\x0b\x32\x14.vigil.v1.MmdProfile\x12\x37\n\x0ereconstruction\x18\x06 \x01(\x0b\x32\x1f.vigil.v1.ReconstructionProfile\"\x80\x01\n\nMmdProfile\x12\x16\n\x0eprojected_dims\x18\x01 \x01(\r\x12\x12\n\nprojection\x18\x02 \x03(\x01\x12\x13\n\x0bsample_rows\x18\x03 \x01(\r\x12\x0e\n\x06sample\x18\x04 \x03(\x01\x12\x11\n\tbandwidth\x18\x05 \x01(\x01\x12\x0e\n\x06margin\x18\x06 \x01(\x01\"y\n\x15ReconstructionProfile\x12\x17\n\x0f\x63omponent_count\x18\x01 \x01(\r\x12\x12\n\ncomponents\x18\x02 \x03(\x01\x12\x12\n\nerror_mean\x18\x03 \x01(\x01\x12\x11\n\terror_std\x18\x04 \x01(\x01\x12\x0c\n\x04rows\x18\x05 \x01(\x04\"\xe8\x01\n\rColumnProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.vigil.v1.ColumnKind\x12\'\n\nvalue_type\x18\x03 \x01(\x0e\x32\x13.vigil.v1.ValueType\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x12\x0f\n\x07missing\x18\x05 \x01(\x04\x12)\n\x07numeric\x18\x06 \x01(\x0b\x32\x18.vigil.v1.NumericProfile\x12\x31\n\x0b\x63\x61tegorical\x18\x07 \x01(\x0b\x32\x1c.vigil.v1.CategoricalProfile\"\x8e\x01\n\x0eNumericProfile\x12\x11\n\tbin_edges\x18\x01 \x03(\x01\x12\x12\n\nbin_counts\x18\x02 \x03(\x04\x12\x11\n\treservoir\x18\x03 \x03(\x01\x12\x0c\n\x04mean\x18\x04 \x01(\x01\x12\x0b\n\x03std\x18\x05 \x01(\x01\x12\x0b\n\x03min\x18\x06 \x01(\x01\x12\x0b\n\x03max\x18\x07 \x01(\x01\x12\r\n\x05\x63ount\x18\x08 \x01(\x04\"8\n\x12\x43\x61tegoricalProfile\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\"\xa8\x05\n\x12PerformanceProfile\x12&\n\x07problem\x18\x01 \x01(\x0e\x32\x15.vigil.v1.ProblemType\x12\x16\n\x0epositive_class\x18\x02 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12*\n\x0b\x63\x61libration\x18\x05 \x01(\x0b\x32\x15.vigil.v1.Calibration\x12>\n\treference\x18\x06 \x03(\x0b\x32+.vigil.v1.PerformanceProfile.ReferenceEntry\x12>\n\testimated\x18\x07 \x03(\x0b\x32+.vigil.v1.PerformanceProfile.EstimatedEntry\x12\x45\n\restimated_std\x18\x08 \x03(\x0b\x32..vigil.v1.PerformanceProfile.EstimatedStdEntry\x12\x43\n\x0crealized_std\x18\t \x03(\x0b\x32-.vigil.v1.PerformanceProfile.RealizedStdEntry\x12\x13\n\x0bwindow_rows\x18\n \x01(\x04\x12\x14\n\x0clabeled_rows\x18\x0b \x01(\x04\x1a\x30\n\x0eReferenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x45stimatedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x33\n\x11\x45stimatedStdEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10RealizedStdEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x9d\x01\n\x0b\x43\x61libration\x12+\n\x06method\x18\x01 \x01(\x0e\x32\x1b.vigil.v1.CalibrationMethod\x12\t\n\x01x\x18\x02 \x03(\x01\x12\t\n\x01y\x18\x03 \x03(\x01\x12\x11\n\tbrier_raw\x18\x04 \x01(\x01\x12\x18\n\x10\x62rier_calibrated\x18\x05 \x01(\x01\x12\r\n\x05\x66olds\x18\x06 \x01(\r\x12\x0f\n\x07\x61pplied\x18\x07 \x01(\x08*_\n\nColumnKind\x12\x1b\n\x17\x43OLUMN_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43OLUMN_KIND_NUMERIC\x10\x01\x12\x1b\n\x17\x43OLUMN_KIND_CATEGORICAL\x10\x02*U\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11VALUE_TYPE_NUMBER\x10\x01\x12\x15\n\x11VALUE_TYPE_STRING\x10\x02*~\n\x0bProblemType\x12\x1c\n\x18PROBLEM_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13PROBLEM_TYPE_BINARY\x10\x01\x12\x1b\n\x17PROBLEM_TYPE_MULTICLASS\x10\x02\x12\x1b\n\x17PROBLEM_TYPE_REGRESSION\x10\x03*w\n\x11\x43\x61librationMethod\x12\"\n\x1e\x43\x41LIBRATION_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43\x41LIBRATION_METHOD_ISOTONIC\x10\x01\x12\x1d\n\x19\x43\x41LIBRATION_METHOD_BINNED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,38 +39,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PERFORMANCEPROFILE_ESTIMATEDSTDENTRY']._serialized_options = b'8\001'
   _globals['_PERFORMANCEPROFILE_REALIZEDSTDENTRY']._loaded_options = None
   _globals['_PERFORMANCEPROFILE_REALIZEDSTDENTRY']._serialized_options = b'8\001'
-  _globals['_COLUMNKIND']._serialized_start=2045
-  _globals['_COLUMNKIND']._serialized_end=2140
-  _globals['_VALUETYPE']._serialized_start=2142
-  _globals['_VALUETYPE']._serialized_end=2227
-  _globals['_PROBLEMTYPE']._serialized_start=2229
-  _globals['_PROBLEMTYPE']._serialized_end=2355
-  _globals['_CALIBRATIONMETHOD']._serialized_start=2357
-  _globals['_CALIBRATIONMETHOD']._serialized_end=2476
+  _globals['_COLUMNKIND']._serialized_start=2062
+  _globals['_COLUMNKIND']._serialized_end=2157
+  _globals['_VALUETYPE']._serialized_start=2159
+  _globals['_VALUETYPE']._serialized_end=2244
+  _globals['_PROBLEMTYPE']._serialized_start=2246
+  _globals['_PROBLEMTYPE']._serialized_end=2372
+  _globals['_CALIBRATIONMETHOD']._serialized_start=2374
+  _globals['_CALIBRATIONMETHOD']._serialized_end=2493
   _globals['_PROFILE']._serialized_start=37
   _globals['_PROFILE']._serialized_end=344
   _globals['_MULTIVARIATEPROFILE']._serialized_start=347
   _globals['_MULTIVARIATEPROFILE']._serialized_end=525
-  _globals['_MMDPROFILE']._serialized_start=527
-  _globals['_MMDPROFILE']._serialized_end=639
-  _globals['_RECONSTRUCTIONPROFILE']._serialized_start=641
-  _globals['_RECONSTRUCTIONPROFILE']._serialized_end=762
-  _globals['_COLUMNPROFILE']._serialized_start=765
-  _globals['_COLUMNPROFILE']._serialized_end=997
-  _globals['_NUMERICPROFILE']._serialized_start=1000
-  _globals['_NUMERICPROFILE']._serialized_end=1142
-  _globals['_CATEGORICALPROFILE']._serialized_start=1144
-  _globals['_CATEGORICALPROFILE']._serialized_end=1200
-  _globals['_PERFORMANCEPROFILE']._serialized_start=1203
-  _globals['_PERFORMANCEPROFILE']._serialized_end=1883
-  _globals['_PERFORMANCEPROFILE_REFERENCEENTRY']._serialized_start=1680
-  _globals['_PERFORMANCEPROFILE_REFERENCEENTRY']._serialized_end=1728
-  _globals['_PERFORMANCEPROFILE_ESTIMATEDENTRY']._serialized_start=1730
-  _globals['_PERFORMANCEPROFILE_ESTIMATEDENTRY']._serialized_end=1778
-  _globals['_PERFORMANCEPROFILE_ESTIMATEDSTDENTRY']._serialized_start=1780
-  _globals['_PERFORMANCEPROFILE_ESTIMATEDSTDENTRY']._serialized_end=1831
-  _globals['_PERFORMANCEPROFILE_REALIZEDSTDENTRY']._serialized_start=1833
-  _globals['_PERFORMANCEPROFILE_REALIZEDSTDENTRY']._serialized_end=1883
-  _globals['_CALIBRATION']._serialized_start=1886
-  _globals['_CALIBRATION']._serialized_end=2043
+  _globals['_MMDPROFILE']._serialized_start=528
+  _globals['_MMDPROFILE']._serialized_end=656
+  _globals['_RECONSTRUCTIONPROFILE']._serialized_start=658
+  _globals['_RECONSTRUCTIONPROFILE']._serialized_end=779
+  _globals['_COLUMNPROFILE']._serialized_start=782
+  _globals['_COLUMNPROFILE']._serialized_end=1014
+  _globals['_NUMERICPROFILE']._serialized_start=1017
+  _globals['_NUMERICPROFILE']._serialized_end=1159
+  _globals['_CATEGORICALPROFILE']._serialized_start=1161
+  _globals['_CATEGORICALPROFILE']._serialized_end=1217
+  _globals['_PERFORMANCEPROFILE']._serialized_start=1220
+  _globals['_PERFORMANCEPROFILE']._serialized_end=1900
+  _globals['_PERFORMANCEPROFILE_REFERENCEENTRY']._serialized_start=1697
+  _globals['_PERFORMANCEPROFILE_REFERENCEENTRY']._serialized_end=1745
+  _globals['_PERFORMANCEPROFILE_ESTIMATEDENTRY']._serialized_start=1747
+  _globals['_PERFORMANCEPROFILE_ESTIMATEDENTRY']._serialized_end=1795
+  _globals['_PERFORMANCEPROFILE_ESTIMATEDSTDENTRY']._serialized_start=1797
+  _globals['_PERFORMANCEPROFILE_ESTIMATEDSTDENTRY']._serialized_end=1848
+  _globals['_PERFORMANCEPROFILE_REALIZEDSTDENTRY']._serialized_start=1850
+  _globals['_PERFORMANCEPROFILE_REALIZEDSTDENTRY']._serialized_end=1900
+  _globals['_CALIBRATION']._serialized_start=1903
+  _globals['_CALIBRATION']._serialized_end=2060
 # @@protoc_insertion_point(module_scope)

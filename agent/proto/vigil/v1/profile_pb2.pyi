@@ -84,18 +84,20 @@ class MultivariateProfile(_message.Message):
     def __init__(self, columns: _Optional[_Iterable[str]] = ..., embedding: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., scale: _Optional[_Iterable[float]] = ..., mmd: _Optional[_Union[MmdProfile, _Mapping]] = ..., reconstruction: _Optional[_Union[ReconstructionProfile, _Mapping]] = ...) -> None: ...
 
 class MmdProfile(_message.Message):
-    __slots__ = ("projected_dims", "projection", "sample_rows", "sample", "bandwidth")
+    __slots__ = ("projected_dims", "projection", "sample_rows", "sample", "bandwidth", "margin")
     PROJECTED_DIMS_FIELD_NUMBER: _ClassVar[int]
     PROJECTION_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_ROWS_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
     BANDWIDTH_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
     projected_dims: int
     projection: _containers.RepeatedScalarFieldContainer[float]
     sample_rows: int
     sample: _containers.RepeatedScalarFieldContainer[float]
     bandwidth: float
-    def __init__(self, projected_dims: _Optional[int] = ..., projection: _Optional[_Iterable[float]] = ..., sample_rows: _Optional[int] = ..., sample: _Optional[_Iterable[float]] = ..., bandwidth: _Optional[float] = ...) -> None: ...
+    margin: float
+    def __init__(self, projected_dims: _Optional[int] = ..., projection: _Optional[_Iterable[float]] = ..., sample_rows: _Optional[int] = ..., sample: _Optional[_Iterable[float]] = ..., bandwidth: _Optional[float] = ..., margin: _Optional[float] = ...) -> None: ...
 
 class ReconstructionProfile(_message.Message):
     __slots__ = ("component_count", "components", "error_mean", "error_std", "rows")
