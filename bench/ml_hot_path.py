@@ -71,7 +71,7 @@ def learn(engine: MlEngine, jobs: list[tuple], bodies: list[bytes]) -> None:
     while not jobs:
         engine.observe(parsed([bodies[i % len(bodies)]])[0])
         i += 1
-    kind, state, rows, columns, _ = jobs.pop()
+    kind, state, rows, columns, *_ = jobs.pop()
     assert kind == "reference"
     state.profile = engine._learn(state, rows, columns)
     state.building = False
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace, bodies: list[bytes], request_bodies: list[byte
             observe_s.append(timed(lambda: [engine.observe(b) for b in batches]))
             closed = [job for job in jobs if job[0] == "window"]
             evaluate_s.append(timed(lambda: [engine._evaluate(state, rows, columns, started)
-                                             for _, state, rows, columns, started in closed]))
+                                             for _, state, rows, columns, started, *_ in closed]))
             windows.append(len(closed))
             window_rows.append(sum(job[2] for job in closed))
         if profiles:
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, bodies: list[bytes], request_bodies: list[byte
             profiles["observe"].runcall(lambda: [engine.observe(b) for b in batches])
             closed = [job for job in jobs if job[0] == "window"]
             profiles["evaluate"].runcall(lambda: [engine._evaluate(state, rows, columns, started)
-                                                  for _, state, rows, columns, started in closed])
+                                                  for _, state, rows, columns, started, *_ in closed])
 
     extract_us = statistics.median(extract_s) / spans * 1e6
     observe_us = statistics.median(observe_s) / spans * 1e6

@@ -168,3 +168,28 @@ def metric_totals_in(lines: list[dict[str, Any]], service: str | None = None) ->
 
 def by_span_id(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(items, key=lambda item: item["spanId"])
+
+
+def send_predictions(grpc_endpoint: str, rows: list[tuple[float, dict[str, Any]]], *,
+                     service: str = "fraud-api") -> list[tuple[str, str]]:
+    """One prediction span per row, each its own trace, as an inference app sends them over OTLP/gRPC:
+    a row is (its latency in seconds, its `ml.*` attributes). Returns each span's (trace id, span id) as
+    hex, in the rows' order. Blocking: flushed before it returns."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True, timeout=10),
+                                                   max_queue_size=10_000, max_export_batch_size=100))
+    tracer = provider.get_tracer("inference-app", "1.2.3")
+    ids = []
+    start = time.time_ns()
+    for k, (seconds, attributes) in enumerate(rows):
+        begin = start + k * 1_000_000
+        span = tracer.start_span("predict", kind=trace.SpanKind.SERVER, attributes=attributes, start_time=begin)
+        span.end(end_time=begin + round(seconds * 1e9))
+        context = span.get_span_context()
+        ids.append((f"{context.trace_id:032x}", f"{context.span_id:016x}"))
+    assert provider.force_flush(30_000)
+    provider.shutdown()
+    return ids

@@ -5,17 +5,20 @@ window (drift, data health, feature values, the performance estimate), a
 window of joined labels (realised performance), and an interval (traffic,
 confidence, canary divergence, label counters, GenAI). Attribute names come
 from `agent.ml.vocabulary`; docs/DESIGN.md lists which metric carries which.
+Points of latency, confidence, feature values, drift and data health carry
+the exemplars `agent.ml.exemplars` chose, when there are any.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from agent.metrics_builder import Instrument, MetricSpec, MetricsBuilder, ResourceMetrics
+from agent.metrics_builder import Exemplar, Instrument, MetricSpec, MetricsBuilder, ResourceMetrics
 from agent.ml import genai as genai_, performance
 from agent.ml.columns import ColumnView
 from agent.ml.drift import DriftResult
+from agent.ml.exemplars import ColumnExemplars, WindowExemplars
 from agent.ml.genai import GenAi
 from agent.ml.health import ColumnHealth
 from agent.ml.histogram import Histogram
@@ -128,9 +131,11 @@ def model_attributes(model: str, version: str) -> dict[str, str]:
     return {MODEL_NAME: model, MODEL_VERSION: version}
 
 
-def _histogram(rm: ResourceMetrics, spec: MetricSpec, h: Histogram, attrs: Mapping[str, Any], start_ns: int) -> None:
+def _histogram(rm: ResourceMetrics, spec: MetricSpec, h: Histogram, attrs: Mapping[str, Any], start_ns: int,
+               exemplars: Sequence[Exemplar] = ()) -> None:
     if h.count:
-        rm.record_histogram(spec, h.bounds.tolist(), h.counts.tolist(), h.total, attrs, start_ns, h.min, h.max)
+        rm.record_histogram(spec, h.bounds.tolist(), h.counts.tolist(), h.total, attrs, start_ns, h.min, h.max,
+                            exemplars)
 
 
 def _gauge(rm: ResourceMetrics, spec: MetricSpec, value: float, attrs: Mapping[str, Any]) -> None:
@@ -142,33 +147,37 @@ def _gauge(rm: ResourceMetrics, spec: MetricSpec, value: float, attrs: Mapping[s
 
 
 def write_drift(rm: ResourceMetrics, model: Mapping[str, str], result: DriftResult, windows_evaluated: int,
-                started_ns: int) -> None:
+                started_ns: int, exemplars: WindowExemplars | None = None) -> None:
     """The model's verdict on the window, and the windows evaluated since `started_ns`."""
-    rm.record(MODEL_DRIFT_SHARE, result.share, model)
-    rm.record(MODEL_DRIFTED, int(result.detected), model)
+    found = exemplars.model if exemplars is not None else ()
+    rm.record(MODEL_DRIFT_SHARE, result.share, model, exemplars=found)
+    rm.record(MODEL_DRIFTED, int(result.detected), model, exemplars=found)
     rm.record(DRIFT_WINDOWS, windows_evaluated, model, started_ns)
 
 
 def write_columns(rm: ResourceMetrics, model: Mapping[str, str], profile: Profile, result: DriftResult,
-                  views: Mapping[str, ColumnView], health: Mapping[str, ColumnHealth], window_started_ns: int) -> None:
+                  views: Mapping[str, ColumnView], health: Mapping[str, ColumnHealth], window_started_ns: int,
+                  exemplars: WindowExemplars | None = None) -> None:
     """Per column of the reference: its drift test, its data health, and (numeric) its values on the
     reference's bins."""
+    none = ColumnExemplars()
     for name, reference in profile.columns().items():
         view = views[name]
         attrs = {**model, FEATURE_NAME: name}
         col = result.columns[name]
+        found = exemplars.columns.get(name, none) if exemplars is not None else none
         if col.tested:
-            rm.record(FEATURE_DRIFT_SCORE, col.score, {**attrs, DRIFT_METHOD: col.method})
+            rm.record(FEATURE_DRIFT_SCORE, col.score, {**attrs, DRIFT_METHOD: col.method}, exemplars=found.drift)
             rm.record(FEATURE_DRIFT_P_VALUE, col.p_adjusted, attrs)
-            rm.record(FEATURE_DRIFTED, int(col.drifted), attrs)
+            rm.record(FEATURE_DRIFTED, int(col.drifted), attrs, exemplars=found.drift if col.drifted else ())
         for key, value in health[name].as_dict().items():
-            rm.record(HEALTH[key], value, attrs)
+            rm.record(HEALTH[key], value, attrs, exemplars=found.health.get(key, ()))
         if reference.kind == NUMERIC and col.current_counts is not None and reference.bin_edges.size:
             values, ordered = view.usable_numbers, view.sorted_numbers
             rm.record_histogram(FEATURE_VALUE, reference.bin_edges, col.current_counts, float(values.sum()),
                                 attrs, window_started_ns,
                                 float(ordered[0]) if values.size else None,
-                                float(ordered[-1]) if values.size else None)
+                                float(ordered[-1]) if values.size else None, found.values)
 
 
 def write_estimate(rm: ResourceMetrics, model: Mapping[str, str], perf: PerformanceProfile,
@@ -224,18 +233,22 @@ def _verdict(rm: ResourceMetrics, model: Mapping[str, str], perf: PerformancePro
 
 
 def write_traffic(rm: ResourceMetrics, model: Mapping[str, str], by_class: Mapping[str | None, int],
-                  by_error: Mapping[str, int], interval: Interval, started_ns: int) -> None:
+                  by_error: Mapping[str, int], interval: Interval, started_ns: int,
+                  low_threshold: float = 0.0) -> None:
     """Counters since `started_ns`; histograms and gauges of the interval."""
     for name, n in by_class.items():
         rm.record(PREDICTIONS, int(n), model if name is None else {**model, PREDICTION_LABEL: name}, started_ns)
     for name, n in by_error.items():
         rm.record(PREDICTION_ERRORS, int(n), {**model, ERROR_TYPE: name}, started_ns)
-    _histogram(rm, PREDICTION_DURATION, interval.duration, model, interval.started_ns)
+    slowest = interval.slowest.take() if interval.slowest is not None else ()
+    _histogram(rm, PREDICTION_DURATION, interval.duration, model, interval.started_ns, slowest)
     confidence = interval.confidence
     if confidence.count:
-        _histogram(rm, CONFIDENCE, confidence, model, interval.started_ns)
+        lowest = interval.lowest_confidence.take() if interval.lowest_confidence is not None else []
+        _histogram(rm, CONFIDENCE, confidence, model, interval.started_ns, lowest)
         rm.record(CONFIDENCE_MEAN, confidence.mean(), model)
-        rm.record(LOW_CONFIDENCE, interval.low_confidence / confidence.count, model)
+        rm.record(LOW_CONFIDENCE, interval.low_confidence / confidence.count, model,
+                  exemplars=[e for e in lowest if e.value < low_threshold])
     if interval.entropy_count:
         rm.record(ENTROPY, interval.entropy_sum / interval.entropy_count, model)
 

@@ -8,7 +8,8 @@ Per model version, counted on whole batches with numpy:
 - per interval (delta histograms and gauges): latency and confidence
   histograms, the share of predictions under the low-confidence threshold,
   the mean entropy of the class probabilities, and the predicted-class counts
-  the canary comparison uses.
+  the canary comparison uses; with exemplars on, the slowest and the
+  lowest-confidence predictions that came with a trace id (`agent.ml.exemplars`).
 
 Canary: when two or more versions of a model made predictions in the same
 interval, each version is compared with a baseline version (configured, else
@@ -29,6 +30,7 @@ import numpy as np
 
 from agent.ml import stats
 from agent.ml.columns import RawColumn
+from agent.ml.exemplars import BucketReservoir, Traces
 from agent.ml.histogram import Histogram
 from agent.ml.performance import categories
 from agent.ml.vocabulary import OTHER_ERROR, PREDICTION_CONFIDENCE as CONFIDENCE, PREDICTION_LABEL as LABEL
@@ -52,6 +54,8 @@ class Interval:
     entropy_sum: float = 0.0
     entropy_count: int = 0
     classes: Counter[str] = field(default_factory=Counter)
+    slowest: BucketReservoir | None = None  # exemplars, when on
+    lowest_confidence: BucketReservoir | None = None
 
     @property
     def empty(self) -> bool:
@@ -67,17 +71,27 @@ class Interval:
         return Interval(other.started_ns, duration, confidence, other.requests + self.requests,
                         other.errors + self.errors, other.low_confidence + self.low_confidence,
                         other.entropy_sum + self.entropy_sum, other.entropy_count + self.entropy_count,
-                        other.classes + self.classes)
+                        other.classes + self.classes, _merged(self.slowest, other.slowest),
+                        _merged(self.lowest_confidence, other.lowest_confidence))
+
+
+def _merged(mine: BucketReservoir | None, theirs: BucketReservoir | None) -> BucketReservoir | None:
+    if mine is None or theirs is None:
+        return mine or theirs
+    out = theirs.copy()
+    out.merge(mine)
+    return out
 
 
 class Traffic:
     def __init__(self, duration_bounds: list[float], confidence_bounds: list[float], low_threshold: float,
-                 max_classes: int, max_error_types: int) -> None:
+                 max_classes: int, max_error_types: int, exemplars: int = 0) -> None:
         self._duration_bounds = np.asarray(duration_bounds, dtype=float)
         self._confidence_bounds = np.asarray(confidence_bounds, dtype=float)
         self._low = low_threshold
         self._max_classes = max_classes
         self._max_error_types = max_error_types
+        self._exemplars = exemplars  # at most this many per point; 0: none
         self.requests = 0
         self.errors = 0
         self.by_class: Counter[str | None] = Counter()  # None: predictions without a class
@@ -87,14 +101,22 @@ class Traffic:
         self.previous: Interval | None = None
 
     def _new_interval(self) -> Interval:
-        return Interval(time.time_ns(), Histogram(self._duration_bounds), Histogram(self._confidence_bounds))
+        interval = Interval(time.time_ns(), Histogram(self._duration_bounds), Histogram(self._confidence_bounds))
+        if self._exemplars:
+            interval.slowest = BucketReservoir(self._duration_bounds, True, self._exemplars)
+            interval.lowest_confidence = BucketReservoir(self._confidence_bounds, False, self._exemplars)
+        return interval
 
-    def add(self, found: Predictions, outputs: dict[str, RawColumn]) -> None:
+    def add(self, found: Predictions, outputs: dict[str, RawColumn], traces: Traces | None = None) -> None:
+        """Count the batch; `traces`: its rows' trace ids, for exemplars (None when none has one)."""
         interval = self.interval
         rows = found.rows
         self.requests += rows
         interval.requests += rows
-        interval.duration.add(found.duration_seconds())
+        durations = found.duration_seconds()
+        interval.duration.add(durations)
+        if interval.slowest is not None:
+            interval.slowest.offer(durations, traces)
         if found.error_types:
             errors = Counter(found.error_types)
             self.errors += len(found.error_types)
@@ -122,6 +144,8 @@ class Traffic:
             values = confidence.numbers
             interval.confidence.add(values)
             interval.low_confidence += int(np.count_nonzero(values < self._low))
+            if interval.lowest_confidence is not None:
+                interval.lowest_confidence.offer(values, traces)
         if found.probability_rows:
             entropy = found.probability_stats()[1]
             entropy = entropy[np.isfinite(entropy)]

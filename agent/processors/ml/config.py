@@ -108,6 +108,14 @@ class GenAiConfig(StrictModel):
     max_series: int = Field(200, ge=1)  # (service, operation, provider, models, error) combinations
 
 
+class ExemplarsConfig(StrictModel):
+    """Exemplars on the derived metrics: the trace and span of telling predictions (the slowest, the
+    lowest-confidence, the furthest out of the reference's range, those that failed a data-health check)."""
+
+    enabled: bool = True  # off: no exemplar on any point and none in the status
+    max_per_point: int = Field(4, ge=1, le=64)  # per point and kind of the status; one per histogram bucket
+
+
 class MlProcessorConfig(StrictModel):
     reference: ReferenceConfig = ReferenceConfig()
     window: WindowConfig = WindowConfig()
@@ -126,3 +134,4 @@ class MlProcessorConfig(StrictModel):
     performance: PerformanceConfig = PerformanceConfig()
     canary: CanaryConfig = CanaryConfig()
     genai: GenAiConfig = GenAiConfig()
+    exemplars: ExemplarsConfig = ExemplarsConfig()

@@ -21,12 +21,14 @@ from agent.hostinfo import detect_host_resource
 from agent.ml import drift, labels as label_join, performance
 from agent.ml import profile as profiles
 from agent.ml.columns import RawColumn
+from agent.ml.exemplars import Traces
 from agent.ml.genai import GenAi
 from agent.ml.paths import engine_state_dir, label_join_path, profile_path
 from agent.ml.sources.otlp import Extractor
 from agent.ml.traffic import Traffic
 from agent.ml.vocabulary import PREDICTION_LABEL, PREDICTION_SCORE, PREDICTION_VALUE
 from agent.processors.ml.config import MlProcessorConfig
+from agent.processors.ml.exemplars import exemplar_status
 from agent.processors.ml.status import model_status, summary
 from agent.processors.ml.windows import Buffer, Windows
 from agent.signals import Batch, Signal
@@ -58,6 +60,7 @@ class ModelState:
     last_estimate: dict[str, float] = field(default_factory=dict)
     last_realized: dict[str, float] = field(default_factory=dict)
     degraded: dict[str, bool] = field(default_factory=dict)  # by source: estimated, realized
+    window_exemplars: list[dict] = field(default_factory=list)  # the last window's telling rows, for status()
 
 
 class MlEngine(Windows):
@@ -90,6 +93,8 @@ class MlEngine(Windows):
         self._join = label_join.LabelJoin(lc.ttl, lc.max_pending, lc.wait)
         self._join_path = label_join_path(self._state_dir)
         self._genai = GenAi(config.genai.max_series)
+        self._exemplars = config.exemplars.max_per_point if config.exemplars.enabled else 0
+        self._trace_url = settings.trace_url
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -124,8 +129,12 @@ class MlEngine(Windows):
     def status(self) -> dict:
         """For `vigil status`, the status page and model health (see `status.py`)."""
         join = self._join
-        return summary([model_status(state, self._config, join) for state in list(self._models.values())],
-                       self._config, len(join.pending), len(join.waiting))
+        entries = []
+        for state in list(self._models.values()):
+            entry = model_status(state, self._config, join)
+            entry["exemplars"] = exemplar_status(state, self._exemplars, self._trace_url)
+            entries.append(entry)
+        return summary(entries, self._config, len(join.pending), len(join.waiting))
 
     # --- the hot path ----------------------------------------------------------------
 
@@ -139,6 +148,7 @@ class MlEngine(Windows):
         if self._extractor.dropped_features > dropped_before:
             self._dropped_features.add(self._extractor.dropped_features - dropped_before, self._attrs)
         now = time.time()
+        now_ns = int(now * 1e9)
         for found in extracted.predictions:
             self._predictions.add(found.rows, self._attrs)
             state = self._state(found)
@@ -147,7 +157,9 @@ class MlEngine(Windows):
                 continue
             state.requests += found.rows
             outputs = found.outputs()
-            state.traffic.add(found, outputs)
+            traces = (Traces.of(getattr(found, "trace_ids", None), getattr(found, "span_ids", None), found.rows,
+                                 now_ns) if self._exemplars else None)
+            state.traffic.add(found, outputs, traces)
             if found.ids:
                 self._wait_for_labels(state, found, outputs, now)
             columns = {**self._features(state, found), **outputs}
@@ -164,7 +176,8 @@ class MlEngine(Windows):
                 if rows == 0:
                     continue
                 columns = {n: c.rows(take, take + rows) for n, c in columns.items()}
-            state.window.add(rows, columns)
+                traces = None if traces is None else traces.rows(take, take + rows)
+            state.window.add(rows, columns, traces)
             if state.window.rows >= self._config.window.size:
                 self._close_window(state)
         for found_labels in extracted.labels:
@@ -245,7 +258,7 @@ class MlEngine(Windows):
         state = self._models[key] = ModelState(model, version, service_name, last_seen=now)
         limits, config = self._config.limits, self._config
         state.traffic = Traffic(config.latency.buckets, config.confidence.buckets, config.confidence.low_threshold,
-                                limits.max_classes, limits.max_error_types)
+                                limits.max_classes, limits.max_error_types, self._exemplars)
         state.profile = self._known_profile(model, version)
         if state.profile is not None:
             self._log.info("%s %s: using the reference from %s", model, version or "-",

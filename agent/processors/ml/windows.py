@@ -20,10 +20,12 @@ from agent.metrics_builder import MetricsBuilder
 from agent.ml import drift, health, labels as label_join, metrics as ml_metrics, performance
 from agent.ml import profile as profiles
 from agent.ml.columns import RawColumn, concat_all
+from agent.ml.exemplars import Traces, join as join_traces
 from agent.ml.genai import GenAi
 from agent.ml.paths import profile_path
 from agent.ml.traffic import Interval, divergences
 from agent.ml.vocabulary import OUTPUTS, PREDICTION_LABEL
+from agent.processors.ml.exemplars import window_exemplars
 from agent.processors.ml.status import remember
 from agent.signals import Batch
 
@@ -41,14 +43,16 @@ class Buffer:
 
     def __init__(self) -> None:
         self.chunks: list[tuple[int, dict[str, RawColumn]]] = []
+        self.traces: list[tuple[int, Traces | None]] = []  # per chunk: its rows' trace ids, for exemplars
         self.rows = 0
         self.started = time.monotonic()
         self.started_ns = time.time_ns()
 
-    def add(self, rows: int, columns: dict[str, RawColumn]) -> None:
+    def add(self, rows: int, columns: dict[str, RawColumn], traces: Traces | None = None) -> None:
         if not self.chunks:
             self.started, self.started_ns = time.monotonic(), time.time_ns()
         self.chunks.append((rows, columns))
+        self.traces.append((rows, traces))
         self.rows += rows
 
     def columns(self) -> dict[str, RawColumn]:
@@ -69,6 +73,7 @@ class Job(NamedTuple):
     rows: int
     data: Any  # the columns; for LABELS, (truth, performance.Outputs)
     started_ns: int  # when the window began
+    traces: Traces | None = None  # WINDOW: its rows' trace ids, for exemplars
 
 
 class Windows:
@@ -146,7 +151,8 @@ class Windows:
         if window.rows < self._config.window.min_size and final:
             return
         state.window = Buffer()
-        self._submit(Job(WINDOW, state, window.rows, window.columns(), window.started_ns))
+        self._submit(Job(WINDOW, state, window.rows, window.columns(), window.started_ns,
+                         join_traces(window.traces) if self._config.exemplars.enabled else None))
 
     def _close_labels(self, state: ModelState, final: bool = False) -> None:
         labeled = state.labeled
@@ -175,7 +181,7 @@ class Windows:
 
     async def _work(self) -> None:
         while True:
-            kind, state, rows, data, started_ns = await self._jobs.get()
+            kind, state, rows, data, started_ns, traces = await self._jobs.get()
             try:
                 if kind == REFERENCE:
                     state.profile = await asyncio.to_thread(self._learn, state, rows, data)
@@ -190,7 +196,7 @@ class Windows:
                     batch = await asyncio.to_thread(self._evaluate_labels, state, data)
                     await self._send(batch)
                 else:
-                    batch = await asyncio.to_thread(self._evaluate, state, rows, data, started_ns)
+                    batch = await asyncio.to_thread(self._evaluate, state, rows, data, started_ns, traces)
                     await self._send(batch)
             except Exception:
                 self._failures.add(1, self._attrs)
@@ -294,17 +300,20 @@ class Windows:
         return learned
 
     def _evaluate(self, state: ModelState, rows: int, columns: dict[str, RawColumn],
-                  started_ns: int) -> Batch | None:
+                  started_ns: int, traces: Traces | None = None) -> Batch | None:
         profile, config = state.profile, self._config
         # One view per column: the drift tests, health checks and histograms share its masks and values.
         views = drift.views(profile, columns, rows, config.drift.sentinels)
         result = drift.evaluate(profile, columns, rows, config.drift, views)
         state.windows_evaluated += 1
         remember(state, result)
+        healths = {name: health.column_health(reference, views[name])
+                   for name, reference in profile.columns().items()}
+        exemplars = window_exemplars(state, profile, result, views, healths, traces, config.exemplars.max_per_point)
         out = MetricsBuilder()
         rm = ml_metrics.service_resource(out, state.service_name, self._host)
         model = ml_metrics.model_attributes(state.model, state.version)
-        ml_metrics.write_drift(rm, model, result, state.windows_evaluated, self._started_ns)
+        ml_metrics.write_drift(rm, model, result, state.windows_evaluated, self._started_ns, exemplars)
         perf = profile.performance
         if perf is not None and perf.can_estimate:
             estimate = performance.estimate(perf, performance.Outputs.from_columns(columns))
@@ -312,9 +321,7 @@ class Windows:
                 state.degraded["estimated"] = ml_metrics.write_estimate(
                     rm, model, perf, estimate, config.performance.sigma, list(config.performance.metrics))
                 state.last_estimate = estimate
-        healths = {name: health.column_health(reference, views[name])
-                   for name, reference in profile.columns().items()}
-        ml_metrics.write_columns(rm, model, profile, result, views, healths, started_ns)
+        ml_metrics.write_columns(rm, model, profile, result, views, healths, started_ns, exemplars)
         return out.batch()
 
     def _evaluate_labels(self, state: ModelState, data: tuple) -> Batch | None:
@@ -344,7 +351,7 @@ class Windows:
         for state, interval, by_class, by_error in taken:
             attrs = ml_metrics.model_attributes(state.model, state.version)
             ml_metrics.write_traffic(resource(state.service_name), attrs, by_class, by_error, interval,
-                                     self._started_ns)
+                                     self._started_ns, self._config.confidence.low_threshold)
             by_model.setdefault(state.model, {})[state.version] = interval
             service_of.setdefault(state.model, state.service_name)
         canary = self._config.canary
