@@ -238,8 +238,9 @@ def write_traffic(rm: ResourceMetrics, model: Mapping[str, str], by_class: Mappi
     """Counters since `started_ns`; histograms and gauges of the interval."""
     for name, n in by_class.items():
         rm.record(PREDICTIONS, int(n), model if name is None else {**model, PREDICTION_LABEL: name}, started_ns)
+    failed = interval.failed or {}
     for name, n in by_error.items():
-        rm.record(PREDICTION_ERRORS, int(n), {**model, ERROR_TYPE: name}, started_ns)
+        rm.record(PREDICTION_ERRORS, int(n), {**model, ERROR_TYPE: name}, started_ns, failed.get(name, ()))
     slowest = interval.slowest.take() if interval.slowest is not None else ()
     _histogram(rm, PREDICTION_DURATION, interval.duration, model, interval.started_ns, slowest)
     confidence = interval.confidence

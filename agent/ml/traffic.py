@@ -30,7 +30,8 @@ import numpy as np
 
 from agent.ml import stats
 from agent.ml.columns import RawColumn
-from agent.ml.exemplars import BucketReservoir, Traces
+from agent.metrics_builder import Exemplar
+from agent.ml.exemplars import BucketReservoir, Traces, has_trace
 from agent.ml.histogram import Histogram
 from agent.ml.performance import categories
 from agent.ml.vocabulary import OTHER_ERROR, PREDICTION_CONFIDENCE as CONFIDENCE, PREDICTION_LABEL as LABEL
@@ -56,6 +57,7 @@ class Interval:
     classes: Counter[str] = field(default_factory=Counter)
     slowest: BucketReservoir | None = None  # exemplars, when on
     lowest_confidence: BucketReservoir | None = None
+    failed: dict[str, list[Exemplar]] | None = None  # by error type, the latest failed predictions
 
     @property
     def empty(self) -> bool:
@@ -105,6 +107,7 @@ class Traffic:
         if self._exemplars:
             interval.slowest = BucketReservoir(self._duration_bounds, True, self._exemplars)
             interval.lowest_confidence = BucketReservoir(self._confidence_bounds, False, self._exemplars)
+            interval.failed = {}
         return interval
 
     def add(self, found: Predictions, outputs: dict[str, RawColumn], traces: Traces | None = None) -> None:
@@ -125,6 +128,8 @@ class Traffic:
                 if name not in self.by_error and len(self.by_error) >= self._max_error_types:
                     name = OTHER
                 self.by_error[name] += n
+            if traces is not None and interval.failed is not None:
+                self._failed(interval.failed, found, traces)
         label = outputs.get(LABEL)
         if label is None:
             self.by_class[None] += rows
@@ -151,6 +156,15 @@ class Traffic:
             entropy = entropy[np.isfinite(entropy)]
             interval.entropy_sum += float(entropy.sum())
             interval.entropy_count += int(entropy.size)
+
+    def _failed(self, failed: dict[str, list[Exemplar]], found: Predictions, traces: Traces) -> None:
+        """The batch's latest failed predictions with a trace id, by error type (the counter's value: 1)."""
+        rows = np.asarray(found.error_rows)
+        for i in np.flatnonzero(has_trace(traces.trace_ids[rows]))[-self._exemplars:].tolist():
+            name = found.error_types[i] if found.error_types[i] in self.by_error else OTHER
+            kept = failed.setdefault(name, [])
+            kept.append(traces.exemplar(int(rows[i]), 1.0))
+            del kept[:-self._exemplars]
 
     def take_interval(self) -> Interval:
         """The interval so far; a new one starts."""

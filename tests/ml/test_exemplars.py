@@ -10,7 +10,9 @@ import numpy as np
 from agent.ml.columns import ColumnView, RawColumn
 from agent.ml.exemplars import BucketReservoir, Traces, column_exemplars, join, window_exemplars
 from agent.ml.health import column_health
+from agent.ml.predictions import Predictions
 from agent.ml.profile import build_column
+from agent.ml.traffic import Traffic
 
 T = 1_700_000_000_000_000_000
 
@@ -120,3 +122,22 @@ def test_a_window_bounds_each_point_and_names_the_drifted_columns_first_rows():
     assert "out_of_range" not in found.columns["b"].health
     nothing = window_exemplars(references, views, healths, ["a"], Traces.none(50), limit=2)
     assert nothing.columns == {} and nothing.model == []
+
+
+def test_failed_predictions_by_error_type_the_latest_ones_and_other_types_beyond_the_cap():
+    traffic = Traffic([0.1, 1.0], [0.5, 0.9], 0.6, max_classes=5, max_error_types=1, exemplars=2)
+    found = Predictions("fraud", "v1", rows=6, durations=[0.05] * 6)
+    for row, kind in ((0, "timeout"), (2, "timeout"), (3, "timeout"), (4, "oom"), (5, "timeout")):
+        found.add_error(row, kind)
+    traffic.add(found, {}, traces(6, without=(5,)))
+    failed = traffic.interval.failed
+    # The batch's latest two with a trace id (row 5 has none): rows 3 (timeout) and 4 (oom, beyond the cap).
+    assert [e.trace_id for e in failed["timeout"]] == [trace_id(4)]
+    assert [e.trace_id for e in failed["_OTHER"]] == [trace_id(5)]
+    more = Predictions("fraud", "v1", rows=3, durations=[0.05] * 3)
+    for row in range(3):
+        more.add_error(row, "timeout")
+    traffic.add(more, {}, traces(3, first=100))
+    assert [e.trace_id for e in failed["timeout"]] == [trace_id(101), trace_id(102)]  # the latest two
+    assert all(e.value == 1.0 for e in failed["timeout"])
+    assert traffic.take_interval().failed is failed and traffic.interval.failed == {}
