@@ -27,6 +27,7 @@ from agent.metrics_builder import Exemplar
 from agent.ml.columns import UNREADABLE, ColumnView, category_of, equals_any, is_in
 from agent.ml.health import ColumnHealth
 from agent.ml.profile import CATEGORICAL, NUMBER, ColumnProfile
+from agent.ml.vocabulary import FEATURE_NAME
 
 TRACE_ID = "S16"
 SPAN_ID = "S8"
@@ -212,7 +213,8 @@ def column_exemplars(reference: ColumnProfile, view: ColumnView, health: ColumnH
 
 @dataclass
 class WindowExemplars:
-    """A drift window's exemplars: per column, and the model's (the furthest-out row of each drifted column)."""
+    """A drift window's exemplars: per column, and the model's (the furthest-out row of each drifted column,
+    with the column's name as a filtered attribute)."""
 
     columns: dict[str, ColumnExemplars] = field(default_factory=dict)
     model: list[Exemplar] = field(default_factory=list)
@@ -227,8 +229,9 @@ def window_exemplars(references: Mapping[str, ColumnProfile], views: Mapping[str
         return out
     for name, reference in references.items():
         out.columns[name] = column_exemplars(reference, views[name], healths[name], traces, limit)
-    out.model = [out.columns[name].drift[0] for name in drifted if out.columns.get(name) and out.columns[name].drift]
-    out.model = out.model[:limit]
+    # The model's points name no column: each exemplar says which one it stands for.
+    out.model = [out.columns[name].drift[0]._replace(attributes={FEATURE_NAME: name})
+                 for name in drifted if name in out.columns and out.columns[name].drift][:limit]
     return out
 
 

@@ -118,7 +118,8 @@ def test_a_window_bounds_each_point_and_names_the_drifted_columns_first_rows():
     healths = {n: column_health(references[n], v) for n, v in views.items()}
     found = window_exemplars(references, views, healths, ["a"], traces(50), limit=2)
     assert len(found.columns["a"].drift) == 2 and found.columns["a"].drift[0].value == 1000.0
-    assert found.model == found.columns["a"].drift[:1]
+    (model,) = found.model
+    assert model.trace_id == found.columns["a"].drift[0].trace_id and model.attributes == {"ml.feature.name": "a"}
     assert "out_of_range" not in found.columns["b"].health
     nothing = window_exemplars(references, views, healths, ["a"], Traces.none(50), limit=2)
     assert nothing.columns == {} and nothing.model == []
@@ -141,3 +142,20 @@ def test_failed_predictions_by_error_type_the_latest_ones_and_other_types_beyond
     assert [e.trace_id for e in failed["timeout"]] == [trace_id(101), trace_id(102)]  # the latest two
     assert all(e.value == 1.0 for e in failed["timeout"])
     assert traffic.take_interval().failed is failed and traffic.interval.failed == {}
+
+
+def test_the_builder_writes_exemplars_on_gauges_and_histograms_with_their_filtered_attributes():
+    from agent.metrics_builder import Exemplar, MetricsBuilder
+    from agent.ml.metrics import FEATURE_VALUE, MODEL_DRIFTED
+
+    out = MetricsBuilder(time_ns=T)
+    rm = out.resource({"service.name": "fraud-api"})
+    e = Exemplar(trace_id(7), (7).to_bytes(8, "big"), 500.0, T - 1, {"ml.feature.name": "amount"})
+    rm.record(MODEL_DRIFTED, 1, {"ml.model.name": "fraud"}, exemplars=[e])
+    rm.record_histogram(FEATURE_VALUE, [1.0, 2.0], [0, 0, 1], 500.0, exemplars=[e._replace(attributes=None)])
+    gauge, histogram = out.batch().message.resource_metrics[0].scope_metrics[0].metrics
+    (written,) = gauge.gauge.data_points[0].exemplars
+    assert (written.trace_id, written.span_id, written.as_double, written.time_unix_nano) == \
+        (trace_id(7), (7).to_bytes(8, "big"), 500.0, T - 1)
+    assert [(a.key, a.value.string_value) for a in written.filtered_attributes] == [("ml.feature.name", "amount")]
+    assert not histogram.histogram.data_points[0].exemplars[0].filtered_attributes
