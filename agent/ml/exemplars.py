@@ -40,24 +40,30 @@ class Traces:
     trace_ids: np.ndarray  # 'S16'
     span_ids: np.ndarray  # 'S8'
     time_ns: np.ndarray  # int64, per row
+    traced: np.ndarray  # bool: the row has a trace id
 
     @classmethod
     def none(cls, rows: int) -> Traces:
-        return cls(np.zeros(rows, dtype=TRACE_ID), np.zeros(rows, dtype=SPAN_ID), np.zeros(rows, dtype=np.int64))
+        return cls(np.zeros(rows, dtype=TRACE_ID), np.zeros(rows, dtype=SPAN_ID), np.zeros(rows, dtype=np.int64),
+                   np.zeros(rows, dtype=bool))
 
     @classmethod
     def of(cls, trace_ids: np.ndarray | None, span_ids: np.ndarray | None, rows: int, time_ns: int) -> Traces | None:
         """A batch's ids seen at `time_ns`; None when no row has a trace id (nothing to keep)."""
-        if trace_ids is None or len(trace_ids) != rows or not has_trace(trace_ids).any():
+        if trace_ids is None or len(trace_ids) != rows:
+            return None
+        traced = has_trace(trace_ids)
+        if not traced.any():
             return None
         spans = span_ids if span_ids is not None and len(span_ids) == rows else np.zeros(rows, dtype=SPAN_ID)
-        return cls(trace_ids, spans, np.full(rows, time_ns, dtype=np.int64))
+        return cls(trace_ids, spans, np.full(rows, time_ns, dtype=np.int64), traced)
 
     def __len__(self) -> int:
         return self.trace_ids.size
 
     def rows(self, start: int, stop: int) -> Traces:
-        return Traces(self.trace_ids[start:stop], self.span_ids[start:stop], self.time_ns[start:stop])
+        return Traces(self.trace_ids[start:stop], self.span_ids[start:stop], self.time_ns[start:stop],
+                      self.traced[start:stop])
 
     def exemplar(self, row: int, value: float) -> Exemplar:
         # Through tobytes: indexing an 'S16' array drops trailing zero bytes, which belong to the id.
@@ -79,7 +85,7 @@ def join(parts: Sequence[tuple[int, Traces | None]]) -> Traces | None:
     if len(whole) == 1:
         return whole[0]
     return Traces(np.concatenate([t.trace_ids for t in whole]), np.concatenate([t.span_ids for t in whole]),
-                  np.concatenate([t.time_ns for t in whole]))
+                  np.concatenate([t.time_ns for t in whole]), np.concatenate([t.traced for t in whole]))
 
 
 class BucketReservoir:
@@ -101,7 +107,7 @@ class BucketReservoir:
         if traces is None or not values.size:
             return
         score = values * self._sign
-        usable = has_trace(traces.trace_ids) & np.isfinite(score)
+        usable = traces.traced & np.isfinite(score)
         candidates = int(np.count_nonzero(usable))
         if not candidates:
             return
@@ -152,7 +158,7 @@ def column_exemplars(reference: ColumnProfile, view: ColumnView, health: ColumnH
                      limit: int) -> ColumnExemplars:
     """The column's telling rows among those with a trace id (`traces` aligned with the column's rows)."""
     out = ColumnExemplars()
-    has = has_trace(traces.trace_ids)
+    has = traces.traced
     if not has.any():
         return out
     column = view.column
@@ -225,7 +231,7 @@ def window_exemplars(references: Mapping[str, ColumnProfile], views: Mapping[str
                      limit: int) -> WindowExemplars:
     """Every column's exemplars in the window (`references`: the profile's columns by name)."""
     out = WindowExemplars()
-    if not has_trace(traces.trace_ids).any():
+    if not traces.traced.any():
         return out
     for name, reference in references.items():
         out.columns[name] = column_exemplars(reference, views[name], healths[name], traces, limit)

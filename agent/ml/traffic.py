@@ -31,7 +31,7 @@ import numpy as np
 from agent.ml import stats
 from agent.ml.columns import RawColumn
 from agent.metrics_builder import Exemplar
-from agent.ml.exemplars import BucketReservoir, Traces, has_trace
+from agent.ml.exemplars import BucketReservoir, Traces
 from agent.ml.histogram import Histogram
 from agent.ml.performance import categories
 from agent.ml.vocabulary import OTHER_ERROR, PREDICTION_CONFIDENCE as CONFIDENCE, PREDICTION_LABEL as LABEL
@@ -160,7 +160,7 @@ class Traffic:
     def _failed(self, failed: dict[str, list[Exemplar]], found: Predictions, traces: Traces) -> None:
         """The batch's latest failed predictions with a trace id, by error type (the counter's value: 1)."""
         rows = np.asarray(found.error_rows)
-        for i in np.flatnonzero(has_trace(traces.trace_ids[rows]))[-self._exemplars:].tolist():
+        for i in np.flatnonzero(traces.traced[rows])[-self._exemplars:].tolist():
             name = found.error_types[i] if found.error_types[i] in self.by_error else OTHER
             kept = failed.setdefault(name, [])
             kept.append(traces.exemplar(int(rows[i]), 1.0))
