@@ -11,7 +11,8 @@ version first:
 - failing:  the last window drifted as a model (drifted share >= drift_share), or a prediction
             output (`ml.prediction.*`) drifted, or the error rate is >= 20%, or the estimated
             accuracy fell 10 points or more below the reference's
-- degraded: some features drifted, or the error rate is >= 5%, or the estimated accuracy fell
+- degraded: some features drifted, or they or the embeddings drifted taken together (multivariate
+            drift), or the error rate is >= 5%, or the estimated accuracy fell
             5 points or more, or the engine calls the estimated performance degraded (the realised
             one, from labels, degraded: failing)
 - ok:       otherwise, including while the reference is still being learned (said in `reasons`)
@@ -156,6 +157,10 @@ def version_health(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str,
             worse("failing", f"prediction drift: {', '.join(outputs)}{cause} ({len(drifted)} of {tested} columns)")
         elif inputs:
             worse("degraded", f"feature drift: {', '.join(inputs)} ({len(inputs)} of {tested} columns)")
+    multivariate = entry.get("multivariate") or {}
+    if multivariate.get("drifted"):
+        worse("degraded", f"multivariate drift ({multivariate.get('method')} on the {multivariate.get('input')}): "
+                          f"statistic {multivariate['statistic']:.4g} > threshold {multivariate['threshold']:.4g}")
     # The recent interval's error rate when it saw enough requests to say, else the lifetime one.
     recent = entry.get("recent") or {}
     error_rate = recent.get("error_rate") if (recent.get("requests") or 0) >= MIN_REQUESTS \

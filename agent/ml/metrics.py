@@ -30,6 +30,7 @@ from agent.ml.vocabulary import (AVERAGE, BASELINE_VERSION, CLASS, DRIFT_METHOD,
                                  GENAI_SERVER_TIME_TO_FIRST_TOKEN, GENAI_TOKEN_TYPE, HEALTH_KINDS, MODEL_NAME,
                                  MODEL_VERSION, PERFORMANCE_METRIC, PERFORMANCE_SOURCE, PREDICTION_LABEL, REASON,
                                  SERVER_QUEUE_DURATION, SERVICE_NAME)
+from agent.ml.vocabulary import MODEL_MULTIVARIATE_DRIFT, MODEL_MULTIVARIATE_DRIFTED
 
 G, C, H = Instrument.GAUGE, Instrument.COUNTER, Instrument.HISTOGRAM
 
@@ -312,3 +313,22 @@ def write_genai(resource: Callable[[str], ResourceMetrics], calls: GenAi) -> Non
         _histogram(rm, GENAI_SERVER_TTFT, times.time_to_first_token, attrs, calls.started_ns)
         _histogram(rm, GENAI_SERVER_TPOT, times.time_per_output_token, attrs, calls.started_ns)
         _histogram(rm, SERVER_QUEUE, times.queue, attrs, calls.started_ns)
+
+
+# --- multivariate drift (agent/processors/ml/multivariate.py) ----------------------------------------------
+
+MULTIVARIATE_DRIFT = MetricSpec(MODEL_MULTIVARIATE_DRIFT, "1", G,
+                                "Drift statistic of the window's features or embeddings taken together, by "
+                                "ml.drift.method (mmd: MMD², reconstruction: mean reconstruction error)")
+MULTIVARIATE_DRIFTED = MetricSpec(MODEL_MULTIVARIATE_DRIFTED, "1", G,
+                                  "1 when the window's features or embeddings drifted taken together")
+
+
+def write_multivariate(rm: ResourceMetrics, model: Mapping[str, str], found: Mapping[str, Any]) -> None:
+    """A tested window's multivariate statistic and verdict (`found`: the status entry)."""
+    if not found.get("tested"):
+        return
+    attrs = {**model, DRIFT_METHOD: found["method"]}
+    if found.get("statistic") is not None:
+        rm.record(MULTIVARIATE_DRIFT, found["statistic"], attrs)
+    rm.record(MULTIVARIATE_DRIFTED, int(found["drifted"]), attrs)

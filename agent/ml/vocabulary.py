@@ -124,3 +124,10 @@ EMBEDDING = "ml.embedding"
 K8S_NAMESPACE = "k8s.namespace.name"
 KSERVE_COMPONENT = "kserve.component"
 KSERVE_ENDPOINT = "kserve.endpoint"
+
+# -- multivariate drift (agent/ml/multivariate.py; the ml processor's drift.multivariate) ----------------------
+# Per model version and window: the statistic (MMD² for mmd, the mean reconstruction error for
+# reconstruction; by DRIFT_METHOD) and whether the window drifted, the features or embedding taken together.
+MODEL_MULTIVARIATE_DRIFT = "ml.model.drift.multivariate"
+MODEL_MULTIVARIATE_DRIFTED = "ml.model.multivariate.drifted"
+MULTIVARIATE_INPUTS = ("embedding", "features")  # what a model's multivariate drift reads

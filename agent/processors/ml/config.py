@@ -116,10 +116,33 @@ class ExemplarsConfig(StrictModel):
     max_per_point: int = Field(4, ge=1, le=64)  # per point and kind of the status; one per histogram bucket
 
 
+MultivariateMethod = Literal["off", "mmd", "reconstruction"]
+
+
+class MultivariateConfig(StrictModel):
+    """Drift of a model's embeddings or numeric features taken together (docs/user-guide.md, "Reading drift").
+
+    Off by default: it reads what an app sends only when asked (an `ml.embedding` of hundreds of
+    numbers per span), keeps up to 8 MB of vectors per model version's window and costs tens of
+    milliseconds of CPU per mmd window."""
+
+    method: MultivariateMethod = "off"  # for every model ...
+    models: dict[str, MultivariateMethod] = {}  # ... unless named here: {fraud: reconstruction, search: mmd}
+    # embedding: the `ml.embedding` double array of each prediction; features: the numeric features jointly.
+    input: Literal["embedding", "features"] = "embedding"
+    features: list[str] = []  # with input features, those taken together (default: every numeric feature)
+    max_dims: int = Field(1024, ge=2)  # wider embeddings are not read (they count as missing)
+    sample: int = Field(2000, ge=100)  # reference rows mmd keeps (its cost per window grows with them)
+
+
+class ProcessorDriftConfig(DriftConfig):
+    multivariate: MultivariateConfig = MultivariateConfig()
+
+
 class MlProcessorConfig(StrictModel):
     reference: ReferenceConfig = ReferenceConfig()
     window: WindowConfig = WindowConfig()
-    drift: DriftConfig = DriftConfig()
+    drift: ProcessorDriftConfig = ProcessorDriftConfig()
     # Other conventions onto `ml.*`: {ml.model.name: arize.model_id, "ml.feature.*": "features.*"}.
     attributes: dict[str, str] = {}
     # Column kinds, where inference from the reference would guess wrong.

@@ -29,6 +29,7 @@ from agent.ml.traffic import Traffic
 from agent.ml.vocabulary import PREDICTION_LABEL, PREDICTION_SCORE, PREDICTION_VALUE
 from agent.processors.ml.config import MlProcessorConfig
 from agent.processors.ml.exemplars import exemplar_status
+from agent.processors.ml.multivariate import batch_vectors
 from agent.processors.ml.status import model_status, summary
 from agent.processors.ml.windows import Buffer, Windows
 from agent.signals import Batch, Signal
@@ -61,6 +62,7 @@ class ModelState:
     last_realized: dict[str, float] = field(default_factory=dict)
     degraded: dict[str, bool] = field(default_factory=dict)  # by source: estimated, realized
     window_exemplars: list[dict] = field(default_factory=list)  # the last window's telling rows, for status()
+    last_multivariate: dict | None = None  # the last window's multivariate drift, for status()
 
 
 class MlEngine(Windows):
@@ -133,6 +135,7 @@ class MlEngine(Windows):
         for state in list(self._models.values()):
             entry = model_status(state, self._config, join)
             entry["exemplars"] = exemplar_status(state, self._exemplars, self._trace_url)
+            entry["multivariate"] = state.last_multivariate
             entries.append(entry)
         return summary(entries, self._config, len(join.pending), len(join.waiting))
 
@@ -163,12 +166,14 @@ class MlEngine(Windows):
             if found.ids:
                 self._wait_for_labels(state, found, outputs, now)
             columns = {**self._features(state, found), **outputs}
+            vectors = batch_vectors(self._config.drift.multivariate, state.model, found)
             rows = found.rows
             if state.profile is None and not state.building:
                 # The reference is exactly the first `warmup` predictions; the rest of the batch
                 # that completes it goes on to the first window.
                 take = min(rows, self._config.reference.warmup - state.warmup.rows)
                 state.warmup.add(take, {n: c.rows(0, take) for n, c in columns.items()} if take < rows else columns)
+                state.warmup.vectors.add(None if vectors is None else vectors[:take])
                 if state.warmup.rows < self._config.reference.warmup:
                     continue
                 self._build_reference(state)
@@ -177,7 +182,9 @@ class MlEngine(Windows):
                     continue
                 columns = {n: c.rows(take, take + rows) for n, c in columns.items()}
                 traces = None if traces is None else traces.rows(take, take + rows)
+                vectors = None if vectors is None else vectors[take:take + rows]
             state.window.add(rows, columns, traces)
+            state.window.vectors.add(vectors)
             if state.window.rows >= self._config.window.size:
                 self._close_window(state)
         for found_labels in extracted.labels:

@@ -25,6 +25,7 @@ from agent.ml.genai import GenAi
 from agent.ml.paths import profile_path
 from agent.ml.traffic import Interval, divergences
 from agent.ml.vocabulary import OUTPUTS, PREDICTION_LABEL
+from agent.processors.ml import multivariate as live_multivariate
 from agent.processors.ml.exemplars import window_exemplars
 from agent.processors.ml.status import remember
 from agent.signals import Batch
@@ -44,6 +45,7 @@ class Buffer:
     def __init__(self) -> None:
         self.chunks: list[tuple[int, dict[str, RawColumn]]] = []
         self.traces: list[tuple[int, Traces | None]] = []  # per chunk: its rows' trace ids, for exemplars
+        self.vectors = live_multivariate.Vectors()  # the rows' ml.embedding, for multivariate drift
         self.rows = 0
         self.started = time.monotonic()
         self.started_ns = time.time_ns()
@@ -74,6 +76,7 @@ class Job(NamedTuple):
     data: Any  # the columns; for LABELS, (truth, performance.Outputs)
     started_ns: int  # when the window began
     traces: Traces | None = None  # WINDOW: its rows' trace ids, for exemplars
+    vectors: Any = None  # REFERENCE and WINDOW: the rows' embeddings (rows x dims) or None
 
 
 class Windows:
@@ -136,9 +139,9 @@ class Windows:
 
     def _build_reference(self, state: ModelState) -> None:
         state.building = True
-        rows, columns = state.warmup.rows, state.warmup.columns()
+        rows, columns, vectors = state.warmup.rows, state.warmup.columns(), state.warmup.vectors.joined()
         state.warmup = Buffer()
-        self._submit(Job(REFERENCE, state, rows, columns, 0))
+        self._submit(Job(REFERENCE, state, rows, columns, 0, vectors=vectors))
 
     def _close_window(self, state: ModelState, final: bool = False) -> None:
         window = state.window
@@ -152,7 +155,8 @@ class Windows:
             return
         state.window = Buffer()
         self._submit(Job(WINDOW, state, window.rows, window.columns(), window.started_ns,
-                         join_traces(window.traces) if self._config.exemplars.enabled else None))
+                         join_traces(window.traces) if self._config.exemplars.enabled else None,
+                         window.vectors.joined()))
 
     def _close_labels(self, state: ModelState, final: bool = False) -> None:
         labeled = state.labeled
@@ -181,10 +185,10 @@ class Windows:
 
     async def _work(self) -> None:
         while True:
-            kind, state, rows, data, started_ns, traces = await self._jobs.get()
+            kind, state, rows, data, started_ns, traces, vectors = await self._jobs.get()
             try:
                 if kind == REFERENCE:
-                    state.profile = await asyncio.to_thread(self._learn, state, rows, data)
+                    state.profile = await asyncio.to_thread(self._learn, state, rows, data, vectors)
                     state.building = False
                     self._log.info("%s %s: reference learned from %d predictions", state.model,
                                    state.version or "-", rows)
@@ -196,7 +200,7 @@ class Windows:
                     batch = await asyncio.to_thread(self._evaluate_labels, state, data)
                     await self._send(batch)
                 else:
-                    batch = await asyncio.to_thread(self._evaluate, state, rows, data, started_ns, traces)
+                    batch = await asyncio.to_thread(self._evaluate, state, rows, data, started_ns, traces, vectors)
                     await self._send(batch)
             except Exception:
                 self._failures.add(1, self._attrs)
@@ -278,7 +282,8 @@ class Windows:
 
     # --- the jobs, in the thread pool ------------------------------------------------------------
 
-    def _learn(self, state: ModelState, rows: int, columns: dict[str, RawColumn]) -> profiles.Profile:
+    def _learn(self, state: ModelState, rows: int, columns: dict[str, RawColumn],
+               vectors: np.ndarray | None = None) -> profiles.Profile:
         def kind_of(name: str) -> str | None:
             if name in self._config.categorical:
                 return profiles.CATEGORICAL
@@ -291,6 +296,7 @@ class Windows:
                                             sentinels=sentinels)
                    for n, c in columns.items() if n in OUTPUTS}
         learned = profiles.Profile(state.model, state.version, rows, features, outputs, source="warmup")
+        self._fit_multivariate(state, learned, columns, vectors)
         path = profile_path(self._state_dir, state.model, state.version)
         try:
             profiles.save(learned, path)
@@ -300,7 +306,7 @@ class Windows:
         return learned
 
     def _evaluate(self, state: ModelState, rows: int, columns: dict[str, RawColumn],
-                  started_ns: int, traces: Traces | None = None) -> Batch | None:
+                  started_ns: int, traces: Traces | None = None, vectors: np.ndarray | None = None) -> Batch | None:
         profile, config = state.profile, self._config
         # One view per column: the drift tests, health checks and histograms share its masks and values.
         views = drift.views(profile, columns, rows, config.drift.sentinels)
@@ -322,7 +328,26 @@ class Windows:
                     rm, model, perf, estimate, config.performance.sigma, list(config.performance.metrics))
                 state.last_estimate = estimate
         ml_metrics.write_columns(rm, model, profile, result, views, healths, started_ns, exemplars)
+        self._evaluate_multivariate(state, rows, columns, vectors, rm, model)
         return out.batch()
+
+    def _fit_multivariate(self, state: ModelState, learned: profiles.Profile, columns: dict[str, RawColumn],
+                          vectors: np.ndarray | None) -> None:
+        fitted, problem = live_multivariate.fit(self._config.drift.multivariate, learned, columns, vectors,
+                                                self._config.drift.sentinels)
+        if fitted is not None:
+            learned.multivariate.append(fitted)
+        elif problem:
+            self._log.warning("%s %s: no multivariate drift: %s", state.model, state.version or "-", problem)
+
+    def _evaluate_multivariate(self, state: ModelState, rows: int, columns: dict[str, RawColumn],
+                               vectors: np.ndarray | None, rm: Any, model: dict[str, str]) -> None:
+        config = self._config.drift
+        found = live_multivariate.evaluate(config.multivariate, state.profile, rows, columns, vectors,
+                                           config.sentinels, seed=state.windows_evaluated)
+        state.last_multivariate = found
+        if found is not None:
+            ml_metrics.write_multivariate(rm, model, found)
 
     def _evaluate_labels(self, state: ModelState, data: tuple) -> Batch | None:
         truth, outputs = data
