@@ -24,6 +24,7 @@ class Kind(enum.Enum):
     RECEIVER = "receiver"
     PROCESSOR = "processor"
     EXPORTER = "exporter"
+    EXTENSION = "extension"
 
     @property
     def section(self) -> str:
@@ -73,6 +74,10 @@ class Processor(Component, Consumer, Protocol):
 
 class Exporter(Component, Consumer, Protocol):
     pass
+
+
+class Extension(Component, Protocol):
+    """Outside the pipelines (a health check, a storage): started before them, stopped after."""
 
 
 @runtime_checkable
@@ -130,6 +135,7 @@ class Factory:
       processor: create(config, settings, signal, next: Consumer)
                  create(config, settings, signal, next, shared)   with `create_shared`
       exporter:  create(config, settings)
+      extension: create(config, settings)
 
     A processor that derives new data (the Collector calls that a connector) names
     the signals it `emits`; the pipelines of those signals that list its id among

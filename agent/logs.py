@@ -31,26 +31,33 @@ def under_journald(stream: TextIO, environ: dict[str, str] | None = None) -> boo
     return (stat.st_dev, stat.st_ino) == (int(dev), int(ino))
 
 
+_LEVELS = {"warn": "WARNING", "dpanic": "ERROR", "panic": "ERROR", "fatal": "CRITICAL"}
+
+
 class _Formatter(logging.Formatter):
-    def __init__(self, encoding: str, journald: bool) -> None:
+    def __init__(self, encoding: str, journald: bool, initial_fields: dict[str, Any] | None = None) -> None:
         super().__init__()
         self._encoding = encoding
         self._journald = journald
+        self._initial = dict(initial_fields or {})
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {}
         if not self._journald:
             fields["ts"] = self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}"
         fields.update(level=record.levelname.lower(), logger=record.name, msg=record.getMessage())
+        fields.update((k, v) for k, v in self._initial.items() if k not in fields)
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
         if self._encoding == "json":
-            line = json.dumps(fields, ensure_ascii=False)
+            line = json.dumps(fields, ensure_ascii=False, default=str)
         elif self._encoding == "logfmt":
             line = " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
         else:
             head = f"{fields['ts']} " if "ts" in fields else ""
             line = f"{head}{record.levelname} {record.name}: {fields['msg']}"
+            if self._initial:  # as zap's console encoder: the context as JSON at the end
+                line += "\t" + json.dumps(self._initial, ensure_ascii=False, default=str)
             if record.exc_info:
                 line += "\n" + fields["exception"]
         if self._journald:
@@ -66,10 +73,21 @@ def _logfmt_value(value: Any) -> str:
 
 
 def setup(config: LogsTelemetryConfig, stream: TextIO | None = None) -> None:
-    """Send every log record to stderr (or `stream`) in the configured encoding and level."""
-    stream = sys.stderr if stream is None else stream
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(_Formatter(config.encoding, under_journald(stream)))
+    """Send every log record where `output_paths` says (stderr, stdout, files; `stream` instead of
+    stderr) in the configured encoding and level."""
+    handlers: list[logging.Handler] = []
+    for path in config.output_paths:
+        if path in ("stderr", "stdout"):
+            target = (sys.stderr if stream is None else stream) if path == "stderr" else sys.stdout
+            handler: logging.Handler = logging.StreamHandler(target)
+            journald = under_journald(target)
+        else:
+            handler, journald = logging.FileHandler(path, encoding="utf-8"), False
+        handler.setFormatter(_Formatter(config.encoding, journald, config.initial_fields))
+        handlers.append(handler)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel("WARNING" if config.level == "warn" else config.level.upper())
+    for old in root.handlers:
+        if isinstance(old, logging.FileHandler):
+            old.close()
+    root.handlers[:] = handlers
+    root.setLevel(_LEVELS.get(config.level, config.level.upper()))

@@ -38,6 +38,13 @@ _MODULES: dict[Kind, dict[str, str]] = {
         "debug": "agent.exporters.debug",
         "prometheus": "agent.exporters.prometheus",
     },
+    Kind.EXTENSION: {
+        "health_check": "agent.extensions.health_check",
+        "file_storage": "agent.extensions.file_storage",
+        "pprof": "agent.extensions.pprof",
+        "zpages": "agent.extensions.zpages",
+        "memory_ballast": "agent.extensions.memory_ballast",
+    },
 }
 
 _FACTORIES: dict[Kind, dict[str, Factory]] = {kind: {} for kind in Kind}

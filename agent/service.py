@@ -38,6 +38,7 @@ from agent.component import Component
 from agent.config import ConfigError, VigilConfig, load as load_config
 from agent.netconfig import split_host_port
 from agent.pipeline import Graph, Node, NodeKind
+from agent.service_extensions import Extensions
 from agent.systemd import Notifier
 from agent.telemetry import SelfTelemetry
 
@@ -69,6 +70,7 @@ class Service:
         self.problems: list[str] = []
         self.last_reload: dict[str, Any] | None = None
         self.admin = None  # agent.admin.AdminServer, when service.admin.endpoint is set
+        self.extensions = Extensions(self.telemetry)
         self._loader = loader
         self._configure_logs = configure_logs
         self._lock = asyncio.Lock()
@@ -85,6 +87,14 @@ class Service:
     async def start(self) -> None:
         async with self._lock:
             self.state = "starting"
+            try:
+                await self.extensions.start(self.config)
+                await self.extensions.serve_metrics(self.config.service.telemetry.metrics.endpoints())
+            except Exception as exc:
+                log.error("%s", exc)
+                await self.extensions.stop()
+                self.state = "stopped"
+                raise StartupError(str(exc)) from exc
             self.graph = pipeline.build(self.config, self.telemetry)
             self.graph.commit()
             started: list[tuple[str, Node, Component]] = []
@@ -94,6 +104,8 @@ class Service:
                 except Exception as exc:
                     log.error("cannot start %s: %s", name, exc)
                     await self._stop(list(reversed(started)), self.config.service.shutdown_timeout)
+                    await self.extensions.stop_metrics()
+                    await self.extensions.stop()
                     self.state = "stopped"
                     raise StartupError(f"cannot start {name}: {exc}") from exc
                 started.append((name, node, component))
@@ -106,6 +118,7 @@ class Service:
                 self.problems.append(f"admin endpoint: {exc}")
             self.state = "running"
             self.started_at = time.time()
+            self.extensions.set_ready(self.ready)
         summary = ", ".join(_count(len(parts), noun) for parts, noun in (
             (self.graph.pipelines, "pipeline"), (self.graph.receivers, "receiver"), (self.graph.exporters, "exporter")))
         log.info("Vigil is running: %s", summary)
@@ -119,12 +132,15 @@ class Service:
             return
         self.state = "stopping"
         self.notifier.stopping()
+        self.extensions.set_ready(False)
         async with self._lock:
             await self._stop(self.graph.shutdown_order(), self.config.service.shutdown_timeout)
             self.graph = None
         if self.admin is not None:
             await self.admin.stop()
             self.admin = None
+        await self.extensions.stop_metrics()
+        await self.extensions.stop()
         for task in [self._watchdog, *self._tasks]:
             if task is not None:
                 task.cancel()
@@ -186,12 +202,42 @@ class Service:
         self.state = "reloading"
         self.notifier.reloading()
         try:
-            return await self._apply(config)
+            try:
+                await self.extensions.reload(config)
+            except Exception as exc:
+                log.error("reload abandoned, still running the previous config: %s", exc)
+                return {"status": "failed", "problems": [str(exc)]}
+            result = await self._apply(config)
+            if result["status"] != "reloaded":
+                await self._restore_extensions()
+            else:
+                await self._serve_metrics_again(config)
+            return result
         finally:
             if self.state == "reloading":  # not when a shutdown began meanwhile
                 self.state = "running"
+                self.extensions.set_ready(self.ready)
             self.notifier.ready(f"running: {len(self.graph.pipelines)} pipelines"
                                 + (f"; not running: {'; '.join(self.problems)}" if self.problems else ""))
+
+    async def _restore_extensions(self) -> None:
+        try:
+            await self.extensions.reload(self.config)
+        except Exception as exc:
+            log.error("the previous config's extensions could not all start again: %s", exc)
+            self.problems.append(f"extensions: {exc}")
+
+    async def _serve_metrics_again(self, config: VigilConfig) -> None:
+        self.problems = [p for p in self.problems if not p.startswith("service.telemetry.metrics:")]
+        try:
+            await self.extensions.serve_metrics(config.service.telemetry.metrics.endpoints())
+        except OSError as exc:
+            log.error("%s", exc.strerror or exc)
+            self.problems.append(str(exc.strerror or exc))
+
+    def health_check_on_admin(self):
+        """The health_check extension the admin endpoint serves (its port is the admin's), or None."""
+        return self.extensions.health_check_on_admin()
 
     def _load(self) -> VigilConfig:
         if self._loader is not None:

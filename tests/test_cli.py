@@ -52,7 +52,7 @@ def test_components_lists_every_built_in_type():
         else:
             type_, _, rest = line.strip().partition(" ")
             current[type_] = rest.strip()
-    assert list(sections) == ["receivers", "processors", "exporters"]
+    assert list(sections) == ["receivers", "processors", "exporters", "extensions"]
     assert {"otlp"} <= set(sections["receivers"])
     assert {"batch", "resource"} <= set(sections["processors"])
     assert {"otlp", "otlphttp", "file", "debug"} <= set(sections["exporters"])

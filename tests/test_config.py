@@ -290,14 +290,14 @@ def test_from_dict_reports_every_problem_with_its_path():
 def test_from_dict_checks_components_even_when_the_document_is_malformed():
     raw = {"receivers": {"otlp": {"protocols": {"grpc": {"port": 4317}}}},
            "exporters": {"debug": {"verbosity": "loud"}},
-           "service": {"pipelines": {"traces": {"receivers": ["otlp"]}}}, "extensions": {}}
+           "service": {"pipelines": {"traces": {"receivers": ["otlp"]}}}, "extension": {}}
     with pytest.raises(ConfigError) as info:
         from_dict(raw)
     assert info.value.problems == [
         "receivers.otlp.protocols.grpc.port: unknown key",
         "exporters.debug.verbosity: Input should be 'basic', 'normal' or 'detailed' (got 'loud')",
         "service.pipelines.traces.exporters: required field is missing",
-        "extensions: unknown key",
+        "extension: unknown key",
     ]
 
 

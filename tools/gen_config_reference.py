@@ -227,7 +227,7 @@ def render() -> str:
         "",
     ]
     sections = []
-    for kind in (Kind.RECEIVER, Kind.PROCESSOR, Kind.EXPORTER):
+    for kind in (Kind.RECEIVER, Kind.PROCESSOR, Kind.EXPORTER, Kind.EXTENSION):
         factories = registry.factories(kind)
         parts.append(f"- {kind.section}: " + ", ".join(f"[`{t}`](#{kind.value}-{t})" for t in sorted(factories)))
         for type_ in sorted(factories):
@@ -240,8 +240,9 @@ def render() -> str:
                 "",
                 f"{factory.description[0].upper()}{factory.description[1:]}.",
                 "",
-                f"Pipelines: {signals}" + (f"; derives {emits} (list `{type_}` among that pipeline's receivers)"
-                                          if emits else "") + ".",
+                ("Runs when `service.extensions` lists it." if kind is Kind.EXTENSION else
+                 f"Pipelines: {signals}" + (f"; derives {emits} (list `{type_}` among that pipeline's receivers)"
+                                          if emits else "") + "."),
                 "",
                 table(factory.config_model),
                 "",

@@ -53,7 +53,7 @@ class AdminServer:
         self._refusal_logged_at = float("-inf")
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._same_origin_only])
+        app = web.Application(middlewares=[self._health_check, self._same_origin_only])
         app.router.add_get("/-/healthy", self._healthy)
         app.router.add_get("/-/ready", self._ready)
         app.router.add_post("/-/reload", self._reload)
@@ -80,6 +80,16 @@ class AdminServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _health_check(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        # A health_check extension on this endpoint's port answers at its path; at / a browser
+        # (asking for HTML) still gets the status page.
+        health = self._service.health_check_on_admin()
+        if (health is not None and request.method == "GET" and request.path == health.path
+                and not (health.path == "/" and "text/html" in request.headers.get("Accept", ""))):
+            return await health.handle(request)
+        return await handler(request)
 
     @web.middleware
     async def _same_origin_only(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -39,7 +39,8 @@ class QueueConfig(StrictModel):
     # requests: as the Collector by default; bytes (of each request on the wire) bounds memory
     # whatever the requests' size, the one to use against a slow backend; items: spans, points, records.
     sizer: Literal["requests", "items", "bytes"] = "requests"
-    # On disk instead of in memory; `storage:` alone turns it on with its defaults.
+    # On disk instead of in memory; `storage:` alone turns it on with its defaults. The Collector's
+    # form, a file_storage extension's id (`storage: file_storage/queues`), is `extension:` here.
     storage: StorageConfig | None = None
 
     @model_validator(mode="before")
@@ -47,6 +48,8 @@ class QueueConfig(StrictModel):
     def _empty_storage_means_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and "storage" in data and data["storage"] is None:
             return {**data, "storage": {}}
+        if isinstance(data, dict) and isinstance(data.get("storage"), str):
+            return {**data, "storage": {"extension": data["storage"]}}
         return data
 
     @model_validator(mode="after")
@@ -121,6 +124,9 @@ def make_queue(config: QueueConfig, state_dir: Path, exporter_id: str, telemetry
     """The queue `config` asks for; a persistent one lives in its own folder under `state_dir`."""
     if config.storage is None:
         return MemoryQueue(config.queue_size, config.sizer)
+    if config.storage.extension is not None and config.storage.directory is None:
+        # agent.config resolves the extension to a directory before any exporter is made.
+        raise ValueError(f"sending_queue.storage.extension {config.storage.extension!r} was not resolved")
     directory = (Path(config.storage.directory) if config.storage.directory
                  else Path(state_dir) / "queues" / safe_name(exporter_id))
     return PersistentQueue(config.storage, directory, telemetry, attrs, log)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from agent.configmodel import Duration, StrictModel
 from agent.errors import InvalidDataError, RefusedError
@@ -55,6 +55,9 @@ class StorageConfig(StrictModel):
 
     # Default: <service.state_dir>/queues/<exporter id>.
     directory: str | None = None
+    # A file_storage extension's id: the queue lives in exporter_<exporter id> under its directory.
+    # `storage: file_storage/NAME` (the Collector's form) means this.
+    extension: str | None = None
     max_size_mib: float = Field(256, gt=0)
     # Disk space is given back a segment at a time; capped at a quarter of max_size_mib.
     segment_size_mib: float = Field(8, gt=0)
@@ -66,6 +69,16 @@ class StorageConfig(StrictModel):
     # refuse: answer senders with the retryable code until there is room;
     # drop_oldest: make room by dropping the oldest requests not being sent.
     when_full: Literal["refuse", "drop_oldest"] = "refuse"
+
+    @model_validator(mode="after")
+    def _one_place(self) -> StorageConfig:
+        if self.extension is not None:
+            type_, slash, name = self.extension.partition("/")
+            if not type_ or (slash and not name):
+                raise ValueError(f"invalid extension id {self.extension!r}: expected 'type' or 'type/name'")
+            if self.directory is not None and "directory" in self.model_fields_set:
+                raise ValueError("set directory or extension, not both")
+        return self
 
 
 @dataclass
