@@ -13,7 +13,13 @@ each prediction's calibrated probability is the chance it is right.
   them, FN = Σ p over negative predictions give precision, recall and F1;
   ROC AUC is the AUC with each row counted as p positive and 1 − p negative;
 - multiclass, from the top-class confidence: cal(confidence) is the chance
-  the predicted class is right; their mean is the estimated accuracy.
+  the predicted class is right; their mean is the estimated accuracy. Per
+  class k: TP = Σ p over predictions of k, FP = Σ (1 − p) over them; a wrong
+  prediction of class j is a missed k with the share of the reference's wrong
+  predictions of j whose label was k (`error_confusion`), so FN = Σ (1 − p) ·
+  share over the other predictions. Precision, recall and F1 per class follow,
+  and their macro average (CBPE's confusion-matrix estimate, with the
+  reference's error structure in place of the per-class probabilities).
 
 The estimate is right on average when P(label | score) is the same as in the
 reference — when only the inputs' distribution moved (covariate shift). It
@@ -72,6 +78,9 @@ class PerformanceProfile:
     realized_std: dict[str, float] = field(default_factory=dict)
     window_rows: int = DEFAULT_WINDOW_ROWS
     labeled_rows: int = 0
+    # Multiclass: (classes x classes), row j: where the reference's wrong predictions of classes[j]
+    # belonged (shares of its labels, 0 on the diagonal); None: accuracy is estimated alone.
+    error_confusion: np.ndarray | None = None
 
     @property
     def can_estimate(self) -> bool:
@@ -170,8 +179,52 @@ def estimate(perf: PerformanceProfile, outputs: Outputs) -> dict[str, float]:
         if not usable.any():
             return {}
         p = perf.calibrate(outputs.confidence[usable])
-        return {"accuracy": float(p.mean()), "rows": int(usable.sum())}
+        out = {"accuracy": float(p.mean()), "rows": int(usable.sum())}
+        if perf.error_confusion is not None and outputs.predicted is not None:
+            out.update(_multiclass_estimate(perf, outputs.predicted[usable], p))
+        return out
     return {}
+
+
+def _multiclass_estimate(perf: PerformanceProfile, predicted: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Macro precision, recall and F1 from each prediction's chance of being right (module docstring)."""
+    index = {c: i for i, c in enumerate(perf.classes)}
+    k = len(perf.classes)
+    rows = np.array([index.get(c, -1) if c is not None else -1 for c in predicted.tolist()], dtype=np.intp)
+    known = rows >= 0
+    rows, p = rows[known], p[known]
+    if not rows.size:
+        return {}
+    tp = np.bincount(rows, weights=p, minlength=k)
+    predictions = np.bincount(rows, minlength=k).astype(float)
+    fp = predictions - tp
+    fn = (1.0 - p) @ perf.error_confusion[rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predictions > 0, tp / predictions, math.nan)
+        # A class neither predicted nor expected among the labels (half a row) is left out, as the
+        # realised macro average leaves out a class absent from the window.
+        expected = tp + fn
+        recall = np.where(expected >= 0.5, tp / expected, math.nan)
+        f1 = np.where((predictions > 0) | (expected >= 0.5), 2 * tp / (2 * tp + fp + fn), math.nan)
+    return {name: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+            for name, v in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+
+def error_confusion(classes: list[str], truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Row j: the shares of the labels of the wrong predictions of classes[j] (module docstring); a
+    class never wrong on the reference takes the shares of all wrong predictions."""
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    counts = np.zeros((k, k))
+    for t, q in zip(truth.tolist(), predicted.tolist()):
+        if t != q and t in index and q in index:
+            counts[index[q], index[t]] += 1
+    overall = counts.sum(axis=0)
+    out = np.empty((k, k))
+    for j in range(k):
+        row = counts[j] if counts[j].sum() > 0 else np.where(np.arange(k) == j, 0.0, overall + 1e-12)
+        out[j] = row / row.sum() if row.sum() > 0 else 0.0
+    return out
 
 
 def _binary_estimate(score: np.ndarray, p: np.ndarray, positive: np.ndarray) -> dict[str, float]:
@@ -259,6 +312,7 @@ def build(truth: RawColumn, outputs: Outputs, *, positive_class: str | None = No
             rows = labelled & present(outputs.predicted) & np.isfinite(confidence)
             correct = (labels[rows] == outputs.predicted[rows]).astype(float)
             perf.calibration = calibrations.fit(confidence[rows], correct, method, seed=seed)
+            perf.error_confusion = error_confusion(perf.classes, labels[rows], outputs.predicted[rows])
     else:
         return None
     usable = labelled & _has_prediction(perf, outputs)

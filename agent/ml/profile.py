@@ -206,7 +206,8 @@ def _performance_to_proto(p: PerformanceProfile) -> profile_pb2.PerformanceProfi
     message = profile_pb2.PerformanceProfile(
         problem=_PROBLEMS[p.problem], positive_class=p.positive_class, classes=p.classes, threshold=p.threshold,
         reference=p.reference, estimated=p.estimated, estimated_std=p.estimated_std,
-        realized_std=p.realized_std, window_rows=p.window_rows, labeled_rows=p.labeled_rows)
+        realized_std=p.realized_std, window_rows=p.window_rows, labeled_rows=p.labeled_rows,
+        error_confusion=[] if p.error_confusion is None else p.error_confusion.ravel().tolist())
     c = p.calibration
     if c is not None:
         message.calibration.CopyFrom(profile_pb2.Calibration(
@@ -227,9 +228,13 @@ def _performance_from_proto(m: profile_pb2.PerformanceProfile) -> PerformancePro
         c = m.calibration
         calibration = Calibration(method, np.array(c.x, dtype=float), np.array(c.y, dtype=float), c.brier_raw,
                                   c.brier_calibrated, c.folds, c.applied)
+    k = len(m.classes)
+    if m.error_confusion and len(m.error_confusion) != k * k:
+        raise ValueError(f"performance: error_confusion has {len(m.error_confusion)} values, not {k} x {k} classes")
+    confusion = np.array(m.error_confusion, dtype=float).reshape(k, k) if m.error_confusion else None
     return PerformanceProfile(problem, m.positive_class, list(m.classes), m.threshold, calibration,
                               dict(m.reference), dict(m.estimated), dict(m.estimated_std), dict(m.realized_std),
-                              m.window_rows, m.labeled_rows)
+                              m.window_rows, m.labeled_rows, confusion)
 
 
 def _column_to_proto(c: ColumnProfile) -> profile_pb2.ColumnProfile:

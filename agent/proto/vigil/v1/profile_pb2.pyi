@@ -160,7 +160,7 @@ class CategoricalProfile(_message.Message):
     def __init__(self, categories: _Optional[_Iterable[str]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PerformanceProfile(_message.Message):
-    __slots__ = ("problem", "positive_class", "classes", "threshold", "calibration", "reference", "estimated", "estimated_std", "realized_std", "window_rows", "labeled_rows")
+    __slots__ = ("problem", "positive_class", "classes", "threshold", "calibration", "reference", "estimated", "estimated_std", "realized_std", "window_rows", "labeled_rows", "error_confusion")
     class ReferenceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +200,7 @@ class PerformanceProfile(_message.Message):
     REALIZED_STD_FIELD_NUMBER: _ClassVar[int]
     WINDOW_ROWS_FIELD_NUMBER: _ClassVar[int]
     LABELED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CONFUSION_FIELD_NUMBER: _ClassVar[int]
     problem: ProblemType
     positive_class: str
     classes: _containers.RepeatedScalarFieldContainer[str]
@@ -211,7 +212,8 @@ class PerformanceProfile(_message.Message):
     realized_std: _containers.ScalarMap[str, float]
     window_rows: int
     labeled_rows: int
-    def __init__(self, problem: _Optional[_Union[ProblemType, str]] = ..., positive_class: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., threshold: _Optional[float] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., reference: _Optional[_Mapping[str, float]] = ..., estimated: _Optional[_Mapping[str, float]] = ..., estimated_std: _Optional[_Mapping[str, float]] = ..., realized_std: _Optional[_Mapping[str, float]] = ..., window_rows: _Optional[int] = ..., labeled_rows: _Optional[int] = ...) -> None: ...
+    error_confusion: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, problem: _Optional[_Union[ProblemType, str]] = ..., positive_class: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., threshold: _Optional[float] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., reference: _Optional[_Mapping[str, float]] = ..., estimated: _Optional[_Mapping[str, float]] = ..., estimated_std: _Optional[_Mapping[str, float]] = ..., realized_std: _Optional[_Mapping[str, float]] = ..., window_rows: _Optional[int] = ..., labeled_rows: _Optional[int] = ..., error_confusion: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Calibration(_message.Message):
     __slots__ = ("method", "x", "y", "brier_raw", "brier_calibrated", "folds", "applied")
