@@ -6,6 +6,11 @@ bench/estimates_vs_nannyml.py (NannyML is no test dependency)."""
 
 from __future__ import annotations
 
+import csv
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
@@ -123,3 +128,28 @@ def test_direct_loss_estimation_refuses_too_few_rows_and_skips_rows_without_a_pr
     predicted[:10] = np.nan
     assert estimates.estimate_loss(model, features, predicted)["rows"] == 90
     assert estimates.estimate_loss(model, features, np.full(100, np.nan)) == {}
+
+
+def test_vigil_analyze_estimates_a_regression_model_error_without_labels(tmp_path):
+    def write(name: str, seed: int, n: int, shift: float, labelled: bool) -> tuple:
+        features, predicted, truth = prices(seed, n, shift)
+        with open(tmp_path / name, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["age", "fuel", "price_pred"] + (["price"] if labelled else []))
+            for i in range(n):
+                out.writerow([repr(float(features["age"].numbers[i])), features["fuel"].strings[i],
+                              repr(float(predicted[i]))] + ([repr(float(truth[i]))] if labelled else []))
+        return tmp_path / name, np.abs(truth - predicted).mean()
+
+    reference, _ = write("reference.csv", 20, 8000, 0.0, True)
+    # The current file has its labels too, so the report's realised MAE checks the estimate (which
+    # reads the features and predictions only).
+    current, realized = write("current.csv", 21, 3000, 4.0, True)
+    result = subprocess.run([sys.executable, "-m", "agent", "analyze", "--reference", str(reference), "--current",
+                             str(current), "--prediction", "price_pred", "--label", "price", "--format", "json"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    p = json.loads(result.stdout)["chunks"][0]["performance"]
+    assert p["problem"] == "regression" and p["realized_mae"] == pytest.approx(realized)
+    assert p["estimated_mae"] == pytest.approx(realized, rel=0.05) and p["estimated_rmse"] > p["estimated_mae"]
+    assert p["realized_mae"] > 1.3 * np.abs(np.subtract(*prices(20, 8000)[2:0:-1])).mean()  # the error moved

@@ -154,7 +154,9 @@ def test_regression_reports_errors(tmp_path):
     assert p["realized_rmse"] == pytest.approx(skm.root_mean_squared_error(truth, pred))
     assert p["realized_mape"] == pytest.approx(skm.mean_absolute_percentage_error(truth, pred))
     assert not p["degraded"] and set(p["bounds"]) == {"realized_mae"}
-    assert not any(k.startswith("estimated_") for k in p)
+    # A labelled data reference also gives the label-free estimate (direct loss estimation), unbounded.
+    assert {k for k in p if k.startswith("estimated_")} == {"estimated_mae", "estimated_rmse"}
+    assert p["estimated_mae"] == pytest.approx(p["realized_mae"], rel=0.05)
 
 
 @pytest.mark.parametrize("args, message", [

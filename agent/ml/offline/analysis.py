@@ -61,12 +61,13 @@ def analyze(reference: Profile, chunks: Iterable[Table], config: DriftConfig) ->
 def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: int = 0, *,
                   slots: dict[str, str] | None = None, truth: RawColumn | None = None, sigma: float = 3.0,
                   watched: Sequence[str] = DEFAULT_WATCHED,
-                  multivariate: Multivariate | None = None) -> dict[str, Any]:
+                  multivariate: Multivariate | None = None, loss: Any = None) -> dict[str, Any]:
     """One chunk's report (the JSON contract's `chunks[i]`): drift and health of every reference column,
     and `performance` when the reference carries labels or `truth` (the chunk's labels) is given.
 
     `slots` maps the stored outputs (`ml.prediction.score`, …) to the chunk's columns (default: the
-    stored names). `multivariate` adds `drift.multivariate`."""
+    stored names). `multivariate` adds `drift.multivariate`; `loss` (a regression reference's
+    `estimates.LossModel`) the estimated MAE and RMSE."""
     # One view per column: drift and health share its masks and usable values, as the live processor does.
     views = drift.views(reference, table.columns, table.rows, config.sentinels)
     result = drift.evaluate(reference, table.columns, table.rows, config, views)
@@ -77,7 +78,12 @@ def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: 
     if reference.performance is not None or truth is not None:
         if slots is None:
             slots = {name: name for name in OUTPUTS if name in table.columns}
-        performance = performance_report(reference.performance, model_outputs(table, slots), truth, sigma, watched)
+        outputs = model_outputs(table, slots)
+        loss_estimate = None
+        if loss is not None and outputs.value is not None:
+            from agent.ml import estimates
+            loss_estimate = estimates.estimate_loss(loss, table.columns, outputs.value)
+        performance = performance_report(reference.performance, outputs, truth, sigma, watched, loss_estimate)
         if performance is not None:
             report["performance"] = performance
     return report
@@ -100,12 +106,14 @@ def chunk_report(index: int, rows: int, result: DriftResult, healths: dict[str, 
 
 
 def performance_report(perf: PerformanceProfile | None, outputs: performances.Outputs, truth: RawColumn | None,
-                       sigma: float = 3.0, watched: Sequence[str] = DEFAULT_WATCHED) -> dict[str, Any] | None:
+                       sigma: float = 3.0, watched: Sequence[str] = DEFAULT_WATCHED,
+                       loss_estimate: dict[str, float] | None = None) -> dict[str, Any] | None:
     """The `performance` object of a chunk: estimated and realised metrics, bounds, the verdict.
 
     Classification: `estimated_<m>` and `realized_<m>` for accuracy, precision, recall, f1 and roc_auc
     (precision/recall/f1 of the positive class for a binary model, macro averages otherwise), the
-    realised per-class metrics under `classes`. Regression: `realized_mae`, `_rmse`, `_mape`. A metric
+    realised per-class metrics under `classes`. Regression: `realized_mae`, `_rmse`, `_mape`, and
+    `estimated_mae`, `_rmse` from `loss_estimate` (direct loss estimation; no bound). A metric
     that cannot be had is null. `bounds` holds, per metric, the value past which it counts as degraded
     (from the reference's spread, when the reference had labels); `degraded` is true when a watched
     metric went past its bound, `degraded_metrics` names them. None when there is nothing to report.
@@ -114,7 +122,7 @@ def performance_report(perf: PerformanceProfile | None, outputs: performances.Ou
     realized: Any = None
     if truth is not None and (~truth.is_missing).any():
         realized = performances.evaluate_labels(perf, truth, outputs)
-    if not estimate and realized is None:
+    if not estimate and realized is None and not loss_estimate:
         return None
     regression = (perf is not None and perf.problem == performances.REGRESSION) or \
         (perf is None and isinstance(realized, dict))
@@ -137,6 +145,9 @@ def performance_report(perf: PerformanceProfile | None, outputs: performances.Ou
     if regression:
         for name in REGRESSION_METRICS:
             report[f"realized_{name}"] = number(summary.get(name))
+        if loss_estimate is not None:
+            for name in ("mae", "rmse"):
+                report[f"estimated_{name}"] = number(loss_estimate.get(name))
     else:
         for name in CLASSIFICATION_METRICS:
             report[f"estimated_{name}"] = number(estimate.get(name))

@@ -93,7 +93,7 @@ def analyze(args: argparse.Namespace) -> int:
     elif args.label and args.label not in current.columns:
         raise OfflineError(f"{unknown([args.label])} in --label: {args.current} has columns "
                            f"{listing(current.columns)} (or give the labels with --current-labels FILE)")
-    profile, where = _reference_profile(args, roles, features, config)
+    profile, where, loss = _reference_profile(args, roles, features, config)
     reference = reference_view(profile, current.columns, features=features, roles=roles, where=where,
                                current=args.current)
     for warning in reference.warnings:
@@ -119,7 +119,7 @@ def analyze(args: argparse.Namespace) -> int:
         elif args.label:
             truth = table.columns[args.label]
         chunk = analyze_chunk(reference.profile, table, config, index, slots=reference.slots, truth=truth,
-                              sigma=args.sigma, multivariate=multivariate)
+                              sigma=args.sigma, multivariate=multivariate, loss=loss)
         result["chunks"].append(chunk)
         if stream_table:
             sys.stdout.write("\n" + report.format_chunk(chunk, start, methods, config.drift_share))
@@ -145,9 +145,10 @@ def analyze(args: argparse.Namespace) -> int:
 
 
 def _reference_profile(args: argparse.Namespace, roles: Roles, features: list[str],
-                       config: DriftConfig) -> tuple[profiles.Profile, str]:
-    """The reference of `vigil analyze`: its profile file, or a profile built from its data file; and
-    how messages name it."""
+                       config: DriftConfig) -> tuple[profiles.Profile, str, Any]:
+    """The reference of `vigil analyze`: its profile file, or a profile built from its data file; how
+    messages name it; and a regression model's loss models (`agent.ml.estimates`; None unless the
+    reference is a labelled data file)."""
     if is_profile_file(args.reference):
         profile = load_profile(args.reference)
         ignored = [o for o, v in (("--categorical", args.categorical), ("--numeric", args.numeric),
@@ -157,7 +158,7 @@ def _reference_profile(args: argparse.Namespace, roles: Roles, features: list[st
                    if v]
         if ignored:
             _warn(f"{', '.join(ignored)} ignored: the reference is a profile")
-        return profile, f"profile {args.reference}"
+        return profile, f"profile {args.reference}", None
     data = open_data(args.reference)
     if args.embedding and args.embedding not in data.columns:
         raise OfflineError(f"{unknown([args.embedding])} in --embedding: {args.reference} has columns "
@@ -178,7 +179,23 @@ def _reference_profile(args: argparse.Namespace, roles: Roles, features: list[st
                             window_rows=args.window_rows or args.chunk_size,
                             multivariate=tuple(filter(None, [args.multivariate])),
                             multivariate_sample=args.multivariate_sample)
-    return profile, args.reference
+    return profile, args.reference, _loss_models(profile, table, reference_roles)
+
+
+def _loss_models(profile: profiles.Profile, table, roles: Roles):
+    """A labelled regression reference's loss models, for the estimated MAE and RMSE."""
+    perf = profile.performance
+    if perf is None or perf.problem != "regression" or not roles.label or not roles.prediction:
+        return None
+    try:
+        from agent.ml import estimates
+        return estimates.fit_loss({n: table.columns[n] for n in profile.features},
+                                  table.columns[roles.prediction].numbers, table.columns[roles.label].numbers)
+    except ImportError:
+        _warn("no estimated MAE and RMSE: direct loss estimation needs scikit-learn (pip install scikit-learn)")
+    except ValueError as exc:
+        _warn(f"no estimated MAE and RMSE: {exc}")
+    return None
 
 
 def _read_blocks(data, names: Sequence[str], embedding: str | None, chunk_rows: int | None = None):
