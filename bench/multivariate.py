@@ -18,8 +18,14 @@ numeric features only), chunks of `--chunk-size` rows, fitted on its reference p
 analysis period; Vigil's `fit` on the same reference and `test` on the same chunks. Printed: the
 largest difference in the per-chunk reconstruction error, both thresholds, both verdicts.
 
+False alarms (`--false-alarms`): `--references` references of 3,000 rows of 6 correlated features
+(the case a fixed sample gets wrong), 60 no-drift windows of 1,000 rows each: mmd's false alarms
+per reference at the defaults, and what the same windows would give with the former rule (p below
+alpha and MMD² >= 0.005, no margin).
+
     .venv-bench/bin/python bench/multivariate.py
     .venv/bin/python bench/multivariate.py --skip-nannyml
+    .venv/bin/python bench/multivariate.py --false-alarms --references 30
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ parser.add_argument("--repeat", type=int, default=15, help="rounds per figure (m
 parser.add_argument("--blas-threads", type=int, default=1, help="BLAS threads (OPENBLAS/OMP/MKL_NUM_THREADS)")
 parser.add_argument("--chunk-size", type=int, default=5000, help="rows per chunk in the NannyML comparison")
 parser.add_argument("--skip-nannyml", action="store_true")
+parser.add_argument("--false-alarms", action="store_true", help="only the no-drift sweep")
+parser.add_argument("--references", type=int, default=30, help="references in the no-drift sweep")
 args = parser.parse_args()
 for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[name] = str(args.blas_threads)
@@ -133,7 +141,31 @@ def bench_nannyml() -> None:
     print(f"  largest difference in the error: {difference:.2e}; verdicts agree on {agree} of {len(ours)} chunks")
 
 
+def bench_false_alarms() -> None:
+    dims = 6
+    cov = np.full((dims, dims), 0.8)
+    np.fill_diagonal(cov, 1.0)
+
+    def features(seed: int, n: int) -> np.ndarray:
+        return np.random.default_rng(seed).multivariate_normal(np.zeros(dims), cov, size=n) * np.arange(1, dims + 1)
+
+    ours, former = [], []
+    for r in range(args.references):
+        reference = mv.fit(features(r, 3000), (mv.MMD,), seed=r)
+        results = [mv.test(reference, mv.MMD, features(10 ** 6 + 1000 * r + w, 1000), seed=w) for w in range(60)]
+        ours.append(sum(x.drifted for x in results))
+        former.append(sum(x.p_value < mv.Settings().alpha and x.statistic >= 0.005 for x in results))
+    windows = 60 * args.references
+    print(f"mmd false alarms, {args.references} references x 60 no-drift windows of 1000 rows (6 features):")
+    print(f"  defaults (margin, MMD² floor {mv.Settings().min_mmd2}): {sum(ours)} of {windows}, "
+          f"worst reference {max(ours)} of 60")
+    print(f"  former rule (floor 0.005, no margin):  {sum(former)} of {windows}, worst reference {max(former)} of 60")
+
+
 if __name__ == "__main__":
+    if args.false_alarms:
+        bench_false_alarms()
+        sys.exit(0)
     print(f"BLAS threads: {args.blas_threads}; medians of {args.repeat} rounds")
     bench_mmd()
     bench_reconstruction()

@@ -181,14 +181,15 @@ def test_false_alarms_stay_under_one_percent_of_no_drift_windows(generate):
 
 def test_no_reference_sample_makes_large_windows_drift():
     # The case a fixed sample gets wrong: windows of 1,000 rows (the test reads 500) against one
-    # sample, many of them (before the margin one of ten references gave 4 false alarms in 100 such
-    # windows); each reference here must stay at 1 in 40 or under, all together under 1 %.
+    # sample, many of them. With a floor of 0.005 and no margin one of ten references gave 4 false
+    # alarms in 100 such windows, and these 400 windows 1; the defaults give none (nor in 1,800 more
+    # windows over 30 other references: bench/multivariate.py --false-alarms).
     alarms = []
     for r in range(10):
         reference = mv.fit(features(100 + r, 3000), (mv.MMD,), seed=r)
         alarms.append(sum(mv.test(reference, mv.MMD, features(20_000 + 100 * r + w, 1000), seed=w).drifted
                           for w in range(40)))
-    assert sum(alarms) <= 4 and max(alarms) <= 1, alarms
+    assert sum(alarms) == 0, alarms
 
 
 def test_a_correlation_change_is_caught_where_the_columns_see_none():
