@@ -184,7 +184,8 @@ def write_columns(rm: ResourceMetrics, model: Mapping[str, str], profile: Profil
 def write_estimate(rm: ResourceMetrics, model: Mapping[str, str], perf: PerformanceProfile,
                    estimate: Mapping[str, float], sigma: float, watched: list[str]) -> bool:
     """The estimated metrics of a window, their bounds and the verdict; returns it."""
-    positive = {CLASS: perf.positive_class} if perf.problem == performance.BINARY else {}
+    # Precision, recall and F1: of the positive class (binary), else the macro average, as realised.
+    positive = {CLASS: perf.positive_class} if perf.problem == performance.BINARY else {AVERAGE: "macro"}
     for name, spec in ESTIMATED.items():
         value = estimate.get(name, math.nan)
         if math.isfinite(value):
