@@ -135,3 +135,25 @@ async def test_off_by_default_and_a_model_without_embeddings_says_why(tmp_path: 
     found = entry["multivariate"]
     assert not found["tested"] and found["reason"] == "the reference has no mmd fit on its embedding"
     assert verdict["status"] in ("ok", "degraded") and not any("multivariate" in r for r in verdict["reasons"])
+
+
+def test_a_window_keeps_its_embeddings_bounded_and_of_one_width():
+    from types import SimpleNamespace
+
+    from agent.processors.ml.config import MultivariateConfig
+    from agent.processors.ml.multivariate import Vectors, batch_vectors
+
+    vectors = Vectors()
+    assert vectors.joined() is None
+    vectors.add(np.ones((3, 4)))
+    vectors.add(None)  # a batch without any
+    vectors.add(np.ones((2, 5)))  # another width than the window's first: missing rows
+    joined = vectors.joined()
+    assert joined.shape == (5, 4) and np.isnan(joined[3:]).all() and (joined[:3] == 1).all()
+    config = MultivariateConfig(method="mmd", max_dims=8, models={"legacy": "off"})
+    wide, narrow = SimpleNamespace(embeddings=np.ones((2, 9))), SimpleNamespace(embeddings=np.ones((2, 8)))
+    assert batch_vectors(config, "search", wide) is None  # wider than max_dims: not kept
+    assert batch_vectors(config, "search", narrow) is narrow.embeddings
+    assert batch_vectors(config, "legacy", narrow) is None  # off for this model
+    assert batch_vectors(MultivariateConfig(method="mmd", input="features"), "search", narrow) is None
+    assert batch_vectors(config, "search", SimpleNamespace()) is None  # a reader without embeddings
