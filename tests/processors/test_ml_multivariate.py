@@ -157,3 +157,18 @@ def test_a_window_keeps_its_embeddings_bounded_and_of_one_width():
     assert batch_vectors(config, "legacy", narrow) is None  # off for this model
     assert batch_vectors(MultivariateConfig(method="mmd", input="features"), "search", narrow) is None
     assert batch_vectors(config, "search", SimpleNamespace()) is None  # a reader without embeddings
+
+
+def test_a_bad_setting_is_refused_by_name():
+    import pytest
+    from pydantic import ValidationError
+
+    from agent.processors.ml.config import MlProcessorConfig
+
+    for settings, field in (({"method": "energy"}, "drift.multivariate.method"),
+                            ({"models": {"fraud": "pca"}}, "drift.multivariate.models.fraud"),
+                            ({"input": "tensor"}, "drift.multivariate.input"),
+                            ({"max_dims": 1}, "drift.multivariate.max_dims"),
+                            ({"window": 5}, "drift.multivariate.window")):
+        with pytest.raises(ValidationError, match=field.replace(".", r"\.")):
+            MlProcessorConfig.model_validate({"drift": {"multivariate": settings}})
