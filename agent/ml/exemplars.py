@@ -73,8 +73,8 @@ class Traces:
 
 def has_trace(trace_ids: np.ndarray) -> np.ndarray:
     """Rows whose trace id is set (an all-zero id is no id, as OTLP says)."""
-    raw = np.ascontiguousarray(trace_ids).view(np.uint8).reshape(trace_ids.size, -1)
-    return raw.any(axis=1)
+    raw = np.ascontiguousarray(trace_ids, dtype=TRACE_ID).view(np.uint64).reshape(trace_ids.size, 2)
+    return (raw[:, 0] | raw[:, 1]) != 0
 
 
 def join(parts: Sequence[tuple[int, Traces | None]]) -> Traces | None:
@@ -166,11 +166,18 @@ def column_exemplars(reference: ColumnProfile, view: ColumnView, health: ColumnH
     numeric_sentinels = [s for s in view.sentinels if isinstance(s, (int, float)) and not isinstance(s, bool)]
     is_sentinel = equals_any(x, numeric_sentinels) if numeric_sentinels else np.zeros(x.size, dtype=bool)
     shares = health.as_dict()
+    made: dict[int, Exemplar] = {}  # a row is often the exemplar of several points
+
+    def exemplar(row: int) -> Exemplar:
+        e = made.get(row)
+        if e is None:
+            e = made[row] = traces.exemplar(row, x[row])
+        return e
 
     def hits(name: str, mask: np.ndarray) -> None:
         rows = np.flatnonzero(mask & has)[-limit:]  # the latest ones
         if rows.size:
-            out.health[name] = [traces.exemplar(r, x[r] if math.isfinite(x[r]) else shares[name])
+            out.health[name] = [exemplar(r) if math.isfinite(x[r]) else traces.exemplar(r, shares[name])
                                 for r in rows.tolist()]
 
     if shares["missing"]:
@@ -199,21 +206,31 @@ def column_exemplars(reference: ColumnProfile, view: ColumnView, health: ColumnH
     width = max(reference.max - reference.min, abs(reference.max), 1e-12)
     with np.errstate(invalid="ignore"):
         far = np.maximum(reference.min - x, x - reference.max) / width
-    usable = has & view.is_number & ~is_sentinel & ~np.isnan(far)
-    if not usable.any():
+    usable = has & view.is_number & ~is_sentinel
+    candidates = int(np.count_nonzero(usable))
+    if not candidates:
         return out
-    rows = np.flatnonzero(usable)
+    # The furthest-out candidates only (argpartition, not a sort of the window): enough for `limit`
+    # per point and one per bin.
+    far[~usable] = -math.inf
+    keep = min(candidates, _CANDIDATES * limit)
+    rows = np.argpartition(far, far.size - keep)[far.size - keep:] if far.size > keep else np.arange(far.size)
+    rows = rows[far[rows] > -math.inf]
     order = rows[np.argsort(-far[rows], kind="stable")]  # furthest out first
-    out.drift = [traces.exemplar(r, x[r]) for r in order[:limit].tolist()]
+    out.drift = [exemplar(r) for r in order[:limit].tolist()]
     outside = order[far[order] > 0][:limit]
-    out.out_of_range = [(float(far[r]), traces.exemplar(r, x[r])) for r in outside.tolist()]
+    out.out_of_range = [(float(far[r]), exemplar(r)) for r in outside.tolist()]
     if outside.size:
         out.health["out_of_range"] = [e for _, e in out.out_of_range]
     if reference.bin_edges.size:
         finite = order[np.isfinite(x[order])]
-        buckets, first = np.unique(np.searchsorted(reference.bin_edges, x[finite], side="left"), return_index=True)
-        best = finite[np.sort(first)][:limit]  # one per bin, the bins' furthest-out rows, furthest first
-        out.values = [traces.exemplar(r, x[r]) for r in best.tolist()]
+        seen: set[int] = set()
+        for row, bucket in zip(finite.tolist(), np.searchsorted(reference.bin_edges, x[finite], side="left").tolist()):
+            if bucket not in seen:  # one per bin: its furthest-out row, furthest first
+                seen.add(bucket)
+                out.values.append(exemplar(row))
+                if len(out.values) == limit:
+                    break
     return out
 
 
@@ -239,6 +256,9 @@ def window_exemplars(references: Mapping[str, ColumnProfile], views: Mapping[str
     out.model = [out.columns[name].drift[0]._replace(attributes={FEATURE_NAME: name})
                  for name in drifted if name in out.columns and out.columns[name].drift][:limit]
     return out
+
+
+_CANDIDATES = 16  # rows looked at per exemplar a column's point may carry
 
 
 def _strings_in(strings: np.ndarray, names: set[str]) -> np.ndarray:
