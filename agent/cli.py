@@ -157,5 +157,5 @@ def _components(_: argparse.Namespace) -> int:
         print(f"{kind.section}:")
         for type_, factory in factories:
             signals = ", ".join(s.value for s in sorted(factory.signals, key=lambda s: s.value))
-            print(f"  {type_:<{width}}  {factory.description} [{signals}]")
+            print(f"  {type_:<{width}}  {factory.description}" + (f" [{signals}]" if signals else ""))
     return 0

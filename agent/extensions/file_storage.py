@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.component import Factory, Kind, Settings
 from agent.configmodel import Duration, StrictModel
@@ -43,6 +43,13 @@ class FileStorageConfig(StrictModel):
     create_directory: bool = False
     directory_permissions: str = "0750"
     recreate: bool = False
+
+    @field_validator("directory_permissions")
+    @classmethod
+    def _octal(cls, value: str) -> str:
+        if not (value.isdigit() and set(value) <= set("01234567") and int(value, 8) <= 0o7777):
+            raise ValueError("must be an octal mode such as 0750")
+        return value
 
     def warnings(self) -> list[str]:
         out = []
