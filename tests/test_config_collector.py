@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import aiohttp
 import pytest
 import yaml
 
-from agent import config as config_module
+from agent import config as config_module, logs
 from tests.conftest import free_port, otlp_receiver_config, running_vigil
 from tests.otlp_data import send_span_batches
 from tests.vigil_cli import run_cli
@@ -187,9 +188,6 @@ def test_logs_initial_fields_and_output_paths_reach_the_log_file(tmp_path):
         "encoding": "json", "initial_fields": {"host.role": "inference"}, "output_paths": [str(log_file)]}})))
     result = run_cli("validate", "-c", str(config_path))
     assert result.returncode == 0, result.stderr
-    from agent import logs
-    import logging
-
     logs.setup(config_module.load(config_path).service.telemetry.logs)
     try:
         logging.getLogger("vigil.test").warning("hello")
