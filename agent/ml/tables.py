@@ -334,31 +334,60 @@ class TableFile:
 
     def _parquet_file(self):
         try:
+            import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
             raise DataError(f"{self.path}: reading Parquet needs pyarrow, which is not installed "
                             "(pip install pyarrow), or give the data as CSV") from None
         try:
-            return pq.ParquetFile(self.path)
+            # String columns dictionary-encoded, as Parquet mostly stores them: each distinct value is
+            # then made a Python str once per chunk, not once per row.
+            strings = [f.name for f in pq.read_schema(self.path)
+                       if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            # pre_buffer=False: a pre-buffered file keeps every row group's bytes read so far until it
+            # is closed (apache/arrow#39808), memory growing with the file instead of one chunk's worth.
+            return pq.ParquetFile(self.path, pre_buffer=False, read_dictionary=strings)
         except Exception as exc:  # pyarrow raises its own error types for a bad file
             raise DataError(f"{self.path}: not a readable Parquet file ({exc})") from None
 
     def _parquet_columns(self) -> list[str]:
         return list(self._parquet_file().schema_arrow.names)
 
-    def _parquet_blocks(self, names: Sequence[str], block_rows: int, vectors: Sequence[str] = ()) -> Iterator[Table]:
+    def _parquet_blocks(self, names: Sequence[str], chunk_rows: int | None, vectors: Sequence[str] = ()) -> Iterator[Table]:
+        """Tables of `chunk_rows` rows (the whole file when None): the record batches are joined
+        in arrow, where that is cheap, and each chunk's columns converted once."""
+        import pyarrow as pa
+
         file = self._parquet_file()
         total = file.metadata.num_rows
         progress = Progress(f"reading {self.path.name}", total) if self.progress else None
-        done = 0
+        done = read = 0  # rows yielded, rows read
+        wanted = list(dict.fromkeys([*names, *vectors]))
+        pending: list = []
+        held = 0
+
+        def table_of(batches) -> Table:
+            joined = pa.Table.from_batches(batches, schema=batches[0].schema)
+            return Table({name: arrow_column(joined.column(name)) for name in names}, joined.num_rows,
+                         {name: arrow_vectors(name, joined.column(name), done + 1) for name in vectors})
+
         try:
-            for batch in file.iter_batches(batch_size=block_rows, columns=list(dict.fromkeys([*names, *vectors]))):
-                columns = {name: arrow_column(batch.column(name)) for name in names}
-                parsed = {name: arrow_vectors(name, batch.column(name), done + 1) for name in vectors}
-                done += batch.num_rows
+            for batch in file.iter_batches(batch_size=min(chunk_rows or _BLOCK_ROWS, _BLOCK_ROWS), columns=wanted):
+                pending.append(batch)
+                held += batch.num_rows
+                read += batch.num_rows
                 if progress is not None:
-                    progress.update(done, done)
-                yield Table(columns, batch.num_rows, parsed)
+                    progress.update(read, read)
+                while chunk_rows is not None and held >= chunk_rows:
+                    # Only the rest of the last batch stays pending: a slice of it is a view, not a copy.
+                    cut = batch.num_rows - (held - chunk_rows)
+                    rest = batch.slice(cut)
+                    pending[-1] = batch.slice(0, cut)
+                    yield table_of(pending)
+                    done += chunk_rows
+                    pending, held, batch = ([rest] if rest.num_rows else []), rest.num_rows, rest
+            if pending:
+                yield table_of(pending)
         except DataError as exc:
             raise DataError(f"{self.path}: {exc}") from None
         except Exception as exc:
@@ -379,8 +408,10 @@ class TableFile:
         unknown = [n for n in [*names, *vectors] if n not in self.columns]
         if unknown:
             raise DataError(f"{self.path}: no column {', '.join(map(repr, unknown))}")
-        block_rows = min(chunk_rows or _BLOCK_ROWS, _BLOCK_ROWS)
-        raw = (self._parquet_blocks if self.is_parquet else self._csv_blocks)(names, block_rows, vectors)
+        if self.is_parquet:
+            raw = self._parquet_blocks(names, chunk_rows, vectors)  # already in chunks of `chunk_rows`
+        else:
+            raw = self._csv_blocks(names, min(chunk_rows or _BLOCK_ROWS, _BLOCK_ROWS), vectors)
         yielded = False
         try:
             for table in _rechunk(raw, names, chunk_rows, vectors):
@@ -417,18 +448,20 @@ def arrow_column(array) -> RawColumn:
     """A pyarrow array (or chunked array) as a RawColumn."""
     import pyarrow as pa
 
+    kind = array.type.value_type if pa.types.is_dictionary(array.type) else array.type
+    n = len(array)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+        numbers = [_float64_values((c.dictionary_decode() if pa.types.is_dictionary(c.type) else c)
+                                   .cast(pa.float64())) for c in chunks]
+        return RawColumn(numbers[0] if len(numbers) == 1 else np.concatenate([np.empty(0), *numbers]),
+                         np.full(n, None, dtype=object))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return RawColumn(np.full(n, math.nan), _string_values(array))
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
-    kind = array.type
-    n = len(array)
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return RawColumn(_float64_values(array.cast(pa.float64())), np.full(n, None, dtype=object))
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        strings = np.empty(n, dtype=object)
-        strings[:] = array.to_pylist()
-        return RawColumn(np.full(n, math.nan), strings)
     if pa.types.is_temporal(kind):
         return arrow_column(array.cast(pa.string()))
     if pa.types.is_null(kind):
@@ -442,6 +475,8 @@ def arrow_vectors(name: str, array, first_row: int = 1) -> np.ndarray:
 
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
+    if pa.types.is_dictionary(array.type):  # JSON text, as the Parquet reader gives string columns
+        array = array.dictionary_decode()
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return parse_vectors(name, array.to_pylist(), first_row)
@@ -468,6 +503,43 @@ def arrow_vectors(name: str, array, first_row: int = 1) -> np.ndarray:
     if width:
         out[present] = values[starts[:, None] + np.arange(width)]
     return out
+
+
+def _string_values(array) -> np.ndarray:
+    """A pyarrow string column as an object array, None where null. A dictionary-encoded one (as
+    the Parquet reader gives string columns) makes each distinct string a Python str once."""
+    import pyarrow as pa
+
+    out = np.empty(len(array), dtype=object)
+    start = 0
+    for chunk in (array.chunks if isinstance(array, pa.ChunkedArray) else [array]):
+        n = len(chunk)
+        if pa.types.is_dictionary(chunk.type):
+            words = np.empty(len(chunk.dictionary) + 1, dtype=object)  # the last one: None, for nulls
+            words[:-1] = chunk.dictionary.to_pylist()
+            codes = _int_values(chunk.indices)
+            if chunk.null_count:
+                codes = np.where(_validity(chunk), codes, len(chunk.dictionary))
+            out[start:start + n] = words[codes]
+        else:
+            out[start:start + n] = chunk.to_pylist()
+        start += n
+    return out
+
+
+def _int_values(array) -> np.ndarray:
+    """A pyarrow integer array's values as numpy, from its buffer (see `_float64_values`); null slots
+    hold anything."""
+    import pyarrow as pa
+
+    dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(array.type) else 'u'}{array.type.bit_width // 8}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+def _validity(array) -> np.ndarray:
+    """True where a pyarrow array (with nulls) has a value."""
+    bits = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")
+    return bits[array.offset:array.offset + len(array)].astype(bool)
 
 
 def _float64_values(array) -> np.ndarray:
