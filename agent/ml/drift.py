@@ -24,7 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
-from agent.ml import statistics, stats
+from agent.ml import parallel, statistics, stats
 from agent.ml.columns import ColumnView, RawColumn
 from agent.ml.config import DriftConfig
 from agent.ml.profile import CATEGORICAL, NUMERIC, ColumnProfile, Profile
@@ -127,8 +127,9 @@ def evaluate(profile: Profile, window: Mapping[str, RawColumn], rows: int, confi
     """
     if column_views is None:
         column_views = views(profile, window, rows, config.sentinels)
-    results = {name: test_column(reference, column_views[name], config)
-               for name, reference in profile.columns().items()}
+    columns = profile.columns()
+    results = dict(zip(columns, parallel.map_columns(
+        lambda item: test_column(item[1], column_views[item[0]], config), columns.items(), rows)))
     p_values = np.array([r.p_value if r.tested else math.nan for r in results.values()])
     adjusted = stats.adjust_p_values(p_values, config.correction)
     for result, p_adjusted in zip(results.values(), adjusted):

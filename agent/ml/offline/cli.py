@@ -38,6 +38,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--version", default="", help="model version")
     _column_arguments(build)
     _profile_arguments(build)
+    _threads_argument(build)
     build.add_argument("--multivariate", choices=("mmd", "reconstruction", "all"),
                        help="also keep what `vigil analyze --multivariate` needs: the fit of mmd, of reconstruction "
                        "or of both, on the --embedding column, else on the numeric features jointly (default: none)")
@@ -90,6 +91,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                      "of its spread on reference windows worse than on the reference (default 3)")
     reference_options = analyze_.add_argument_group("reference built from a data file (ignored for a profile)")
     _profile_arguments(reference_options)
+    _threads_argument(analyze_)
     analyze_.add_argument("--format", choices=("table", "json"), default="table",
                           help="table for people; json: a stable contract, with p_value the corrected "
                           "p-value the decision used (null when the column was not tested) and null for "
@@ -137,6 +139,11 @@ def _profile_arguments(parser) -> None:
                         "reference rows kept for the test (default 2000)")
 
 
+def _threads_argument(parser) -> None:
+    parser.add_argument("--threads", type=_positive_int, metavar="N", help="threads working on the columns of "
+                        "a large table at once (default: one per core, at most 8; the results are the same)")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -152,8 +159,11 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
     one-line message on stderr and exit status 1."""
     def run(args: argparse.Namespace) -> int:
         try:
+            from agent.ml import parallel
             from agent.ml.offline import commands  # numpy, scipy, protobuf: only for a command that runs
 
+            if getattr(args, "threads", None):
+                parallel.set_threads(args.threads)
             return getattr(commands, name)(args)
         except OfflineError as exc:
             print(f"vigil: error: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from agent.ml import multivariate as mv, performance as performances, profile as profiles
+from agent.ml import multivariate as mv, parallel, performance as performances, profile as profiles
 from agent.ml.columns import RawColumn
 from agent.ml.offline.errors import OfflineError, listing, unknown
 from agent.ml.performance import Outputs
@@ -95,7 +95,8 @@ def build_profile(table: Table, *, columns: Sequence[str] | None = None, model: 
         return profiles.build_column(name, table.columns[column], kind=kind, bins=bins,
                                      reservoir_size=reservoir, seed=seed, sentinels=sentinels)
 
-    feature_profiles = {name: build(name, name, kinds.get(name)) for name in chosen}
+    feature_profiles = dict(zip(chosen, parallel.map_columns(lambda name: build(name, name, kinds.get(name)),
+                                                              chosen, table.rows)))
     predictions = {}
     slots = {}
     for option, column in outputs.items():
