@@ -160,6 +160,7 @@ class MlEngine(Windows):
                 continue
             state.requests += found.rows
             outputs = found.outputs()
+            # Read with getattr: a source that gives no trace_ids / span_ids (b"" rows) gives no exemplars.
             traces = (Traces.of(getattr(found, "trace_ids", None), getattr(found, "span_ids", None), found.rows,
                                  now_ns) if self._exemplars else None)
             state.traffic.add(found, outputs, traces)
