@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from agent.ml import drift, health, multivariate as mv, performance as performances, statistics
+from agent.ml import drift, health, multivariate as mv, parallel, performance as performances, statistics
 from agent.ml.columns import RawColumn
 from agent.ml.config import DriftConfig
 from agent.ml.drift import DriftResult
@@ -71,7 +71,9 @@ def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: 
     # One view per column: drift and health share its masks and usable values, as the live processor does.
     views = drift.views(reference, table.columns, table.rows, config.sentinels)
     result = drift.evaluate(reference, table.columns, table.rows, config, views)
-    healths = {name: health.column_health(column, views[name]) for name, column in reference.columns().items()}
+    profiled = reference.columns()
+    healths = dict(zip(profiled, parallel.map_columns(lambda item: health.column_health(item[1], views[item[0]]),
+                                                     profiled.items(), table.rows)))
     report = chunk_report(index, table.rows, result, healths)
     if multivariate is not None:
         report["drift"]["multivariate"] = multivariate.run(table, config.sentinels, seed=index)
