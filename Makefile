@@ -36,7 +36,7 @@ demo: $(VENV)/.examples-deps
 # Chromium (the status page), openssl (certificates for the TLS tests). apt-get runs only for what is missing
 # (CI runs as root on Debian). TEST_DEB_LIBS, checked by package rather than by command: python3-venv for
 # Triton's venv and Debian's libpython, which Triton's Python-backend stub embeds.
-TEST_DEBS := systemd-analyze:systemd prometheus:prometheus chromium:chromium openssl:openssl
+TEST_DEBS := systemd-analyze:systemd prometheus:prometheus alertmanager:prometheus-alertmanager chromium:chromium openssl:openssl
 DEBIAN_PYTHON := /usr/bin/python3
 TEST_DEB_LIBS = python3-venv libpython$(shell $(DEBIAN_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3.11)
 test-debs:
