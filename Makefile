@@ -32,11 +32,12 @@ $(VENV)/.examples-deps: pyproject.toml setup.py agent/_otlpscan.c $(BIN)/vigil
 demo: $(VENV)/.examples-deps
 	$(BIN)/python examples/inference_app/demo.py --quick $(DEMO_ARGS)
 
-# Debian packages some tests run for real: systemd-analyze (the unit), Prometheus (scraping Vigil),
-# Chromium (the status page), openssl (certificates for the TLS tests). apt-get runs only for what is missing
+# Debian packages some tests run for real: systemd-analyze (the unit), Prometheus (scraping Vigil), Alertmanager
+# (receiving Vigil's alerts), Chromium (the status page), openssl (certificates for the TLS tests). apt-get runs
+# only for what is missing
 # (CI runs as root on Debian). TEST_DEB_LIBS, checked by package rather than by command: python3-venv for
 # Triton's venv and Debian's libpython, which Triton's Python-backend stub embeds.
-TEST_DEBS := systemd-analyze:systemd prometheus:prometheus alertmanager:prometheus-alertmanager chromium:chromium openssl:openssl
+TEST_DEBS := systemd-analyze:systemd prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager chromium:chromium openssl:openssl
 DEBIAN_PYTHON := /usr/bin/python3
 TEST_DEB_LIBS = python3-venv libpython$(shell $(DEBIAN_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3.11)
 test-debs:
