@@ -29,6 +29,7 @@ from agent.ml.traffic import Traffic
 from agent.ml.vocabulary import PREDICTION_LABEL, PREDICTION_SCORE, PREDICTION_VALUE
 from agent.processors.ml.config import MlProcessorConfig
 from agent.processors.ml.exemplars import exemplar_status
+from agent.processors.ml.history import History
 from agent.processors.ml.multivariate import batch_vectors
 from agent.processors.ml.status import model_status, summary
 from agent.processors.ml.windows import Buffer, Windows
@@ -63,6 +64,8 @@ class ModelState:
     degraded: dict[str, bool] = field(default_factory=dict)  # by source: estimated, realized
     window_exemplars: list[dict] = field(default_factory=list)  # the last window's telling rows, for status()
     last_multivariate: dict | None = None  # the last window's multivariate drift, for status()
+    last_window_bins: dict[str, dict] = field(default_factory=dict)  # numeric columns, on a widened axis
+    history: History = field(default_factory=History)  # the recent windows and intervals, for status()
 
 
 class MlEngine(Windows):

@@ -25,11 +25,13 @@ def summary(models: Iterable[dict], config: MlProcessorConfig, pending: int = 0,
             "labels": {"pending": pending, "waiting": waiting, "max_pending": config.labels.max_pending}}
 
 
-def remember(state: ModelState, result: DriftResult) -> None:
-    """Keep a window's verdict and its categorical counts for the status (in the worker thread)."""
+def remember(state: ModelState, result: DriftResult, window_bins: dict[str, dict] | None = None) -> None:
+    """Keep a window's verdict, its categorical counts and its numeric columns' counts on the widened
+    axis (`agent.ml.distribution`) for the status (in the worker thread)."""
     counts = {name: dict(zip(col.categories, col.current_counts.tolist()))
               for name, col in result.columns.items() if col.categories is not None}
     state.last_drift, state.last_counts, state.last_window_ns = result, counts, time.time_ns()
+    state.last_window_bins = window_bins or {}
 
 
 def model_status(state: ModelState, config: MlProcessorConfig, join: LabelJoin) -> dict:
@@ -43,6 +45,7 @@ def model_status(state: ModelState, config: MlProcessorConfig, join: LabelJoin) 
         "window": {"rows": state.window.rows, "size": config.window.size},
         "drift": None,
         **_traffic_status(state, join),
+        "history": state.history.status(),
     }
     result = state.last_drift
     if result is not None and profile is not None:
@@ -52,9 +55,13 @@ def model_status(state: ModelState, config: MlProcessorConfig, join: LabelJoin) 
             if col is None:
                 continue
             if reference.is_numeric:
+                # bounds/reference/current: on the reference's bins (open below the first edge and above
+                # the last); range: the reference's; window: the window on bins widened to its own range.
                 distribution = {"bounds": reference.bin_edges.tolist(),
                                 "reference": reference.bin_counts.tolist(),
-                                "current": None if col.current_counts is None else col.current_counts.tolist()}
+                                "current": None if col.current_counts is None else col.current_counts.tolist(),
+                                "range": [_finite(float(reference.min)), _finite(float(reference.max))],
+                                "window": state.last_window_bins.get(name)}
             else:
                 current = state.last_counts.get(name, {})
                 names = list(reference.categories) + [c for c in current if c not in reference.categories]

@@ -17,7 +17,7 @@ import numpy as np
 
 from agent.errors import ConsumerError
 from agent.metrics_builder import MetricsBuilder
-from agent.ml import drift, health, labels as label_join, metrics as ml_metrics, performance
+from agent.ml import distribution, drift, health, labels as label_join, metrics as ml_metrics, performance
 from agent.ml import profile as profiles
 from agent.ml.columns import RawColumn, concat_all
 from agent.ml.exemplars import Traces, join as join_traces
@@ -260,11 +260,14 @@ class Windows:
     async def _flush_interval(self) -> None:
         """The interval's traffic, confidence, canary, label and GenAI metrics."""
         async with self._flushing:
-            self._last_interval = time.monotonic()
+            now = time.monotonic()
+            seconds, self._last_interval = now - self._last_interval, now
             join = self._join
             taken = [(state, state.traffic.take_interval(), dict(state.traffic.by_class),
                       dict(state.traffic.by_error)) for state in list(self._models.values())
                      if state.traffic is not None]
+            for state, interval, _, _ in taken:
+                state.history.interval(interval, seconds)
             counters = (dict(join.received), dict(join.matched), dict(join.expired), dict(join.unmatched),
                         dict(join.pending_count))
             calls = self._genai.take()
@@ -312,7 +315,7 @@ class Windows:
         views = drift.views(profile, columns, rows, config.drift.sentinels)
         result = drift.evaluate(profile, columns, rows, config.drift, views)
         state.windows_evaluated += 1
-        remember(state, result)
+        remember(state, result, distribution.numeric_windows(profile.columns(), views))
         healths = {name: health.column_health(reference, views[name])
                    for name, reference in profile.columns().items()}
         exemplars = window_exemplars(state, profile, result, views, healths, traces, config.exemplars.max_per_point)
@@ -321,6 +324,7 @@ class Windows:
         model = ml_metrics.model_attributes(state.model, state.version)
         ml_metrics.write_drift(rm, model, result, state.windows_evaluated, self._started_ns, exemplars)
         perf = profile.performance
+        estimate = None
         if perf is not None and perf.can_estimate:
             estimate = performance.estimate(perf, performance.Outputs.from_columns(columns))
             if estimate:
@@ -329,6 +333,7 @@ class Windows:
                 state.last_estimate = estimate
         ml_metrics.write_columns(rm, model, profile, result, views, healths, started_ns, exemplars)
         self._evaluate_multivariate(state, rows, columns, vectors, rm, model)
+        state.history.window(result, rows, estimate, state.last_multivariate)
         return out.batch()
 
     def _fit_multivariate(self, state: ModelState, learned: profiles.Profile, columns: dict[str, RawColumn],
@@ -366,6 +371,7 @@ class Windows:
         summary = ({**result.summary(), "rows": result.rows} if isinstance(result, performance.Classification)
                    else dict(result))
         state.last_realized = summary
+        state.history.realized(summary)
         return out.batch()
 
     def _interval_metrics(self, taken: list, counters: tuple, calls: GenAi) -> Batch | None:

@@ -1,0 +1,67 @@
+"""A model version's recent past, for the status page: the last windows, intervals and label windows.
+
+Each is a ring of at most `SIZE` entries (a day of hourly windows, four hours
+of 5-minute intervals): per drift window its time, rows, drift share, each
+column's effect size and verdict, the multivariate statistic and the
+label-free estimate; per interval its requests, errors and latency
+quantiles; per window of joined labels the realised metrics. Entries are
+small JSON-ready dicts; appended in the worker thread, copied by `status()`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.ml.drift import DriftResult
+    from agent.ml.traffic import Interval
+
+SIZE = 48
+
+
+class History:
+    def __init__(self, size: int = SIZE) -> None:
+        self.windows: deque[dict[str, Any]] = deque(maxlen=size)
+        self.intervals: deque[dict[str, Any]] = deque(maxlen=size)
+        self.labels: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def window(self, result: DriftResult, rows: int, estimate: dict[str, float] | None,
+               multivariate: dict[str, Any] | None) -> None:
+        """A drift window just evaluated."""
+        self.windows.append({
+            "time_unix_nano": time.time_ns(), "rows": rows, "share": _finite(result.share),
+            "detected": result.detected,
+            # [effect size, drifted] per column: the compact shape keeps 48 windows x many columns small.
+            "features": {name: [_finite(col.score), col.drifted] for name, col in result.columns.items()},
+            "multivariate": None if not multivariate else {
+                "statistic": _finite(multivariate.get("statistic")),
+                "threshold": _finite(multivariate.get("threshold")), "drifted": bool(multivariate.get("drifted"))},
+            "estimated": {k: _finite(v) for k, v in (estimate or {}).items() if k != "rows"},
+        })
+
+    def interval(self, interval: Interval, seconds: float) -> None:
+        """An interval's traffic, just taken (seconds: how long it lasted)."""
+        latency = interval.duration
+        self.intervals.append({
+            "time_unix_nano": time.time_ns(), "seconds": seconds, "requests": interval.requests,
+            "errors": interval.errors,
+            "latency_seconds": {f"p{round(q * 100)}": _finite(latency.quantile(q)) if interval.requests else None
+                                for q in (0.5, 0.95, 0.99)}})
+
+    def realized(self, summary: dict[str, float]) -> None:
+        """A window of joined labels just evaluated."""
+        self.labels.append({"time_unix_nano": time.time_ns(),
+                            "realized": {k: _finite(v) for k, v in summary.items()}})
+
+    def status(self) -> dict[str, list[dict[str, Any]]]:
+        return {"windows": list(self.windows), "intervals": list(self.intervals), "labels": list(self.labels)}
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
