@@ -19,6 +19,7 @@ from agent.configmodel import Duration, StrictModel
 from agent.errors import ConsumerError
 from agent.metrics_builder import MetricsBuilder
 from agent.receivers.delivery import Delivery
+from agent.receivers.latest import Latest
 from agent.receivers.schedule import ScrapeErrors, cancel_all, repeat
 from agent.signals import Signal
 
@@ -49,6 +50,10 @@ class ScrapingReceiver:
         self._id = str(settings.id)
         self._errors = ScrapeErrors(settings)
         self._tasks: list[asyncio.Task] = []
+        self.latest = Latest()  # what the status page's host panel shows
+
+    def status(self) -> dict[str, Any]:
+        return {"latest": self.latest.status()}
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(repeat(functools.partial(self.scrape_once, s), self._interval, self._log,
@@ -72,6 +77,10 @@ class ScrapingReceiver:
         batch = builder.batch()
         if batch is None:
             return
+        try:
+            self.latest.observe(batch.message)
+        except Exception as exc:  # the panel's view must never stop the data
+            self._log.warning("scraper %s: cannot read the latest values for the status page: %s", scraper.name, exc)
         try:
             await self._delivery.deliver(batch, "scrape")
         except Exception as exc:  # whatever the pipeline raises, the next turn still runs

@@ -67,6 +67,9 @@ class NvmlReceiver:
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
 
+    def status(self) -> dict[str, Any]:
+        return self._scraping.status() if self._scraping is not None else {}
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._tasks.append(asyncio.create_task(self._open(), name=f"{self._id}/open"))
