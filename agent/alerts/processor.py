@@ -48,6 +48,7 @@ from agent.alerts.config import AlertsConfig
 from agent.alerts.dispatch import Dispatcher, build_routes
 from agent.alerts.engine import FIRING, PENDING, RESOLVED, Alert, RuleEngine, Transition
 from agent.alerts.matchers import Matcher
+from agent.alerts.notifiers.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from agent.alerts.notifiers.base import Delivery, Notification, RetryPolicy, rfc3339
 from agent.alerts.rules import SEVERITY_ORDER
 from agent.alerts.silences import Silence, Silences
@@ -91,8 +92,16 @@ class AlertsEngine:
         retry = config.delivery.retry_on_failure
         policy = RetryPolicy(retry.initial_interval, retry.max_interval, retry.max_elapsed_time)
         notify_log = logging.getLogger(f"{self._log.name}.notify")
-        self.deliveries: dict[str, Delivery] = {}
+        self.deliveries: dict[str, Delivery | AlertmanagerNotifier] = {}
+        self._senders: dict[str, AlertmanagerNotifier] = {}  # sent alerts, not notifications
         for nid, nconfig in config.notifiers.items():
+            if isinstance(nconfig, AlertmanagerConfig):  # Alertmanager groups and times alerts itself
+                self.deliveries[nid] = self._senders[nid] = AlertmanagerNotifier(
+                    nid, nconfig, processor=self.id, telemetry=settings.telemetry, log=notify_log,
+                    timeout=config.delivery.timeout, retry=policy, evaluation_interval=config.evaluation_interval,
+                    generator_url=config.external_url or (f"{settings.admin_url}/" if settings.admin_url else ""),
+                    trace_url=settings.trace_url)
+                continue
             notifier = notifier_types.create(nid, nconfig, logger=notify_log, host=self._host.get("host.name", ""),
                                              timeout=config.delivery.timeout)
             self.deliveries[nid] = Delivery(notifier, processor=self.id, telemetry=settings.telemetry,
@@ -206,6 +215,8 @@ class AlertsEngine:
             for alert in self.engine.alerts.values():
                 if alert.state == FIRING:
                     self.dispatcher.update(alert.snapshot(), now)
+            if self._senders:
+                self._send_alerts(changes, now)
             if changes:
                 await self._emit_changes(changes, now)
         for outgoing in self.dispatcher.due(now):
@@ -219,6 +230,20 @@ class AlertsEngine:
             await self._persist_silences()
         await self._persist()
         return changes
+
+    def _send_alerts(self, changes: list[Transition], now: float) -> None:
+        """Hand the alert senders (alertmanager) what fires and what just resolved, as routed to each."""
+        firing = [a.snapshot() for a in self.engine.alerts.values() if a.state == FIRING]
+        resolved = [c.alert for c in changes if c.state == RESOLVED]
+        targets = {a.fingerprint: {n for r in self.dispatcher.routes_for(a.labels) for n in r.notifiers}
+                   for a in firing + resolved}
+
+        def silenced(alert: Alert) -> bool:
+            return bool(self.silences.silencing(alert.labels, now))
+
+        for nid, sender in self._senders.items():
+            sender.update([a for a in firing if nid in targets[a.fingerprint]],
+                          [a for a in resolved if nid in targets[a.fingerprint]], now, silenced)
 
     async def _emit_changes(self, changes: list[Transition], now: float) -> None:
         if self._emit is None:

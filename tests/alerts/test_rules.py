@@ -107,8 +107,8 @@ def problems(body: dict) -> list[str]:
     ({"route": {"notifiers": ["slack"]}},
      "processors.alerts: route.notifiers: notifier 'slack' is not defined in notifiers"),
     ({"notifiers": {"sms": {}}},
-     "processors.alerts.notifiers.sms: unknown notifier type 'sms' (available: email, log, pagerduty, slack, "
-     "webhook)"),
+     "processors.alerts.notifiers.sms: unknown notifier type 'sms' (available: alertmanager, email, log, pagerduty, "
+     "slack, webhook)"),
     ({"notifiers": {"webhook/x": {"url": "ftp://x"}}},
      "processors.alerts.notifiers.webhook/x.url: must be an http:// or https:// URL"),
     ({"notifiers": {"pagerduty": {}}}, "processors.alerts.notifiers.pagerduty.routing_key: required field is missing"),

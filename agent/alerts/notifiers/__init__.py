@@ -5,6 +5,8 @@
     slack      a Slack incoming webhook
     pagerduty  PagerDuty Events API v2
     email      SMTP with STARTTLS and auth
+    alertmanager  Prometheus Alertmanager's API v2: the alerts themselves, re-sent as Prometheus does
+                  (Alertmanager groups and notifies; the processor hands it alerts, not notifications)
 
 (The `otlp` output is not a notifier here: every alert state change goes, as
 an OTLP log record, to the logs pipelines that list the processor among their
@@ -25,6 +27,7 @@ _TYPES: dict[str, tuple[str, str, str]] = {
     "slack": ("agent.alerts.notifiers.http", "SlackConfig", "SlackNotifier"),
     "pagerduty": ("agent.alerts.notifiers.http", "PagerDutyConfig", "PagerDutyNotifier"),
     "email": ("agent.alerts.notifiers.email", "EmailConfig", "EmailNotifier"),
+    "alertmanager": ("agent.alerts.notifiers.alertmanager", "AlertmanagerConfig", "AlertmanagerNotifier"),
 }
 TYPES = tuple(_TYPES)
 
@@ -48,4 +51,6 @@ def create(id: str, config: NotifierConfig, *, logger: logging.Logger, host: str
         return cls(id, config, host)
     if kind == "email":
         return cls(id, config, timeout)
+    if kind == "alertmanager":
+        return cls(id, config, log=logger, timeout=timeout)
     return cls(id, config)
