@@ -28,6 +28,7 @@ _MODULES: dict[Kind, dict[str, str]] = {
         "memory_limiter": "agent.processors.memory_limiter",
         "batch": "agent.processors.batch",
         "resource": "agent.processors.resource",
+        "attributes": "agent.processors.attributes",
         "ml": "agent.processors.ml",
         "alerts": "agent.alerts.processor",
     },
