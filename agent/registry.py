@@ -29,6 +29,7 @@ _MODULES: dict[Kind, dict[str, str]] = {
         "batch": "agent.processors.batch",
         "resource": "agent.processors.resource",
         "attributes": "agent.processors.attributes",
+        "filter": "agent.processors.filter",
         "ml": "agent.processors.ml",
         "alerts": "agent.alerts.processor",
     },

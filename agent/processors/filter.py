@@ -1,0 +1,221 @@
+"""The `filter` processor: drops spans, span events, metrics, data points and log records by OTTL condition.
+
+Its config is the Collector's: per signal, a list of conditions per OTTL context; an item any of
+whose conditions is true is dropped (agent/processors/ottl.py runs the subset Vigil knows, and refuses
+the rest when the config is read).
+
+    filter:
+      error_mode: ignore
+      traces:
+        span: ['attributes["http.route"] == "/healthz"']
+      logs:
+        log_record: ['severity_number < SEVERITY_NUMBER_WARN']
+
+As in the Collector, a dropped span takes its events with it, a metric whose data points are all
+dropped goes too, and a batch left empty goes no further. `error_mode` says what a condition that
+fails on an item does: `ignore` logs it and counts the condition false, `silent` does the same
+without the log, `propagate` refuses the whole batch (the sender is told the data is invalid).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, model_validator
+
+from agent.component import Consumer, Factory, Kind, Settings
+from agent.configmodel import StrictModel
+from agent.errors import InvalidDataError
+from agent.processors import ottl
+from agent.signals import Batch, Signal
+
+
+def _condition(context: str):
+    def check(text: str) -> str:
+        ottl.parse(text, context)
+        return text
+
+    return Annotated[str, AfterValidator(check)]
+
+
+ResourceCondition = _condition("resource")
+SpanCondition = _condition("span")
+SpanEventCondition = _condition("spanevent")
+MetricCondition = _condition("metric")
+DataPointCondition = _condition("datapoint")
+LogCondition = _condition("log")
+
+
+class TraceConditions(StrictModel):
+    resource: list[ResourceCondition] = []
+    span: list[SpanCondition] = []
+    spanevent: list[SpanEventCondition] = []
+
+
+class MetricConditions(StrictModel):
+    resource: list[ResourceCondition] = []
+    metric: list[MetricCondition] = []
+    datapoint: list[DataPointCondition] = []
+
+
+class LogConditions(StrictModel):
+    resource: list[ResourceCondition] = []
+    log_record: list[LogCondition] = []
+
+
+_CONTEXTS = {"traces": "span, spanevent", "metrics": "metric, datapoint", "logs": "log_record"}
+
+
+class FilterProcessorConfig(StrictModel):
+    # The Collector's default: a condition that fails refuses the batch.
+    error_mode: Literal["ignore", "silent", "propagate"] = "propagate"
+    traces: TraceConditions = TraceConditions()
+    metrics: MetricConditions = MetricConditions()
+    logs: LogConditions = LogConditions()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_other_forms(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "spans" in data:
+                raise ValueError("spans: the Collector's deprecated include/exclude form is not supported; "
+                                 "write OTTL conditions under traces: {span, spanevent}")
+            for flat in ("trace_conditions", "metric_conditions", "log_conditions", "profile_conditions"):
+                if flat in data:
+                    raise ValueError(f"{flat}: the flat form with inferred contexts is not supported; write "
+                                     "the conditions under traces: {span, spanevent}, metrics: {metric, "
+                                     "datapoint} or logs: {log_record}")
+            for section, contexts in _CONTEXTS.items():
+                conditions = data.get(section)
+                old = [k for k in ("include", "exclude", "regexp") if isinstance(conditions, dict) and k in conditions]
+                if old:
+                    raise ValueError(f"{section}.{old[0]}: the Collector's deprecated match form is not supported; "
+                                     f"write OTTL conditions under {section}: {{{contexts}}}")
+        return data
+
+
+class _Conditions:
+    """One context's conditions, compiled, with the processor's error mode."""
+
+    def __init__(self, texts: list[str], context: str, error_mode: str, settings: Settings) -> None:
+        self._conditions = [(text, ottl.parse(text, context)) for text in texts]
+        self._error_mode = error_mode
+        self._log = settings.logger
+
+    def __bool__(self) -> bool:
+        return bool(self._conditions)
+
+    def drop(self, item: ottl.Item) -> bool:
+        for text, condition in self._conditions:
+            try:
+                if condition(item):
+                    return True
+            except ottl.OttlError as exc:
+                if self._error_mode == "propagate":
+                    raise InvalidDataError(f"filter condition {text!r} failed: {exc}") from None
+                if self._error_mode == "ignore":
+                    self._log.warning("filter condition %r failed, counted as false: %s", text, exc)
+        return False
+
+
+def _keep(repeated, keep) -> None:
+    """Remove, in place and in order, the elements of a repeated message field for which `keep` is false."""
+    gone = [i for i, element in enumerate(repeated) if not keep(element)]
+    for i in reversed(gone):
+        del repeated[i]
+
+
+class FilterProcessor:
+    mutates_data = True
+
+    def __init__(self, config: FilterProcessorConfig, settings: Settings, signal: Signal, next: Consumer) -> None:
+        mode = config.error_mode
+
+        def conditions(texts, context):
+            return _Conditions(texts, context, mode, settings)
+
+        self._signal = signal
+        self._next = next
+        if signal is Signal.TRACES:
+            self._resource = conditions(config.traces.resource, "resource")
+            self._levels = (conditions(config.traces.span, "span"), conditions(config.traces.spanevent, "spanevent"))
+        elif signal is Signal.METRICS:
+            self._resource = conditions(config.metrics.resource, "resource")
+            self._levels = (conditions(config.metrics.metric, "metric"),
+                            conditions(config.metrics.datapoint, "datapoint"))
+        else:
+            self._resource = conditions(config.logs.resource, "resource")
+            self._levels = (conditions(config.logs.log_record, "log"),)
+
+    async def start(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def consume(self, batch: Batch) -> None:
+        if not self._resource and not any(self._levels):
+            await self._next.consume(batch)
+            return
+        batch.edit()
+        resources = batch.resources()
+        _keep(resources, self._keep_resource)
+        if resources:
+            await self._next.consume(batch)
+
+    def _keep_resource(self, resource_items) -> bool:
+        resource = resource_items.resource
+        if self._resource and self._resource.drop(ottl.Item(resource=resource)):
+            return False
+        scopes = getattr(resource_items, _SCOPES[self._signal])
+        for scope_items in scopes:
+            item = ottl.Item(resource=resource, scope=scope_items.scope)
+            if self._signal is Signal.TRACES:
+                _keep(scope_items.spans, lambda span: self._keep_span(item, span))
+            elif self._signal is Signal.METRICS:
+                _keep(scope_items.metrics, lambda metric: self._keep_metric(item, metric))
+            else:
+                records = self._levels[0]
+                _keep(scope_items.log_records,
+                      lambda log: not records.drop(ottl.Item(resource, item.scope, log=log)))
+        _keep(scopes, lambda scope_items: len(getattr(scope_items, _ITEMS[self._signal])) > 0)
+        return len(scopes) > 0
+
+    def _keep_span(self, item: ottl.Item, span) -> bool:
+        spans, events = self._levels
+        if spans and spans.drop(ottl.Item(item.resource, item.scope, span=span)):
+            return False
+        if events:
+            _keep(span.events, lambda event: not events.drop(ottl.Item(item.resource, item.scope, span=span,
+                                                                       event=event)))
+        return True
+
+    def _keep_metric(self, item: ottl.Item, metric) -> bool:
+        metrics, points = self._levels
+        if metrics and metrics.drop(ottl.Item(item.resource, item.scope, metric=metric)):
+            return False
+        kind = metric.WhichOneof("data")
+        if points and kind is not None:
+            data_points = getattr(metric, kind).data_points
+            _keep(data_points, lambda point: not points.drop(ottl.Item(item.resource, item.scope, metric=metric,
+                                                                       datapoint=point)))
+            return len(data_points) > 0
+        return True
+
+
+_SCOPES = {Signal.TRACES: "scope_spans", Signal.METRICS: "scope_metrics", Signal.LOGS: "scope_logs"}
+_ITEMS = {Signal.TRACES: "spans", Signal.METRICS: "metrics", Signal.LOGS: "log_records"}
+
+
+def _create(config: FilterProcessorConfig, settings: Settings, signal: Signal, next: Consumer):
+    return FilterProcessor(config, settings, signal, next)
+
+
+FACTORY = Factory(
+    kind=Kind.PROCESSOR,
+    type="filter",
+    config_model=FilterProcessorConfig,
+    create=_create,
+    signals=frozenset(Signal),
+    description="drop spans, span events, metrics, data points and log records by OTTL condition",
+)

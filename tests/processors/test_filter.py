@@ -1,0 +1,259 @@
+"""The `filter` processor with the Collector's own config, as written; error_mode at run time; refusals.
+
+The `filter/ottl` block is copied from opentelemetry-collector-contrib's processor/filterprocessor
+README.md (commit ba96fac1; the same example and context table as the README of v0.135.0).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from agent.errors import InvalidDataError
+from agent.signals import Signal
+from tests.conftest import otlp_receiver_config, running_vigil
+from tests.otlp_data import send_grpc
+from tests.processors.collector_docs import load, problems, run, set_attributes
+from tests.vigil_cli import run_cli
+
+README_EXAMPLE = """
+processors:
+  filter/ottl:
+    error_mode: ignore
+    traces:
+      span:
+        - 'attributes["container.name"] == "app_container_1"'
+        - 'resource.attributes["host.name"] == "localhost"'
+        - 'name == "app_3"'
+      spanevent:
+        - 'attributes["grpc"] == true'
+        - 'IsMatch(name, ".*grpc.*")'
+    metrics:
+      metric:
+          - 'name == "my.metric" and resource.attributes["my_label"] == "abc123"'
+          - 'type == METRIC_DATA_TYPE_HISTOGRAM'
+      datapoint:
+          - 'metric.type == METRIC_DATA_TYPE_SUMMARY'
+          - 'resource.attributes["service.name"] == "my_service_name"'
+    logs:
+      log_record:
+        - 'IsMatch(body, ".*password.*")'
+        - 'severity_number < SEVERITY_NUMBER_WARN'
+"""
+
+
+def _names(message, signal: Signal) -> list[list[str]]:
+    """Per resource, its items' names (log records: their bodies)."""
+    if signal is Signal.TRACES:
+        return [[s.name for ss in rs.scope_spans for s in ss.spans] for rs in message.resource_spans]
+    if signal is Signal.METRICS:
+        return [[m.name for sm in rm.scope_metrics for m in sm.metrics] for rm in message.resource_metrics]
+    return [[r.body.string_value for sl in rl.scope_logs for r in sl.log_records] for rl in message.resource_logs]
+
+
+async def test_the_readme_example_drops_spans_and_span_events():
+    request = ExportTraceServiceRequest()
+    web = request.resource_spans.add()
+    set_attributes(web.resource.attributes, {"host.name": "web-1"})
+    spans = web.scope_spans.add().spans
+    spans.add(name="app_3")
+    kept = spans.add(name="checkout")
+    set_attributes(kept.events.add(name="sent").attributes, {"grpc": True})
+    kept.events.add(name="my.grpc.call")
+    kept.events.add(name="cache.miss")
+    set_attributes(spans.add(name="in-container").attributes, {"container.name": "app_container_1"})
+    local = request.resource_spans.add()
+    set_attributes(local.resource.attributes, {"host.name": "localhost"})
+    local.scope_spans.add().spans.add(name="local")
+
+    out = await run(load(README_EXAMPLE), "filter/ottl", Signal.TRACES, request)
+    assert _names(out, Signal.TRACES) == [["checkout"]]  # the localhost resource went with its only span
+    assert [e.name for e in out.resource_spans[0].scope_spans[0].spans[0].events] == ["cache.miss"]
+
+
+async def test_the_readme_example_drops_metrics_and_data_points():
+    request = ExportMetricsServiceRequest()
+    labelled = request.resource_metrics.add()
+    set_attributes(labelled.resource.attributes, {"my_label": "abc123", "service.name": "other"})
+    metrics = labelled.scope_metrics.add().metrics
+    metrics.add(name="my.metric").gauge.data_points.add(as_int=1)
+    metrics.add(name="latency").histogram.data_points.add(count=1)
+    metrics.add(name="rpc.summary").summary.data_points.add(count=1)  # every point goes, so the metric goes
+    gauge = metrics.add(name="queue.depth").gauge
+    gauge.data_points.add(as_int=1)
+    gauge.data_points.add(as_int=2)
+    mine = request.resource_metrics.add()
+    set_attributes(mine.resource.attributes, {"service.name": "my_service_name"})
+    mine.scope_metrics.add().metrics.add(name="queue.depth").gauge.data_points.add(as_int=3)
+
+    out = await run(load(README_EXAMPLE), "filter/ottl", Signal.METRICS, request)
+    assert _names(out, Signal.METRICS) == [["queue.depth"]]
+    assert [p.as_int for p in out.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points] == [1, 2]
+
+
+async def test_the_readme_example_drops_log_records():
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for body, severity in (("login ok", 13), ("password=hunter2", 17), ("cache warm", 9), ("disk full", 17),
+                           ("no severity", 0)):
+        records.add(severity_number=severity).body.string_value = body
+    out = await run(load(README_EXAMPLE), "filter/ottl", Signal.LOGS, request)
+    # An unspecified severity (0) is below WARN too, as in the Collector.
+    assert _names(out, Signal.LOGS) == [["login ok", "disk full"]]
+
+
+async def test_a_batch_with_nothing_left_goes_no_further():
+    config = load("""
+  filter/health:
+    error_mode: ignore
+    traces:
+      span:
+        - 'attributes["url.path"] == "/healthz"'
+""", (Signal.TRACES,))
+    request = ExportTraceServiceRequest()
+    set_attributes(request.resource_spans.add().scope_spans.add().spans.add(name="GET").attributes,
+                   {"url.path": "/healthz"})
+    assert await run(config, "filter/health", Signal.TRACES, request) is None
+
+
+FAILING = """
+  filter/strict:
+    {mode}
+    traces:
+      span:
+        - 'attributes["user"]["id"] == "42"'
+        - 'name == "drop-me"'
+"""
+
+
+def _failing_request() -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for name in ("keep", "drop-me"):
+        set_attributes(spans.add(name=name).attributes, {"user": "ann"})  # a string: no ["id"] in it
+    return request
+
+
+@pytest.mark.parametrize("mode", ["error_mode: ignore", "error_mode: silent"])
+async def test_ignore_and_silent_count_a_failing_condition_false_and_go_on(mode, caplog):
+    config = load(FAILING.format(mode=mode), (Signal.TRACES,))
+    with caplog.at_level(logging.WARNING, logger="vigil.filter/strict"):
+        out = await run(config, "filter/strict", Signal.TRACES, _failing_request())
+    assert _names(out, Signal.TRACES) == [["keep"]]
+    logged = [r.getMessage() for r in caplog.records if r.name == "vigil.filter/strict"]
+    if mode == "error_mode: ignore":
+        assert logged == ["filter condition 'attributes[\"user\"][\"id\"] == \"42\"' failed, counted as false: "
+                          "type string does not support string indexing"] * 2
+    else:
+        assert logged == []
+
+
+async def test_propagate_is_the_default_and_refuses_the_batch_as_invalid():
+    config = load(FAILING.format(mode=""), (Signal.TRACES,))
+    with pytest.raises(InvalidDataError, match="type string does not support string indexing"):
+        await run(config, "filter/strict", Signal.TRACES, _failing_request())
+
+
+async def test_propagate_answers_the_sender_that_the_data_is_invalid():
+    sink_config = {
+        "receivers": {"otlp": otlp_receiver_config(http=False)},
+        "processors": {"filter": {"traces": {"span": ['attributes["user"]["id"] == "42"']}}},
+        "exporters": {"debug": {}},
+        "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["filter"],
+                                             "exporters": ["debug"]}}},
+    }
+    async with running_vigil(sink_config) as vigil:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, _failing_request())
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not support string indexing" in refused.value.details()
+
+
+def test_conditions_outside_the_subset_are_refused_by_vigil_validate_with_field_and_reason(tmp_path):
+    path = tmp_path / "vigil.yaml"
+    path.write_text("""
+receivers:
+  otlp:
+    protocols: {grpc: {endpoint: "127.0.0.1:0"}}
+processors:
+  filter/ottl:
+    traces:
+      span:
+        - 'name == "ok"'
+        - 'XYZ(name) == true'
+      spanevent:
+        - 'attributes[grpc] == true'
+    logs:
+      log_record:
+        - 'severity_number < SEVERITY_NUMBER_WARNING'
+        - 'Len(body) > 10'
+exporters:
+  debug: {}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [filter/ottl], exporters: [debug]}
+    logs: {receivers: [otlp], processors: [filter/ottl], exporters: [debug]}
+""")
+    result = run_cli("validate", "-c", str(path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{path}: processors.filter/ottl.traces.span[1]: unknown function 'XYZ' in the span context",
+        f"{path}: processors.filter/ottl.traces.spanevent[0]: unexpected 'grpc' at column 12 "
+        "(outside the OTTL subset Vigil runs)",
+        f"{path}: processors.filter/ottl.logs.log_record[0]: unknown enum 'SEVERITY_NUMBER_WARNING' in the log "
+        "context",
+        f"{path}: processors.filter/ottl.logs.log_record[1]: unknown function 'Len' in the log context",
+    ]
+
+
+def test_other_forms_are_refused_with_the_way_to_write_them():
+    assert problems("""
+  filter/1:
+    metrics:
+      include:
+        match_type: regexp
+        metric_names:
+          - prefix/.*
+""") == ["processors.filter/1: metrics.include: the Collector's deprecated match form is not supported; write "
+         "OTTL conditions under metrics: {metric, datapoint}"]
+    assert problems("""
+  filter/spans:
+    spans:
+      include:
+        match_type: strict
+        services:
+          - app_3
+""") == ["processors.filter/spans: spans: the Collector's deprecated include/exclude form is not supported; "
+         "write OTTL conditions under traces: {span, spanevent}"]
+    assert problems("""
+  filter:
+    error_mode: ignore
+    trace_conditions:
+      - 'span.name == "app_3"'
+""") == ["processors.filter: trace_conditions: the flat form with inferred contexts is not supported; write the "
+         "conditions under traces: {span, spanevent}, metrics: {metric, datapoint} or logs: {log_record}"]
+    assert problems("""
+  filter:
+    error_mode: drop
+""") == ["processors.filter.error_mode: Input should be 'ignore', 'silent' or 'propagate' (got 'drop')"]
+
+
+async def test_resource_conditions_drop_whole_resources():
+    config = load("""
+  filter/by_env:
+    logs:
+      resource:
+        - 'attributes["deployment.environment"] == "dev"'
+""", (Signal.LOGS,))
+    request = ExportLogsServiceRequest()
+    for env in ("dev", "prod"):
+        resource_logs = request.resource_logs.add()
+        set_attributes(resource_logs.resource.attributes, {"deployment.environment": env})
+        resource_logs.scope_logs.add().log_records.add().body.string_value = env
+    out = await run(config, "filter/by_env", Signal.LOGS, request)
+    assert _names(out, Signal.LOGS) == [["prod"]]
