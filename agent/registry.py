@@ -30,6 +30,7 @@ _MODULES: dict[Kind, dict[str, str]] = {
         "resource": "agent.processors.resource",
         "attributes": "agent.processors.attributes",
         "filter": "agent.processors.filter",
+        "redaction": "agent.processors.redaction",
         "ml": "agent.processors.ml",
         "alerts": "agent.alerts.processor",
     },

@@ -1,0 +1,324 @@
+"""The `redaction` processor: removes attributes not allowed, masks values and keys that are blocked.
+
+Its config is the Collector's (contrib's redactionprocessor). In every resource, span, span event,
+metric data point and log record (and a log record's body), in this order per attribute:
+
+- a key in `ignored_keys` passes untouched;
+- a key not in `allowed_keys` is removed, unless `allow_all_keys`;
+- a value matching one of `allowed_values` passes untouched;
+- a key matching one of `blocked_key_patterns` has its whole value masked;
+- each part of the value matching one of `blocked_values` is masked.
+
+Masked means `****`, or the value's hex digest when `hash_function` is `md5`, `sha1` or `sha3`
+(SHA3-256). Only string values are read unless `redact_all_types` (then ints, doubles and bools are
+read as their text, and a masked one becomes a string). A string holding JSON, as GenAI
+instrumentations put whole prompts in `gen_ai.input.messages`, is masked inside as any string.
+`summary` adds what was done to the item: `debug` the `redaction.*.keys` and counts, `info` the
+counts only, `silent` nothing. Regexes are Python's `re`, which reads RE2's common syntax the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any, Literal
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from pydantic import AfterValidator, field_validator, model_validator
+
+from agent import attributes
+from agent.component import Consumer, Factory, Kind, Settings
+from agent.configmodel import StrictModel
+from agent.processors.attributes import as_string
+from agent.signals import Batch, Signal
+
+MASK = "****"
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
+
+
+def _enabled(section: Any) -> bool:
+    """Whether a sanitizer section (url_sanitizer, or one database of db_sanitizer) is switched on."""
+    if not isinstance(section, dict):
+        return False
+    return section.get("enabled") is True or any(_enabled(v) for v in section.values())
+
+
+class RedactionProcessorConfig(StrictModel):
+    allow_all_keys: bool = False
+    # Fails closed, as in the Collector: with neither this nor allow_all_keys, every attribute goes.
+    allowed_keys: list[str] = []
+    ignored_keys: list[str] = []
+    blocked_key_patterns: list[Regex] = []
+    blocked_values: list[Regex] = []
+    allowed_values: list[Regex] = []
+    redact_all_types: bool = False
+    hash_function: Literal["md5", "sha1", "sha3", "none", ""] | None = None
+    # The Collector's default (an empty summary) adds nothing.
+    summary: Literal["debug", "info", "silent", ""] = "silent"
+
+    # Switched off, the Collector's sanitizers are accepted; switched on, refused (see _refuse_sanitizers).
+    url_sanitizer: dict[str, Any] | None = None
+    db_sanitizer: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_sanitizers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("url_sanitizer", "db_sanitizer"):
+                if _enabled(data.get(key)):
+                    raise ValueError(f"{key}: not supported by Vigil; with it on, what it would sanitize "
+                                     "would pass as it is (switch it off, or mask with blocked_values)")
+        return data
+
+    @field_validator("hash_function", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+# The summary attributes: (keys, count) for what was removed, masked, allowed by value, ignored.
+_SUMMARY = {
+    "redacted": ("redaction.redacted.keys", "redaction.redacted.count"),
+    "masked": ("redaction.masked.keys", "redaction.masked.count"),
+    "allowed": ("redaction.allowed.keys", "redaction.allowed.count"),
+    "ignored": (None, "redaction.ignored.count"),
+}
+_BODY_SUMMARY = {
+    "redacted": ("redaction.body.redacted.keys", "redaction.body.redacted.count"),
+    "masked": ("redaction.body.masked.keys", "redaction.body.masked.count"),
+    "allowed": ("redaction.body.allowed.keys", "redaction.body.allowed.count"),
+    "ignored": (None, "redaction.body.ignored.count"),
+}
+# The processor's own summary keys stay, so a second redaction processor keeps what the first wrote.
+_OWN_KEYS = {"redaction.redacted.keys", "redaction.redacted.count", "redaction.masked.keys",
+             "redaction.masked.count", "redaction.ignored.count"}
+
+_HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha3": hashlib.sha3_256}
+
+
+def _replace_all(regex: re.Pattern, text: str, replace) -> str:
+    """Every match replaced, as Go's ReplaceAllStringFunc does: an empty match right after a match is skipped."""
+    parts, last, previous_end = [], 0, -1
+    for match in regex.finditer(text):
+        start, end = match.span()
+        if start == end and start == previous_end:
+            continue
+        parts.append(text[last:start])
+        parts.append(replace(match.group()))
+        last = previous_end = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+class _Found:
+    """What one attribute map (or body) had done to it, for the summary."""
+
+    __slots__ = ("redacted", "masked", "allowed", "ignored")
+
+    def __init__(self) -> None:
+        self.redacted: list[str] = []
+        self.masked: list[str] = []
+        self.allowed: list[str] = []
+        self.ignored: list[str] = []
+
+
+class RedactionProcessor:
+    mutates_data = True
+
+    def __init__(self, config: RedactionProcessorConfig, next: Consumer) -> None:
+        self._next = next
+        self._config = config
+        self._allowed = set(config.allowed_keys) | _OWN_KEYS
+        self._ignored = set(config.ignored_keys)
+        self._blocked_values = [re.compile(p) for p in config.blocked_values]
+        self._allowed_values = [re.compile(p) for p in config.allowed_values]
+        self._blocked_keys = [re.compile(p) for p in config.blocked_key_patterns]
+        hash_name = config.hash_function or "none"
+        self._hash = _HASHES.get(hash_name)
+        self._summary = config.summary or "silent"
+
+    async def start(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def consume(self, batch: Batch) -> None:
+        batch.edit(same_items=True)
+        for resource_items in batch.resources():
+            self._attributes(resource_items.resource.attributes)
+            if batch.signal is Signal.TRACES:
+                for scope in resource_items.scope_spans:
+                    for span in scope.spans:
+                        self._attributes(span.attributes)
+                        for event in span.events:
+                            self._attributes(event.attributes)
+            elif batch.signal is Signal.METRICS:
+                for scope in resource_items.scope_metrics:
+                    for metric in scope.metrics:
+                        kind = metric.WhichOneof("data")
+                        for point in (getattr(metric, kind).data_points if kind else ()):
+                            self._attributes(point.attributes)
+            else:
+                for scope in resource_items.scope_logs:
+                    for record in scope.log_records:
+                        self._attributes(record.attributes)
+                        self._body(record)
+        await self._next.consume(batch)
+
+    # --- the rules, per value ------------------------------------------------------------------
+
+    def _mask(self, text: str) -> str:
+        return self._hash(text.encode()).hexdigest() if self._hash is not None else MASK
+
+    def _text(self, value: AnyValue) -> str:
+        """What the rules read of a value: a string as it is; other scalars as text with redact_all_types,
+        else the empty string (as the Collector reads a non-string value's Str())."""
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            return value.string_value
+        if self._config.redact_all_types and kind in ("int_value", "double_value", "bool_value"):
+            return as_string(attributes.any_value(value))
+        return ""
+
+    def _blocked(self, text: str) -> str:
+        for regex in self._blocked_values:
+            if regex.search(text):
+                text = _replace_all(regex, text, self._mask)
+        return text
+
+    def _value_allowed(self, text: str) -> bool:
+        return any(regex.search(text) for regex in self._allowed_values)
+
+    def _key_blocked(self, key: str) -> bool:
+        return any(regex.search(key) for regex in self._blocked_keys)
+
+    def _attributes(self, kvs) -> None:
+        found = _Found()
+        for kv in kvs:
+            key = kv.key
+            if key in self._ignored:
+                found.ignored.append(key)
+                continue
+            if not self._config.allow_all_keys and key not in self._allowed:
+                found.redacted.append(key)
+                continue
+            text = self._text(kv.value)
+            if self._value_allowed(text):
+                found.allowed.append(key)
+                continue
+            if self._key_blocked(key):
+                found.masked.append(key)
+                kv.value.string_value = self._mask(text)
+                continue
+            masked = self._blocked(text)
+            if masked != text:
+                found.masked.append(key)
+                kv.value.string_value = masked
+        if found.redacted:
+            gone = set(found.redacted)
+            for kv in [kv for kv in kvs if kv.key in gone]:
+                kvs.remove(kv)
+        self._add_summary(found, kvs, _SUMMARY)
+
+    def _body(self, record) -> None:
+        body = record.body
+        kind = body.WhichOneof("value")
+        if kind is None:
+            return
+        found = _Found()
+        if kind == "kvlist_value":
+            self._body_map(body.kvlist_value.values, None, found, top=True)
+        elif kind == "array_value":
+            for i, item in enumerate(body.array_value.values):
+                self._body_value(item, f"[{i}]", found)
+        else:
+            text = as_string(attributes.any_value(body))
+            if self._value_allowed(text):
+                found.allowed.append("body")
+            else:
+                masked = self._blocked(text)
+                if masked != text:
+                    found.masked.append("body")
+                    body.string_value = masked
+        self._add_summary(found, record.attributes, _BODY_SUMMARY)
+
+    def _body_map(self, kvs, path: str | None, found: _Found, top: bool = False) -> None:
+        gone = []
+        for kv in kvs:
+            where = kv.key if path is None else f"{path}.{kv.key}"
+            if kv.key in self._ignored:
+                found.ignored.append(where)
+                continue
+            if not self._config.allow_all_keys and kv.key not in self._allowed:
+                gone.append(kv)
+                continue
+            if self._key_blocked(kv.key):
+                found.masked.append(where)
+                kv.value.string_value = self._mask(kv.value.string_value
+                                                   if kv.value.WhichOneof("value") == "string_value" else "")
+                continue
+            self._body_value(kv.value, where, found)
+        for kv in gone:
+            found.redacted.append(kv.key if path is None else f"{path}.{kv.key}")
+            kvs.remove(kv)
+
+    def _body_value(self, value: AnyValue, where: str, found: _Found) -> None:
+        kind = value.WhichOneof("value")
+        if kind == "kvlist_value":
+            self._body_map(value.kvlist_value.values, where, found)
+        elif kind == "array_value":
+            for i, item in enumerate(value.array_value.values):
+                self._body_value(item, f"{where}.[{i}]", found)
+        else:
+            text = as_string(attributes.any_value(value))
+            if self._value_allowed(text):
+                found.allowed.append(where)
+                return
+            masked = self._blocked(text)
+            if masked != text:
+                found.masked.append(where)
+                value.string_value = masked
+
+    def _add_summary(self, found: _Found, kvs, names: dict[str, tuple[str | None, str]]) -> None:
+        if self._summary == "silent":
+            return
+        for what, (keys_name, count_name) in names.items():
+            done = getattr(found, what)
+            if not done:
+                continue
+            if self._summary == "debug" and keys_name is not None:
+                existing = attributes.find(kvs, keys_name)
+                listed = list(done)
+                if existing is not None and existing.value.string_value:
+                    listed += existing.value.string_value.split(",")
+                target = existing or kvs.add(key=keys_name)
+                target.value.string_value = ",".join(sorted(listed))
+            existing = attributes.find(kvs, count_name)
+            count = len(done) + (existing.value.int_value if existing is not None else 0)
+            target = existing or kvs.add(key=count_name)
+            target.value.int_value = count
+
+
+def _create(config: RedactionProcessorConfig, settings: Settings, signal: Signal, next: Consumer):
+    return RedactionProcessor(config, next)
+
+
+FACTORY = Factory(
+    kind=Kind.PROCESSOR,
+    type="redaction",
+    config_model=RedactionProcessorConfig,
+    create=_create,
+    signals=frozenset(Signal),
+    description="remove attributes not allowed; mask blocked values and keys (or hash them)",
+)
