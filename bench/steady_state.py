@@ -6,7 +6,7 @@ Two shapes of traffic, the same spans a second: 512-span requests (about 20 a se
 app sends: an OpenTelemetry SDK resource (`service.*`, `telemetry.sdk.*`, `host.*`, `process.*`),
 a trace and span id, `ml.prediction.id`, a confidence, 10 features (two categorical, some missing),
 five ordinary attributes of mixed types, two models (one with two versions) in every request and
-an exception event on one span in 50.
+an exception event on one span in 50 (`realistic_payload.py`, shared with `passthrough.py --ml`).
 
 Vigil runs the default config (`vigil run` with no -c: OTLP in, `ml` and `alerts`, files out)
 moved to free ports and a temporary directory (with --split also without `ml` and `alerts`); rotel forwards to a local OTLP sink. Each round
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import statistics
 import sys
 import tempfile
@@ -37,75 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
-
 from agent.default_config import default_config  # noqa: E402
 from agent.signals import Signal  # noqa: E402
 from idle_cost import localised, without_monitoring  # noqa: E402
 from passthrough import Collector, Sink, free_port, start_rotel  # noqa: E402
+from realistic_payload import make_request  # noqa: E402
 
 SPANS_PER_SECOND = 10_000
-MODELS = [("fraud", "v3"), ("fraud", "v4"), ("churn", "2024-06")]
-
-
-def _set(attributes, key: str, value) -> None:
-    v = attributes.add(key=key).value
-    if isinstance(value, bool):
-        v.bool_value = value
-    elif isinstance(value, int):
-        v.int_value = value
-    elif isinstance(value, float):
-        v.double_value = value
-    else:
-        v.string_value = value
-
-
-def make_request(spans: int, seed: int) -> bytes:
-    """One request of `spans` prediction spans, one resource per model version (as one app per model sends)."""
-    rng = random.Random(seed)
-    message = ExportTraceServiceRequest()
-    now = time.time_ns()
-    per_model = [spans // len(MODELS) + (i < spans % len(MODELS)) for i in range(len(MODELS))]
-    serial = 0
-    for (model, version), count in zip(MODELS, per_model):
-        resource = message.resource_spans.add()
-        for key, value in (("service.name", f"{model}-api"), ("service.version", "1.8.2"),
-                           ("service.instance.id", f"{model}-7f9c"), ("telemetry.sdk.name", "opentelemetry"),
-                           ("telemetry.sdk.language", "python"), ("telemetry.sdk.version", "1.27.0"),
-                           ("host.name", "ip-10-0-3-17"), ("host.arch", "amd64"), ("process.pid", 4211),
-                           ("process.runtime.name", "cpython"), ("process.runtime.version", "3.11.7")):
-            _set(resource.resource.attributes, key, value)
-        scope = resource.scope_spans.add()
-        scope.scope.name, scope.scope.version = "inference", "0.3.0"
-        for _ in range(count):
-            serial += 1
-            span = scope.spans.add()
-            span.trace_id, span.span_id = rng.randbytes(16), rng.randbytes(8)
-            span.name, span.kind = "predict", 2
-            span.start_time_unix_nano = now + serial * 100_000
-            span.end_time_unix_nano = span.start_time_unix_nano + rng.randrange(2_000_000, 40_000_000)
-            a = span.attributes
-            _set(a, "ml.model.name", model)
-            _set(a, "ml.model.version", version)
-            _set(a, "ml.prediction.id", f"{seed:06d}-{serial:06d}-{rng.getrandbits(32):08x}")
-            _set(a, "ml.prediction.label", rng.choice(["approve", "review", "deny"]))
-            _set(a, "ml.prediction.confidence", rng.uniform(0.5, 1.0))
-            for f in range(8):
-                if rng.random() > 0.03:  # some features missing
-                    _set(a, f"ml.feature.f{f}", rng.gauss(f, 1.0 + f / 4))
-            _set(a, "ml.feature.country", rng.choice(["de", "fr", "us", "br", "in"]))
-            _set(a, "ml.feature.channel", rng.choice(["web", "app", "pos"]))
-            _set(a, "http.route", "/v1/predict")
-            _set(a, "http.status_code", 200)
-            _set(a, "tier", rng.choice(["free", "pro"]))
-            _set(a, "region", "eu-west-1")
-            _set(a, "cache.hit", rng.random() < 0.3)
-            if rng.random() < 0.02:
-                event = span.events.add()
-                event.name, event.time_unix_nano = "exception", span.end_time_unix_nano
-                _set(event.attributes, "exception.type", "TimeoutError")
-                _set(event.attributes, "exception.message", "feature store took too long")
-    return message.SerializeToString()
 
 
 def start_vigil(workdir: Path, monitoring: bool = True) -> Collector:
