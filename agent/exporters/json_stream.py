@@ -7,9 +7,11 @@ of the wire, so memory stays a small multiple of that slice:
 
     request ─ resources ─ scopes ─ items (spans, metrics, log records)
 
-At each level, children are walked on the wire; small ones are parsed and
-encoded a group at a time (up to `_GROUP_BYTES`), and a large one is opened and
-walked in turn. Items are the leaves: a single item is never split.
+At each level, children are walked on the wire; small ones are encoded a group
+at a time (up to `_GROUP_BYTES`), and a large one is opened and walked in turn.
+Items are the leaves: a single item is never split. A group's children are
+written straight from their bytes (`json_wire`); a group whose layout that
+leaves to protobuf is parsed and encoded by `otlp_json.encode`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from agent import otlp_json
+from agent.exporters import json_wire
 from agent.signals import Signal
 
 # Up to this much wire is parsed and encoded at once; a child larger than this is opened instead.
@@ -41,6 +44,7 @@ class _Level:
         self.numbers = {f.json_name: f.number for f in message_type.DESCRIPTOR.fields}
         self.child_type = (message_factory.GetMessageClass(field.message_type) if field.message_type
                            else None)
+        self.child_plan = json_wire.plan_of(self.child_type) if self.child_type else None
 
 
 def _levels(signal: Signal) -> list[_Level]:
@@ -118,7 +122,13 @@ def _children(levels: list[_Level], depth: int, wire: bytes, start: int, end: in
 
 
 def _group(level: _Level, wire: bytes, start: int, end: int) -> str:
-    """Consecutive child fields, parsed as one message of this level and encoded; without brackets."""
+    """Consecutive child fields, encoded as one message of this level would be; without brackets."""
+    if level.child_plan is not None:
+        try:
+            return ",".join(json_wire.message(level.child_plan, wire, value_start, field_end)
+                            for _, _, _, value_start, field_end in _fields(wire, start, end))
+        except json_wire.Unusual:
+            pass  # a layout protobuf merges, drops or refuses: it parses the group
     text = otlp_json.encode(level.message_type.FromString(wire[start:end]))
     assert text.startswith(level.prefix) and text.endswith("]}"), text[:80]
     return text[len(level.prefix):-2]
@@ -179,7 +189,7 @@ def _field(wire: bytes, pos: int, end: int) -> tuple[int, int, int, int, int]:
         value_start, pos = pos, pos + 4
     else:
         raise ValueError(f"wire type {wire_type} at byte {field_start}")  # groups: not in OTLP
-    if pos > end or tag >> 3 == 0:
+    if pos > end or not 0 < tag >> 3 < 1 << 29:  # field numbers are 1 to 2^29 - 1
         raise ValueError(f"malformed field at byte {field_start}")
     return tag >> 3, wire_type, field_start, value_start, pos
 
