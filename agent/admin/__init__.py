@@ -149,7 +149,15 @@ class AdminServer:
     async def _page(self, _: web.Request) -> web.Response:
         verdicts = {(entry.get("model"), entry.get("version") or ""): models.version_health(entry, snapshot)
                     for _, entry, snapshot in models.model_entries(self._service)}
-        return web.Response(text=page.render(status.collect(self._service), verdicts), content_type="text/html")
+        return web.Response(text=page.render(status.collect(self._service), verdicts, self._alerts()),
+                            content_type="text/html")
+
+    def _alerts(self) -> list[dict[str, Any]]:
+        """Each alerts processor's alerts, as its admin route lists them (for the page's alerts panel)."""
+        graph = self._service.graph
+        shared = graph.shared.items() if graph is not None else ()
+        return [{"processor": str(cid), "alerts": engine.alerts()} for cid, engine in shared
+                if callable(getattr(engine, "alerts", None)) and hasattr(engine, "silences")]
 
     # --- routes components offer ------------------------------------------------------------
 

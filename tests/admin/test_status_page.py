@@ -1,7 +1,8 @@
 """The status page in a real browser: Debian's Chromium, headless, driven over the DevTools protocol.
 
 The page must load with no console errors or failed requests, draw a chart per
-column, and show the drifted column as drifted, first. A screenshot is kept in
+column, and show the drifted column as drifted, first (the page's other panels:
+`test_page_panels.py`). A screenshot is kept in
 the test's tmp dir (`status-page.png`).
 """
 
@@ -133,8 +134,9 @@ async def test_the_status_page_shows_the_drifted_feature_first(tmp_path):
                          || document.querySelector('.feature[data-feature="age"]');
                 return {
                   title: document.title,
-                  charts: document.querySelectorAll('svg.chart').length,
-                  bars: document.querySelectorAll('svg.chart rect.bar').length,
+                  charts: document.querySelectorAll('.feature svg.chart').length,
+                  bars: [...document.querySelectorAll('.feature svg.chart path.r, .feature svg.chart rect.r')]
+                        .filter(e => e.getBBox().width > 0).length,
                   features: features.map(f => [f.dataset.feature, f.dataset.drifted]),
                   ageDrifted: age && age.classList.contains('drifted'),
                   ageBadge: age && age.querySelector('.drifted-badge') !== null
@@ -157,7 +159,7 @@ async def test_the_status_page_shows_the_drifted_feature_first(tmp_path):
     assert facts["external"] == 0
     names = [name for name, _ in facts["features"]]
     assert len(names) == facts["charts"] >= 3  # age, city, the predicted label
-    assert facts["bars"] > 2 * facts["charts"]
+    assert facts["bars"] >= facts["charts"]  # each draws its reference
     assert facts["features"][0][1] == "true", facts["features"]  # drifted first
     assert "age" in facts["features"][0][0]
     assert facts["ageDrifted"] and facts["ageBadge"]

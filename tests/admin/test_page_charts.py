@@ -1,0 +1,103 @@
+"""The charts the status page and the HTML report draw (`agent.admin.charts`), read back as SVG."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from agent.admin import charts
+
+
+class Element:
+    def __init__(self, tag: str, attrs: dict[str, str]) -> None:
+        self.tag, self.attrs, self.parts = tag, attrs, []
+
+    def get(self, key: str) -> str | None:
+        return self.attrs.get(key)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def itertext(self) -> list[str]:
+        return self.parts
+
+
+class Chart(HTMLParser):
+    """The chart's elements as a browser's HTML parser reads them (inline SVG, unquoted attributes)."""
+
+    def __init__(self, svg: str) -> None:
+        super().__init__()
+        self.elements: list[Element] = []
+        self._open: list[Element] = []
+        self.feed(svg)
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, {k: v or "" for k, v in attrs})
+        self.elements.append(element)
+        if tag not in ("path", "rect", "circle"):
+            self._open.append(element)
+
+    def handle_startendtag(self, tag, attrs):
+        self.elements.append(Element(tag, {k: v or "" for k, v in attrs}))
+
+    def handle_endtag(self, tag):
+        if self._open and self._open[-1].tag == tag:
+            self._open.pop()
+
+    def handle_data(self, data):
+        for element in self._open:
+            if element.tag == "text":
+                element.parts.append(data)
+
+    def iter(self, tag: str) -> list[Element]:
+        return [e for e in self.elements if e.tag == tag]
+
+
+def parse(svg: str) -> Chart:
+    return Chart(svg)
+
+
+def path_extent(d: str) -> tuple[float, float]:
+    xs = [float(m) for m in re.findall(r"[MH](-?[\d.]+)", d)]
+    return min(xs), max(xs)
+
+
+def test_a_far_shift_is_drawn_where_the_window_went():
+    ref_bounds, ref_counts = [0, 1, 2, 3], [10, 30, 10]
+    cur_bounds, cur_counts = [0, 1, 2, 3, 30, 60, 90], [0, 0, 0, 10, 20, 10]  # widened to the window's range
+    svg = parse(charts.histogram(ref_bounds, ref_counts, cur_bounds, cur_counts, label="age", drifted=True))
+    ref, cur = (p for p in svg.iter("path") if p.get("class") in ("r", "c d"))
+    ref_lo, ref_hi = path_extent(ref.get("d"))
+    cur_lo, cur_hi = path_extent(cur.get("d"))
+    assert cur_lo >= ref_hi - 1 and cur_hi - cur_lo > 5 * (ref_hi - ref_lo)  # spread out on the right
+    ticks = [t.text for t in svg.iter("text")]
+    assert "0" in ticks and "90" in ticks and "45" in ticks  # the value axis reaches the window's maximum
+    assert len([p for p in svg.iter("path") if p.get("class") == "rg"]) == 2  # the reference's range marked
+
+
+def test_category_names_are_shown_and_escaped_the_rest_grouped():
+    names = ["<b>paris</b>", "berlin", "a-very-long-category-name"] + [f"c{i}" for i in range(10)]
+    svg = charts.categories(names, [50, 30, 20] + [1] * 10, [10, 30, 60] + [1] * 10, label="city", top=4)
+    assert "<b>" not in svg and "&lt;b&gt;paris&lt;/b&gt;" in svg
+    texts = ["".join(t.itertext()) for t in parse(svg).iter("text")]
+    assert texts[0].startswith("a-very-long-ca") and "a-very-long-category-name" in texts[0]  # tooltip: whole
+    assert any(t.startswith("other (10)") for t in texts)
+    assert "18% → 55%" in texts  # reference share → current share (of 110 rows each)
+
+
+def test_a_time_series_breaks_at_gaps_and_labels_its_axes():
+    t = [10**18 + i * 60 * 10**9 for i in range(5)]
+    svg = parse(charts.time_series([("p99", t, [0.1, 0.2, None, 0.3, 0.25])], label="latency",
+                                   y_format=charts.seconds, threshold=0.5))
+    (line,) = [p for p in svg.iter("path") if "l0" in (p.get("class") or "")]
+    assert line.get("d").count("M") == 2  # a gap where the value is missing
+    texts = [t.text for t in svg.iter("text")]
+    assert "500ms" in texts and "0ms" in texts and texts[-1].endswith("UTC")
+    assert "no data yet" in charts.time_series([("x", [], [])], label="empty")
+
+
+def test_a_sparkline_marks_the_drifted_windows():
+    svg = charts.sparkline([0.1, 0.5, None, 0.9], marks=[False, True, False, True])
+    assert svg.count("<circle") == 2 and svg.count("M") == 2
+    assert charts.sparkline([]).count("<path") == 0

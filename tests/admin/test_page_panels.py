@@ -1,0 +1,169 @@
+"""The status page's panels in a real browser (Debian's Chromium, headless): a model getting worse over
+its windows, the alerts firing, pending and silenced, the host and its GPUs; and a page of 10 model
+versions x 50 columns within its weight. Screenshots are kept in each test's tmp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.admin import page
+from agent.alerts.matchers import Matcher
+from agent.component import ComponentId
+from agent.signals import Signal
+from tests.admin import synthetic
+from tests.admin.test_status_page import DevTools, browser, problems
+from tests.admin.traffic import ml_vigil_config, prediction_spans
+from tests.conftest import async_wait_for, running_vigil
+from tests.otlp_data import send_grpc
+from tests.receivers.fake_pynvml import FakeNvml
+from tests.receivers.test_nvml import two_gpus
+
+MAX_PAGE_BYTES = 300_000
+
+PAGE_FACTS = """(() => {
+  const text = e => e ? e.textContent.trim() : null;
+  return {
+    overall: document.querySelector('#overall').dataset.health,
+    header: text(document.querySelector('header h1')),
+    alerts: [...document.querySelectorAll('#alerts tr.alert')].map(r => ({
+        state: r.dataset.state, rule: r.dataset.rule, severity: r.dataset.severity,
+        summary: text(r.querySelector('.summary'))})),
+    gpus: [...document.querySelectorAll('#host tr.gpu')].map(r => [...r.cells].map(c => text(c))),
+    cpu: text(document.querySelector('#host [data-value=cpu]')),
+    models: [...document.querySelectorAll('.model')].map(m => ({
+        model: m.dataset.model,
+        panels: [...m.querySelectorAll('.panel')].map(p => [p.dataset.panel,
+            [...p.querySelectorAll('svg.chart path.l')].filter(l => (l.getAttribute('d') || '').length > 3).length]),
+        columns: [...m.querySelectorAll('tr.column')].map(r => [r.dataset.feature, r.classList.contains('drifted')]),
+        sparks: m.querySelectorAll('tr.column svg.spark path').length,
+        features: [...m.querySelectorAll('.feature')].map(f => f.dataset.feature),
+        lastWindow: text(m.querySelector('.last-window')),
+        axisLabels: [...m.querySelectorAll('.feature svg.chart text')].map(t => t.textContent),
+    })),
+    scripts: document.querySelectorAll('script').length,
+    external: [...document.querySelectorAll('[src],link[href]')]
+              .filter(e => !(e.src || e.href).startsWith('data:')).length,
+  };
+})()"""
+
+
+async def look(tools: DevTools, url: str, shot: Path) -> tuple[dict[str, Any], list[str]]:
+    """Open `url`, read the page's facts, keep a screenshot; the facts and the browser's problems."""
+    await tools.call("Page.navigate", url=url)
+    for _ in range(100):
+        if await tools.evaluate("document.readyState") == "complete":
+            break
+        await asyncio.sleep(0.1)
+    facts = await tools.evaluate(PAGE_FACTS)
+    image = await tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    shot.write_bytes(base64.b64decode(image["data"]))
+    await asyncio.sleep(0.2)
+    await tools.evaluate("1")  # collect the events that came meanwhile
+    return facts, problems(tools.events)
+
+
+def panels_config(tmp: Path) -> dict[str, Any]:
+    config = ml_vigil_config(tmp)
+    config["processors"]["ml"]["interval"] = "1s"
+    config["receivers"]["hostmetrics"] = {"collection_interval": "100ms", "initial_delay": "0s",
+                                          "scrapers": {"cpu": {}, "memory": {}}}
+    config["receivers"]["nvml"] = {"collection_interval": "100ms", "initial_delay": "0s", "xid_events": False}
+    share = {"metric": "ml.model.drift.share", "group_by": ["ml.model.name"], "op": ">", "threshold": 0}
+    config["processors"]["alerts"] = {"evaluation_interval": "100ms", "rules": [
+        {"name": "ModelDrifted", **share, "severity": "critical", "summary": "columns of <fraud> drifted"},
+        {"name": "DriftedForAnHour", **share, "for": "1h", "severity": "warning", "summary": "drift for an hour"},
+        {"name": "DriftKnown", **share, "severity": "info", "summary": "a known drift"}]}
+    config["service"]["pipelines"]["metrics"] = {"receivers": ["ml", "hostmetrics", "nvml"], "processors": ["alerts"],
+                                                 "exporters": ["file/metrics"]}
+    return config
+
+
+async def test_the_page_shows_the_model_getting_worse_its_alerts_and_the_gpus(tmp_path, monkeypatch):
+    FakeNvml(two_gpus()).install(monkeypatch)
+    async with running_vigil(panels_config(tmp_path)) as vigil:
+        endpoint = vigil.grpc_endpoint()
+        shared = vigil.service.graph.shared
+        engine, alerts = shared[ComponentId("ml")], shared[ComponentId("alerts")]
+        await alerts.add_silence((Matcher.parse('alertname="DriftKnown"'),), time.time() + 3600,
+                                 created_by="test", comment="known")
+        await send_grpc(endpoint, Signal.TRACES, prediction_spans(400, seed=1))
+        assert await async_wait_for(lambda: engine.status()["models"][0]["phase"] == "monitoring")
+        for i, shift in enumerate((0, 25)):
+            await send_grpc(endpoint, Signal.TRACES, prediction_spans(400, seed=2 + i, start=400 * (i + 1),
+                                                                      shift=shift))
+            assert await async_wait_for(lambda: engine.status()["models"][0]["windows_evaluated"] == i + 1)
+        assert await async_wait_for(lambda: len({a["rule"] for a in alerts.alerts()}) == 3, timeout=15)
+        assert await async_wait_for(lambda: engine.status()["models"][0]["history"]["intervals"], timeout=15)
+
+        async with browser(tmp_path) as tools:
+            facts, found = await look(tools, vigil.admin_url("/"), tmp_path / "status-page-panels.png")
+
+    assert found == [], found
+    assert facts["scripts"] == 0 and facts["external"] == 0
+    assert facts["overall"] in ("failing", "degraded") and facts["overall"] in facts["header"]
+    states = [(a["state"], a["rule"], a["severity"]) for a in facts["alerts"]]
+    assert states == [("firing", "ModelDrifted", "critical"), ("pending", "DriftedForAnHour", "warning"),
+                      ("silenced", "DriftKnown", "info")], states
+    assert facts["alerts"][0]["summary"] == "columns of <fraud> drifted"  # escaped, shown as written
+    assert [g[:3] for g in facts["gpus"]] == [["0", "NVIDIA H100 80GB HBM3", "50.0%"],
+                                              ["1", "NVIDIA A100-SXM4-40GB", "97.0%"]]
+    assert facts["gpus"][1][5] == "70 °C" and facts["gpus"][1][7] == "399 W"
+    assert facts["cpu"].endswith("%")
+    (model,) = facts["models"]
+    panels = dict(model["panels"])
+    assert panels["drift"] == 1 and panels["latency"] == 3 and panels["throughput"] == 1 and panels["errors"] == 1
+    assert model["columns"][0] == ["age", True]  # drifted first
+    drifted = [d for _, d in model["columns"]]
+    assert drifted == sorted(drifted, reverse=True) and not drifted[-1]  # city did not move
+    assert model["sparks"] == len(model["columns"])
+    assert model["features"][0] == "age"
+    assert "UTC" in model["lastWindow"] and "ago" in model["lastWindow"]
+    assert any(label.replace(".", "").isdigit() for label in model["axisLabels"])  # value axes
+    assert "paris" in model["axisLabels"]  # category names on the categorical chart
+    assert (tmp_path / "status-page-panels.png").stat().st_size > 20_000
+    print(f"screenshot: {tmp_path / 'status-page-panels.png'}")
+
+
+async def test_ten_models_of_fifty_columns_stay_within_the_page_weight(tmp_path):
+    status, health, alerts = synthetic.status(models=10, features=50)
+    text = page.render(status, health, alerts, now=synthetic.NOW)
+    assert len(text.encode()) <= MAX_PAGE_BYTES, len(text.encode())
+    (tmp_path / "page.html").write_text(text)
+    async with browser(tmp_path) as tools:
+        facts, found = await look(tools, (tmp_path / "page.html").as_uri(), tmp_path / "status-page-large.png")
+
+    assert found == [], found
+    assert facts["scripts"] == 0  # the alert summaries' <script> and the names' markup are text
+    assert len(facts["models"]) == 10
+    assert [m["model"] for m in facts["models"][:5]] == ["model-0", "model-2", "model-4", "model-6", "model-8"]
+    for m in facts["models"]:
+        assert len(m["columns"]) == 51 and len(m["features"]) == page.DETAIL
+        drifted = [d for _, d in m["columns"]]
+        assert drifted == sorted(drifted, reverse=True)  # drifted first
+        assert {"drift", "latency", "throughput", "errors", "confidence", "performance", "multivariate"} <= \
+            {name for name, _ in m["panels"]}
+    assert "city <0> & 'co'" in [c for c, _ in facts["models"][0]["columns"]]
+    assert len(facts["alerts"]) == 12 and facts["alerts"][0]["state"] == "firing"
+    assert facts["alerts"][-1]["state"] == "silenced"
+    assert len(facts["gpus"]) == 8
+
+
+def test_the_page_renders_what_it_is_given_without_the_newer_parts():
+    """A status without history, window bins, alerts or host values (an older engine, no such component)."""
+    status, health, _ = synthetic.status(models=1, features=3, gpus=0)
+    entry = status["components"]["processors"]["ml"]["status"]["models"][0]
+    for key in ("history", "multivariate", "exemplars", "latency_seconds"):
+        del entry[key]
+    for f in entry["drift"]["features"].values():
+        f["distribution"].pop("window", None)
+        f["distribution"].pop("range", None)
+    del status["components"]["receivers"]
+    text = page.render(status, health, None)
+    assert "<section id=alerts" not in text and "<section id=host" not in text
+    assert text.count("class=panel ") >= 4 and "no data yet" in text
+    empty = page.render({"state": "starting", "ready": False, "components": {}, "pipelines": {}})
+    assert "No predictions seen yet" in empty and "no model seen yet" in empty
