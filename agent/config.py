@@ -415,6 +415,11 @@ def from_dict(raw: Any, source: str = "<config>", environ: dict[str, str] | None
                 component = components.get((kind, cid))
                 if component is not None and signal not in component.factory.signals:
                     problems.append(f"{where}: {kind.value} {name!r} does not support {signal.value}")
+                elif component is not None and hasattr(component.config, "signal_problem"):
+                    # A config whose keys hold only for some signals (attributes' span_names, ...) says so.
+                    problem = component.config.signal_problem(signal)
+                    if problem:
+                        problems.append(f"{where}: {kind.value} {name!r}: {problem}")
         pipelines[pid] = Pipeline(pid, signal, tuple(resolved[Kind.RECEIVER]),
                                   tuple(resolved[Kind.PROCESSOR]), tuple(resolved[Kind.EXPORTER]),
                                   tuple(derived))

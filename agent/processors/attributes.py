@@ -181,6 +181,12 @@ class AttributesProcessorConfig(StrictModel):
                 raise ValueError(f"{name}: name at least one of {', '.join(sorted(_ALL_FIELDS))}")
         return self
 
+    def signal_problem(self, signal: Signal) -> str | None:
+        """The match fields that do not apply to `signal`'s items, which the Collector refuses."""
+        wrong = [f"{name}.{f}" for name in ("include", "exclude") for f in sorted(_ALL_FIELDS - _FIELDS[signal])
+                 if getattr(self, name) is not None and getattr(getattr(self, name), f)]
+        return f"{', '.join(wrong)}: not for {signal.value}" if wrong else None
+
     def warnings(self) -> list[str]:
         out = [f"actions[{i}].from_context: Vigil's receivers keep no client metadata or auth, so it never "
                "finds a value" + (" and default_value applies" if a.default_value is not None else
@@ -246,9 +252,6 @@ class _Matcher:
     """One include or exclude block: every field it names must match the item."""
 
     def __init__(self, p: MatchProperties, signal: Signal) -> None:
-        wrong = sorted(f for f in _ALL_FIELDS - _FIELDS[signal] if getattr(p, f))
-        if wrong:
-            raise ValueError(f"{', '.join(wrong)}: not for {signal.value}")
         regexp = p.match_type == "regexp"
 
         def strings(texts):

@@ -397,14 +397,12 @@ def test_bad_configs_are_refused_by_field():
                  "at position 4"]
 
 
-async def test_span_fields_on_a_metrics_pipeline_are_refused_when_it_is_made():
-    import pytest
-
-    config = load("""
+def test_match_fields_of_another_signal_are_refused_by_pipeline():
+    assert problems("""
   attributes/spans_only:
-    include: {match_type: strict, span_names: [op]}
+    include: {match_type: strict, span_names: [op], services: [api]}
     actions:
       - {key: a, action: delete}
-""", (Signal.METRICS,))
-    with pytest.raises(ValueError, match="span_names: not for metrics"):
-        await run(config, "attributes/spans_only", Signal.METRICS, ExportMetricsServiceRequest())
+""", (Signal.TRACES, Signal.METRICS)) == [
+        "service.pipelines.metrics.processors[0]: processor 'attributes/spans_only': include.services, "
+        "include.span_names: not for metrics"]
