@@ -118,13 +118,6 @@ class _Conditions:
         return False
 
 
-def _keep(repeated, keep) -> None:
-    """Remove, in place and in order, the elements of a repeated message field for which `keep` is false."""
-    gone = [i for i, element in enumerate(repeated) if not keep(element)]
-    for i in reversed(gone):
-        del repeated[i]
-
-
 class FilterProcessor:
     mutates_data = True
 
@@ -136,6 +129,7 @@ class FilterProcessor:
 
         self._signal = signal
         self._next = next
+        self._removed = 0
         if signal is Signal.TRACES:
             self._resource = conditions(config.traces.resource, "resource")
             self._levels = (conditions(config.traces.span, "span"), conditions(config.traces.spanevent, "spanevent"))
@@ -157,11 +151,22 @@ class FilterProcessor:
         if not self._resource and not any(self._levels):
             await self._next.consume(batch)
             return
-        batch.edit()
+        # Read on the parsed message; only a batch that lost something is edited, so one that lost
+        # nothing goes on as the bytes it came with.
+        self._removed = 0
         resources = batch.resources()
-        _keep(resources, self._keep_resource)
+        self._keep(resources, self._keep_resource)
+        if self._removed:
+            batch.edit()
         if resources:
             await self._next.consume(batch)
+
+    def _keep(self, repeated, keep) -> None:
+        """Remove, in place and in order, the elements of a repeated message field for which `keep` is false."""
+        gone = [i for i, element in enumerate(repeated) if not keep(element)]
+        for i in reversed(gone):
+            del repeated[i]
+        self._removed += len(gone)
 
     def _keep_resource(self, resource_items) -> bool:
         resource = resource_items.resource
@@ -171,14 +176,14 @@ class FilterProcessor:
         for scope_items in scopes:
             item = ottl.Item(resource=resource, scope=scope_items.scope)
             if self._signal is Signal.TRACES:
-                _keep(scope_items.spans, lambda span: self._keep_span(item, span))
+                self._keep(scope_items.spans, lambda span: self._keep_span(item, span))
             elif self._signal is Signal.METRICS:
-                _keep(scope_items.metrics, lambda metric: self._keep_metric(item, metric))
+                self._keep(scope_items.metrics, lambda metric: self._keep_metric(item, metric))
             else:
                 records = self._levels[0]
-                _keep(scope_items.log_records,
+                self._keep(scope_items.log_records,
                       lambda log: not records.drop(ottl.Item(resource, item.scope, log=log)))
-        _keep(scopes, lambda scope_items: len(getattr(scope_items, _ITEMS[self._signal])) > 0)
+        self._keep(scopes, lambda scope_items: len(getattr(scope_items, _ITEMS[self._signal])) > 0)
         return len(scopes) > 0
 
     def _keep_span(self, item: ottl.Item, span) -> bool:
@@ -186,7 +191,7 @@ class FilterProcessor:
         if spans and spans.drop(ottl.Item(item.resource, item.scope, span=span)):
             return False
         if events:
-            _keep(span.events, lambda event: not events.drop(ottl.Item(item.resource, item.scope, span=span,
+            self._keep(span.events, lambda event: not events.drop(ottl.Item(item.resource, item.scope, span=span,
                                                                        event=event)))
         return True
 
@@ -197,7 +202,7 @@ class FilterProcessor:
         kind = metric.WhichOneof("data")
         if points and kind is not None:
             data_points = getattr(metric, kind).data_points
-            _keep(data_points, lambda point: not points.drop(ottl.Item(item.resource, item.scope, metric=metric,
+            self._keep(data_points, lambda point: not points.drop(ottl.Item(item.resource, item.scope, metric=metric,
                                                                        datapoint=point)))
             return len(data_points) > 0
         return True

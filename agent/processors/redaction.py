@@ -146,6 +146,7 @@ class RedactionProcessor:
         hash_name = config.hash_function or "none"
         self._hash = _HASHES.get(hash_name)
         self._summary = config.summary or "silent"
+        self._changed = False
 
     async def start(self) -> None:
         pass
@@ -154,7 +155,9 @@ class RedactionProcessor:
         pass
 
     async def consume(self, batch: Batch) -> None:
-        batch.edit(same_items=True)
+        # Read on the parsed message; only a batch something was done to is edited, so one with nothing
+        # to redact goes on as the bytes it came with.
+        self._changed = False
         for resource_items in batch.resources():
             self._attributes(resource_items.resource.attributes)
             if batch.signal is Signal.TRACES:
@@ -174,6 +177,8 @@ class RedactionProcessor:
                     for record in scope.log_records:
                         self._attributes(record.attributes)
                         self._body(record)
+        if self._changed:
+            batch.edit(same_items=True)
         await self._next.consume(batch)
 
     # --- the rules, per value ------------------------------------------------------------------
@@ -291,12 +296,15 @@ class RedactionProcessor:
                 value.string_value = masked
 
     def _add_summary(self, found: _Found, kvs, names: dict[str, tuple[str | None, str]]) -> None:
+        if found.redacted or found.masked:
+            self._changed = True
         if self._summary == "silent":
             return
         for what, (keys_name, count_name) in names.items():
             done = getattr(found, what)
             if not done:
                 continue
+            self._changed = True
             if self._summary == "debug" and keys_name is not None:
                 existing = attributes.find(kvs, keys_name)
                 listed = list(done)

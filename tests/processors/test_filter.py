@@ -15,10 +15,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agent.errors import InvalidDataError
-from agent.signals import Signal
+from agent.signals import Batch, Signal
 from tests.conftest import otlp_receiver_config, running_vigil
 from tests.otlp_data import send_grpc
-from tests.processors.collector_docs import load, problems, run, set_attributes
+from tests.processors.collector_docs import load, make, problems, run, set_attributes
+from tests.sink import InMemorySink
 from tests.vigil_cli import run_cli
 
 README_EXAMPLE = """
@@ -257,3 +258,13 @@ async def test_resource_conditions_drop_whole_resources():
         resource_logs.scope_logs.add().log_records.add().body.string_value = env
     out = await run(config, "filter/by_env", Signal.LOGS, request)
     assert _names(out, Signal.LOGS) == [["prod"]]
+
+
+async def test_a_batch_that_loses_nothing_goes_on_as_the_bytes_it_came_with():
+    config = load(README_EXAMPLE)
+    request = ExportTraceServiceRequest()
+    set_attributes(request.resource_spans.add().scope_spans.add().spans.add(name="checkout").attributes, {"a": 1})
+    wire = request.SerializeToString()
+    down = InMemorySink()
+    await make(config, "filter/ottl", Signal.TRACES, down).consume(Batch(Signal.TRACES, wire=wire))
+    assert down.batches[0].wire() is wire

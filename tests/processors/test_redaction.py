@@ -16,8 +16,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agent import attributes
-from agent.signals import Signal
-from tests.processors.collector_docs import load, problems, run, set_attributes
+from agent.signals import Batch, Signal
+from tests.processors.collector_docs import load, make, problems, run, set_attributes
+from tests.sink import InMemorySink
 
 TESTDATA = """
 redaction:
@@ -238,3 +239,11 @@ def test_bad_settings_are_refused_by_field():
         "processors.redaction.hash_function: Input should be 'md5', 'sha1', 'sha3', 'none' or '' (got 'sha256')",
         "processors.redaction.summary: Input should be 'debug', 'info', 'silent' or '' (got 'loud')",
     ]
+
+
+async def test_a_batch_with_nothing_to_redact_goes_on_as_the_bytes_it_came_with():
+    config = load(GENAI)
+    wire = one_span({"gen_ai.request.model": "gpt-4o", "ml.feature.country": "NZ"}).SerializeToString()
+    down = InMemorySink()
+    await make(config, "redaction/genai", Signal.TRACES, down).consume(Batch(Signal.TRACES, wire=wire))
+    assert down.batches[0].wire() is wire
