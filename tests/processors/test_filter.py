@@ -268,3 +268,27 @@ async def test_a_batch_that_loses_nothing_goes_on_as_the_bytes_it_came_with():
     down = InMemorySink()
     await make(config, "filter/ottl", Signal.TRACES, down).consume(Batch(Signal.TRACES, wire=wire))
     assert down.batches[0].wire() is wire
+
+
+async def test_the_ml_processor_sees_what_the_processors_before_it_left():
+    # The same spans reach two pipelines: a filter before ml/after_filter, and after ml/before_filter.
+    config = {
+        "receivers": {"otlp": otlp_receiver_config(http=False)},
+        "processors": {"filter": {"traces": {"span": ['attributes["ml.model.version"] == "canary"']}},
+                       "ml/after_filter": {}, "ml/before_filter": {}},
+        "exporters": {"debug": {}},
+        "service": {"pipelines": {
+            "traces/a": {"receivers": ["otlp"], "processors": ["filter", "ml/after_filter"], "exporters": ["debug"]},
+            "traces/b": {"receivers": ["otlp"], "processors": ["ml/before_filter", "filter"], "exporters": ["debug"]},
+            "metrics": {"receivers": ["ml/after_filter", "ml/before_filter"], "exporters": ["debug"]}}},
+    }
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for i in range(15):
+        set_attributes(spans.add(name="predict").attributes, {
+            "ml.model.name": "fraud", "ml.model.version": "canary" if i % 3 == 0 else "v3", "ml.feature.age": i})
+    async with running_vigil(config) as vigil:
+        await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, request)
+        seen = {name: vigil.counter("vigil_ml_predictions", processor=name)
+                for name in ("ml/after_filter", "ml/before_filter")}
+    assert seen == {"ml/after_filter": 10, "ml/before_filter": 15}
