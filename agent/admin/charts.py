@@ -105,9 +105,11 @@ def histogram(ref_bounds: Sequence[float], ref_counts: Sequence[float], cur_boun
         lo, hi = lo - 0.5, hi + 0.5
     span = hi - lo
 
+    # A bin narrower than a fiftieth of the axis counts as that wide: one very narrow bin (a quantile
+    # bin of a skewed column) would otherwise flatten every other bar.
     def densities(bounds: Sequence[float], counts: Sequence[float]) -> list[tuple[float, float, float]]:
         total = sum(counts) or 1
-        return [(a, b, n / total / max(b - a, span * 2e-3))
+        return [(a, b, n / total / max(b - a, span / 50))
                 for a, b, n in zip(bounds, bounds[1:], counts) if n > 0]
 
     ref, cur = densities(ref_bounds, ref_counts), densities(cur_bounds, cur_counts)
@@ -170,11 +172,13 @@ def categories(names: Sequence[str], ref_counts: Sequence[float], cur_counts: Se
 
 def time_series(series: Sequence[tuple[str, Sequence[int], Sequence[float | None]]], *, label: str,
                 y_format=fmt, threshold: float | None = None, y_min: float | None = 0.0, y_max: float | None = None,
-                marks: Sequence[int] | None = None, width: int = 300, height: int = 120) -> str:
+                marks: Sequence[int] | None = None, width: int = 300, height: int = 120,
+                x_format=None) -> str:
     """Lines over time: each series is (name, times in ns, values; None a gap), coloured in order.
 
-    `threshold` draws a dashed line; `marks` (times in ns) puts a dot on the first series there (drifted
-    windows). The x axis shows the first and the last time (UTC), the y axis its bounds."""
+    `threshold` draws a dashed line; `marks` (times) puts a dot on the first series there (drifted
+    windows). The x axis shows the first and the last time (UTC), the y axis its bounds. With
+    `x_format` the x values are any numbers (chunk indexes), labelled by it."""
     left, bottom, top = 44, 16, 14
     plot_w, plot_h = width - left - 6, height - bottom - top
     times = [t for _, ts, vs in series for t, v in zip(ts, vs) if v is not None]
@@ -217,8 +221,9 @@ def time_series(series: Sequence[tuple[str, Sequence[int], Sequence[float | None
                 out.append(f"<circle cx={x(t):.0f} cy={y(v):.0f} r=2.5 fill='#d9473b'/>")
     out.append(f"<text x={left - 3} y={top + 8} text-anchor=end>{_e(y_format(hi))}</text>"
                f"<text x={left - 3} y={base} text-anchor=end>{_e(y_format(lo))}</text>"
-               f"<text x={left} y={height - 3}>{_e(clock(t0))}</text>"
-               f"<text x={left + plot_w} y={height - 3} text-anchor=end>{_e(clock(t1))} UTC</text></svg>")
+               f"<text x={left} y={height - 3}>{_e(x_format(t0) if x_format else clock(t0))}</text>"
+               f"<text x={left + plot_w} y={height - 3} text-anchor=end>"
+               f"{_e(x_format(t1) if x_format else clock(t1) + ' UTC')}</text></svg>")
     return "".join(out)
 
 

@@ -92,10 +92,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     reference_options = analyze_.add_argument_group("reference built from a data file (ignored for a profile)")
     _profile_arguments(reference_options)
     _threads_argument(analyze_)
-    analyze_.add_argument("--format", choices=("table", "json"), default="table",
+    analyze_.add_argument("--format", choices=("table", "json", "html"), default="table",
                           help="table for people; json: a stable contract, with p_value the corrected "
                           "p-value the decision used (null when the column was not tested) and null for "
-                          "any non-finite number")
+                          "any non-finite number; html: one self-contained page (no scripts, works offline) "
+                          "with the summary, charts and tables, to open or share (with -o report.html)")
     analyze_.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     analyze_.set_defaults(func=_command("analyze"))
 

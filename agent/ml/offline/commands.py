@@ -111,6 +111,11 @@ def analyze(args: argparse.Namespace) -> int:
     if stream_table:
         sys.stdout.write(report.report_header(args.reference, result["reference_rows"], args.current))
     matched = 0
+    distributions: list | None = None
+    if args.format == "html":
+        from agent.ml.offline import report_html  # the status page's charts: agent.admin, only when asked for
+
+        distributions = []
     for index, table in enumerate(chunks):
         truth = None
         if labels is not None:
@@ -121,6 +126,8 @@ def analyze(args: argparse.Namespace) -> int:
         chunk = analyze_chunk(reference.profile, table, config, index, slots=reference.slots, truth=truth,
                               sigma=args.sigma, multivariate=multivariate, loss=loss)
         result["chunks"].append(chunk)
+        if distributions is not None:  # while the chunk's rows are at hand: the drifted columns' charts
+            distributions.append(report_html.chunk_distributions(reference.profile, table, chunk, config.sentinels))
         if stream_table:
             sys.stdout.write("\n" + report.format_chunk(chunk, start, methods, config.drift_share))
             sys.stdout.flush()
@@ -135,8 +142,13 @@ def analyze(args: argparse.Namespace) -> int:
     if stream_table:
         sys.stdout.write("\n" + report.TABLE_LEGEND)
         return 0
-    text = report.to_json(result) if args.format == "json" else report.format_report(
-        result, args.reference, args.current, methods, config.drift_share)
+    if args.format == "html":
+        text = report_html.render(result, args.reference, args.current, distributions or [], methods,
+                                  config.drift_share)
+    elif args.format == "json":
+        text = report.to_json(result)
+    else:
+        text = report.format_report(result, args.reference, args.current, methods, config.drift_share)
     if args.output:
         _write(args.output, text)
     else:
