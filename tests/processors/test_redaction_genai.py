@@ -9,6 +9,8 @@ import asyncio
 import json
 import signal
 
+import yaml
+
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
@@ -19,8 +21,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from agent import attributes
 from agent.signals import Signal
-from tests.conftest import async_wait_for, free_port
+from tests.conftest import async_wait_for, free_port, otlp_receiver_config, read_json_lines, running_vigil
 from tests.exporters.backends import grpc_backend
+from tests.otlp_json_reading import attributes_of, items
+from tests.receivers.inference_proxy.test_real_clients import instrumented_client
+from tests.servers.openai_standin import MODEL, REPLY, openai_standin
 from tests.vigil_cli import REPO, clean_env, vigil_run
 
 CONFIG = REPO / "config" / "examples" / "redaction-genai.yaml"
@@ -105,3 +110,32 @@ async def test_the_shipped_genai_redaction_config_masks_what_it_promises(tmp_pat
     assert attributes.as_dict(record.attributes)["user.email"] == "****"
     exported = b"".join(call.message.SerializeToString() for call in backend.ok_calls())
     assert not [secret for secret in SECRETS if secret.encode() in exported]
+
+
+async def test_openllmetry_prompts_and_completions_are_masked_by_the_shipped_redaction(tmp_path):
+    """The real openai client, instrumented by OpenLLMetry, against the OpenAI stand-in, through the shipped
+    config's redaction/genai processor (then ml, as the file has it): its prompt and completion attributes
+    reach the exporter masked, the token usage as it was."""
+    shipped = yaml.safe_load(CONFIG.read_text())["processors"]
+    traces_file = tmp_path / "traces.json"
+    config = {
+        "receivers": {"otlp": otlp_receiver_config(grpc=False)},
+        "processors": {"redaction/genai": shipped["redaction/genai"], "ml": {"interval": "1h"}},
+        "exporters": {"file": {"path": str(traces_file)}},
+        "service": {"state_dir": str(tmp_path / "state"), "pipelines": {
+            "traces": {"receivers": ["otlp"], "processors": ["redaction/genai", "ml"], "exporters": ["file"]},
+            "metrics": {"receivers": ["ml"], "exporters": ["file"]}}},
+    }
+    async with openai_standin() as server:
+        async with running_vigil(config) as vigil:
+            async with instrumented_client(f"{server.url}/v1", vigil.http_url("/v1/traces")) as client:
+                await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
+    lines = read_json_lines(traces_file)
+    (span,) = [attributes_of(s.get("attributes")) for _, _, s in items(lines, "traces")]
+    # OpenLLMetry 0.62.4 writes the conversation as the GenAI conventions' JSON messages.
+    assert json.loads(span["gen_ai.input.messages"])[0]["parts"][0]["content"] == \
+        "I am ****; my card is **** (or Amex ****). Use key **** and ****."
+    assert json.loads(span["gen_ai.output.messages"])[0]["parts"][0]["content"] == " ".join(REPLY)
+    assert span["gen_ai.usage.input_tokens"] > 0 and span["redaction.masked.count"] == 1
+    text = traces_file.read_text()
+    assert not [secret for secret in SECRETS if secret in text]
