@@ -313,7 +313,7 @@ def _model(processor: str, m: dict[str, Any], verdict: dict[str, Any] | None, th
     return (f"<div class=model data-model='{_e(m.get('model'))}' data-version='{_e(m.get('version') or '')}'>"
             f"<h2>{_e(name)} <small>({_e(processor)})</small> {verdict_html}</h2>{reasons}<div>{summary}</div>"
             f"<div class=panels>{_panels(m, history, threshold)}</div>"
-            f"{_columns(order, history.get('windows') or [])}"
+            f"{_columns(order, history.get('windows') or [], history.get('columns') or [])}"
             f"<h3>Distributions: the reference against the last window</h3><div class=features>{charts_html}</div>"
             f"{_exemplars(m.get('exemplars') or [])}</div>")
 
@@ -376,15 +376,19 @@ def _performance_metric(windows: list[dict[str, Any]], labels: list[dict[str, An
     return None
 
 
-def _columns(order: list[tuple[str, dict[str, Any]]], windows: list[dict[str, Any]]) -> str:
+def _columns(order: list[tuple[str, dict[str, Any]]], windows: list[dict[str, Any]], columns: list[str]) -> str:
     """A row per column: its verdict, the last effect size and the effect size over the recent windows."""
     if not order:
         return ""
     recent = windows[-SPARK_WINDOWS:]
+    index = {name: i for i, name in enumerate(columns)}
+    flagged = [set(w.get("drifted") or ()) for w in recent]
     rows = []
     for name, f in order:
         drifted = bool(f.get("drifted"))
-        past = [(w.get("features") or {}).get(name) or [None, False] for w in recent]
+        i = index.get(name)
+        past = [(None, False) if i is None or i >= len(w.get("scores") or ()) else (w["scores"][i], i in marked)
+                for w, marked in zip(recent, flagged)]
         score, p_value = f.get("score"), f.get("p_value")
         # Compact rows (a model version may have hundreds of columns): the method is named below the table.
         rows.append(f"<tr class='column{' drifted' if drifted else ''}' data-feature='{_e(name)}'><td>{_e(name)}</td>"

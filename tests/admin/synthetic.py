@@ -62,15 +62,15 @@ def _model(rng: random.Random, name: str, version: str, n: int, windows: int, dr
                             "method": method, "score": rng.random() + (1 if is_drifted else 0),
                             "p_value": 1e-6 if is_drifted else rng.random(), "distribution": dist}
     start_ns = int((NOW - windows * WINDOW_S) * 1e9)
-    history = {"windows": [], "intervals": [], "labels": []}
+    history = {"columns": names, "windows": [], "intervals": [], "labels": []}
     for w in range(windows):
         t = start_ns + w * WINDOW_S * 10**9
         late = w >= windows - 3 and drifted
         history["windows"].append({
             "time_unix_nano": t, "rows": 1000, "share": (drifted / (n + 1)) if late else rng.random() * 0.1,
             "detected": False,
-            "features": {c: [round(rng.random() + (1 if late and j < drifted else 0), 4), bool(late and j < drifted)]
-                         for j, c in enumerate(names)},
+            "scores": [round(rng.random() + (1 if late and j < drifted else 0), 4) for j in range(len(names))],
+            "drifted": list(range(drifted)) if late else [],
             "multivariate": {"statistic": rng.random(), "threshold": 0.8, "drifted": False},
             "estimated": {"accuracy": 0.9 - (0.1 if late else 0) + rng.random() * 0.01}})
         history["intervals"].append({"time_unix_nano": t, "seconds": 60.0, "requests": rng.randint(900, 1100),

@@ -35,9 +35,11 @@ async def test_the_status_keeps_each_window_and_interval_in_order(tmp_path):
     assert [w["rows"] for w in windows] == [400, 400, 400]
     times = [w["time_unix_nano"] for w in windows]
     assert times == sorted(times)
-    age = [w["features"]["age"] for w in windows]
-    assert [drifted for _, drifted in age] == [False, True, False]
-    assert age[1][0] > age[0][0] and age[1][0] > age[2][0]  # the effect size shows the shift
+    age = entry["history"]["columns"].index("age")
+    assert [age in w["drifted"] for w in windows] == [False, True, False]
+    scores = [w["scores"][age] for w in windows]
+    assert scores[1] > scores[0] and scores[1] > scores[2]  # the effect size shows the shift
+    assert len(windows[0]["scores"]) == len(entry["history"]["columns"]) == len(entry["drift"]["features"])
     interval = entry["history"]["intervals"][0]
     assert interval["requests"] > 0 and interval["errors"] == 0
     assert 0.005 < interval["latency_seconds"]["p50"] <= interval["latency_seconds"]["p99"] < 0.05
@@ -55,6 +57,10 @@ def test_the_history_keeps_only_the_last_windows():
     kept = history.status()["windows"]
     assert [w["rows"] for w in kept] == [207, 208, 209, 210, 211]
     assert kept[-1]["estimated"] == {"accuracy": 0.9} and kept[-1]["multivariate"] is None
+    # Another reference (other columns): the windows measured against the old one go.
+    other = profiles.Profile("m", "1", 500, {"y": profiles.build_column("y", values(0, 500))})
+    history.window(drift.evaluate(other, {"y": values(1, 200)}, 200, DriftConfig()), 300, None, None)
+    assert history.status()["columns"] == ["y"] and [w["rows"] for w in history.status()["windows"]] == [300]
 
 
 def test_a_far_shift_widens_the_axis_to_the_window_range():

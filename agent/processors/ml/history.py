@@ -4,14 +4,19 @@ Each is a ring of at most `SIZE` entries (a day of hourly windows, four hours
 of 5-minute intervals): per drift window its time, rows, drift share, each
 column's effect size and verdict, the multivariate statistic and the
 label-free estimate; per interval its requests, errors and latency
-quantiles; per window of joined labels the realised metrics. Entries are
-small JSON-ready dicts; appended in the worker thread, copied by `status()`.
+quantiles; per window of joined labels the realised metrics. Appended in the
+worker thread, copied by `status()`.
+
+A window's effect sizes are one float32 array in the order of `columns` (the
+reference's, the same for every window until the reference changes), not a
+dict of names: the history of hundreds of model versions stays small.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +32,21 @@ class History:
         self.windows: deque[dict[str, Any]] = deque(maxlen=size)
         self.intervals: deque[dict[str, Any]] = deque(maxlen=size)
         self.labels: deque[dict[str, Any]] = deque(maxlen=size)
+        self.columns: tuple[str, ...] = ()  # the order of every window's scores
 
     def window(self, result: DriftResult, rows: int, estimate: dict[str, float] | None,
                multivariate: dict[str, Any] | None) -> None:
         """A drift window just evaluated."""
+        names = tuple(result.columns)
+        if names != self.columns:  # another reference: the past windows measured other columns
+            self.columns = names
+            self.windows.clear()
+        cols = result.columns.values()
         self.windows.append({
             "time_unix_nano": time.time_ns(), "rows": rows, "share": _finite(result.share),
             "detected": result.detected,
-            # [effect size, drifted] per column: the compact shape keeps 48 windows x many columns small.
-            "features": {name: [_finite(col.score), col.drifted] for name, col in result.columns.items()},
+            "scores": array("f", (col.score for col in cols)),
+            "drifted": tuple(i for i, col in enumerate(cols) if col.drifted),
             "multivariate": None if not multivariate else {
                 "statistic": _finite(multivariate.get("statistic")),
                 "threshold": _finite(multivariate.get("threshold")), "drifted": bool(multivariate.get("drifted"))},
@@ -56,8 +67,17 @@ class History:
         self.labels.append({"time_unix_nano": time.time_ns(),
                             "realized": {k: _finite(v) for k, v in summary.items()}})
 
-    def status(self) -> dict[str, list[dict[str, Any]]]:
-        return {"windows": list(self.windows), "intervals": list(self.intervals), "labels": list(self.labels)}
+    def status(self) -> dict[str, Any]:
+        """{"columns": names, "windows": [{…, "scores": [effect size per column], "drifted": [column
+        indexes]}], "intervals": […], "labels": […]}"""
+        windows = [{**w, "scores": [_rounded(v) for v in w["scores"]], "drifted": list(w["drifted"])}
+                   for w in list(self.windows)]
+        return {"columns": list(self.columns), "windows": windows, "intervals": list(self.intervals),
+                "labels": list(self.labels)}
+
+
+def _rounded(value: float) -> float | None:
+    return round(value, 4) if math.isfinite(value) else None
 
 
 def _finite(value: Any) -> float | None:
