@@ -9,6 +9,7 @@ from pydantic_core import InitErrorDetails
 
 from agent.alerts import notifiers as notifier_types
 from agent.alerts.rules import Matchers, RuleConfig, load_rule_file
+from agent.alerts.slo import SloConfig
 from agent.component import ComponentId
 from agent.configmodel import Duration, StrictModel
 
@@ -70,6 +71,8 @@ class AlertsConfig(StrictModel):
     # Series not seen for this long stop counting, and their alerts resolve (a rule may say otherwise).
     stale_after: Duration = 900.0
     rules: list[RuleConfig] = []
+    # Objectives (`target: 99.5%`, `window: 30d`), each made into multi-window burn-rate rules.
+    slos: list[SloConfig] = []
     # YAML files with `rules: [...]` (such as config/alerts/inference-rules.yaml), read when the config
     # is loaded; relative paths are taken from the working directory.
     rule_files: list[str] = []
@@ -122,6 +125,7 @@ class AlertsConfig(StrictModel):
             except ValueError as exc:
                 problems.append(f"rule_files: {exc}")
         names: set[str] = set()
+        loaded += [rule for slo in self.slos for rule in slo.rules()]
         for rule in [*self.rules, *loaded]:
             if rule.name in names:
                 problems.append(f"rules: rule {rule.name!r} is defined twice")

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.alerts import store as series_store, templates
-from agent.alerts.rules import PRIORITY, QueryConfig, RuleConfig
+from agent.alerts.rules import HISTOGRAM_AGGREGATIONS, PRIORITY, QueryConfig, RuleConfig
 from agent.alerts.store import HISTOGRAM, SeriesStore
 
 INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
@@ -95,10 +95,13 @@ class RuleEngine:
         self.rules = {rule.name: rule for rule in rules}
         self._stale_after = stale_after
         queries: list[QueryConfig] = []
+        # A rule over several windows: one variant per window, each read alike (see values()).
+        self._variants = {rule.name: rule.variants() for rule in rules if rule.windows}
         for rule in rules:
-            queries.append(rule)
-            if rule.denominator is not None:
-                queries.append(rule.denominator)
+            for variant in self._variants.get(rule.name, [rule]):
+                queries.append(variant)
+                if variant.denominator is not None:
+                    queries.append(variant.denominator)
         horizon = max([self.stale_after(r) for r in rules] + [q.window or 0 for q in queries] + [stale_after])
         self.store = SeriesStore(queries, max_series=max_series, max_samples=max_samples,
                                  max_stored_samples=max_stored_samples, max_buckets=max_buckets, horizon=horizon)
@@ -123,7 +126,23 @@ class RuleEngine:
         return changes
 
     def values(self, rule: RuleConfig, now: float) -> dict[tuple[str, ...], _Point]:
-        """The rule's value per group of series at `now` (groups without a value are left out)."""
+        """The rule's value per group of series at `now` (groups without a value are left out).
+
+        Over several windows, a group's value is the one least past the threshold (the smallest for > and
+        >=), and a group needs a value in every window."""
+        variants = self._variants.get(rule.name)
+        if not variants:
+            return self._values(rule, now)
+        pick = min if rule.op in (">", ">=") else max
+        combined = self._values(variants[0], now)
+        for variant in variants[1:]:
+            other = self._values(variant, now)
+            combined = {key: _Point(pick(point.value, other[key].value), point.labels,
+                                    max(point.last_seen, other[key].last_seen))
+                        for key, point in combined.items() if key in other}
+        return combined
+
+    def _values(self, rule: RuleConfig, now: float) -> dict[tuple[str, ...], _Point]:
         stale = self.stale_after(rule)
         out = self._aggregate(rule, rule.group_by, now, stale)
         if rule.denominator is None:
@@ -251,7 +270,7 @@ def _annotate(alert: Alert, rule: RuleConfig, value: float) -> None:
 
 def _aggregate_group(query: QueryConfig, members: list[series_store.Series], now: float) -> float | None:
     how = query.aggregation
-    if how == "quantile":
+    if how in HISTOGRAM_AGGREGATIONS:
         merged: tuple[tuple[float, ...], list[int]] | None = None
         for series in members:
             if series.kind != HISTOGRAM:
@@ -263,7 +282,11 @@ def _aggregate_group(query: QueryConfig, members: list[series_store.Series], now
                 merged = found
             elif found[0] == merged[0]:  # series on other buckets cannot be merged; the first's win
                 merged = (merged[0], [a + b for a, b in zip(merged[1], found[1])])
-        return None if merged is None else series_store.quantile(query.quantile, *merged)  # type: ignore[arg-type]
+        if merged is None:
+            return None
+        if how == "fraction_over":
+            return series_store.fraction_over(query.over, *merged)  # type: ignore[arg-type]
+        return series_store.quantile(query.quantile, *merged)  # type: ignore[arg-type]
     if how in ("rate", "increase"):
         total, any_value = 0.0, False
         for series in members:

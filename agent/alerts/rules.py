@@ -17,7 +17,8 @@ A rule selects the series of `metric` whose labels (the resource's attributes
 and the point's, the point's winning) pass every matcher, splits them by the
 values of `group_by` (each split is one alert), aggregates each split to one
 number and compares it with `threshold`. With a `denominator` the value is the
-ratio of the two aggregations (an error rate: errors over requests).
+ratio of the two aggregations (an error rate: errors over requests). A rule
+file may also hold `slos:`, objectives that become burn-rate rules (`slo`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_
 
 from agent.alerts import templates
 from agent.alerts.matchers import Matcher
+from agent.alerts.slo import SloConfig
 from agent.configmodel import Duration, StrictModel, format_validation_error
 
-Aggregation = Literal["max", "min", "avg", "sum", "count", "last", "rate", "increase", "quantile"]
+Aggregation = Literal["max", "min", "avg", "sum", "count", "last", "rate", "increase", "quantile", "fraction_over"]
 WINDOWED = ("rate", "increase")
+HISTOGRAM_AGGREGATIONS = ("quantile", "fraction_over")
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["critical", "warning", "info"]
 # What each severity means to the people it reaches.
@@ -69,6 +72,9 @@ class QueryConfig(StrictModel):
     # counts within it (absent: the latest point's counts, a cumulative histogram's since its start).
     window: Duration | None = None
     quantile: float | None = Field(None, gt=0, lt=1)
+    # fraction_over: the share of a histogram's observations (within the window) above this bound, e.g. the
+    # share of predictions slower than 0.5 s; interpolated within the bucket it falls in, as quantile is.
+    over: float | None = None
 
     @model_validator(mode="after")
     def _check_query(self) -> QueryConfig:
@@ -80,6 +86,10 @@ class QueryConfig(StrictModel):
             raise ValueError("aggregation quantile needs quantile (e.g. quantile: 0.95)")
         if self.aggregation != "quantile" and self.quantile is not None:
             raise ValueError("quantile applies to aggregation quantile only")
+        if self.aggregation == "fraction_over" and self.over is None:
+            raise ValueError("aggregation fraction_over needs over (e.g. over: 0.5, in the histogram's unit)")
+        if self.aggregation != "fraction_over" and self.over is not None:
+            raise ValueError("over applies to aggregation fraction_over only")
         return self
 
 
@@ -104,6 +114,9 @@ class RuleConfig(QueryConfig):
     # An alert whose series stop coming resolves after this long without data (the processor's
     # stale_after when unset).
     stale_after: Duration | None = None
+    # Also over these windows (the numerator's and the denominator's): the value is the one least past the
+    # threshold, so the rule holds only while every window is past it (multi-window burn-rate alerts).
+    windows: list[Duration] = []
 
     @model_validator(mode="after")
     def _check_rule(self) -> RuleConfig:
@@ -125,7 +138,22 @@ class RuleConfig(QueryConfig):
             raise ValueError(f"labels: {', '.join(sorted(reserved))} is set by the rule itself")
         for text in (self.summary, self.description, *self.annotations.values()):
             templates.check(text)
+        if self.windows:
+            if not self.window:
+                raise ValueError("windows needs window: the rule's first window")
+            if self.op not in (">", ">=", "<", "<="):
+                raise ValueError("windows needs op >, >=, < or <=")
+            if any(w <= 0 for w in self.windows):
+                raise ValueError("windows must be > 0")
         return self
+
+    def variants(self) -> list[RuleConfig]:
+        """The rule once per window it reads: itself, then one for each of `windows`."""
+        out = [self]
+        for window in self.windows:
+            denominator = self.denominator.model_copy(update={"window": window}) if self.denominator else None
+            out.append(self.model_copy(update={"window": window, "windows": [], "denominator": denominator}))
+        return out
 
     def exceeds(self, value: float) -> bool:
         """The firing condition."""
@@ -156,6 +184,10 @@ class RuleFile(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     rules: list[RuleConfig] = []
+    slos: list[SloConfig] = []  # objectives, each made into burn-rate rules (agent/alerts/slo.py)
+
+    def all_rules(self) -> list[RuleConfig]:
+        return [*self.rules, *(rule for slo in self.slos for rule in slo.rules())]
 
 
 def load_rule_file(path: str) -> list[RuleConfig]:
@@ -169,6 +201,6 @@ def load_rule_file(path: str) -> list[RuleConfig]:
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return RuleFile.model_validate(raw or {}).rules
+        return RuleFile.model_validate(raw or {}).all_rules()
     except ValidationError as exc:
         raise ValueError("; ".join(f"{path}: {p}" for p in format_validation_error(exc, ""))) from None

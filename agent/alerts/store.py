@@ -6,7 +6,9 @@ its labels: the resource's attributes with the point's on top. Gauges (and
 sums read as gauges) keep their latest point; series read by `rate`,
 `increase` or a windowed `quantile` keep the points of the longest window
 plus the one before it (the baseline the increase is measured from), at most
-`max_samples` of them. Series not seen for their staleness horizon are
+`max_samples` of them: past that, a series is thinned, older stretches kept
+sparser than recent ones, so a long window (an SLO's 3 days) keeps its length
+however often points come. Series not seen for their staleness horizon are
 dropped, and at most `max_series` series are kept in all; what does not fit
 is counted, not kept.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -211,9 +213,37 @@ class SeriesStore:
         # Keep one sample at or before the window's start: the baseline of an increase.
         while len(samples) > 2 and samples[1].observed <= start:
             self._forget(samples)
+        if len(samples) > self._max_samples:
+            self._thin(series, sample.observed)
         while len(samples) > self._max_samples or (self.stored_samples > self._max_stored and len(samples) > 1):
             self._forget(samples)
             self.forgotten_samples += 1
+
+    def _thin(self, series: Series, now: float) -> None:
+        """Fewer samples over the same span, the older the sparser: a gap may be 1/k of its age, so a
+        window's start moves by at most ~1/k of its length and a 3-day window keeps 3 days when points
+        come every few seconds. A delta histogram's dropped counts go into the next sample kept."""
+        samples = list(series.samples)
+        k = self._max_samples / 4
+        keep = _sparse(samples, now, k)
+        while len(keep) > self._max_samples * 3 // 4 and k >= 2:
+            k /= 2
+            keep = _sparse(samples, now, k)
+        merge = series.kind == HISTOGRAM and series.delta
+        kept: list[Sample] = []
+        carried: Sample | None = None  # counts of dropped samples, for the next one kept
+        for i, sample in enumerate(samples):
+            if i not in keep:
+                if merge:
+                    carried = sample if carried is None or carried.bounds != sample.bounds else _plus(carried, sample)
+                continue
+            if carried is not None and carried.bounds == sample.bounds:
+                sample = _plus(carried, sample)
+            carried = None
+            kept.append(sample)
+        self.stored_samples += sum(map(_weight, kept)) - sum(map(_weight, samples))
+        series.samples.clear()  # in place: the caller holds the deque
+        series.samples.extend(kept)
 
     def _forget(self, samples: deque) -> None:
         self.stored_samples -= _weight(samples.popleft())
@@ -235,6 +265,25 @@ class SeriesStore:
             for key in [k for k, s in of_metric.items() if now - s.last_seen > self._horizon]:
                 self.stored_samples -= sum(map(_weight, of_metric.pop(key).samples))
                 self._count -= 1
+
+
+def _sparse(samples: list[Sample], now: float, k: float) -> set[int]:
+    """The indices to keep: the newest, the oldest (a window's baseline), and between them each sample
+    at least 1/k of its age older than the last one kept."""
+    keep = {0, len(samples) - 1}
+    last = samples[-1].observed
+    for i in range(len(samples) - 2, 0, -1):
+        observed = samples[i].observed
+        if last - observed >= (now - observed) / k:
+            keep.add(i)
+            last = observed
+    return keep
+
+
+def _plus(earlier: Sample, later: Sample) -> Sample:
+    """Two delta histogram samples as one, at the later one's time."""
+    return replace(later, value=earlier.value + later.value,
+                   counts=tuple(a + b for a, b in zip(earlier.counts, later.counts)))
 
 
 # --- what one series says over a window ---------------------------------------------------------
@@ -319,3 +368,26 @@ def quantile(q: float, bounds: tuple[float, ...], counts: list[int]) -> float | 
             return lower + (upper - lower) * (rank - seen) / count
         seen += count
     return bounds[-1] if bounds else None
+
+
+def fraction_over(bound: float, bounds: tuple[float, ...], counts: list[int]) -> float | None:
+    """The share of explicit-bucket counts above `bound`, interpolated within the bucket it falls in (the
+    first bucket starting at 0, as in quantile). Past the highest finite bound, the overflow bucket counts
+    as above: its observations may be. A histogram without buckets (a count and a sum) says nothing."""
+    total = sum(counts)
+    if total <= 0 or not bounds:
+        return None
+    above = 0.0
+    for i, count in enumerate(counts):
+        if not count:
+            continue
+        if i == len(bounds):  # (last bound, +inf)
+            above += count
+            continue
+        upper = bounds[i]
+        lower = bounds[i - 1] if i > 0 else min(0.0, upper)
+        if bound <= lower:
+            above += count
+        elif bound < upper:
+            above += count * (upper - bound) / (upper - lower)
+    return above / total
