@@ -106,6 +106,23 @@ _OWN_KEYS = {"redaction.redacted.keys", "redaction.redacted.count", "redaction.m
 _HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha3": hashlib.sha3_256}
 
 
+_KEYS_REMEMBERED = 10_000
+# Values this long or shorter have their masked form remembered, up to this many.
+_SHORT = 256
+_VALUES_REMEMBERED = 10_000
+
+
+def _any_of(patterns: list[str]) -> re.Pattern | None:
+    """One regex that finds where any of `patterns` would, to skip values none matches in one scan;
+    None where they cannot be joined (back-references would change meaning, flags not at the start)."""
+    if not patterns or any(re.search(r"\\[1-9]|\(\?P=", p) for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns))
+    except re.error:
+        return None
+
+
 def _replace_all(regex: re.Pattern, text: str, replace) -> str:
     """Every match replaced, as Go's ReplaceAllStringFunc does: an empty match right after a match is skipped."""
     parts, last, previous_end = [], 0, -1
@@ -143,6 +160,9 @@ class RedactionProcessor:
         self._blocked_values = [re.compile(p) for p in config.blocked_values]
         self._allowed_values = [re.compile(p) for p in config.allowed_values]
         self._blocked_keys = [re.compile(p) for p in config.blocked_key_patterns]
+        self._any_blocked = _any_of(config.blocked_values)
+        self._keys_seen: dict[str, bool] = {}  # attribute keys repeat: each key's verdict, once
+        self._short_seen: dict[str, str] = {}
         hash_name = config.hash_function or "none"
         self._hash = _HASHES.get(hash_name)
         self._summary = config.summary or "silent"
@@ -197,6 +217,18 @@ class RedactionProcessor:
         return ""
 
     def _blocked(self, text: str) -> str:
+        if len(text) > _SHORT:
+            return self._mask_blocked(text)
+        masked = self._short_seen.get(text)
+        if masked is None:  # short values repeat (model names, routes, labels): each one's result, once
+            if len(self._short_seen) >= _VALUES_REMEMBERED:
+                self._short_seen.clear()
+            masked = self._short_seen[text] = self._mask_blocked(text)
+        return masked
+
+    def _mask_blocked(self, text: str) -> str:
+        if self._any_blocked is not None and self._any_blocked.search(text) is None:
+            return text  # the common case: one scan says no blocked value is in it
         for regex in self._blocked_values:
             if regex.search(text):
                 text = _replace_all(regex, text, self._mask)
@@ -206,7 +238,12 @@ class RedactionProcessor:
         return any(regex.search(text) for regex in self._allowed_values)
 
     def _key_blocked(self, key: str) -> bool:
-        return any(regex.search(key) for regex in self._blocked_keys)
+        blocked = self._keys_seen.get(key)
+        if blocked is None:
+            if len(self._keys_seen) >= _KEYS_REMEMBERED:
+                self._keys_seen.clear()
+            blocked = self._keys_seen[key] = any(regex.search(key) for regex in self._blocked_keys)
+        return blocked
 
     def _attributes(self, kvs) -> None:
         found = _Found()
