@@ -1,7 +1,8 @@
 """config/examples/redaction-genai.yaml, run as written by `vigil run`, with an OpenTelemetry SDK app's
 GenAI and prediction telemetry: what reaches the OTLP backend has no e-mail address, card number or
 API key left in gen_ai.input.messages / gen_ai.output.messages, ml.feature.* strings or log bodies,
-and everything else as the app sent it."""
+and everything else as the app sent it. And its redaction processor on what OpenLLMetry's real
+instrumentation of the openai client sends."""
 
 from __future__ import annotations
 
