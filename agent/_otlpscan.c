@@ -70,6 +70,7 @@ enum { TRACES = 0, LOGS = 1, METRICS = 2, SIGNALS = 3 };
 typedef struct {
     uint32_t request_resources[SIGNALS], resource_resource[SIGNALS], resource_scopes[SIGNALS];
     uint32_t scope_scope[SIGNALS], scope_items[SIGNALS], item_attributes[SIGNALS];
+    uint32_t item_trace_id[SIGNALS], item_span_id[SIGNALS];
     uint32_t resource_attributes, scope_name;
     uint32_t span_start, span_end, span_events, span_status, status_code, event_name, event_attributes;
     uint32_t key_value_key, key_value_value, array_values;
@@ -107,7 +108,7 @@ typedef struct {
     /* one entry per item */
     int32_t n_items;
     int32_t n_resources;
-    Buffer item_resource, item_start, item_end, item_status;
+    Buffer item_resource, item_start, item_end, item_status, item_trace_id, item_span_id;
     PyObject *services;
     PyObject *exceptions; /* item -> the exception.type of its "exception" event, where it has one */
 } Scan;
@@ -261,8 +262,9 @@ static PyObject *scalar_object(const Value *v) {
     }
 }
 
-/* An ArrayValue of scalars as a Python list. */
-static PyObject *array_object(Cursor c) {
+/* An ArrayValue of scalars as a Python list; `*numeric` 1 when every element is an int or a double (an
+ * embedding's test, made here so the reader need not look at each element again). */
+static PyObject *array_object(Cursor c, int *numeric) {
     uint32_t field;
     int wire_type;
     Cursor sub = {0};
@@ -282,6 +284,8 @@ static PyObject *array_object(Cursor c) {
         Value element;
         if (read_value(sub, &element) < 0)
             goto fail;
+        if (element.kind != K_INT && element.kind != K_DOUBLE)
+            *numeric = 0;
         PyObject *item = scalar_object(&element);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
@@ -411,9 +415,15 @@ static int read_attribute(Scan *s, Cursor c, int32_t item) {
     case K_DOUBLE:
         memcpy(&as_number, &value.bits, 8);
         break;
-    case K_ARRAY:
-        object = array_object(value.content);
+    case K_ARRAY: {
+        int numeric = 1;
+        object = array_object(value.content, &numeric);
+        if (object != NULL) {
+            as_int = numeric && PyList_GET_SIZE(object) > 0;
+            as_number = (double)PyList_GET_SIZE(object);
+        }
         break;
+    }
     default: /* kvlist, bytes: only their kind matters */
         break;
     }
@@ -486,6 +496,7 @@ static int read_item(Scan *s, Cursor c) {
     Cursor sub = {0};
     uint64_t number = 0, start = 0, end = 0;
     int32_t status = 0, item = s->n_items++;
+    uint8_t trace_id[16] = {0}, span_id[8] = {0};
     uint32_t attributes = L.item_attributes[s->logs];
     Cursor exception = {0};
     int has_exception = 0;
@@ -493,6 +504,13 @@ static int read_item(Scan *s, Cursor c) {
         if (field == attributes && wire_type == 2) {
             if (read_attribute(s, sub, item) < 0)
                 return -1;
+        } else if (field == L.item_trace_id[s->logs] && wire_type == 2) {
+            /* the last given counts, as protobuf merges; an id of another length is no id */
+            Py_ssize_t length = sub.end - sub.p;
+            if (length == 16) memcpy(trace_id, sub.p, 16); else memset(trace_id, 0, 16);
+        } else if (field == L.item_span_id[s->logs] && wire_type == 2) {
+            Py_ssize_t length = sub.end - sub.p;
+            if (length == 8) memcpy(span_id, sub.p, 8); else memset(span_id, 0, 8);
         } else if (!s->logs && field == L.span_start && wire_type == 1) {
             start = number;
         } else if (!s->logs && field == L.span_end && wire_type == 1) {
@@ -515,7 +533,8 @@ static int read_item(Scan *s, Cursor c) {
     }
     int32_t resource = s->n_resources - 1;
     if (push(&s->item_resource, &resource, 4) < 0 || push(&s->item_start, &start, 8) < 0 ||
-        push(&s->item_end, &end, 8) < 0 || push(&s->item_status, &status, 4) < 0)
+        push(&s->item_end, &end, 8) < 0 || push(&s->item_status, &status, 4) < 0 ||
+        push(&s->item_trace_id, trace_id, 16) < 0 || push(&s->item_span_id, span_id, 8) < 0)
         return -1;
     return 0;
 }
@@ -968,7 +987,8 @@ static int read_layout(PyObject *layout) {
     struct { const char *name; uint32_t *out; } per_signal[] = {
         {"request_resources", L.request_resources}, {"resource_resource", L.resource_resource},
         {"resource_scopes", L.resource_scopes}, {"scope_scope", L.scope_scope}, {"scope_items", L.scope_items},
-        {"item_attributes", L.item_attributes},
+        {"item_attributes", L.item_attributes}, {"item_trace_id", L.item_trace_id},
+        {"item_span_id", L.item_span_id},
     };
     for (size_t i = 0; i < sizeof per_signal / sizeof *per_signal; i++)
         if (layout_numbers(layout, per_signal[i].name, per_signal[i].out, SIGNALS) < 0)
@@ -1071,19 +1091,21 @@ static PyObject *scan(PyObject *module, PyObject *args) {
             goto done;
         PyList_SET_ITEM(by_key, i, indices);
     }
-    result = Py_BuildValue("{s:O,s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:O,s:O,s:O,s:O}",
+    result = Py_BuildValue("{s:O,s:O,s:N,s:N,s:N,s:N,s:N,s:O,s:i,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:O,s:O,s:O}",
                            "keys", s->key_list, "by_key", by_key, "item", take_bytes(&s->rec_item), "key", take_bytes(&s->rec_key),
                            "kind", take_bytes(&s->rec_kind), "number", take_bytes(&s->rec_number),
                            "int", take_bytes(&s->rec_int), "object", s->rec_obj, "items", s->n_items,
                            "item_resource", take_bytes(&s->item_resource), "start", take_bytes(&s->item_start),
                            "end", take_bytes(&s->item_end), "status", take_bytes(&s->item_status),
+                           "trace_id", take_bytes(&s->item_trace_id), "span_id", take_bytes(&s->item_span_id),
                            "services", s->services, "exceptions", s->exceptions,
                            "repeated", s->repeated ? Py_True : Py_False,
                            "plain_strings", s->plain_strings ? Py_True : Py_False);
 done:
     if (s != NULL) {
         Buffer *buffers[] = {&s->rec_item, &s->rec_key, &s->rec_kind, &s->rec_number, &s->rec_int,
-                             &s->item_resource, &s->item_start, &s->item_end, &s->item_status};
+                             &s->item_resource, &s->item_start, &s->item_end, &s->item_status,
+                             &s->item_trace_id, &s->item_span_id};
         for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++)
             PyMem_Free(buffers[i]->data);
         for (int i = 0; i < MAX_KEYS; i++) {

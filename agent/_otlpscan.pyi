@@ -29,14 +29,16 @@ class ScanResult(TypedDict):
     item: bytes  # int32 per record: the item (span or log record) it belongs to, counted over the request
     key: bytes  # int32 per record: its key's index in `keys`
     kind: bytes  # uint8 per record: its value's kind (STRING ... BYTES)
-    number: bytes  # float64 per record: an INT's or DOUBLE's value, NaN otherwise
-    int: bytes  # int64 per record: an INT's value, a BOOL's 0 or 1, 0 otherwise
+    number: bytes  # float64 per record: an INT's or DOUBLE's value, an ARRAY's length, NaN otherwise
+    int: bytes  # int64 per record: an INT's value, a BOOL's 0 or 1, an ARRAY's 1 when non-empty and all numbers, else 0
     object: list[Any]  # per record: a STRING's str, an ARRAY's list of scalars, None otherwise
     items: int  # how many items the request holds (those in a skipped scope not counted)
     item_resource: bytes  # int32 per item: its resource's index in `services`
     start: bytes  # uint64 per item: a span's start_time_unix_nano (0 for log records)
     end: bytes  # uint64 per item: a span's end_time_unix_nano (0 for log records)
     status: bytes  # int32 per item: a span's status code (0 for log records)
+    trace_id: bytes  # 16 bytes per item: its trace id (zeros when it has none or one not 16 bytes long)
+    span_id: bytes  # 8 bytes per item: its span id (zeros when it has none or one not 8 bytes long)
     services: list[str]  # per resource: its `service.name`, "" when it has none or it is not a string
     exceptions: dict[int, str]  # item -> the non-empty `exception.type` of its first exception event having one
     repeated: bool  # some item gives a key more than once (the caller keeps the last)

@@ -49,6 +49,8 @@ def layout() -> dict[str, Any]:
         "request_resources": requests, "resource_resource": resources, "resource_scopes": scopes,
         "scope_scope": scope_field, "scope_items": items,
         "item_attributes": [_number(span, "attributes"), _number(LogRecord.DESCRIPTOR, "attributes"), 0],
+        "item_trace_id": [_number(span, "trace_id"), _number(LogRecord.DESCRIPTOR, "trace_id"), 0],
+        "item_span_id": [_number(span, "span_id"), _number(LogRecord.DESCRIPTOR, "span_id"), 0],
         "resource_attributes": _number(Resource.DESCRIPTOR, "attributes"),
         "scope_name": _number(InstrumentationScope.DESCRIPTOR, "name"),
         "span_start": _number(span, "start_time_unix_nano"), "span_end": _number(span, "end_time_unix_nano"),

@@ -26,11 +26,10 @@ import numpy as np
 from agent.metrics_builder import Exemplar
 from agent.ml.columns import UNREADABLE, ColumnView, category_of, equals_any, is_in
 from agent.ml.health import ColumnHealth
+from agent.ml.predictions import SPAN_ID, TRACE_ID
 from agent.ml.profile import CATEGORICAL, NUMBER, ColumnProfile
 from agent.ml.vocabulary import FEATURE_NAME
 
-TRACE_ID = "S16"
-SPAN_ID = "S8"
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,6 +28,9 @@ from agent.ml.vocabulary import (
 
 # A list or map where a scalar belongs: read as the UNREADABLE text in a column, as nothing elsewhere.
 NOT_A_SCALAR: Any = object()
+# A row's trace and span id as numpy keeps them: zero bytes where the row has none.
+TRACE_ID = "S16"
+SPAN_ID = "S8"
 
 
 # -- the normalisers ---------------------------------------------------------------------------------
@@ -80,6 +84,40 @@ def class_names(classes: Any) -> list[str] | None:
         return None
     return [category_of(c) if isinstance(c, (int, float)) and not isinstance(c, bool) else str(c)[:MAX_STRING_LENGTH]
             for c in classes]
+
+
+def trace_id_bytes(value: bytes) -> bytes:
+    """An item's trace id as a row keeps it: its 16 bytes, b"" when it has none or one of another length."""
+    return value if len(value) == 16 else b""
+
+
+def span_id_bytes(value: bytes) -> bytes:
+    """An item's span id: its 8 bytes, b"" when it has none or one of another length."""
+    return value if len(value) == 8 else b""
+
+
+def is_embedding(value: Any) -> bool:
+    """Whether an `ml.embedding` value (a list, as the readers give arrays) can be one: non-empty, ints and
+    doubles only (the wire scanner says the same of an array as it reads it)."""
+    return isinstance(value, list) and bool(value) and all(type(v) is float or type(v) is int for v in value)
+
+
+def embedding_matrix(rows: int, at: list[int], vectors: list[list[float]]) -> np.ndarray | None:
+    """The rows' embeddings as one float64 matrix (rows x width), None when no row has one. `vectors` (each an
+    `is_embedding` value) belong to rows `at`. The width is the first vector's; a row whose vector has another
+    width or a value that is not finite, or that has none, is a row of NaN (missing)."""
+    if not vectors:
+        return None
+    width = len(vectors[0])
+    lengths = np.fromiter(map(len, vectors), dtype=np.int64, count=len(vectors))
+    same = lengths == width
+    kept = vectors if bool(same.all()) else [v for v, ok in zip(vectors, same.tolist()) if ok]
+    # OTLP's ints are int64: each fits a double.
+    values = np.fromiter(chain.from_iterable(kept), dtype=np.float64, count=len(kept) * width).reshape(-1, width)
+    matrix = np.full((rows, width), math.nan)
+    matrix[np.asarray(at, dtype=np.intp)[same]] = values
+    matrix[~np.isfinite(matrix).all(axis=1)] = math.nan
+    return matrix
 
 
 def span_seconds(start_ns: int, end_ns: int) -> float:
@@ -154,6 +192,9 @@ class Predictions:
     probabilities: list[list[float]] = field(default_factory=list)
     classes: list[list[str] | None] = field(default_factory=list)  # per row of probability_rows
     columns: dict[str, ColumnSource] = field(default_factory=dict)  # by ml name: features and outputs
+    trace_ids: np.ndarray | None = None  # TRACE_ID per row (zeros: none); None when the source reads no ids
+    span_ids: np.ndarray | None = None  # SPAN_ID per row
+    embeddings: np.ndarray | None = None  # ml.embedding per row (embedding_matrix), None when no row has one
     _probability_stats: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def add_error(self, row: int, error_type: Any) -> None:

@@ -28,8 +28,11 @@ EXCEPTION_EVENT = "exception"  # the span event whose exception.type types a fai
 SERVICE_NAME = "service.name"
 # The prediction outputs, compared like features, by these names.
 OUTPUTS = (PREDICTION_LABEL, PREDICTION_SCORE, PREDICTION_CONFIDENCE, PREDICTION_VALUE)
+# A prediction's embedding (the model's input vector, or one the app derives): a double array, mappable like
+# every ml.* name; the ml processor's multivariate drift reads it (drift.multivariate.input: embedding).
+EMBEDDING = "ml.embedding"
 # The attributes read as arrays; any other list where a scalar belongs is unreadable.
-ARRAYS = (PREDICTION_PROBABILITIES, MODEL_CLASSES)
+ARRAYS = (PREDICTION_PROBABILITIES, MODEL_CLASSES, EMBEDDING)
 
 # -- GenAI semantic conventions (and the older names OpenLLMetry sends) -------------------------------
 GENAI_PREFIX = "gen_ai."
@@ -117,8 +120,7 @@ PROXY_RESPONSE_ID = "gen_ai.response.id"
 PROXY_FINISH_REASONS = "gen_ai.response.finish_reasons"  # a string array, one per choice
 
 # -- inference payloads (agent/receivers/payloads: V2 / V1 request and response bodies) ------------------
-# One vector input a row (an [N, D] tensor with D >= embedding_min_width): a double array.
-EMBEDDING = "ml.embedding"
+# One vector input a row (an [N, D] tensor with D >= embedding_min_width) is the row's EMBEDDING.
 # The resource of a prediction the KServe logger logged: the semantic conventions' namespace, and KServe's
 # component (predictor, transformer, explainer) and endpoint (kserve/kserve pkg/logger/worker.go).
 K8S_NAMESPACE = "k8s.namespace.name"

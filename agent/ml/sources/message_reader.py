@@ -10,18 +10,20 @@ engine never sees one Python object per row.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from agent.ml.columns import UNREADABLE, category_of
 from agent.ml.predictions import (
-    NOT_A_SCALAR, ColumnBuilder, Extracted, GenAiCalls, Labels, Predictions, add_genai_call,
-    add_label, id_text, span_seconds, version_text,
+    NOT_A_SCALAR, SPAN_ID, TRACE_ID, ColumnBuilder, Extracted, GenAiCalls, Labels, Predictions, add_genai_call,
+    add_label, embedding_matrix, id_text, is_embedding, span_id_bytes, span_seconds, trace_id_bytes, version_text,
 )
 from agent.ml.sources.mapping import AttributeMapping
 from agent.ml.vocabulary import (
-    ALERTS_SCOPE, ARRAYS, ERROR_TYPE, EXCEPTION_EVENT, EXCEPTION_TYPE, FEATURE_PREFIX, MAX_STRING_LENGTH, MODEL_CLASSES,
+    ALERTS_SCOPE, ARRAYS, EMBEDDING, ERROR_TYPE, EXCEPTION_EVENT, EXCEPTION_TYPE, FEATURE_PREFIX, MAX_STRING_LENGTH, MODEL_CLASSES,
     MODEL_NAME, MODEL_VERSION, OTHER_ERROR, PREDICTION_DURATION, PREDICTION_ID, PREDICTION_LABEL,
     PREDICTION_PROBABILITIES, SERVICE_NAME, TRITON_MODEL_NAME, TRITON_MODEL_VERSION, TRUE_LABEL,
 )
@@ -30,6 +32,21 @@ from agent.signals import Batch, Signal
 _SCALAR_KINDS = frozenset(("string_value", "double_value", "int_value", "bool_value"))
 _UNSEEN = object()
 _STATUS_ERROR = Status.STATUS_CODE_ERROR
+
+
+@dataclass
+class _Rows:
+    """One model version's per-row values that become arrays once the batch is read."""
+
+    trace_ids: list[bytes] = field(default_factory=list)
+    span_ids: list[bytes] = field(default_factory=list)
+    embedding_rows: list[int] = field(default_factory=list)
+    embeddings: list[list[float]] = field(default_factory=list)
+
+    def finish(self, predictions: Predictions) -> None:
+        predictions.trace_ids = np.array(self.trace_ids, dtype=TRACE_ID)
+        predictions.span_ids = np.array(self.span_ids, dtype=SPAN_ID)
+        predictions.embeddings = embedding_matrix(predictions.rows, self.embedding_rows, self.embeddings)
 
 
 class MessageReader:
@@ -45,6 +62,7 @@ class MessageReader:
         found: dict[tuple[str, str], Predictions] = {}
         labels: dict[str, Labels] = {}
         genai: dict[str, GenAiCalls] = {}
+        rows: dict[tuple[str, str], _Rows] = {}
         spans = batch.signal is Signal.TRACES
         for resource in batch.resources():
             service = ""
@@ -56,11 +74,13 @@ class MessageReader:
                 if not spans and scope.scope.name == ALERTS_SCOPE:
                     continue  # alert notices carry a model's labels but are not predictions
                 for item in (scope.spans if spans else scope.log_records):
-                    self._item(item, spans, service, found, labels, genai)
+                    self._item(item, spans, service, found, rows, labels, genai)
+        for key, predictions in found.items():
+            rows[key].finish(predictions)
         return Extracted(list(found.values()), list(labels.values()), list(genai.values()))
 
     def _item(self, item: Any, is_span: bool, service: str, found: dict[tuple[str, str], Predictions],
-              labels: dict[str, Labels], genai: dict[str, GenAiCalls]) -> None:
+              rows: dict[tuple[str, str], _Rows], labels: dict[str, Labels], genai: dict[str, GenAiCalls]) -> None:
         values: dict[str, Any] = {}
         columns_found: list[str] = []  # the names in `values` that are columns (features, outputs), in order
         other: dict[str, Any] | None = None  # gen_ai.* and error.type
@@ -111,8 +131,16 @@ class MessageReader:
         predictions = found.get(key)
         if predictions is None:
             predictions = found[key] = Predictions(key[0], key[1], service_name=service)
+            rows[key] = _Rows()
         row = predictions.rows
         predictions.rows += 1
+        per_row = rows[key]
+        per_row.trace_ids.append(trace_id_bytes(item.trace_id))
+        per_row.span_ids.append(span_id_bytes(item.span_id))
+        embedding = values.get(EMBEDDING)
+        if embedding is not None and is_embedding(embedding):
+            per_row.embedding_rows.append(row)
+            per_row.embeddings.append(embedding)
         error_type = other.get(ERROR_TYPE) if other is not None else None
         if is_span:
             predictions.durations.append(span_seconds(item.start_time_unix_nano, item.end_time_unix_nano))

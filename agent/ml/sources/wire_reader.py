@@ -24,12 +24,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from agent.ml.columns import UNREADABLE, RawColumn, category_of
 from agent.ml.predictions import (
-    NOT_A_SCALAR, BuiltColumn, Extracted, GenAiCalls, Labels, Predictions, add_genai_call, add_label, id_text,
-    span_seconds, version_text,
+    NOT_A_SCALAR, SPAN_ID, TRACE_ID, BuiltColumn, Extracted, GenAiCalls, Labels, Predictions, add_genai_call,
+    add_label, embedding_matrix, id_text, span_seconds, version_text,
 )
 from agent.ml.sources.mapping import AttributeMapping
 from agent.ml.vocabulary import (
-    ALERTS_SCOPE, ERROR_TYPE, FEATURE_PREFIX, MAX_STRING_LENGTH, MODEL_CLASSES, MODEL_NAME, MODEL_VERSION,
+    ALERTS_SCOPE, EMBEDDING, ERROR_TYPE, FEATURE_PREFIX, MAX_STRING_LENGTH, MODEL_CLASSES, MODEL_NAME, MODEL_VERSION,
     OTHER_ERROR, PREDICTION_DURATION, PREDICTION_ID, PREDICTION_LABEL, PREDICTION_PROBABILITIES, TRITON_MODEL_NAME,
     TRITON_MODEL_VERSION, TRUE_LABEL,
 )
@@ -159,6 +159,8 @@ class _Reading:
         self.status = np.frombuffer(raw["status"], dtype=np.int32)
         self.start = np.frombuffer(raw["start"], dtype=np.uint64)
         self.end = np.frombuffer(raw["end"], dtype=np.uint64)
+        self.trace_ids = np.frombuffer(raw["trace_id"], dtype=TRACE_ID)
+        self.span_ids = np.frombuffer(raw["span_id"], dtype=SPAN_ID)
         self.exceptions: dict[int, str] = raw["exceptions"]
         ml_names: dict[str, list[int]] = {}
         self.columns: list[str] = []  # ml names that are columns (features, outputs)
@@ -278,10 +280,13 @@ class _Reading:
         predictions = Predictions(model, version, rows=rows,
                                   service_name=self.services[self.item_resource[items[0]]])
         predictions.durations = self._durations(items).tolist()
+        predictions.trace_ids = self.trace_ids[items]
+        predictions.span_ids = self.span_ids[items]
         self._ids(predictions, items, row_of)
         self._errors(predictions, items, row_of)
         self._probabilities(predictions, items, row_of)
         self._columns(predictions, row_of)
+        self._embeddings(predictions, row_of)
         return predictions
 
     def _of_group(self, records: np.ndarray, row_of: np.ndarray) -> np.ndarray:
@@ -346,6 +351,15 @@ class _Reading:
         classes_of = self._values_by_item(MODEL_CLASSES, arrays=True)
         for item, i in zip(r.item[found].tolist(), found.tolist()):
             predictions.add_probabilities(int(row_of[item]), r.object[i], classes_of.get(item))
+
+    def _embeddings(self, predictions: Predictions, row_of: np.ndarray) -> None:
+        """`ml.embedding`: the arrays the scanner found to be non-empty and all numbers (`is_embedding`)."""
+        r = self.records
+        found = self._of_group(r.last_of(EMBEDDING), row_of)
+        found = found[(r.kind[found] == ARRAY) & (r.int[found] == 1)]
+        if found.size:
+            predictions.embeddings = embedding_matrix(predictions.rows, self._rows(found, row_of).tolist(),
+                                                      list(map(r.object.__getitem__, found.tolist())))
 
     def _columns(self, predictions: Predictions, row_of: np.ndarray) -> None:
         """Features and outputs, in the order a row-by-row reading meets them first, capped at

@@ -163,9 +163,7 @@ class MlEngine(Windows):
                 continue
             state.requests += found.rows
             outputs = found.outputs()
-            # Read with getattr: a source that gives no trace_ids / span_ids (b"" rows) gives no exemplars.
-            traces = (Traces.of(getattr(found, "trace_ids", None), getattr(found, "span_ids", None), found.rows,
-                                 now_ns) if self._exemplars else None)
+            traces = Traces.of(found.trace_ids, found.span_ids, found.rows, now_ns) if self._exemplars else None
             state.traffic.add(found, outputs, traces)
             if found.ids:
                 self._wait_for_labels(state, found, outputs, now)
@@ -177,7 +175,7 @@ class MlEngine(Windows):
                 # that completes it goes on to the first window.
                 take = min(rows, self._config.reference.warmup - state.warmup.rows)
                 state.warmup.add(take, {n: c.rows(0, take) for n, c in columns.items()} if take < rows else columns)
-                state.warmup.vectors.add(None if vectors is None else vectors[:take])
+                state.warmup.vectors.add(take, None if vectors is None else vectors[:take])
                 if state.warmup.rows < self._config.reference.warmup:
                     continue
                 self._build_reference(state)
@@ -188,7 +186,7 @@ class MlEngine(Windows):
                 traces = None if traces is None else traces.rows(take, take + rows)
                 vectors = None if vectors is None else vectors[take:take + rows]
             state.window.add(rows, columns, traces)
-            state.window.vectors.add(vectors)
+            state.window.vectors.add(rows, vectors)
             if state.window.rows >= self._config.window.size:
                 self._close_window(state)
         for found_labels in extracted.labels:

@@ -1,6 +1,7 @@
 """The wire reader (agent/_otlpscan.c + agent/ml/sources/wire_reader.py) gives exactly what the parsed-message
-path gives: predictions, columns, labels, GenAI calls and the dropped-feature count, on generated batches of
-spans and log records with every kind of value, repeated keys, mapped names and odd shapes."""
+path gives: predictions, columns, trace and span ids, embeddings, labels, GenAI calls and the dropped-feature
+count, on generated batches of spans and log records with every kind of value, repeated keys, mapped names and
+odd shapes."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ KEYS = ["ml.model.name", "ml.model.version", "ml.prediction.id", "ml.label", "ml
         "http.route", "features.x", "features.a", "model", "pid", "probs", "ml.feature.é",
         # an inference server's own names: vLLM's / SGLang's request span, Triton's model span
         "gen_ai.latency.e2e", "gen_ai.latency.time_to_first_token", "gen_ai.latency.time_in_queue",
-        "gen_ai.usage.completion_tokens", "triton.model_name", "triton.model_version", "triton.trace_id"]
+        "gen_ai.usage.completion_tokens", "triton.model_name", "triton.model_version", "triton.trace_id",
+        "ml.embedding", "emb"]
 # Mapped names, some of which collide with the ml.* names also sent (features.a / ml.feature.a, pid / ...).
 MAPPING = {"ml.feature.*": "features.*", "ml.model.name": "model", "ml.prediction.id": "pid",
-           "ml.prediction.probabilities": "probs"}
+           "ml.prediction.probabilities": "probs", "ml.embedding": "emb"}
 
 texts = st.one_of(st.sampled_from(["fraud", "churn", "", "0", "1", "v3", "a" * 300]), st.text(max_size=8))
 scalars = st.one_of(
@@ -56,11 +58,20 @@ usual = st.lists(st.sampled_from([
     ("triton.model_name", ("string_value", "scorer")), ("triton.model_version", ("int_value", 1)),
     ("gen_ai.latency.e2e", ("double_value", 1.25)), ("gen_ai.latency.time_to_first_token", ("double_value", 0.25)),
     ("gen_ai.usage.completion_tokens", ("int_value", 5)),
+    ("ml.embedding", ("array_value", [("double_value", 0.5), ("double_value", -1.5)])),
+    ("ml.embedding", ("array_value", [("int_value", 2), ("double_value", 0.25)])),
+    ("ml.embedding", ("array_value", [("double_value", 0.5), ("double_value", 1.0), ("double_value", 2.0)])),
+    ("ml.embedding", ("array_value", [("double_value", float("nan")), ("double_value", 1.0)])),
+    ("ml.embedding", ("array_value", [("bool_value", True), ("double_value", 1.0)])),
+    ("emb", ("array_value", [("double_value", 3.0), ("double_value", 4.0)])),
 ]), max_size=5)
 attributes = st.builds(lambda first, rest: first + rest, usual,
                        st.lists(st.tuples(st.sampled_from(KEYS), values), max_size=10))
+ids = st.sampled_from([b"", bytes(range(1, 17)), bytes(16), b"\x00" * 15 + b"\x01", b"short"])
 items = st.fixed_dictionaries({
     "attributes": attributes,
+    "trace_id": ids,
+    "span_id": st.sampled_from([b"", b"abcdefgh", bytes(8), b"toolong-span-id"]),
     "start": st.sampled_from([0, 1_000, 5_000_000_000]),
     "end": st.sampled_from([0, 2_000, 5_250_000_000]),
     "status": st.sampled_from([0, 1, 2]),
@@ -98,7 +109,8 @@ def build(signal: Signal, shape) -> Batch:
             for item in item_list:
                 if signal is Signal.TRACES:
                     out = scope.spans.add(name="predict", start_time_unix_nano=item["start"],
-                                          end_time_unix_nano=item["end"])
+                                          end_time_unix_nano=item["end"], trace_id=item.get("trace_id", b""),
+                                          span_id=item.get("span_id", b""))
                     out.status.code = item["status"]
                     for name, exception_type in item["events"]:
                         event = out.events.add(name=name)
@@ -106,7 +118,8 @@ def build(signal: Signal, shape) -> Batch:
                         if exception_type is not None:
                             event.attributes.add(key="exception.type").value.string_value = exception_type
                 else:
-                    out = scope.log_records.add(time_unix_nano=item["start"])
+                    out = scope.log_records.add(time_unix_nano=item["start"], trace_id=item.get("trace_id", b""),
+                                                span_id=item.get("span_id", b""))
                 for key, (kind, value) in item["attributes"]:
                     set_value(out.attributes.add(key=key).value, kind, value)
     return Batch(signal, wire=request.SerializeToString())
@@ -134,6 +147,8 @@ def summary(extracted: Extracted) -> dict:
         "probability_rows": list(p.probability_rows), "probabilities": p.probabilities, "classes": p.classes,
         "features": {name: (c.numbers, c.strings) for name, c in p.features().items()},
         "outputs": {name: (c.numbers, c.strings) for name, c in p.outputs().items()},
+        "trace_ids": p.trace_ids.tobytes(),
+        "span_ids": p.span_ids.tobytes(), "embeddings": p.embeddings,
     } for p in extracted.predictions]
     labels = [(label.model, label.ids, label.values) for label in extracted.labels]
     genai = [vars(calls) for calls in extracted.genai]
@@ -209,3 +224,25 @@ def test_a_value_given_twice_is_left_to_protobuf_which_merges_it():
     assert Extractor().wire_reader.read(batch) is None
     (predictions,) = Extractor().extract_all(batch).predictions
     assert predictions.features()["a"].numbers.tolist() == [2.5]
+
+
+def test_ids_and_embeddings_come_per_row_as_sent():
+    def item(i: int, embedding) -> dict:
+        return {"attributes": [("ml.model.name", ("string_value", "search")), ("ml.embedding", embedding)],
+                "start": 1_000, "end": 2_000, "status": 0, "events": [],
+                "trace_id": bytes([i + 1]) * 16 if i != 2 else b"", "span_id": bytes([i + 1]) * 8}
+    floats = ("array_value", [("double_value", 0.5), ("double_value", -1.5)])
+    shape = [("svc", [("app", [item(0, floats), item(1, ("array_value", [("int_value", 2), ("double_value", 3.0)])),
+                               item(2, ("array_value", [("double_value", 1.0)])),  # another width
+                               item(3, ("array_value", [("bool_value", True), ("double_value", 1.0)])),
+                               item(4, ("string_value", "0.5,1.5"))])])]
+    for signal in (Signal.TRACES, Signal.LOGS):
+        got, expected, reading = both(build(signal, shape))
+        assert reading is not None and same(got, expected)
+        predictions = reading.predictions[0]
+        assert predictions.trace_ids.tobytes() == b"".join([b"\x01" * 16, b"\x02" * 16, bytes(16), b"\x04" * 16,
+                                                            b"\x05" * 16])
+        assert predictions.span_ids[3].tobytes() == b"\x04" * 8
+        assert predictions.embeddings.shape == (5, 2)
+        assert predictions.embeddings[:2].tolist() == [[0.5, -1.5], [2.0, 3.0]]
+        assert np.isnan(predictions.embeddings[2:]).all()  # another width, a bool, a string: missing
