@@ -574,10 +574,11 @@ async def test_the_reference_is_exactly_the_first_warmup_predictions(tmp_path, c
     assert f"{MODEL} 3: reference learned from 1000 predictions" in caplog.text
 
 
-async def test_a_window_filled_while_the_reference_is_built_is_evaluated_once_it_is_learned(tmp_path):
-    # One burst: the batch that completes warmup 200 carries 400 more predictions, a whole window of 200
-    # and more, which wait while the reference is built; with no batch after it, that window is still
-    # evaluated as soon as the reference is learned, not only when max_age comes.
+async def test_windows_filled_while_the_reference_is_built_are_evaluated_once_it_is_learned(tmp_path):
+    # One burst: the batch that completes warmup 200 carries 450 more predictions, two whole windows of
+    # 200 and 50 more, which wait while the reference is built; with no batch after it, both windows are
+    # still evaluated, each of 200, as soon as the reference is learned (not only when max_age comes), and
+    # the 50 stay in the open window.
     from tests.admin.traffic import ml_vigil_config, prediction_spans
     from tests.otlp_data import send_grpc
     from agent.signals import Signal
@@ -587,10 +588,10 @@ async def test_a_window_filled_while_the_reference_is_built_is_evaluated_once_it
     config["processors"]["ml"]["window"] = {"size": 200, "min_size": 100, "max_age": "5m"}
     async with running_vigil(config) as vigil:
         engine = vigil.service.graph.shared[ComponentId("ml")]
-        await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, prediction_spans(600, seed=1))
-        assert await async_wait_for(lambda: engine.status()["models"][0]["windows_evaluated"] == 1, timeout=10), \
+        await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, prediction_spans(650, seed=1))
+        assert await async_wait_for(lambda: engine.status()["models"][0]["windows_evaluated"] == 2, timeout=10), \
             engine.status()["models"][0]
-        assert engine.status()["models"][0]["window"]["rows"] == 0
+        assert engine.status()["models"][0]["window"]["rows"] == 50
 
 
 async def test_idle_model_versions_give_their_slots_to_new_ones_and_active_ones_keep_theirs(tmp_path):

@@ -114,7 +114,7 @@ async def test_a_correlation_change_drifts_the_features_taken_together(tmp_path:
     entry, verdict = await run(tmp_path, {"models": {"fraud": "reconstruction"}, "input": "features"},
                                "fraud", rows)
     found = entry["multivariate"]
-    assert (found["method"], found["input"], found["drifted"]) == ("reconstruction", "features", True)
+    assert (found["method"], found["input"], found["drifted"]) == ("reconstruction", "features", True), entry
     assert not entry["drift"]["drifted_features"]  # column by column nothing moved
     assert verdict["status"] == "degraded" and any("multivariate drift (reconstruction" in r
                                                    for r in verdict["reasons"])
@@ -145,11 +145,13 @@ def test_a_window_keeps_its_embeddings_bounded_and_of_one_width():
 
     vectors = Vectors()
     assert vectors.joined() is None
-    vectors.add(np.ones((3, 4)))
-    vectors.add(None)  # a batch without any
-    vectors.add(np.ones((2, 5)))  # another width than the window's first: missing rows
+    vectors.add(2, None)  # a batch without any: its rows are missing, row for row with the columns
+    assert vectors.joined() is None
+    vectors.add(3, np.ones((3, 4)))
+    vectors.add(2, np.ones((2, 5)))  # another width than the window's first: missing rows
     joined = vectors.joined()
-    assert joined.shape == (5, 4) and np.isnan(joined[3:]).all() and (joined[:3] == 1).all()
+    assert joined.shape == (7, 4) and np.isnan(joined[:2]).all() and np.isnan(joined[5:]).all()
+    assert (joined[2:5] == 1).all()
     config = MultivariateConfig(method="mmd", max_dims=8, models={"legacy": "off"})
     wide, narrow = SimpleNamespace(embeddings=np.ones((2, 9))), SimpleNamespace(embeddings=np.ones((2, 8)))
     assert batch_vectors(config, "search", wide) is None  # wider than max_dims: not kept

@@ -29,22 +29,24 @@ MIN_REFERENCE_ROWS = 100  # usable warmup rows a fit needs
 
 
 class Vectors:
-    """A buffer's embedding rows, batch by batch; bounded as the buffer is (by its rows)."""
+    """A buffer's embedding rows, batch by batch and row for row with its columns (a batch without any, or of
+    another width than the first's, as rows of NaN); bounded as the buffer is, by its rows."""
 
     def __init__(self) -> None:
-        self.chunks: list[np.ndarray] = []
+        self.chunks: list[tuple[int, np.ndarray | None]] = []
 
-    def add(self, vectors: np.ndarray | None) -> None:
-        if vectors is not None and vectors.shape[0]:
-            self.chunks.append(vectors)
+    def add(self, rows: int, vectors: np.ndarray | None) -> None:
+        if rows:
+            self.chunks.append((rows, vectors))
 
     def joined(self) -> np.ndarray | None:
-        """All rows (batches of another width than the first's as missing rows), or None."""
-        if not self.chunks:
+        """All rows, or None when no batch had any."""
+        first = next((v for _, v in self.chunks if v is not None), None)
+        if first is None:
             return None
-        dims = self.chunks[0].shape[1]
-        return np.concatenate([c if c.shape[1] == dims else np.full((c.shape[0], dims), np.nan)
-                               for c in self.chunks])
+        dims = first.shape[1]
+        return np.concatenate([v if v is not None and v.shape[1] == dims else np.full((rows, dims), np.nan)
+                               for rows, v in self.chunks])
 
 
 def method_of(config: MultivariateConfig, model: str) -> str:

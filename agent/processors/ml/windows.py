@@ -158,6 +158,25 @@ class Windows:
                          join_traces(window.traces) if self._config.exemplars.enabled else None,
                          window.vectors.joined()))
 
+    def _close_backlog(self, state: ModelState) -> None:
+        """The window that grew while the reference was built, closed as the full windows it holds (each
+        `window.size` predictions, in order); the rest stays open."""
+        window, size = state.window, self._config.window.size
+        if window.rows < size:
+            return
+        columns, vectors = window.columns(), window.vectors.joined()
+        traces = join_traces(window.traces) if self._config.exemplars.enabled else None
+        full = window.rows - window.rows % size
+        state.window = Buffer()
+        for start in range(0, full, size):
+            self._submit(Job(WINDOW, state, size, {n: c.rows(start, start + size) for n, c in columns.items()},
+                             window.started_ns, None if traces is None else traces.rows(start, start + size),
+                             None if vectors is None else vectors[start:start + size]))
+        if full < window.rows:
+            state.window.add(window.rows - full, {n: c.rows(full, window.rows) for n, c in columns.items()},
+                             None if traces is None else traces.rows(full, window.rows))
+            state.window.vectors.add(window.rows - full, None if vectors is None else vectors[full:])
+
     def _close_labels(self, state: ModelState, final: bool = False) -> None:
         labeled = state.labeled
         if not labeled or (final and len(labeled) < self._config.labels.window.min_size):
@@ -192,10 +211,9 @@ class Windows:
                     state.building = False
                     self._log.info("%s %s: reference learned from %d predictions", state.model,
                                    state.version or "-", rows)
-                    if state.window.rows >= self._config.window.size:
-                        # Predictions that came while the reference was built filled a window: evaluate it
-                        # now rather than when the next batch or max_age comes.
-                        self._close_window(state)
+                    # Predictions that came while the reference was built: the windows they filled are
+                    # evaluated now, rather than when the next batch or max_age comes.
+                    self._close_backlog(state)
                 elif kind == LABELS:
                     batch = await asyncio.to_thread(self._evaluate_labels, state, data)
                     await self._send(batch)
@@ -314,7 +332,8 @@ class Windows:
         # One view per column: the drift tests, health checks and histograms share its masks and values.
         views = drift.views(profile, columns, rows, config.drift.sentinels)
         result = drift.evaluate(profile, columns, rows, config.drift, views)
-        state.windows_evaluated += 1
+        # Counted once the whole window is in the status: a reader that sees the count sees its results.
+        number = state.windows_evaluated + 1
         remember(state, result, distribution.numeric_windows(profile.columns(), views))
         healths = {name: health.column_health(reference, views[name])
                    for name, reference in profile.columns().items()}
@@ -322,7 +341,7 @@ class Windows:
         out = MetricsBuilder()
         rm = ml_metrics.service_resource(out, state.service_name, self._host)
         model = ml_metrics.model_attributes(state.model, state.version)
-        ml_metrics.write_drift(rm, model, result, state.windows_evaluated, self._started_ns, exemplars)
+        ml_metrics.write_drift(rm, model, result, number, self._started_ns, exemplars)
         perf = profile.performance
         estimate = None
         if perf is not None and perf.can_estimate:
@@ -332,8 +351,9 @@ class Windows:
                     rm, model, perf, estimate, config.performance.sigma, list(config.performance.metrics))
                 state.last_estimate = estimate
         ml_metrics.write_columns(rm, model, profile, result, views, healths, started_ns, exemplars)
-        self._evaluate_multivariate(state, rows, columns, vectors, rm, model)
+        self._evaluate_multivariate(state, rows, columns, vectors, rm, model, number)
         state.history.window(result, rows, estimate, state.last_multivariate)
+        state.windows_evaluated = number
         return out.batch()
 
     def _fit_multivariate(self, state: ModelState, learned: profiles.Profile, columns: dict[str, RawColumn],
@@ -346,10 +366,10 @@ class Windows:
             self._log.warning("%s %s: no multivariate drift: %s", state.model, state.version or "-", problem)
 
     def _evaluate_multivariate(self, state: ModelState, rows: int, columns: dict[str, RawColumn],
-                               vectors: np.ndarray | None, rm: Any, model: dict[str, str]) -> None:
+                               vectors: np.ndarray | None, rm: Any, model: dict[str, str], number: int) -> None:
         config = self._config.drift
         found = live_multivariate.evaluate(config.multivariate, state.profile, rows, columns, vectors,
-                                           config.sentinels, seed=state.windows_evaluated)
+                                           config.sentinels, seed=number)
         state.last_multivariate = found
         if found is not None:
             ml_metrics.write_multivariate(rm, model, found)
