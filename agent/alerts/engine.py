@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from agent.alerts import store as series_store, templates
 from agent.alerts.rules import HISTOGRAM_AGGREGATIONS, PRIORITY, QueryConfig, RuleConfig
@@ -86,13 +86,15 @@ class _Point:
     value: float
     labels: dict[str, str]
     last_seen: float
+    exemplar: tuple[str, str, float] | None = None  # the group's latest (trace id, span id, observed)
 
 
 class RuleEngine:
     def __init__(self, rules: list[RuleConfig], *, stale_after: float = 900.0, max_series: int = 10_000,
                  max_samples: int = 1_000, max_stored_samples: int = 200_000, max_buckets: int = 256,
-                 max_alerts: int = 1_000) -> None:
+                 max_alerts: int = 1_000, trace_url: Callable[[str, str], str | None] | None = None) -> None:
         self.rules = {rule.name: rule for rule in rules}
+        self._trace_url = trace_url  # Settings.trace_url: an alert with a trace links it
         self._stale_after = stale_after
         queries: list[QueryConfig] = []
         # A rule over several windows: one variant per window, each read alike (see values()).
@@ -138,7 +140,7 @@ class RuleEngine:
         for variant in variants[1:]:
             other = self._values(variant, now)
             combined = {key: _Point(pick(point.value, other[key].value), point.labels,
-                                    max(point.last_seen, other[key].last_seen))
+                                    max(point.last_seen, other[key].last_seen), point.exemplar)
                         for key, point in combined.items() if key in other}
         return combined
 
@@ -155,7 +157,9 @@ class RuleEngine:
             num = out.get(key)
             # A numerator with no series yet (no error has ever happened) is zero.
             value = (num.value if num else 0.0) / den.value
-            ratios[key] = _Point(value, den.labels, max(den.last_seen, num.last_seen if num else 0.0))
+            # The numerator's trace first: a failed prediction says more than any request.
+            exemplar = (num.exemplar if num else None) or den.exemplar
+            ratios[key] = _Point(value, den.labels, max(den.last_seen, num.last_seen if num else 0.0), exemplar)
         return ratios
 
     def _aggregate(self, query: QueryConfig, group_by: list[str], now: float,
@@ -170,7 +174,8 @@ class RuleEngine:
             if value is None or math.isnan(value):
                 continue
             labels = {name: v for name, v in zip(group_by, key) if v != ""}
-            out[key] = _Point(value, labels, max(s.last_seen for s in members))
+            exemplar = max((s.exemplar for s in members if s.exemplar), key=lambda e: e[2], default=None)
+            out[key] = _Point(value, labels, max(s.last_seen for s in members), exemplar)
         return out
 
     def evaluate_rule(self, rule: RuleConfig, now: float) -> list[Transition]:
@@ -194,13 +199,13 @@ class RuleEngine:
                     self.dropped_alerts += 1
                     continue
                 alert = self.alerts[fp] = Alert(rule.name, dict(labels), fp, PENDING, now, point.last_seen)
-                _annotate(alert, rule, point.value)
+                self._annotate(alert, rule, point)
                 changes.append(Transition(alert.snapshot(), INACTIVE))
                 if rule.for_ <= 0:
                     changes.append(self._fire(alert, now))
                 continue
             alert.last_seen = max(alert.last_seen, point.last_seen)
-            _annotate(alert, rule, point.value)
+            self._annotate(alert, rule, point)
             if alert.state == PENDING:
                 if not rule.exceeds(point.value):
                     changes.append(self._end(alert, INACTIVE, now))
@@ -220,6 +225,17 @@ class RuleEngine:
             if now - alert.last_seen >= self.stale_after(rule):
                 changes.append(self._end(alert, INACTIVE if alert.state == PENDING else RESOLVED, now))
         return changes
+
+    def _annotate(self, alert: Alert, rule: RuleConfig, point: _Point) -> None:
+        trace = alert.annotations.get("trace_id"), alert.annotations.get("span_id")
+        _annotate(alert, rule, point.value)
+        if point.exemplar is not None:
+            trace = point.exemplar[:2]
+        if trace[0]:  # the latest trace behind the value, kept until a newer one comes
+            alert.annotations["trace_id"], alert.annotations["span_id"] = trace[0], trace[1] or ""
+            link = self._trace_url(trace[0], trace[1] or "") if self._trace_url else None
+            if link:
+                alert.annotations["trace_url"] = link
 
     def _fire(self, alert: Alert, now: float) -> Transition:
         alert.state, alert.fired_at, alert.clear_since = FIRING, now, None

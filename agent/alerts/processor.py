@@ -84,7 +84,8 @@ class AlertsEngine:
         limits = config.limits
         self.engine = RuleEngine(config.all_rules(), stale_after=config.stale_after, max_series=limits.max_series,
                                  max_samples=limits.max_samples, max_stored_samples=limits.max_stored_samples,
-                                 max_buckets=limits.max_buckets, max_alerts=limits.max_alerts)
+                                 max_buckets=limits.max_buckets, max_alerts=limits.max_alerts,
+                                 trace_url=settings.trace_url)
         self.silences = Silences(limits.max_silences)
         routes, default = build_routes(config)
         self.dispatcher = Dispatcher(routes, default, self.silences)
@@ -99,8 +100,7 @@ class AlertsEngine:
                 self.deliveries[nid] = self._senders[nid] = AlertmanagerNotifier(
                     nid, nconfig, processor=self.id, telemetry=settings.telemetry, log=notify_log,
                     timeout=config.delivery.timeout, retry=policy, evaluation_interval=config.evaluation_interval,
-                    generator_url=config.external_url or (f"{settings.admin_url}/" if settings.admin_url else ""),
-                    trace_url=settings.trace_url)
+                    generator_url=config.external_url or (f"{settings.admin_url}/" if settings.admin_url else ""))
                 continue
             notifier = notifier_types.create(nid, nconfig, logger=notify_log, host=self._host.get("host.name", ""),
                                              timeout=config.delivery.timeout)

@@ -62,6 +62,9 @@ class Series:
     samples: deque = field(default_factory=deque)
     last_seen: float = 0.0
     running: float = 0.0  # a delta sum's running total
+    # The latest point's last exemplar with a trace: (trace id, span id, observed), ids as hex. An alert
+    # on the series links it (a slow prediction behind a latency alert, a failed one behind errors).
+    exemplar: tuple[str, str, float] | None = None
 
     @property
     def latest(self) -> Sample | None:
@@ -178,6 +181,8 @@ class SeriesStore:
         series = self._series_for(name, kind, delta, point, resource, now)
         if series is None:
             return
+        if point.exemplars:
+            _take_exemplar(series, point, now)
         if delta:
             series.running += value
             value = series.running
@@ -196,6 +201,8 @@ class SeriesStore:
         series = self._series_for(name, HISTOGRAM, delta, point, resource, now)
         if series is None:
             return
+        if point.exemplars:
+            _take_exemplar(series, point, now)
         self._append(series, Sample(now, point.time_unix_nano / 1e9 or now, float(point.count),
                                     point.start_time_unix_nano / 1e9, tuple(point.explicit_bounds),
                                     tuple(point.bucket_counts)), name)
@@ -265,6 +272,13 @@ class SeriesStore:
             for key in [k for k, s in of_metric.items() if now - s.last_seen > self._horizon]:
                 self.stored_samples -= sum(map(_weight, of_metric.pop(key).samples))
                 self._count -= 1
+
+
+def _take_exemplar(series: Series, point: Any, now: float) -> None:
+    for exemplar in reversed(point.exemplars):
+        if len(exemplar.trace_id) == 16 and any(exemplar.trace_id):
+            series.exemplar = (exemplar.trace_id.hex(), exemplar.span_id.hex(), now)
+            return
 
 
 def _sparse(samples: list[Sample], now: float, k: float) -> set[int]:

@@ -271,3 +271,22 @@ def test_secrets_cover_urls_passwords_and_headers():
 
 def _counter(telemetry: SelfTelemetry, name: str) -> float:
     return telemetry.total(name, notifier="alertmanager")
+
+
+async def test_an_alert_carries_the_trace_of_its_metrics_latest_exemplar(tmp_path):
+    clock = Clock()
+    trace_id, span_id = bytes(range(1, 17)), bytes(range(1, 9))
+    async with http_endpoint() as server:
+        engine = await make(config(server.url), clock, tmp_path, trace_view_url=None)
+        batch = gauge("ml.feature.drifted", [(1.0, {**DRIFT, "ml.feature.name": "a"})], time_s=clock())
+        point = batch.message.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
+        point.exemplars.add(trace_id=trace_id, span_id=span_id, as_double=9.5)
+        await AlertsStage(engine, InMemorySink(), engine._log).consume(batch)
+        await drifted(engine, clock, b=1.0)  # no exemplar: no trace
+        await engine.tick()
+        assert await async_wait_for(lambda: len(posted(server)) == 2)
+        await engine.shutdown()
+    by_feature = {a["labels"]["ml_feature_name"]: a["annotations"] for a in posted(server)}
+    assert by_feature["a"]["trace_id"] == trace_id.hex() and by_feature["a"]["span_id"] == span_id.hex()
+    assert "trace_url" not in by_feature["a"]  # no service.trace_view_url: ids, no link
+    assert "trace_id" not in by_feature["b"]

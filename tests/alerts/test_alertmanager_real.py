@@ -1,8 +1,8 @@
 """Vigil's alerts into Debian's real Alertmanager (`prometheus-alertmanager`): an OpenTelemetry SDK app's
 gauge crosses a rule's threshold → Vigil's `alertmanager` notifier posts the alert → Alertmanager's own API
-lists it active and its webhook notifies firing → the gauge comes back → Alertmanager notifies resolved and
-lists it no more. And two Alertmanagers, one down: the live one gets every alert, the failure is counted
-and shown in the status."""
+lists it active, with the trace the gauge's exemplar named, and its webhook notifies firing → the gauge
+comes back → Alertmanager notifies resolved and lists it no more. And two Alertmanagers, one down: the
+live one gets every alert, the failure is counted and shown in the status."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExp
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 
 from agent.component import ComponentId
 from tests.alerts.servers import HttpEndpoint, http_endpoint
@@ -97,19 +98,24 @@ async def alertmanager(tmp: Path, webhook: str) -> AsyncIterator[Alertmanager]:
 
 
 class App:
-    """An inference app's queue depth as an OpenTelemetry SDK gauge, exported over OTLP/gRPC on flush.
-    Blocking: call through asyncio.to_thread."""
+    """An inference app's queue depth as an OpenTelemetry SDK gauge, exported over OTLP/gRPC on flush, set
+    inside a request's span (so the point carries that trace as its exemplar). Blocking: call through
+    asyncio.to_thread."""
 
     def __init__(self, endpoint: str) -> None:
         self.reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, insecure=True, timeout=10),
                                                     export_interval_millis=3_600_000)
-        self.provider = MeterProvider(resource=Resource.create({"service.name": "fraud-api"}),
-                                      metric_readers=[self.reader])
+        resource = Resource.create({"service.name": "fraud-api"})
+        self.provider = MeterProvider(resource=resource, metric_readers=[self.reader])
         self.depth = self.provider.get_meter("inference-app").create_gauge("app.queue.depth")
+        self.tracer = TracerProvider(resource=resource).get_tracer("inference-app")
 
-    def report(self, depth: int) -> None:
-        self.depth.set(depth, {"ml.model.name": "fraud"})
+    def report(self, depth: int) -> str:
+        """Set the depth and export it; the trace id (hex) of the span it was set in."""
+        with self.tracer.start_as_current_span("enqueue") as span:
+            self.depth.set(depth, {"ml.model.name": "fraud"})
         assert self.provider.force_flush(30_000)
+        return format(span.get_span_context().trace_id, "032x")
 
     def close(self) -> None:
         self.provider.shutdown()
@@ -128,7 +134,7 @@ def vigil_config(tmp: Path, *urls: str) -> dict[str, Any]:
             "delivery": {"retry_on_failure": {"initial_interval": "100ms", "max_interval": "500ms"}},
         }},
         "exporters": {"file": {"path": str(tmp / "metrics.json")}},
-        "service": {"state_dir": str(tmp / "state"),
+        "service": {"state_dir": str(tmp / "state"), "trace_view_url": "http://jaeger:16686/trace/{trace_id}",
                     "pipelines": {"metrics": {"receivers": ["otlp"], "processors": ["alerts"],
                                               "exporters": ["file"]}}},
     }
@@ -147,7 +153,7 @@ async def test_an_alert_fires_then_resolves_in_a_real_alertmanager(tmp_path: Pat
         async with running_vigil(config) as vigil:
             app = App(vigil.grpc_endpoint())
             try:
-                await asyncio.to_thread(app.report, 500)
+                trace_id = await asyncio.to_thread(app.report, 500)
                 found: list[dict[str, Any]] = []
 
                 async def listed() -> bool:
@@ -160,6 +166,9 @@ async def test_an_alert_fires_then_resolves_in_a_real_alertmanager(tmp_path: Pat
                                            "ml_model_name": "fraud"}
                 assert alert["annotations"]["summary"] == "fraud: 500 requests queued"
                 assert alert["annotations"]["priority"] == "P0"
+                # The trace the point's exemplar named, and the link to it in the trace view.
+                assert alert["annotations"]["trace_id"] == trace_id
+                assert alert["annotations"]["trace_url"] == f"http://jaeger:16686/trace/{trace_id}"
                 assert alert["generatorURL"] == f"http://127.0.0.1:{admin_port}/"  # Vigil's status page
                 assert await async_wait_for(lambda: ("firing", ["fraud"]) in notified(hook), timeout=30)
 

@@ -104,18 +104,12 @@ def _label_set(values: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def alert_body(alert: Alert, ends_at: float, generator_url: str,
-               trace_url: Callable[[str, str], str | None] | None = None) -> dict[str, Any]:
-    """One alert as Alertmanager's API v2 takes it (a `postableAlert`)."""
-    annotations = dict(alert.annotations)
-    trace_id = annotations.get("trace_id", "")
-    if trace_id and trace_url is not None:
-        link = trace_url(trace_id, annotations.get("span_id", ""))
-        if link:
-            annotations["trace_url"] = link
+def alert_body(alert: Alert, ends_at: float, generator_url: str) -> dict[str, Any]:
+    """One alert as Alertmanager's API v2 takes it (a `postableAlert`); its annotations include the trace
+    behind its value (trace_id, span_id, trace_url) when its metric had an exemplar."""
     body: dict[str, Any] = {
         "labels": _label_set(alert.labels),
-        "annotations": _label_set(annotations),
+        "annotations": _label_set(alert.annotations),
         "startsAt": rfc3339(alert.fired_at if alert.fired_at is not None else alert.active_since),
         "endsAt": rfc3339(ends_at),
     }
@@ -162,7 +156,7 @@ class AlertmanagerNotifier:
     def __init__(self, id: str, config: AlertmanagerConfig, *, processor: str = "alerts",
                  telemetry: SelfTelemetry | None = None, log: logging.Logger | None = None,
                  timeout: float = 10.0, retry: RetryPolicy | None = None, evaluation_interval: float = 15.0,
-                 generator_url: str = "", trace_url: Callable[[str, str], str | None] | None = None) -> None:
+                 generator_url: str = "") -> None:
         self.id = id
         self.config = config
         self._log = log or logging.getLogger(f"vigil.alerts.notify.{id}")
@@ -170,7 +164,6 @@ class AlertmanagerNotifier:
         self._retry = retry or RetryPolicy()
         self._lease = 4 * max(config.resend_interval, evaluation_interval)
         self._generator_url = config.generator_url or generator_url
-        self._trace_url = trace_url
         self._tracked: dict[str, _Tracked] = {}
         self._targets = [_Target(_api_url(url), _display(url)) for url in config.urls]
         self._headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT, **config.headers}
@@ -262,7 +255,7 @@ class AlertmanagerNotifier:
             else:
                 continue
             tracked.last_sent = now
-            due.append((fp, alert_body(tracked.alert, ends_at, self._generator_url, self._trace_url)))
+            due.append((fp, alert_body(tracked.alert, ends_at, self._generator_url)))
         if due:
             self._enqueue(due)
 
