@@ -10,10 +10,12 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from pydantic import ValidationError
 
 from agent.alerts.config import AlertsConfig
@@ -23,7 +25,7 @@ from agent.alerts.processor import AlertsEngine, AlertsStage
 from agent.component import ComponentId, Settings
 from agent.telemetry import SelfTelemetry
 from tests.alerts.helpers import Clock, gauge
-from tests.alerts.servers import HttpEndpoint, http_endpoint
+from tests.alerts.servers import CERT, KEY, HttpEndpoint, http_endpoint
 from tests.conftest import async_wait_for, free_port
 from tests.sink import InMemorySink
 
@@ -290,3 +292,38 @@ async def test_an_alert_carries_the_trace_of_its_metrics_latest_exemplar(tmp_pat
     assert by_feature["a"]["trace_id"] == trace_id.hex() and by_feature["a"]["span_id"] == span_id.hex()
     assert "trace_url" not in by_feature["a"]  # no service.trace_view_url: ids, no link
     assert "trace_id" not in by_feature["b"]
+
+
+async def test_https_with_the_configured_ca_and_refused_without_it(tmp_path):
+    received: list[Any] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post(API, handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(CERT, KEY)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    url = f"https://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        clock = Clock()
+        trusted = await make(config(url, notifier={"tls": {"ca_file": str(CERT)}}), clock, tmp_path / "a")
+        await drifted(trusted, clock, a=1.0)
+        await trusted.tick()
+        assert await async_wait_for(lambda: len(received) == 1)
+        await trusted.shutdown()
+        untrusted = await make(config(url), clock, tmp_path / "b")  # the system's CAs do not know it
+        await drifted(untrusted, clock, a=1.0)
+        await untrusted.tick()
+        assert await async_wait_for(lambda: untrusted.status()["notifiers"]["alertmanager"]["failed"] >= 1)
+        (am,) = untrusted.status()["notifiers"]["alertmanager"]["alertmanagers"].values()
+        assert "certificate verify failed" in am["last_error"] and am["up"] is False
+        await untrusted.shutdown()
+    finally:
+        await runner.cleanup()
+    assert len(received) == 1
