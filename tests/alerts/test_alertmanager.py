@@ -327,3 +327,21 @@ async def test_https_with_the_configured_ca_and_refused_without_it(tmp_path):
     finally:
         await runner.cleanup()
     assert len(received) == 1
+
+
+async def test_an_alert_that_resolves_after_a_restart_is_resolved_in_alertmanager(tmp_path):
+    clock = Clock()
+    async with http_endpoint() as server:
+        first = await make(config(server.url), clock, tmp_path)
+        await drifted(first, clock, a=1.0)
+        await first.tick()
+        assert await async_wait_for(lambda: len(posted(server)) == 1)
+        await first.shutdown()
+        clock.advance(30)
+        second = await make(config(server.url), clock, tmp_path)  # the firing alert restored
+        await drifted(second, clock, a=0.0)
+        await second.tick()
+        assert await async_wait_for(lambda: len(posted(server)) == 2)
+        await second.shutdown()
+    resolution = posted(server)[1]
+    assert resolution["labels"]["ml_feature_name"] == "a" and at(resolution["endsAt"]) == pytest.approx(clock())

@@ -233,8 +233,10 @@ class AlertmanagerNotifier:
                 tracked = self._tracked[alert.fingerprint] = _Tracked(alert)
             tracked.alert = alert
         for alert in resolved:
-            tracked = self._tracked.get(alert.fingerprint)
-            if tracked is not None and tracked.resolved_at is None:
+            # Sent even when this process never sent it firing: a Vigil restarted meanwhile may have. To an
+            # Alertmanager that never had it firing, a resolved alert is news of nothing.
+            tracked = self._tracked.setdefault(alert.fingerprint, _Tracked(alert))
+            if tracked.resolved_at is None:
                 tracked.alert, tracked.resolved_at = alert, alert.resolved_at or now
         # Gone without a resolution (its rule or route went in a reload): resolved now.
         for fp, tracked in self._tracked.items():
