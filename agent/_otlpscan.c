@@ -79,6 +79,7 @@ typedef struct {
     int n_metric_data;
     Py_ssize_t max_string_length; /* characters; a string of at most this many bytes has nothing to cut */
     Span_ service_name, exception_event, exception_type;
+    uint8_t double_element[2]; /* an array element's tag and its double's tag (0: not one byte each) */
 } Layout;
 
 static Layout L;
@@ -89,6 +90,8 @@ typedef struct {
     int logs;
     Span_ prefixes[MAX_PREFIXES];
     int n_prefixes;
+    Span_ vector_keys[MAX_PREFIXES]; /* keys whose all-number arrays are handed back packed (embeddings) */
+    int n_vector_keys;
     Span_ skip_scope;
     /* distinct matching keys */
     Span_ keys[MAX_KEYS];
@@ -100,6 +103,7 @@ typedef struct {
     int32_t n_records;
     Buffer by_key[MAX_KEYS]; /* per key, the indices of its records */
     int32_t last_item[MAX_KEYS]; /* per key, the item of its last record: a key repeated in an item is seen */
+    uint8_t is_vector[MAX_KEYS]; /* per key: one of vector_keys */
     int repeated; /* some item gives a key more than once (the caller then keeps the last) */
     int plain_strings; /* every string value is 1 to max_string_length bytes: nothing to cut, none empty */
     PyObject *last_text[MAX_KEYS]; /* per key, its last string value, reused while the next is the same */
@@ -299,6 +303,57 @@ fail:
     return NULL;
 }
 
+/* An ArrayValue as packed float64 (bytes) when every element is an int or a double and there is one at
+ * least; Py_None otherwise. An embedding of hundreds of numbers costs no Python object per number. */
+static PyObject *packed_numbers(Cursor c) {
+    uint32_t field;
+    int wire_type;
+    Cursor sub = {0};
+    uint64_t number = 0;
+    /* an element takes two bytes at least (its tag and length): at most half as many elements as bytes */
+    double *out = PyMem_Malloc(((c.end - c.p) / 2 + 1) * sizeof(double));
+    Py_ssize_t n = 0;
+    if (out == NULL)
+        return PyErr_NoMemory();
+    while (c.p < c.end) {
+        /* the usual element, as SDKs write it: 9 bytes holding one double */
+        if (L.double_element[0] && c.end - c.p >= 11 && c.p[0] == L.double_element[0] &&
+            c.p[1] == 9 && c.p[2] == L.double_element[1]) {
+            memcpy(&out[n++], c.p + 3, 8);
+            c.p += 11;
+            continue;
+        }
+        int rc = next_field(&c, &field, &wire_type, &sub, &number);
+        if (rc == 1)
+            break;
+        if (rc < 0)
+            goto fail;
+        if (field != L.array_values)
+            continue;
+        Value element;
+        if (wire_type != 2) {
+            unsupported("array element with an unexpected wire type");
+            goto fail;
+        }
+        if (read_value(sub, &element) < 0)
+            goto fail;
+        if (element.kind == K_INT) {
+            out[n++] = (double)(int64_t)element.bits;
+        } else if (element.kind == K_DOUBLE) {
+            memcpy(&out[n++], &element.bits, 8);
+        } else {
+            PyMem_Free(out);
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *packed = n ? PyBytes_FromStringAndSize((const char *)out, n * 8) : (Py_INCREF(Py_None), Py_None);
+    PyMem_Free(out);
+    return packed;
+fail:
+    PyMem_Free(out);
+    return NULL;
+}
+
 /* ---- attributes ------------------------------------------------------- */
 
 static int key_matches(const Scan *s, const uint8_t *key, Py_ssize_t len) {
@@ -327,6 +382,9 @@ static int key_id(Scan *s, const uint8_t *key, Py_ssize_t len) {
     s->keys[s->n_keys].ptr = key;
     s->keys[s->n_keys].len = len;
     s->last_item[s->n_keys] = -1;
+    for (int v = 0; v < s->n_vector_keys; v++)
+        if (s->vector_keys[v].len == len && memcmp(s->vector_keys[v].ptr, key, len) == 0)
+            s->is_vector[s->n_keys] = 1;
     return s->last_key = s->n_keys++;
 }
 
@@ -417,6 +475,14 @@ static int read_attribute(Scan *s, Cursor c, int32_t item) {
         break;
     case K_ARRAY: {
         int numeric = 1;
+        if (s->is_vector[id]) {
+            object = packed_numbers(value.content);
+            if (object != NULL) {
+                as_int = object != Py_None;
+                as_number = object != Py_None ? (double)(PyBytes_GET_SIZE(object) / 8) : 0.0;
+            }
+            break;
+        }
         object = array_object(value.content, &numeric);
         if (object != NULL) {
             as_int = numeric && PyList_GET_SIZE(object) > 0;
@@ -1012,6 +1078,11 @@ static int read_layout(PyObject *layout) {
             return layout_error("metric_data");
     }
     L.max_string_length = max_string_length;
+    uint32_t double_field = any_value[K_DOUBLE - K_STRING];
+    if (L.array_values < 16 && double_field < 16) {
+        L.double_element[0] = (uint8_t)(L.array_values << 3 | 2);
+        L.double_element[1] = (uint8_t)(double_field << 3 | 1);
+    }
     if (layout_text(layout, "service_name", &L.service_name) < 0 ||
         layout_text(layout, "exception_event", &L.exception_event) < 0 ||
         layout_text(layout, "exception_type", &L.exception_type) < 0)
@@ -1047,7 +1118,9 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     int logs;
     PyObject *prefixes;
     Py_buffer skip;
-    if (!PyArg_ParseTuple(args, "y*pO!y*", &wire, &logs, &PyTuple_Type, &prefixes, &skip))
+    PyObject *vectors = NULL;
+    if (!PyArg_ParseTuple(args, "y*pO!y*|O!", &wire, &logs, &PyTuple_Type, &prefixes, &skip, &PyTuple_Type,
+                          &vectors))
         return NULL;
     PyObject *result = NULL, *by_key = NULL;
     Scan *s = PyMem_Calloc(1, sizeof(Scan));
@@ -1073,6 +1146,22 @@ static PyObject *scan(PyObject *module, PyObject *args) {
         s->prefixes[i].len = PyBytes_GET_SIZE(prefix);
     }
     s->n_prefixes = (int)PyTuple_GET_SIZE(prefixes);
+    if (vectors != NULL) {
+        if (PyTuple_GET_SIZE(vectors) > MAX_PREFIXES) {
+            PyErr_SetString(PyExc_ValueError, "too many vector keys");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(vectors); i++) {
+            PyObject *key = PyTuple_GET_ITEM(vectors, i);
+            if (!PyBytes_Check(key)) {
+                PyErr_SetString(PyExc_TypeError, "vector keys must be bytes");
+                goto done;
+            }
+            s->vector_keys[i].ptr = (const uint8_t *)PyBytes_AS_STRING(key);
+            s->vector_keys[i].len = PyBytes_GET_SIZE(key);
+        }
+        s->n_vector_keys = (int)PyTuple_GET_SIZE(vectors);
+    }
     s->key_list = PyList_New(0);
     s->rec_obj = PyList_New(0);
     s->services = PyList_New(0);
@@ -1126,8 +1215,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
-     "scan(wire, logs, prefixes, skip_scope) -> dict: the attributes of spans (or log records) whose keys "
-     "start with one of `prefixes`, as flat records (agent/_otlpscan.pyi: ScanResult). Raises Unsupported for "
+     "scan(wire, logs, prefixes, skip_scope, vector_keys=()) -> dict: the attributes of spans (or log records) "
+     "whose keys start with one of `prefixes`, as flat records (agent/_otlpscan.pyi: ScanResult). Raises Unsupported for "
      "input it leaves to protobuf."},
     {"metric_point_count", metric_point_count, METH_O,
      "metric_point_count(wire) -> int: the data points of an ExportMetricsServiceRequest, as the Collector "

@@ -31,7 +31,8 @@ class ScanResult(TypedDict):
     kind: bytes  # uint8 per record: its value's kind (STRING ... BYTES)
     number: bytes  # float64 per record: an INT's or DOUBLE's value, an ARRAY's length, NaN otherwise
     int: bytes  # int64 per record: an INT's value, a BOOL's 0 or 1, an ARRAY's 1 when non-empty and all numbers, else 0
-    object: list[Any]  # per record: a STRING's str, an ARRAY's list of scalars, None otherwise
+    object: list[Any]  # per record: a STRING's str, an ARRAY's list of scalars (of a vector key: its numbers as
+    #                    packed float64 bytes when all are ints or doubles, else None), None otherwise
     items: int  # how many items the request holds (those in a skipped scope not counted)
     item_resource: bytes  # int32 per item: its resource's index in `services`
     start: bytes  # uint64 per item: a span's start_time_unix_nano (0 for log records)
@@ -45,7 +46,8 @@ class ScanResult(TypedDict):
     plain_strings: bool  # every string value is 1 to max_string_length bytes: none empty, nothing to cut
 
 
-def scan(wire: bytes, logs: bool, prefixes: tuple[bytes, ...], skip_scope: bytes) -> ScanResult: ...
+def scan(wire: bytes, logs: bool, prefixes: tuple[bytes, ...], skip_scope: bytes,
+         vector_keys: tuple[bytes, ...] = ...) -> ScanResult: ...
 
 
 def metric_point_count(wire: bytes) -> int: ...

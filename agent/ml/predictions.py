@@ -109,12 +109,25 @@ def embedding_matrix(rows: int, at: list[int], vectors: list[list[float]]) -> np
     if not vectors:
         return None
     width = len(vectors[0])
-    lengths = np.fromiter(map(len, vectors), dtype=np.int64, count=len(vectors))
-    same = lengths == width
+    same = np.fromiter(map(len, vectors), dtype=np.int64, count=len(vectors)) == width
     kept = vectors if bool(same.all()) else [v for v, ok in zip(vectors, same.tolist()) if ok]
     # OTLP's ints are int64: each fits a double.
-    values = np.fromiter(chain.from_iterable(kept), dtype=np.float64, count=len(kept) * width).reshape(-1, width)
-    matrix = np.full((rows, width), math.nan)
+    values = np.fromiter(chain.from_iterable(kept), dtype=np.float64, count=len(kept) * width)
+    return _matrix(rows, at, same, values.reshape(-1, width))
+
+
+def packed_embedding_matrix(rows: int, at: list[int], packed: list[bytes]) -> np.ndarray | None:
+    """`embedding_matrix` of vectors the wire scanner packed (float64 bytes, `is_embedding` ones only)."""
+    if not packed:
+        return None
+    size = len(packed[0])
+    same = np.fromiter(map(len, packed), dtype=np.int64, count=len(packed)) == size
+    kept = packed if bool(same.all()) else [v for v, ok in zip(packed, same.tolist()) if ok]
+    return _matrix(rows, at, same, np.frombuffer(b"".join(kept), dtype=np.float64).reshape(-1, size // 8))
+
+
+def _matrix(rows: int, at: list[int], same: np.ndarray, values: np.ndarray) -> np.ndarray:
+    matrix = np.full((rows, values.shape[1]), math.nan)
     matrix[np.asarray(at, dtype=np.intp)[same]] = values
     matrix[~np.isfinite(matrix).all(axis=1)] = math.nan
     return matrix

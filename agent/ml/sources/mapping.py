@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from agent.ml.vocabulary import (
-    ERROR_TYPE, FEATURE_PREFIX, GENAI_PREFIX, ML_PREFIX, OUTPUTS, TRITON_MODEL_NAME, TRITON_MODEL_VERSION,
+    EMBEDDING, ERROR_TYPE, FEATURE_PREFIX, GENAI_PREFIX, ML_PREFIX, OUTPUTS, TRITON_MODEL_NAME, TRITON_MODEL_VERSION,
 )
 
 # What a key is: (its ml name, is read as a prediction's attribute: an ml.* name or a built-in fallback, is a
@@ -48,6 +48,8 @@ class AttributeMapping:
         self.markers = (ml, genai, *sorted(sources - {ml, genai}), TRITON_MODEL_NAME.encode())
         # The keys the wire scanner hands back: those that `decide` may read.
         self.scan_prefixes = (*self.markers, ERROR_TYPE.encode(), TRITON_MODEL_VERSION.encode())
+        # The keys read as `ml.embedding`: the scanner hands their arrays back as packed doubles.
+        self.vector_keys = tuple(key.encode() for key in self.sources_of(EMBEDDING))
 
     def ml_name(self, key: str) -> str:
         if key in self._exact:
@@ -56,6 +58,12 @@ class AttributeMapping:
             if key.startswith(source):
                 return ml_prefix + key[len(source):]
         return key
+
+    def sources_of(self, ml_name: str) -> list[str]:
+        """Every key an app may send that reads as `ml_name`."""
+        candidates = [ml_name, *(source for source, name in self._exact.items() if name == ml_name),
+                      *(source + ml_name[len(prefix):] for source, prefix in self._prefixes if ml_name.startswith(prefix))]
+        return [key for key in dict.fromkeys(candidates) if self.ml_name(key) == ml_name]
 
     def decide(self, key: str) -> Decision | None:
         name = self.ml_name(key)

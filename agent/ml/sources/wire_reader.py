@@ -25,7 +25,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from agent.ml.columns import UNREADABLE, RawColumn, category_of
 from agent.ml.predictions import (
     NOT_A_SCALAR, SPAN_ID, TRACE_ID, BuiltColumn, Extracted, GenAiCalls, Labels, Predictions, add_genai_call,
-    add_label, embedding_matrix, id_text, span_seconds, version_text,
+    add_label, id_text, packed_embedding_matrix, span_seconds, version_text,
 )
 from agent.ml.sources.mapping import AttributeMapping
 from agent.ml.vocabulary import (
@@ -66,7 +66,8 @@ class WireReader:
             return None
         logs = batch.signal is Signal.LOGS
         try:
-            raw = _otlpscan.scan(batch.wire(), logs, self.mapping.scan_prefixes, _ALERTS_SCOPE if logs else b"")
+            raw = _otlpscan.scan(batch.wire(), logs, self.mapping.scan_prefixes, _ALERTS_SCOPE if logs else b"",
+                                 self.mapping.vector_keys)
         except ValueError:  # Unsupported, or text that is not UTF-8: protobuf's parser says what is wrong
             return None
         return _Reading(self, raw, logs).extracted()
@@ -353,13 +354,14 @@ class _Reading:
             predictions.add_probabilities(int(row_of[item]), r.object[i], classes_of.get(item))
 
     def _embeddings(self, predictions: Predictions, row_of: np.ndarray) -> None:
-        """`ml.embedding`: the arrays the scanner found to be non-empty and all numbers (`is_embedding`)."""
+        """`ml.embedding`: the arrays the scanner found to be non-empty and all numbers (`is_embedding`), which
+        it hands back packed (the mapping's `vector_keys`)."""
         r = self.records
         found = self._of_group(r.last_of(EMBEDDING), row_of)
         found = found[(r.kind[found] == ARRAY) & (r.int[found] == 1)]
         if found.size:
-            predictions.embeddings = embedding_matrix(predictions.rows, self._rows(found, row_of).tolist(),
-                                                      list(map(r.object.__getitem__, found.tolist())))
+            predictions.embeddings = packed_embedding_matrix(predictions.rows, self._rows(found, row_of).tolist(),
+                                                             list(map(r.object.__getitem__, found.tolist())))
 
     def _columns(self, predictions: Predictions, row_of: np.ndarray) -> None:
         """Features and outputs, in the order a row-by-row reading meets them first, capped at
