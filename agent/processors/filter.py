@@ -66,12 +66,55 @@ class LogConditions(StrictModel):
 _CONTEXTS = {"traces": "span, spanevent", "metrics": "metric, datapoint", "logs": "log_record"}
 
 
+_ErrorMode = Literal["ignore", "silent", "propagate"]
+
+
+class ContextConditions(StrictModel):
+    """The Collector's advanced form of `trace_conditions` (...): a context named, with its own error_mode."""
+
+    context: str
+    conditions: list[str]
+    error_mode: _ErrorMode | None = None
+
+
+def _grouped(signal: str):
+    """`trace_conditions` (...): a list of conditions whose context is inferred from their paths, or of
+    {context, conditions, error_mode}, not both (as in the Collector). Each checked, by its index."""
+    contexts = ottl.SIGNAL_CONTEXTS[signal]
+
+    def check(item: Any) -> Any:
+        if isinstance(item, str):
+            ottl.parse(item, ottl.infer_context(item, signal))
+            return item
+        group = ContextConditions.model_validate(item)
+        context = group.context.lower()
+        if context not in contexts:
+            raise ValueError(f"context {group.context!r}: not one of {', '.join(contexts)}")
+        for i, text in enumerate(group.conditions):
+            try:
+                ottl.parse(text, context)
+            except ValueError as exc:
+                raise ValueError(f"conditions[{i}]: {exc}") from None
+        return group.model_copy(update={"context": context})
+
+    def one_style(items: list) -> list:
+        if len({isinstance(item, str) for item in items}) > 1:
+            raise ValueError("conditions and {context, conditions} groups in one list: use one form or the other")
+        return items
+
+    return Annotated[list[Annotated[Any, AfterValidator(check)]], AfterValidator(one_style)]
+
+
 class FilterProcessorConfig(StrictModel):
     # The Collector's default: a condition that fails refuses the batch.
-    error_mode: Literal["ignore", "silent", "propagate"] = "propagate"
+    error_mode: _ErrorMode = "propagate"
     traces: TraceConditions = TraceConditions()
     metrics: MetricConditions = MetricConditions()
     logs: LogConditions = LogConditions()
+    # The Collector's newer form: one list per signal, each condition's context inferred from its paths.
+    trace_conditions: _grouped("traces") = []
+    metric_conditions: _grouped("metrics") = []
+    log_conditions: _grouped("logs") = []
 
     @model_validator(mode="before")
     @classmethod
@@ -80,11 +123,8 @@ class FilterProcessorConfig(StrictModel):
             if "spans" in data:
                 raise ValueError("spans: the Collector's deprecated include/exclude form is not supported; "
                                  "write OTTL conditions under traces: {span, spanevent}")
-            for flat in ("trace_conditions", "metric_conditions", "log_conditions", "profile_conditions"):
-                if flat in data:
-                    raise ValueError(f"{flat}: the flat form with inferred contexts is not supported; write "
-                                     "the conditions under traces: {span, spanevent}, metrics: {metric, "
-                                     "datapoint} or logs: {log_record}")
+            if "profile_conditions" in data or "profiles" in data:
+                raise ValueError("profiles: Vigil has no profiles signal")
             for section, contexts in _CONTEXTS.items():
                 conditions = data.get(section)
                 old = [k for k in ("include", "exclude", "regexp") if isinstance(conditions, dict) and k in conditions]
@@ -93,27 +133,41 @@ class FilterProcessorConfig(StrictModel):
                                      f"write OTTL conditions under {section}: {{{contexts}}}")
         return data
 
+    def conditions(self, signal: str) -> dict[str, list[tuple[str, str]]]:
+        """Per context of `signal`, its conditions with the error mode each runs under, from both forms."""
+        out: dict[str, list[tuple[str, str]]] = {c: [] for c in ottl.SIGNAL_CONTEXTS[signal]}
+        section = getattr(self, signal)
+        for context in out:
+            field = "log_record" if context == "log" else context
+            out[context] += [(text, self.error_mode) for text in getattr(section, field)]
+        for item in getattr(self, {"traces": "trace_conditions", "metrics": "metric_conditions",
+                                   "logs": "log_conditions"}[signal]):
+            if isinstance(item, str):
+                out[ottl.infer_context(item, signal)].append((item, self.error_mode))
+            else:
+                out[item.context] += [(text, item.error_mode or self.error_mode) for text in item.conditions]
+        return out
+
 
 class _Conditions:
-    """One context's conditions, compiled, with the processor's error mode."""
+    """One context's conditions, compiled, each with the error mode it runs under."""
 
-    def __init__(self, texts: list[str], context: str, error_mode: str, settings: Settings) -> None:
-        self._conditions = [(text, ottl.parse(text, context)) for text in texts]
-        self._error_mode = error_mode
+    def __init__(self, entries: list[tuple[str, str]], context: str, settings: Settings) -> None:
+        self._conditions = [(text, ottl.parse(text, context), mode) for text, mode in entries]
         self._log = settings.logger
 
     def __bool__(self) -> bool:
         return bool(self._conditions)
 
     def drop(self, item: ottl.Item) -> bool:
-        for text, condition in self._conditions:
+        for text, condition, mode in self._conditions:
             try:
                 if condition(item):
                     return True
             except ottl.OttlError as exc:
-                if self._error_mode == "propagate":
+                if mode == "propagate":
                     raise InvalidDataError(f"filter condition {text!r} failed: {exc}") from None
-                if self._error_mode == "ignore":
+                if mode == "ignore":
                     self._log.warning("filter condition %r failed, counted as false: %s", text, exc)
         return False
 
@@ -122,24 +176,14 @@ class FilterProcessor:
     mutates_data = True
 
     def __init__(self, config: FilterProcessorConfig, settings: Settings, signal: Signal, next: Consumer) -> None:
-        mode = config.error_mode
-
-        def conditions(texts, context):
-            return _Conditions(texts, context, mode, settings)
-
+        by_context = config.conditions(signal.value)
+        contexts = ottl.SIGNAL_CONTEXTS[signal.value]  # the lowest level first, resource last
         self._signal = signal
         self._next = next
         self._removed = 0
-        if signal is Signal.TRACES:
-            self._resource = conditions(config.traces.resource, "resource")
-            self._levels = (conditions(config.traces.span, "span"), conditions(config.traces.spanevent, "spanevent"))
-        elif signal is Signal.METRICS:
-            self._resource = conditions(config.metrics.resource, "resource")
-            self._levels = (conditions(config.metrics.metric, "metric"),
-                            conditions(config.metrics.datapoint, "datapoint"))
-        else:
-            self._resource = conditions(config.logs.resource, "resource")
-            self._levels = (conditions(config.logs.log_record, "log"),)
+        self._resource = _Conditions(by_context["resource"], "resource", settings)
+        # From the items down: (span, spanevent), (metric, datapoint), (log,).
+        self._levels = tuple(_Conditions(by_context[c], c, settings) for c in reversed(contexts[:-1]))
 
     async def start(self) -> None:
         pass

@@ -437,14 +437,35 @@ def _has_attr_on_datapoint(key: str, value: str | None, item: Item) -> bool:
 Condition = Callable[[Item], bool]
 
 
-@functools.lru_cache(maxsize=1024)
-def parse(text: str, context: str) -> Condition:
-    """Compile `text` for `context` (span, spanevent, metric, datapoint, log, resource).
+# The contexts a signal's conditions may be in, the lowest level first: the one a condition is in is the
+# lowest its paths name (`span.name and resource.attributes[...]` is a span condition).
+SIGNAL_CONTEXTS = {"traces": ("spanevent", "span", "resource"), "metrics": ("datapoint", "metric", "resource"),
+                   "logs": ("log", "resource")}
+_SCOPE_PREFIXES = ("scope", "instrumentation_scope")
 
-    Raises ValueError with the reason when the condition is not OTTL or lies outside the subset.
-    """
+
+def infer_context(text: str, signal: str) -> str:
+    """The context of a condition written with context-prefixed paths (`span.name`), as the Collector's
+    `trace_conditions` / `metric_conditions` / `log_conditions` infer it. ValueError says why not."""
+    tree = _syntax(text)
+    firsts = {str(path.children[0]) for path in tree.find_data("path")}
+    candidates = SIGNAL_CONTEXTS[signal]
+    unprefixed = sorted(firsts - set(candidates) - set(_SCOPE_PREFIXES))
+    if unprefixed:
+        raise ValueError(f"path {unprefixed[0]!r} does not start with a context of {signal}: write "
+                         f"{', '.join(c + '.' for c in candidates)} before it, or name the context "
+                         "({context: ..., conditions: [...]})")
+    for context in candidates:
+        if context in firsts:
+            return context
+    if firsts & set(_SCOPE_PREFIXES):
+        raise ValueError("the scope context is not supported: name a lower context's paths")
+    raise ValueError("no path names a context to infer: name the context ({context: ..., conditions: [...]})")
+
+
+def _syntax(text: str):
     try:
-        tree = _PARSER.parse(text)
+        return _PARSER.parse(text)
     except UnexpectedEOF:
         raise ValueError("incomplete condition: it ends too early") from None
     except UnexpectedCharacters as exc:
@@ -458,6 +479,15 @@ def parse(text: str, context: str) -> Condition:
                          "(outside the OTTL subset Vigil runs)") from None
     except LarkError as exc:
         raise ValueError(f"invalid condition: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def parse(text: str, context: str) -> Condition:
+    """Compile `text` for `context` (span, spanevent, metric, datapoint, log, resource).
+
+    Raises ValueError with the reason when the condition is not OTTL or lies outside the subset.
+    """
+    tree = _syntax(text)
     try:
         compiled = _Compiler(CONTEXTS[context]).transform(tree)
     except VisitError as exc:
@@ -467,4 +497,5 @@ def parse(text: str, context: str) -> Condition:
     return compiled
 
 
-__all__ = ["CONTEXTS", "Condition", "Item", "OttlError", "compare_values", "parse"]
+__all__ = ["CONTEXTS", "SIGNAL_CONTEXTS", "Condition", "Item", "OttlError", "compare_values", "infer_context",
+           "parse"]

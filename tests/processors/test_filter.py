@@ -108,6 +108,104 @@ async def test_the_readme_example_drops_log_records():
     assert _names(out, Signal.LOGS) == [["login ok", "disk full"]]
 
 
+# The basic form of v0.146.0 and later, as the OpenTelemetry blog ("OTTL context inference comes to the
+# Filter Processor", 2026) writes it: each condition's context inferred from its paths' prefixes.
+INFERRED = """
+  filter:
+    trace_conditions:
+      - resource.attributes["host.name"] == "localhost" # inferred as resource context
+      - span.attributes["container.name"] == "app_container_1" # inferred as span context
+      - span.name == "app_3" # inferred as span context
+      - spanevent.attributes["grpc"] == true # inferred as spanevent context
+      - IsMatch(spanevent.name, ".*grpc.*") # inferred as spanevent context
+"""
+
+
+async def test_the_inferred_context_form_drops_what_the_context_blocks_do():
+    legacy, inferred = load(README_EXAMPLE, (Signal.TRACES,)), load(INFERRED, (Signal.TRACES,))
+    request = ExportTraceServiceRequest()
+    web = request.resource_spans.add()
+    set_attributes(web.resource.attributes, {"host.name": "web-1"})
+    spans = web.scope_spans.add().spans
+    spans.add(name="app_3")
+    kept = spans.add(name="checkout")
+    set_attributes(kept.events.add(name="sent").attributes, {"grpc": True})
+    kept.events.add(name="my.grpc.call")
+    kept.events.add(name="cache.miss")
+    set_attributes(spans.add(name="in-container").attributes, {"container.name": "app_container_1"})
+    local = request.resource_spans.add()
+    set_attributes(local.resource.attributes, {"host.name": "localhost"})
+    local.scope_spans.add().spans.add(name="local")
+    by_blocks = await run(legacy, "filter/ottl", Signal.TRACES, request)
+    by_inference = await run(inferred, "filter", Signal.TRACES, request)
+    assert by_inference == by_blocks
+    assert _names(by_inference, Signal.TRACES) == [["checkout"]]
+
+
+async def test_the_advanced_form_names_the_context_and_its_own_error_mode(caplog):
+    # The structured example of the Collector's config.go (commit 03832199), with an error_mode of its own.
+    config = load("""
+  filter:
+    error_mode: propagate
+    log_conditions:
+      - context: "resource"
+        conditions:
+          - attributes["key1"] == "value"
+          - attributes["key2"] == "value"
+      - context: log
+        error_mode: silent
+        conditions:
+          - attributes["user"]["id"] == "42"
+          - severity_number < SEVERITY_NUMBER_WARN
+""", (Signal.LOGS,))
+    request = ExportLogsServiceRequest()
+    for key1, body, severity in (("value", "dropped with its resource", 17), ("other", "debug", 5),
+                                 ("other", "error", 17)):
+        resource_logs = request.resource_logs.add()
+        set_attributes(resource_logs.resource.attributes, {"key1": key1})
+        record = resource_logs.scope_logs.add().log_records.add(severity_number=severity)
+        record.body.string_value = body
+        set_attributes(record.attributes, {"user": "ann"})  # indexing it fails: silent, counted false
+    out = await run(config, "filter", Signal.LOGS, request)
+    assert _names(out, Signal.LOGS) == [["error"]]
+
+
+def test_the_inferred_form_is_refused_where_no_context_can_be_inferred():
+    assert problems("""
+  filter:
+    trace_conditions:
+      - span.name == "ok"
+      - context: spanevent
+        conditions: ['name == "x"']
+""", (Signal.TRACES,)) == [
+        "processors.filter.trace_conditions: conditions and {context, conditions} groups in one list: use one form "
+        "or the other"]
+    assert problems("""
+  filter:
+    trace_conditions:
+      - span.name == "ok"
+      - name == "app_3"
+      - IsRootSpan()
+      - instrumentation_scope.name == "grpc"
+      - log.body == "x"
+    metric_conditions:
+      - context: span
+        conditions: ['name == "x"']
+      - context: datapoint
+        conditions: ['metric.name == "m"', 'XYZ(attributes["a"])']
+""", (Signal.TRACES,)) == [
+        "processors.filter.trace_conditions[1]: path 'name' does not start with a context of traces: write "
+        "spanevent., span., resource. before it, or name the context ({context: ..., conditions: [...]})",
+        "processors.filter.trace_conditions[2]: no path names a context to infer: name the context ({context: ..., "
+        "conditions: [...]})",
+        "processors.filter.trace_conditions[3]: the scope context is not supported: name a lower context's paths",
+        "processors.filter.trace_conditions[4]: path 'log' does not start with a context of traces: write "
+        "spanevent., span., resource. before it, or name the context ({context: ..., conditions: [...]})",
+        "processors.filter.metric_conditions[0]: context 'span': not one of datapoint, metric, resource",
+        "processors.filter.metric_conditions[1]: conditions[1]: unknown function 'XYZ' in the datapoint context",
+    ]
+
+
 async def test_a_batch_with_nothing_left_goes_no_further():
     config = load("""
   filter/health:
@@ -231,13 +329,6 @@ def test_other_forms_are_refused_with_the_way_to_write_them():
           - app_3
 """) == ["processors.filter/spans: spans: the Collector's deprecated include/exclude form is not supported; "
          "write OTTL conditions under traces: {span, spanevent}"]
-    assert problems("""
-  filter:
-    error_mode: ignore
-    trace_conditions:
-      - 'span.name == "app_3"'
-""") == ["processors.filter: trace_conditions: the flat form with inferred contexts is not supported; write the "
-         "conditions under traces: {span, spanevent}, metrics: {metric, datapoint} or logs: {log_record}"]
     assert problems("""
   filter:
     error_mode: drop
