@@ -183,7 +183,8 @@ class Context:
     enums: dict[str, int]
 
 
-_COMMON_PARENTS = {"resource": _RESOURCE_FIELDS, "instrumentation_scope": _SCOPE_FIELDS}
+# `scope.` is the context-prefixed spelling of `instrumentation_scope.`.
+_COMMON_PARENTS = {"resource": _RESOURCE_FIELDS, "instrumentation_scope": _SCOPE_FIELDS, "scope": _SCOPE_FIELDS}
 CONTEXTS = {
     "resource": Context("resource", _RESOURCE_FIELDS, {}, {}),
     "span": Context("span", _SPAN_FIELDS, _COMMON_PARENTS, _SPAN_ENUMS),

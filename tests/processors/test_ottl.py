@@ -40,6 +40,7 @@ SPAN = _span_item()
     ('kind != SPAN_KIND_CLIENT', True),
     ('status.code == STATUS_CODE_ERROR', True),
     ('instrumentation_scope.name == "opentelemetry.instrumentation.flask"', True),
+    ('scope.name == "opentelemetry.instrumentation.flask"', True),
     ('attributes["http.response.status_code"] >= 500', True),
     ('attributes["http.response.status_code"] < 503.5', True),   # int against double
     ('attributes["http.response.status_code"] == "503"', False),  # int against string: only unequal
