@@ -1,20 +1,23 @@
 """From a metric to the trace: an app (the OpenTelemetry SDK) sends one slow, one unsure, one
 out-of-range, one incomplete and one failed prediction among ordinary ones; their trace ids come out as OTLP
 exemplars on the ml processor's points (read from a `file` exporter's OTLP/JSON), as OpenMetrics
-exemplars on the `prometheus` exporter, and among the ml processor's status exemplars with their
-trace view links (through the admin API)."""
+exemplars on the `prometheus` exporter, among the ml processor's status exemplars with their
+trace view links (through the admin API), as links on the status page, and in the annotations of the
+alert its failure raises (the webhook's body)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
+from agent.component import ComponentId
+from tests.alerts.servers import http_endpoint
 from tests.conftest import async_wait_for, free_port, otlp_receiver_config, read_json_lines, running_vigil
 from tests.exporters.test_prometheus import scrape
 from tests.exporters.test_prometheus_exemplars import OPENMETRICS, samples_by_name
@@ -47,18 +50,28 @@ def predictions() -> list[tuple[float, dict[str, Any]]]:
     return rows
 
 
-def vigil_config(tmp: Path, prometheus_port: int, **ml: Any) -> dict[str, Any]:
+def vigil_config(tmp: Path, prometheus_port: int, webhook: str = "http://127.0.0.1:9", **ml: Any) -> dict[str, Any]:
+    alerts = {
+        "evaluation_interval": "100ms",
+        "rules": [{"name": "PredictionsFailing", "metric": "ml.prediction.errors", "op": ">", "threshold": 0,
+                   "severity": "warning", "summary": "{model} predictions fail"}],
+        "notifiers": {"webhook/oncall": {"url": f"{webhook}/oncall"}},
+        "route": {"notifiers": ["webhook/oncall"], "group_wait": "0s", "repeat_interval": "1h"},
+    }
     return {
         "receivers": {"otlp": otlp_receiver_config(http=False)},
         "processors": {"ml": {"reference": {"warmup": WARMUP},
                               "window": {"size": WINDOW, "min_size": 50, "max_age": "1h"},
-                              "interval": "5s", **ml}},
+                              "interval": "5s", **ml},
+                       "alerts": alerts},
         "exporters": {"file/traces": {"path": str(tmp / "traces.json")},
                       "file/metrics": {"path": str(tmp / "metrics.json")},
+                      "file/logs": {"path": str(tmp / "logs.json")},
                       "prometheus": {"endpoint": f"127.0.0.1:{prometheus_port}"}},
         "service": {"state_dir": str(tmp / "state"), "trace_view_url": TRACE_VIEW, "pipelines": {
             "traces": {"receivers": ["otlp"], "processors": ["ml"], "exporters": ["file/traces"]},
-            "metrics": {"receivers": ["ml"], "exporters": ["file/metrics", "prometheus"]}}},
+            "metrics": {"receivers": ["ml"], "processors": ["alerts"], "exporters": ["file/metrics", "prometheus"]},
+            "logs": {"receivers": ["alerts"], "exporters": ["file/logs"]}}},
     }
 
 
@@ -75,6 +88,12 @@ async def eventually(check, timeout: float) -> bool:
 def ml_status(admin_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{admin_url}/api/v1/status", timeout=5) as response:
         return json.load(response)["components"]["processors"]["ml"]["status"]
+
+
+def status_page(admin_url: str) -> str:
+    request = urllib.request.Request(f"{admin_url}/", headers={"Accept": "text/html"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()
 
 
 def exemplars_of(status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -99,7 +118,7 @@ def traced(found, name: str, **attrs: Any) -> dict[str, float]:
 async def test_a_slow_prediction_leads_from_its_metrics_to_its_trace(tmp_path: Path):
     prometheus_port = free_port()
     rows = predictions()
-    async with running_vigil(vigil_config(tmp_path, prometheus_port)) as vigil:
+    async with http_endpoint() as webhook, running_vigil(vigil_config(tmp_path, prometheus_port, webhook.url)) as vigil:
         ids = await asyncio.to_thread(send_predictions, vigil.grpc_endpoint(), rows)
         slow, unsure, out, incomplete, failed = (ids[i] for i in (SLOW, UNSURE, OUT, INCOMPLETE, FAILED))
         status: dict[str, Any] = {}
@@ -118,6 +137,9 @@ async def test_a_slow_prediction_leads_from_its_metrics_to_its_trace(tmp_path: P
             return slow[0] in text
 
         assert await eventually(slow_exposed, timeout=20), text
+        page = await asyncio.to_thread(status_page, vigil.admin_url())
+        assert await async_wait_for(lambda: webhook.bodies("/oncall"), timeout=30)
+        (notice,) = webhook.bodies("/oncall")
 
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for e in exemplars_of(status):
@@ -134,6 +156,13 @@ async def test_a_slow_prediction_leads_from_its_metrics_to_its_trace(tmp_path: P
     assert [(e["trace_id"], e["feature"]) for e in missing] == [(incomplete[0], "amount")]
     assert all(len(v) <= 4 for v in by_kind.values())  # exemplars.max_per_point
     assert all(e["trace_url"].startswith("http://127.0.0.1:16686/trace/") for e in exemplars_of(status))
+
+    # The status page links the telling predictions' traces; the alert the failure raised names its trace.
+    links = re.findall(r"href=['\"]([^'\"]*)['\"]", page)
+    assert f"http://127.0.0.1:16686/trace/{slow[0]}?uiFind={slow[1]}" in links, links
+    (alert,) = notice["alerts"]
+    assert (alert["annotations"]["trace_id"], alert["annotations"]["span_id"]) == failed
+    assert alert["annotations"]["trace_url"] == f"http://127.0.0.1:16686/trace/{failed[0]}?uiFind={failed[1]}"
 
     # OpenMetrics: the slow one on the bucket its 2.5 s falls in.
     buckets = [s for s in samples_by_name(text)["ml_prediction_duration_seconds_bucket"] if s.exemplar]
@@ -170,7 +199,7 @@ async def test_with_exemplars_off_no_point_or_status_carries_any(tmp_path: Path)
     prometheus_port = free_port()
     async with running_vigil(vigil_config(tmp_path, prometheus_port, exemplars={"enabled": False})) as vigil:
         await asyncio.to_thread(send_predictions, vigil.grpc_endpoint(), predictions())
-        engine = vigil.service.graph.shared[next(iter(vigil.service.graph.shared))]
+        engine = vigil.service.graph.shared[ComponentId("ml")]
         assert await async_wait_for(lambda: engine.status()["models"]
                                     and engine.status()["models"][0]["windows_evaluated"] == 1, timeout=30)
         status = await asyncio.to_thread(ml_status, vigil.admin_url())
