@@ -26,9 +26,10 @@ divide by the points' own timestamps when they have them.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -48,9 +49,13 @@ class Sample:
     time: float  # the point's own time (seconds), or `observed` when it has none
     value: float = 0.0
     start: float = 0.0  # a cumulative point's start time (seconds), 0 when it has none
-    # histograms: explicit bounds and counts (len(bounds) + 1 buckets)
+    # histograms: explicit bounds and counts (len(bounds) + 1 buckets); a delta histogram's counts are
+    # summed since the series began (or its bounds changed), so a window's counts are two samples apart
     bounds: tuple[float, ...] = ()
     counts: tuple[int, ...] = ()
+    # numbers: the increase since the series' first sample, a drop counted as a restart from 0, so an
+    # increase over a window is two samples apart however many lie between (or were thinned out)
+    total: float = 0.0
 
 
 @dataclass
@@ -61,7 +66,9 @@ class Series:
     delta: bool  # the points are increments (delta temporality)
     samples: deque = field(default_factory=deque)
     last_seen: float = 0.0
-    running: float = 0.0  # a delta sum's running total
+    running: float = 0.0  # a delta sum's running total; a delta histogram's running count
+    point_counts: tuple[int, ...] = ()  # a delta histogram's latest point's own counts
+    trimmed: bool = False  # samples were forgotten early: the oldest kept is not where the series began
     # The latest point's last exemplar with a trace: (trace id, span id, observed), ids as hex. An alert
     # on the series links it (a slow prediction behind a latency alert, a failed one behind errors).
     exemplar: tuple[str, str, float] | None = None
@@ -106,6 +113,7 @@ class SeriesStore:
         self._count = 0
         self._max_series = max_series
         self._max_samples = max_samples
+        self._thin_at = min(max_samples, 512)  # a long history is thinned past this many samples
         self._max_stored = max_stored_samples
         self._max_buckets = max_buckets
         self._horizon = horizon  # how long an unseen series is kept (the longest staleness of any rule)
@@ -203,12 +211,22 @@ class SeriesStore:
             return
         if point.exemplars:
             _take_exemplar(series, point, now)
-        self._append(series, Sample(now, point.time_unix_nano / 1e9 or now, float(point.count),
-                                    point.start_time_unix_nano / 1e9, tuple(point.explicit_bounds),
-                                    tuple(point.bucket_counts)), name)
+        bounds, counts, count = tuple(bounds), tuple(point.bucket_counts), float(point.count)
+        if delta:
+            series.point_counts = counts
+            latest = series.latest
+            if latest is not None and latest.bounds == bounds:
+                counts = tuple(a + b for a, b in zip(latest.counts, counts))
+                count += series.running
+            series.running = count
+        self._append(series, Sample(now, point.time_unix_nano / 1e9 or now, count, point.start_time_unix_nano / 1e9,
+                                    bounds, counts), name)
 
     def _append(self, series: Series, sample: Sample, name: str) -> None:
         samples = series.samples
+        if not sample.counts:
+            previous = samples[-1] if samples else None
+            sample.total = sample.value if previous is None else previous.total + _step(previous.value, sample.value)
         samples.append(sample)
         self.stored_samples += _weight(sample)
         window = self._history.get(name)
@@ -220,34 +238,24 @@ class SeriesStore:
         # Keep one sample at or before the window's start: the baseline of an increase.
         while len(samples) > 2 and samples[1].observed <= start:
             self._forget(samples)
-        if len(samples) > self._max_samples:
+        if len(samples) > self._thin_at:
             self._thin(series, sample.observed)
         while len(samples) > self._max_samples or (self.stored_samples > self._max_stored and len(samples) > 1):
             self._forget(samples)
             self.forgotten_samples += 1
+            series.trimmed = True
 
     def _thin(self, series: Series, now: float) -> None:
         """Fewer samples over the same span, the older the sparser: a gap may be 1/k of its age, so a
         window's start moves by at most ~1/k of its length and a 3-day window keeps 3 days when points
-        come every few seconds. A delta histogram's dropped counts go into the next sample kept."""
+        come every few seconds. (Counts and totals are running sums: dropping a sample loses nothing.)"""
         samples = list(series.samples)
-        k = self._max_samples / 4
+        k = self._thin_at / 8
         keep = _sparse(samples, now, k)
-        while len(keep) > self._max_samples * 3 // 4 and k >= 2:
+        while len(keep) > self._thin_at * 3 // 4 and k >= 2:
             k /= 2
             keep = _sparse(samples, now, k)
-        merge = series.kind == HISTOGRAM and series.delta
-        kept: list[Sample] = []
-        carried: Sample | None = None  # counts of dropped samples, for the next one kept
-        for i, sample in enumerate(samples):
-            if i not in keep:
-                if merge:
-                    carried = sample if carried is None or carried.bounds != sample.bounds else _plus(carried, sample)
-                continue
-            if carried is not None and carried.bounds == sample.bounds:
-                sample = _plus(carried, sample)
-            carried = None
-            kept.append(sample)
+        kept = [sample for i, sample in enumerate(samples) if i in keep]
         self.stored_samples += sum(map(_weight, kept)) - sum(map(_weight, samples))
         series.samples.clear()  # in place: the caller holds the deque
         series.samples.extend(kept)
@@ -294,25 +302,20 @@ def _sparse(samples: list[Sample], now: float, k: float) -> set[int]:
     return keep
 
 
-def _plus(earlier: Sample, later: Sample) -> Sample:
-    """Two delta histogram samples as one, at the later one's time."""
-    return replace(later, value=earlier.value + later.value,
-                   counts=tuple(a + b for a, b in zip(earlier.counts, later.counts)))
-
-
 # --- what one series says over a window ---------------------------------------------------------
 
 
-def window_samples(series: Series, now: float, window: float) -> tuple[Sample | None, list[Sample]]:
-    """The baseline (the last sample at or before the window's start, if any) and the samples within."""
-    start = now - window
-    baseline, inside = None, []
-    for sample in series.samples:
-        if sample.observed <= start:
-            baseline = sample
-        else:
-            inside.append(sample)
-    return baseline, inside
+def _observed(sample: Sample) -> float:
+    return sample.observed
+
+
+def window_edges(series: Series, now: float, window: float) -> tuple[Sample | None, Sample | None, int]:
+    """The baseline (the last sample at or before the window's start, if any), the first sample within
+    the window (if any), and how many are within."""
+    samples = series.samples
+    i = bisect.bisect_right(samples, now - window, key=_observed)
+    inside = len(samples) - i
+    return (samples[i - 1] if i else None), (samples[i] if inside else None), inside
 
 
 def increase(series: Series, now: float, window: float) -> tuple[float, float] | None:
@@ -321,21 +324,20 @@ def increase(series: Series, now: float, window: float) -> tuple[float, float] |
     Measured from the baseline before the window; a series that began within the window (its start
     time says so, or its increments all came within it) is measured from 0 at its start.
     """
-    baseline, inside = window_samples(series, now, window)
-    if not inside:
+    baseline, first, inside = window_edges(series, now, window)
+    if first is None:
         return None
-    points = ([baseline] if baseline else []) + inside
-    if baseline is None:
-        first = inside[0]
-        began = first.start if first.start and 0 <= first.time - first.start <= window else None
-        if series.delta and series.samples[0] is first:
-            began = first.start or first.time
-        if began is not None:
-            points.insert(0, Sample(first.observed, began, 0.0))
-    if len(points) < 2:
+    last = series.samples[-1]
+    if baseline is not None:
+        return last.total - baseline.total, last.time - baseline.time
+    began = first.start if first.start and 0 <= first.time - first.start <= window else None
+    if series.delta and series.samples[0] is first and not series.trimmed:
+        began = first.start or first.time
+    if began is not None:
+        return last.total - first.total + _step(0.0, first.value), last.time - began
+    if inside < 2:
         return None
-    total = sum(_step(a.value, b.value) for a, b in zip(points, points[1:]))
-    return total, points[-1].time - points[0].time
+    return last.total - first.total, last.time - first.time
 
 
 def _step(a: float, b: float) -> float:
@@ -348,20 +350,20 @@ def histogram_counts(series: Series, now: float, window: float | None) -> tuple[
     if latest is None or not latest.counts:
         return None
     if window is None:
-        return latest.bounds, list(latest.counts)
-    baseline, inside = window_samples(series, now, window)
-    if not inside:
+        return latest.bounds, list(series.point_counts if series.delta else latest.counts)
+    baseline, first, inside = window_edges(series, now, window)
+    if first is None:
         return None
-    if series.delta:
-        counts = [0] * len(latest.counts)
-        for sample in inside:
-            if sample.bounds == latest.bounds:
-                counts = [c + d for c, d in zip(counts, sample.counts)]
-        return latest.bounds, counts
-    first = baseline if baseline is not None else (inside[0] if len(inside) > 1 else None)
-    if first is None or first.bounds != latest.bounds or first.value > latest.value:
+    if series.delta:  # running counts since the series began (or its bounds changed)
+        if baseline is None and series.trimmed:
+            baseline = first  # what came before the oldest kept sample is not known
+        if baseline is None or baseline.bounds != latest.bounds:
+            return latest.bounds, list(latest.counts)  # it all came within the window
+        return latest.bounds, [max(b - a, 0) for a, b in zip(baseline.counts, latest.counts)]
+    start = baseline if baseline is not None else (first if inside > 1 else None)
+    if start is None or start.bounds != latest.bounds or start.value > latest.value:
         return latest.bounds, list(latest.counts)  # new series, changed buckets or a reset: all of it
-    return latest.bounds, [max(b - a, 0) for a, b in zip(first.counts, latest.counts)]
+    return latest.bounds, [max(b - a, 0) for a, b in zip(start.counts, latest.counts)]
 
 
 def quantile(q: float, bounds: tuple[float, ...], counts: list[int]) -> float | None:
