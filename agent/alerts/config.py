@@ -125,7 +125,7 @@ class AlertsConfig(StrictModel):
             except ValueError as exc:
                 problems.append(f"rule_files: {exc}")
         names: set[str] = set()
-        loaded += [rule for slo in self.slos for rule in slo.rules()]
+        loaded += [RuleConfig.model_validate(spec) for slo in self.slos for spec in slo.rule_specs()]
         for rule in [*self.rules, *loaded]:
             if rule.name in names:
                 problems.append(f"rules: rule {rule.name!r} is defined twice")

@@ -187,7 +187,7 @@ class RuleFile(StrictModel):
     slos: list[SloConfig] = []  # objectives, each made into burn-rate rules (agent/alerts/slo.py)
 
     def all_rules(self) -> list[RuleConfig]:
-        return [*self.rules, *(rule for slo in self.slos for rule in slo.rules())]
+        return [*self.rules, *(RuleConfig.model_validate(spec) for slo in self.slos for spec in slo.rule_specs())]
 
 
 def load_rule_file(path: str) -> list[RuleConfig]:

@@ -37,16 +37,13 @@ Indicators (what counts as bad, and of what), for models (the `ml` processor) an
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from agent.alerts.matchers import Matcher
 from agent.configmodel import StrictModel, parse_duration
 from agent.ml import vocabulary as v
-
-if TYPE_CHECKING:
-    from agent.alerts.rules import RuleConfig
 
 # (long window, short window, share of the budget spent over the long window, severity): the workbook's table.
 BURN_RATE_ALERTS = (
@@ -163,17 +160,16 @@ class SloConfig(StrictModel):
             out.insert(0, Matcher(v.SERVICE_NAME, "=", self.server))
         return tuple(out)
 
-    def rules(self) -> list[RuleConfig]:
-        """The objective's burn-rate rules, one per row of BURN_RATE_ALERTS that applies."""
-        from agent.alerts.rules import QueryConfig, RuleConfig
-
+    def rule_specs(self) -> list[dict[str, Any]]:
+        """The objective's burn-rate rules, one per row of BURN_RATE_ALERTS that applies, as the `rules:`
+        entries a rule file would hold (`agent.alerts.rules.RuleConfig` reads them)."""
         bad, total = DEFAULT_METRICS[self.indicator]
         bad, total = self.metric or bad, self.total_metric or total
         matchers = self.selectors()
         target = f"{self.target * 100:.6g}%"
         what = ("of events failed" if self.indicator == "error_ratio"
                 else f"of events slower than {self.threshold_seconds:g}s")
-        out: list[RuleConfig] = []
+        out: list[dict[str, Any]] = []
         for long, short, spent, severity in BURN_RATE_ALERTS:
             burn = spent * self.window / long
             threshold = round(burn * self.budget, 12)  # 1 - 0.995 is 0.0050000000000000044
@@ -182,11 +178,11 @@ class SloConfig(StrictModel):
             query: dict[str, Any] = {"metric": bad, "matchers": matchers, "window": _seconds(long)}
             if self.indicator == "error_ratio":
                 query.update(aggregation="increase",
-                             denominator=QueryConfig(metric=total, matchers=matchers, aggregation="increase",
-                                                     window=_seconds(long)))
+                             denominator={"metric": total, "matchers": matchers, "aggregation": "increase",
+                                          "window": _seconds(long)})
             else:
                 query.update(aggregation="fraction_over", over=self.threshold_seconds)
-            out.append(RuleConfig.model_validate({
+            out.append({
                 **query,
                 "name": f"{self.name}:burn:{_text(long)}",
                 "windows": [_seconds(short)],
@@ -201,5 +197,5 @@ class SloConfig(StrictModel):
                 "description": f"The objective is {target} good over {_text(self.window)}, a budget of "
                                f"{self.budget:.3g} bad. At {burn:g}x, {spent:.0%} of it goes in {_text(long)} and "
                                f"all of it in {_text(self.window / burn)}.",
-            }))
+            })
         return out

@@ -206,7 +206,7 @@ async def test_a_served_models_time_to_first_token_objective(tmp_path):
 
 def test_every_objective_makes_the_workbooks_four_rules():
     (cfg,) = [SloConfig.model_validate(AVAILABILITY)]
-    rules = {r.name: r for r in cfg.rules()}
+    rules = {r.name: r for r in map(RuleConfig.model_validate, cfg.rule_specs())}
     assert [(r.window, r.windows, r.labels["slo.burn_rate"], r.severity) for r in rules.values()] == [
         (3600, [300], "14.4", "critical"), (21600, [1800], "6", "critical"),
         (86400, [7200], "3", "warning"), (259200, [21600], "1", "warning")]
@@ -219,10 +219,10 @@ def test_every_objective_makes_the_workbooks_four_rules():
 
 def test_a_low_target_or_a_short_window_leaves_out_the_rows_that_cannot_fire():
     low = SloConfig.model_validate({**AVAILABILITY, "target": "90%"})  # 14.4 x 10% would need 144% bad
-    assert [r.name for r in low.rules()] == ["fraud-availability:burn:6h", "fraud-availability:burn:1d",
+    assert [r["name"] for r in low.rule_specs()] == ["fraud-availability:burn:6h", "fraud-availability:burn:1d",
                                              "fraud-availability:burn:3d"]
     short = SloConfig.model_validate({**AVAILABILITY, "window": "1d"})
-    assert [r.name for r in short.rules()] == ["fraud-availability:burn:1h", "fraud-availability:burn:6h",
+    assert [r["name"] for r in short.rule_specs()] == ["fraud-availability:burn:1h", "fraud-availability:burn:6h",
                                                "fraud-availability:burn:1d"]
 
 
