@@ -13,6 +13,13 @@ flight, and the collector's own CPU accounting (user + system time, from
     .venv/bin/python bench/passthrough.py --ml                  # prediction spans through the ml processor
     .venv/bin/python bench/passthrough.py --rate 10000 --duration 60   # steady state: CPU % and peak RSS
 
+With `--ml` the spans go through the `ml` processor, three payloads in turn, each to a fresh Vigil
+and a fresh rotel: the headline, prediction spans as apps send them (`realistic_payload.py`: SDK
+resources, `ml.prediction.id`, a confidence, 10 features, ordinary attributes, three model
+versions, exception events), each request's prediction ids new to the run as an app's are; the
+same without `ml.prediction.id` (what the label join costs); and spans carrying only a
+prediction's attributes (model, version, 10 features, label, score).
+
 Figures are medians over `--repeat` rounds, printed as ratios; the machine is
 noisy, so read the ratio, not the absolute times.
 """
@@ -22,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
-import os
 import random
 import socket
 import statistics
@@ -39,8 +45,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from agent.signals import Batch, Signal  # noqa: E402
+from realistic_payload import make_request as realistic_request, numbered  # noqa: E402
 from tests.otlp_data import request as build_request  # noqa: E402
 
 
@@ -201,10 +209,23 @@ def start_rotel(workdir: Path, sink_port: int) -> Collector:
 # --- the load generator ---------------------------------------------------------------------
 
 
-async def send_all(collector: Collector, signal: Signal, body: bytes, count: int, concurrency: int,
+class Requests:
+    """Request bodies sent in turn. With `seeds` (the realistic payload's), each request's prediction
+    ids are new to the run, as an app's are: the label join sees each id once."""
+
+    def __init__(self, bodies: list[bytes], seeds: list[int] | None = None) -> None:
+        self.bodies, self.seeds, self.sent = bodies, seeds, 0
+
+    def next(self) -> bytes:
+        k = self.sent % len(self.bodies)
+        self.sent += 1
+        body = self.bodies[k]
+        return body if self.seeds is None else numbered(body, self.seeds[k], self.sent)
+
+
+async def send_all(collector: Collector, signal: Signal, requests: Requests, count: int, concurrency: int,
                    protocol: str, compressed: bool, rate: float | None = None) -> float:
-    """Send `body` `count` times, `concurrency` in flight; returns the wall seconds it took."""
-    payload = gzip.compress(body) if compressed else body
+    """Send `count` requests, `concurrency` in flight; returns the wall seconds it took."""
     interval = None if rate is None else 1.0 / rate
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
@@ -227,6 +248,7 @@ async def send_all(collector: Collector, signal: Signal, body: bytes, count: int
                 while not queue.empty():
                     i = queue.get_nowait()
                     await paced(i)
+                    body = requests.next()
                     while True:
                         try:
                             await call(body)
@@ -247,6 +269,8 @@ async def send_all(collector: Collector, signal: Signal, body: bytes, count: int
                 while not queue.empty():
                     i = queue.get_nowait()
                     await paced(i)
+                    body = requests.next()
+                    payload = gzip.compress(body) if compressed else body
                     while True:
                         async with session.post(url, data=payload, headers=headers) as response:
                             await response.read()
@@ -260,11 +284,11 @@ async def send_all(collector: Collector, signal: Signal, body: bytes, count: int
     return time.monotonic() - started
 
 
-async def one_round(collector: Collector, sink: Sink, args, body: bytes, items_per_request: int) -> dict:
+async def one_round(collector: Collector, sink: Sink, args, requests: Requests, items_per_request: int) -> dict:
     expected = sink.items + args.requests * items_per_request
     cpu_before = collector.cpu()
     peak_rss = collector.rss()
-    sending = asyncio.create_task(send_all(collector, sink.signal, body, args.requests, args.concurrency,
+    sending = asyncio.create_task(send_all(collector, sink.signal, requests, args.requests, args.concurrency,
                                            args.protocol, args.gzip, args.rate and args.rate / items_per_request))
     while not sending.done():
         peak_rss = max(peak_rss, collector.rss())
@@ -282,54 +306,46 @@ async def one_round(collector: Collector, sink: Sink, args, body: bytes, items_p
             "generator_rate": sent_items / wall}
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--signal", choices=[s.value for s in Signal], default="traces")
-    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    parser.add_argument("--gzip", action="store_true", help="gzip-compress the requests")
-    parser.add_argument("--ml", action="store_true", help="prediction spans (10 features) through the ml processor")
-    parser.add_argument("--items", type=int, default=512, help="items per request (default 512)")
-    parser.add_argument("--attributes", type=int, default=20, help="attributes per item (default 20)")
-    parser.add_argument("--requests", type=int, default=400, help="requests per round (default 400)")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds per collector (default 3)")
-    parser.add_argument("--rate", type=float, help="steady state: items per second instead of as fast as possible")
-    parser.add_argument("--duration", type=float, default=60, help="with --rate: seconds per round (default 60)")
-    args = parser.parse_args()
-    signal = Signal(args.signal)
-    if args.ml and signal is not Signal.TRACES:
-        parser.error("--ml goes with --signal traces")
-    body = make_request(signal, args.items, args.attributes, args.ml, seed=1)
-    items_per_request = Batch.from_wire(signal, body).items
-    if args.rate:
-        args.requests = max(1, int(args.rate * args.duration / items_per_request))
-        args.repeat = 1
+ML_PAYLOADS = ("realistic", "realistic-no-id", "prediction-only")
+SEEDS = list(range(1, 9))  # a few bodies of each payload, sent in turn
 
-    print(f"payload: {signal.value}, {items_per_request} items x ~{args.attributes} attributes per request, "
-          f"{len(body) / 1024:.0f} KiB{' (gzip)' if args.gzip else ''}, over {args.protocol}; "
-          f"{args.requests} requests per round, {args.concurrency} in flight, {args.repeat} rounds"
-          + (f"; paced at {args.rate:.0f} items/s for {args.duration:.0f} s" if args.rate else ""))
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
-        results: dict[str, list[dict]] = {}
-        for name in ("vigil", "rotel"):
-            workdir = Path(tmp) / name
-            workdir.mkdir()
-            sink = Sink(signal)
-            await sink.start()
-            collector = (start_vigil(workdir, sink.port, args.ml) if name == "vigil"
-                         else start_rotel(workdir, sink.port))
-            try:
-                await send_all(collector, signal, body, 20, args.concurrency, args.protocol, args.gzip)  # warm up
-                deadline = time.monotonic() + 30
-                while sink.items < 20 * items_per_request and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                results[name] = [await one_round(collector, sink, args, body, items_per_request)
-                                 for _ in range(args.repeat)]
-            finally:
-                collector.stop()
-                await sink.stop()
 
-    print()
+def payloads(signal: Signal, args) -> dict[str, list[bytes]]:
+    """The payloads to run, by name: each a few requests of the same shape (sent in turn)."""
+    if not args.ml:
+        return {signal.value: [make_request(signal, args.items, args.attributes, False, seed=1)]}
+    builders = {"realistic": lambda seed: realistic_request(args.items, seed),
+                "realistic-no-id": lambda seed: realistic_request(args.items, seed, prediction_id=False),
+                "prediction-only": lambda seed: make_request(signal, args.items, args.attributes, True, seed)}
+    return {name: [builders[name](seed) for seed in SEEDS] for name in args.payload or ML_PAYLOADS}
+
+
+async def run_collectors(signal: Signal, args, bodies: list[bytes], items_per_request: int, tmp: Path,
+                         fresh_ids: bool) -> dict[str, list[dict]]:
+    """Vigil, then rotel, each fresh: a warm-up, then `--repeat` rounds of `bodies`."""
+    results: dict[str, list[dict]] = {}
+    for name in ("vigil", "rotel"):
+        requests = Requests(bodies, SEEDS if fresh_ids else None)
+        workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))
+        sink = Sink(signal)
+        await sink.start()
+        collector = (start_vigil(workdir, sink.port, args.ml) if name == "vigil"
+                     else start_rotel(workdir, sink.port))
+        try:
+            await send_all(collector, signal, requests, 20, args.concurrency, args.protocol, args.gzip)  # warm up
+            deadline = time.monotonic() + 30
+            while sink.items < 20 * items_per_request and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            results[name] = [await one_round(collector, sink, args, requests, items_per_request)
+                             for _ in range(args.repeat)]
+        finally:
+            collector.stop()
+            await sink.stop()
+    return results
+
+
+def print_table(results: dict[str, list[dict]], args) -> dict[str, float]:
+    """The table of one payload; returns each collector's median CPU seconds per million items."""
     print(f"{'collector':<10} {'CPU s / M items':>16} {'items / CPU s':>14} {'generator items/s':>18} "
           f"{'delivered':>10} {'peak RSS MiB':>13}")
     per_million = {}
@@ -343,13 +359,68 @@ async def main() -> None:
         if args.rate:
             r = rounds[0]
             print(f"{'':<10} steady state: {r['cpu'] / r['wall']:.2%} of one core over {r['wall']:.0f} s")
-    ratio = per_million["rotel"] / per_million["vigil"]
-    if args.ml:  # rotel forwards them; Vigil also reads every prediction and evaluates its windows
-        print(f"\nprediction spans through the ml processor: {1e6 / per_million['vigil']:,.0f} per CPU-second "
-              f"(target >= 100,000, moonshot 250,000); {ratio:.2f}x rotel's pass-through")
-    else:
-        print(f"\nVigil's items per CPU-second / rotel's: {ratio:.2f}x "
+    return per_million
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--signal", choices=[s.value for s in Signal], default="traces")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--gzip", action="store_true", help="gzip-compress the requests")
+    parser.add_argument("--ml", action="store_true", help="prediction spans through the ml processor")
+    parser.add_argument("--payload", choices=ML_PAYLOADS, action="append",
+                        help="with --ml: only this payload (repeatable; default all three)")
+    parser.add_argument("--items", type=int, default=512, help="items per request (default 512)")
+    parser.add_argument("--attributes", type=int, default=20,
+                        help="attributes per item (default 20; not the realistic payloads')")
+    parser.add_argument("--requests", type=int, default=400, help="requests per round (default 400)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per collector (default 3)")
+    parser.add_argument("--rate", type=float, help="steady state: items per second instead of as fast as possible")
+    parser.add_argument("--duration", type=float, default=60, help="with --rate: seconds per round (default 60)")
+    args = parser.parse_args()
+    signal = Signal(args.signal)
+    if args.ml and signal is not Signal.TRACES:
+        parser.error("--ml goes with --signal traces")
+    if args.payload and not args.ml:
+        parser.error("--payload goes with --ml")
+    runs = payloads(signal, args)
+    items_per_request = {name: Batch.from_wire(signal, bodies[0]).items for name, bodies in runs.items()}
+    if args.rate:
+        args.requests = max(1, int(args.rate * args.duration / min(items_per_request.values())))
+        args.repeat = 1
+
+    costs: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+        for name, bodies in runs.items():
+            size = statistics.mean(len(b) for b in bodies)
+            print(f"\npayload {name}: {signal.value}, {items_per_request[name]} items per request, "
+                  f"{size / 1024:.0f} KiB ({size / items_per_request[name]:.0f} B an item)"
+                  f"{' (gzip)' if args.gzip else ''}, over {args.protocol}; {args.requests} requests per round, "
+                  f"{args.concurrency} in flight, {args.repeat} rounds"
+                  + (f"; paced at {args.rate:.0f} items/s for {args.duration:.0f} s" if args.rate else ""),
+                  flush=True)
+            results = await run_collectors(signal, args, bodies, items_per_request[name], Path(tmp),
+                                           fresh_ids=name == "realistic")
+            costs[name] = print_table(results, args)
+
+    print()
+    if not args.ml:
+        cost = costs[signal.value]
+        ratio = cost["rotel"] / cost["vigil"]
+        print(f"Vigil's items per CPU-second / rotel's: {ratio:.2f}x "
               f"({'Vigil cheaper' if ratio > 1 else 'rotel cheaper'}; target >= 4x)")
+        return
+    # rotel forwards them; Vigil also reads every prediction and evaluates its windows
+    for name, cost in costs.items():
+        headline = " (the headline; target >= 100,000 and >= 2x, moonshot 250,000)" if name == "realistic" else ""
+        print(f"{name:<16} prediction spans through ml: {1e6 / cost['vigil']:>9,.0f} per CPU-second, "
+              f"{cost['rotel'] / cost['vigil']:.2f}x rotel's pass-through of the same bytes{headline}")
+    if "realistic" in costs and "realistic-no-id" in costs:
+        with_id, without = costs["realistic"]["vigil"], costs["realistic-no-id"]["vigil"]
+        rotel = costs["realistic"]["rotel"] / costs["realistic-no-id"]["rotel"] - 1
+        print(f"the label join (ml.prediction.id on every span): {with_id / without - 1:+.1%} CPU per span "
+              f"(target <= 5 %; rotel forwarding the id's bytes: {rotel:+.1%})")
 
 
 if __name__ == "__main__":

@@ -79,3 +79,11 @@ def make_request(spans: int, seed: int, prediction_id: bool = True) -> bytes:
                 _set(event.attributes, "exception.type", "TimeoutError")
                 _set(event.attributes, "exception.message", "feature store took too long")
     return message.SerializeToString()
+
+
+def numbered(body: bytes, seed: int, number: int) -> bytes:
+    """`body` (made by `make_request` with `seed`) as the run's request `number`: its prediction ids
+    start with `number` instead of `seed`, so no id repeats within a run, as an app's never do."""
+    # Only at the start of an id's string value (its tag and length before it); the same length after.
+    id_start = b"\x0a\x16"
+    return body.replace(id_start + b"%06d-" % seed, id_start + b"%06d-" % number)

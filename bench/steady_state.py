@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import tempfile
@@ -40,9 +41,10 @@ from agent.default_config import default_config  # noqa: E402
 from agent.signals import Signal  # noqa: E402
 from idle_cost import localised, without_monitoring  # noqa: E402
 from passthrough import Collector, Sink, free_port, start_rotel  # noqa: E402
-from realistic_payload import make_request  # noqa: E402
+from realistic_payload import make_request, numbered  # noqa: E402
 
 SPANS_PER_SECOND = 10_000
+REQUESTS = itertools.count(1)  # numbers each request sent, so no prediction id repeats in a run
 
 
 def start_vigil(workdir: Path, monitoring: bool = True) -> Collector:
@@ -59,8 +61,8 @@ def start_vigil(workdir: Path, monitoring: bool = True) -> Collector:
     return Collector("vigil", [sys.executable, "-m", "agent", "run", "-c", str(path)], grpc_port, http_port, workdir)
 
 
-async def send_steadily(port: int, bodies: list[bytes], per_second: float, seconds: float) -> int:
-    """Send `per_second` requests a second for `seconds`, evenly spaced; the requests that failed."""
+async def send_steadily(port: int, bodies: list[bytes], per_second: float, seconds: float) -> tuple[int, int]:
+    """Send `per_second` requests a second for `seconds`, evenly spaced; the requests that failed, and sent."""
     errors: list[BaseException] = []
     pending: set[asyncio.Future] = set()
 
@@ -74,15 +76,17 @@ async def send_steadily(port: int, bodies: list[bytes], per_second: float, secon
         loop = asyncio.get_running_loop()
         start, n = loop.time(), 0
         while loop.time() - start < seconds:
-            task = asyncio.ensure_future(call(bodies[n % len(bodies)], timeout=10))
+            # bodies[k] was made with seed k
+            task = asyncio.ensure_future(call(numbered(bodies[n % len(bodies)], n % len(bodies), next(REQUESTS)),
+                                              timeout=10))
             pending.add(task)
             task.add_done_callback(done)
             n += 1
             await asyncio.sleep(max(0.0, start + n / per_second - loop.time()))
         await asyncio.gather(*pending, return_exceptions=True)
     if errors:
-        print(f"  {len(errors)} of {n} requests failed, e.g. {errors[0]!r}"[:300], file=sys.stderr)
-    return len(errors)
+        print(f"  {len(errors)} of {n} requests failed, e.g. {errors[0]!r}".replace("\n", " ")[:200], file=sys.stderr)
+    return len(errors), n
 
 
 async def one_run(name: str, workdir: Path, sink: Sink, spans: int, args) -> dict:
@@ -90,9 +94,9 @@ async def one_run(name: str, workdir: Path, sink: Sink, spans: int, args) -> dic
     try:
         bodies = [make_request(spans, seed) for seed in range(20)]
         per_second = SPANS_PER_SECOND / spans
-        failed = await send_steadily(collector.grpc_port, bodies, per_second, args.settle)
+        await send_steadily(collector.grpc_port, bodies, per_second, args.settle)
         cpu0, t0 = collector.cpu(), time.monotonic()
-        failed += await send_steadily(collector.grpc_port, bodies, per_second, args.duration)
+        failed, sent = await send_steadily(collector.grpc_port, bodies, per_second, args.duration)
         cpu, wall = collector.cpu() - cpu0, time.monotonic() - t0
         rss = collector.rss()
     finally:
@@ -100,9 +104,7 @@ async def one_run(name: str, workdir: Path, sink: Sink, spans: int, args) -> dic
         log = workdir / f"{name}.log"
         if log.exists():
             (Path(tempfile.gettempdir()) / f"steady-{name}-last.log").write_bytes(log.read_bytes())
-    if failed:
-        print(f"  {name}: {failed} requests failed", file=sys.stderr)
-    return {"cpu_pct": 100 * cpu / wall, "rss_mib": rss / 2**20}
+    return {"cpu_pct": 100 * cpu / wall, "rss_mib": rss / 2**20, "failed_pct": 100 * failed / sent}
 
 
 async def main() -> None:
@@ -127,12 +129,13 @@ async def main() -> None:
                         runs[name].append(await one_run(name, Path(tmp), sink, spans, args))
                     r = runs[name][-1]
                     print(f"  round {round_ + 1} {name:10} {spans}-span requests: {r['cpu_pct']:5.1f} % of a core, "
-                          f"{r['rss_mib']:5.1f} MiB", file=sys.stderr)
+                          f"{r['rss_mib']:5.1f} MiB, {r['failed_pct']:.1f} % of requests failed", file=sys.stderr)
             print(f"\n{SPANS_PER_SECOND:,} spans/s in {spans}-span requests ({SPANS_PER_SECOND / spans:.0f}/s), "
                   f"medians of {args.rounds} rounds of {args.duration:.0f} s:")
             for name, rs in runs.items():
                 print(f"  {name:10} {statistics.median(r['cpu_pct'] for r in rs):5.1f} % of a core  "
-                      f"{statistics.median(r['rss_mib'] for r in rs):6.1f} MiB RSS")
+                      f"{statistics.median(r['rss_mib'] for r in rs):6.1f} MiB RSS  "
+                      f"{statistics.median(r['failed_pct'] for r in rs):5.1f} % of requests refused or failed")
     finally:
         await sink.stop()
 
