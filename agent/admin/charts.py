@@ -63,11 +63,15 @@ def clock(time_ns: int | None) -> str:
 
 
 def _line(points: Sequence[tuple[float, float] | None]) -> str:
-    """An SVG path through `points` (None: a gap), in whole pixels and relative moves: small markup."""
-    parts, last = [], None
-    for point in points:
+    """An SVG path through `points` (None: a gap), in whole pixels and relative moves: small markup.
+
+    A point alone between gaps (an interval's only value) gets a short dash, not an invisible line."""
+    parts, last, run = [], None, 0
+    for point in (*points, None):
         if point is None:
-            last = None
+            if run == 1:
+                parts.append("m-2 0h4")
+            last, run = None, 0
             continue
         px, py = round(point[0]), round(point[1])
         if last is None:
@@ -77,9 +81,7 @@ def _line(points: Sequence[tuple[float, float] | None]) -> str:
             # After an `l`, further pairs need no letter: a space or the minus sign separates them.
             lead = "l" if not parts[-1].startswith(("l", " ", "-")) else ("" if dx < 0 else " ")
             parts.append(f"{lead}{dx}{'' if dy < 0 else ' '}{dy}")
-        last = (px, py)
-    if len(parts) == 1:  # one point: a short dash, not an invisible line
-        parts.append("m-2 0h4")
+        last, run = (px, py), run + 1
     return "".join(parts)
 
 

@@ -101,3 +101,13 @@ def test_a_sparkline_marks_the_drifted_windows():
     svg = charts.sparkline([0.1, 0.5, None, 0.9], marks=[False, True, False, True])
     assert svg.count("<circle") == 2 and svg.count("M") == 2
     assert charts.sparkline([]).count("<path") == 0
+
+
+def test_a_point_alone_between_gaps_is_drawn_as_a_dash():
+    assert charts._line([(1, 1), None, (5, 5), None, (9, 9)]) == "M1 1m-2 0h4M5 5m-2 0h4M9 9m-2 0h4"
+    assert charts._line([(1, 1), (3, 2), None, (7, 7)]) == "M1 1l2 1M7 7m-2 0h4"  # a run of two is a line
+    # An idle interval between busy ones: its error rate is still on the chart.
+    t = [10**18 + i * 60 * 10**9 for i in range(3)]
+    svg = parse(charts.time_series([("errors", t, [None, 0.2, None])], label="error rate"))
+    (line,) = [p for p in svg.iter("path") if "l0" in (p.get("class") or "")]
+    assert re.fullmatch(r"M\d+ \d+m-2 0h4", line.get("d"))
