@@ -7,7 +7,7 @@ label-free estimate; per interval its requests, errors and latency
 quantiles; per window of joined labels the realised metrics. Appended in the
 worker thread, copied by `status()`.
 
-A window's effect sizes are one float32 array in the order of `columns` (the
+A window's effect sizes are one float32 array in the order of `drift`'s names (the
 reference's, the same for every window until the reference changes), not a
 dict of names: the history of hundreds of model versions stays small.
 """
@@ -29,20 +29,22 @@ SIZE = 48
 
 class History:
     def __init__(self, size: int = SIZE) -> None:
-        self.windows: deque[dict[str, Any]] = deque(maxlen=size)
+        self._size = size
+        # The reference's column names (the order of every window's scores) and its windows, as one
+        # value: a reference change replaces both at once, so `status()` never pairs one's windows
+        # with another's names.
+        self.drift: tuple[tuple[str, ...], deque[dict[str, Any]]] = ((), deque(maxlen=size))
         self.intervals: deque[dict[str, Any]] = deque(maxlen=size)
         self.labels: deque[dict[str, Any]] = deque(maxlen=size)
-        self.columns: tuple[str, ...] = ()  # the order of every window's scores
 
     def window(self, result: DriftResult, rows: int, estimate: dict[str, float] | None,
                multivariate: dict[str, Any] | None) -> None:
         """A drift window just evaluated."""
         names = tuple(result.columns)
-        if names != self.columns:  # another reference: the past windows measured other columns
-            self.columns = names
-            self.windows.clear()
+        if names != self.drift[0]:  # another reference: the past windows measured other columns
+            self.drift = (names, deque(maxlen=self._size))
         cols = result.columns.values()
-        self.windows.append({
+        self.drift[1].append({
             "time_unix_nano": time.time_ns(), "rows": rows, "share": _finite(result.share),
             "detected": result.detected,
             "scores": array("f", (col.score for col in cols)),
@@ -70,9 +72,10 @@ class History:
     def status(self) -> dict[str, Any]:
         """{"columns": names, "windows": [{…, "scores": [effect size per column], "drifted": [column
         indexes]}], "intervals": […], "labels": […]}"""
+        columns, found = self.drift
         windows = [{**w, "scores": [_rounded(v) for v in w["scores"]], "drifted": list(w["drifted"])}
-                   for w in list(self.windows)]
-        return {"columns": list(self.columns), "windows": windows, "intervals": list(self.intervals),
+                   for w in list(found)]
+        return {"columns": list(columns), "windows": windows, "intervals": list(self.intervals),
                 "labels": list(self.labels)}
 
 
