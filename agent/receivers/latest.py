@@ -3,7 +3,9 @@
 Read from the receiver's own batches (the few metrics below, a few hundred
 points a scrape at most), and bounded: at most `MAX_GPUS` devices, and per
 shown value its last `HISTORY` samples. CPU is the share of time not idle,
-averaged over the logical CPUs; a GPU is keyed by its `hw.id`.
+averaged over the logical CPUs; a GPU is keyed by its `hw.id`, listed by its
+index, and forgotten once `STALE_SCRAPES` scrapes in a row with GPU values
+did not have it (removed, or its MIG instances made anew under new ids).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from agent.attributes import any_value
 
 MAX_GPUS = 64
 HISTORY = 30
+STALE_SCRAPES = 3
 
 _HOST_METRICS = frozenset({"system.cpu.utilization", "system.memory.usage", "system.memory.limit"})
 _GPU_METRICS = frozenset({"hw.gpu.utilization", "hw.gpu.memory.usage", "hw.gpu.memory.limit", "hw.temperature",
@@ -26,9 +29,12 @@ class Latest:
         self.host: dict[str, Any] = {}
         self.gpus: dict[str, dict[str, Any]] = {}
         self._history: dict[tuple[str, str], deque] = {}  # (device, value) -> the last samples
+        self._scrapes = 0  # requests that carried GPU values
+        self._seen: dict[str, int] = {}  # device -> the last of those that had it
 
     def observe(self, request: Any) -> None:
         """Take what `request` (an ExportMetricsServiceRequest) holds of the metrics shown."""
+        scrape, gpu_values = self._scrapes + 1, False
         for rm in request.resource_metrics:
             resource = {kv.key: any_value(kv.value) for kv in rm.resource.attributes}
             device = resource.get("hw.id")
@@ -37,7 +43,20 @@ class Latest:
                     if device is None and metric.name in _HOST_METRICS:
                         self._host_metric(metric)
                     elif device is not None and metric.name in _GPU_METRICS:
+                        self._seen[str(device)], gpu_values = scrape, True
                         self._gpu_metric(str(device), resource, metric)
+        if gpu_values:  # a request without GPUs (the host's) says nothing about them
+            self._scrapes = scrape
+            self._forget(scrape - STALE_SCRAPES)
+
+    def _forget(self, before: int) -> None:
+        """Drop the devices last seen at or before scrape `before`, and their samples."""
+        gone = {d for d, seen in self._seen.items() if seen <= before}
+        if gone:
+            for device in gone:
+                del self._seen[device]
+                self.gpus.pop(device, None)
+            self._history = {k: v for k, v in self._history.items() if k[0] not in gone}
 
     def _host_metric(self, metric: Any) -> None:
         points = _points(metric)
@@ -86,8 +105,12 @@ class Latest:
             return {**entry, "history": {key: list(samples) for (d, key), samples in self._history.items()
                                          if d == device}}
 
+        def order(item: tuple[str, dict[str, Any]]) -> tuple:
+            index = item[1]["index"]  # an int from NVML; MIG instances share their GPU's
+            return (0, index, item[0]) if isinstance(index, int) else (1, 0, item[0])
+
         return {"host": history("", self.host) if self.host else {},
-                "gpus": [history(d, g) for d, g in sorted(self.gpus.items(), key=lambda kv: str(kv[1]["index"]))]}
+                "gpus": [history(d, g) for d, g in sorted(self.gpus.items(), key=order)]}
 
 
 def _points(metric: Any) -> list[tuple[dict[str, Any], float]]:

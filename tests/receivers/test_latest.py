@@ -56,3 +56,50 @@ def test_gpus_beyond_the_bound_are_not_kept():
     gpus = view.status()["gpus"]
     assert len(gpus) == latest.MAX_GPUS
     assert all(len(g["history"]["utilization"]) == latest.HISTORY for g in gpus)
+
+
+def gpu_scrape(view: latest.Latest, gpus: dict[str, int], utilization: float = 0.5) -> None:
+    """One nvml scrape of `gpus` (hw.id -> index) as the scraper builds it."""
+    from agent.metrics_builder import MetricsBuilder
+    from agent.receivers.nvml.scraper import UTILIZATION
+
+    out = MetricsBuilder()
+    for device, index in gpus.items():
+        out.resource({"hw.id": device, "hw.gpu.index": index}).record(UTILIZATION, utilization,
+                                                                     {"hw.gpu.task": "general"})
+    view.observe(out.batch().message)
+
+
+def test_gpus_are_listed_by_their_index_as_a_number():
+    view = latest.Latest()
+    gpu_scrape(view, {f"GPU-{i}": i for i in (10, 2, 1, 0)})
+    assert [g["index"] for g in view.status()["gpus"]] == [0, 1, 2, 10]
+
+
+def test_a_gpu_gone_from_the_scrapes_is_forgotten_and_a_new_one_takes_its_place():
+    from agent.metrics_builder import MetricsBuilder
+    from agent.receivers.hostmetrics.system import CPU_UTILIZATION
+
+    view = latest.Latest()
+    gpu_scrape(view, {"GPU-a": 0, "GPU-b": 1}, utilization=0.9)
+    # GPU 1 repartitioned into MIG instances: new ids from now on.
+    for turn in range(latest.STALE_SCRAPES):
+        gpus = view.status()["gpus"]
+        assert "GPU-b" in [g["id"] for g in gpus], turn  # missed fewer scrapes than the limit: still shown
+        gpu_scrape(view, {"GPU-a": 0, "MIG-1": 1, "MIG-2": 1})
+        host = MetricsBuilder()
+        host.resource({}).record(CPU_UTILIZATION, 0.9, {"cpu.mode": "idle", "cpu": "cpu0"})
+        view.observe(host.batch().message)  # the host's values say nothing about the GPUs
+    gpus = view.status()["gpus"]
+    assert [g["id"] for g in gpus] == ["GPU-a", "MIG-1", "MIG-2"]
+    assert gpus[0]["history"]["utilization"][0] == 0.9 and gpus[1]["history"]["utilization"] == [0.5] * 3
+
+
+def test_when_the_bound_is_reached_new_gpus_get_in_once_the_old_are_gone():
+    view = latest.Latest()
+    old = {f"GPU-old-{i}": i for i in range(latest.MAX_GPUS)}
+    new = {f"GPU-new-{i}": i for i in range(4)}
+    gpu_scrape(view, old)
+    for _ in range(latest.STALE_SCRAPES + 1):
+        gpu_scrape(view, new)
+    assert sorted(g["id"] for g in view.status()["gpus"]) == sorted(new)
