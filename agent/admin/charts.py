@@ -10,6 +10,9 @@ small. Every text that comes from data is escaped here.
 - `categories`: shares per category, the largest first, the rest as "other";
 - `time_series`: lines over time with labelled axes and an optional threshold;
 - `sparkline`: a small line with marked points, for tables.
+
+`PAGE_CSS` is the base look of the pages that hold them (the status page, the
+HTML report), `escape` their one escaping of text into markup.
 """
 
 from __future__ import annotations
@@ -29,11 +32,28 @@ text.k3{fill:#6b4fbb!important}svg.spark{vertical-align:middle}svg.spark path{fi
 svg.spark circle{fill:#d9473b}
 """
 
+PAGE_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2430}
+header{background:#1d2430;color:#fff;padding:12px 24px}header h1{margin:0;font-size:20px}
+main{padding:16px 24px}section{margin-bottom:24px}h2{font-size:16px;margin:8px 0}h3{font-size:13px;margin:0 0 4px}
+table{border-collapse:collapse;background:#fff}td,th{padding:3px 8px;border-bottom:1px solid #e3e6ea;
+text-align:left}th{font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.drifted td:first-child{color:#8a1c12;font-weight:600}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+.panels,.features{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}
+.panel,.feature{border:1px solid #e3e6ea;border-radius:4px;padding:8px;background:#fff}
+.feature.drifted{border-color:#d9473b}.muted{color:#667}
+""" + CSS
+
 SERIES_CLASSES = 4  # l0..l3 / k0..k3: the colours a time series' lines take, in order
 
 
-def _e(value: object) -> str:
+def escape(value: object) -> str:
+    """`value` as text in markup or a quoted attribute."""
     return html.escape(str(value), quote=True)
+
+
+_e = escape  # short, for the markup below
 
 
 def fmt(x: float | None) -> str:

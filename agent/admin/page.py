@@ -12,32 +12,23 @@ moved most: the reference against the last window (`charts.py` draws them).
 
 from __future__ import annotations
 
-import html
 import time
 from typing import Any
 
 from agent.admin import charts
+from agent.admin.charts import escape as _e
 from agent.admin.charts import fmt, percent
 from agent.admin.report import duration, human, seconds, served_details, served_latency, served_snapshots
 
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2430}
-header{background:#1d2430;color:#fff;padding:12px 24px}header h1{margin:0;font-size:20px}
-main{padding:16px 24px}section{margin-bottom:24px}h2{font-size:16px;margin:8px 0}h3{font-size:13px;margin:0 0 4px}
-table{border-collapse:collapse;background:#fff}td,th{padding:3px 8px;border-bottom:1px solid #e3e6ea;
-text-align:left}th{font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+_CSS = charts.PAGE_CSS + """
 .ok,.running,.ready,.up{background:#d7f5dd;color:#17602a}.degraded,.pending,.warning{background:#fff1c7;color:#7a5600}
 .failing,.not-running,.not-ready,.drifted-badge,.firing,.critical{background:#fdd9d7;color:#8a1c12}
 .learning,.silenced,.info{background:#e3e6ea;color:#444}
 .model{background:#fff;border:1px solid #e3e6ea;border-radius:6px;padding:12px;margin-bottom:16px}
-.panels,.features{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}
-.panel,.feature{border:1px solid #e3e6ea;border-radius:4px;padding:8px;background:#fff}
-.feature.drifted{border-color:#d9473b;box-shadow:0 0 0 1px #d9473b}
-tr.drifted td:first-child{color:#8a1c12;font-weight:600}
+.feature.drifted{box-shadow:0 0 0 1px #d9473b}
 .legend span{margin-right:12px}.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}
-.problems,.reason{color:#8a1c12}.muted{color:#667}
-""" + charts.CSS
+.problems,.reason{color:#8a1c12}
+"""
 
 REFERENCE_COLOUR = "#9aa5b1"
 CURRENT_COLOUR = "#2f6fdb"
@@ -47,10 +38,6 @@ SPARK_WINDOWS = 16  # windows a column's sparkline spans
 MAX_ALERTS = 100
 MAX_EXEMPLARS = 6
 _HEALTH_ORDER = {"failing": 0, "degraded": 1, "ok": 2}
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _badge(text: str, cls: str | None = None) -> str:

@@ -13,11 +13,11 @@ the reference against the chunk for its drifted columns (at most
 
 from __future__ import annotations
 
-import html
 import time
 from typing import Any, Sequence
 
 from agent.admin import charts
+from agent.admin.charts import escape as _e
 from agent.admin.charts import fmt, percent
 from agent.ml import distribution, drift
 from agent.ml.profile import Profile
@@ -28,23 +28,11 @@ MAX_CHARTS = 12  # distributions drawn per drifted chunk
 MAX_NAMED = 8  # drifted columns named in a summary row before "+N more"
 _METRICS = ("accuracy", "roc_auc", "f1", "precision", "recall", "mae", "rmse", "mape")
 
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2430}
-header{background:#1d2430;color:#fff;padding:12px 24px}header h1{margin:0;font-size:20px}
-main{padding:16px 24px}section{margin-bottom:24px}h2{font-size:17px;margin:12px 0 6px}h3{font-size:13px;margin:0 0 4px}
-table{border-collapse:collapse;background:#fff}td,th{padding:2px 8px;border-bottom:1px solid #e3e6ea;text-align:left}
-th{font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-tr.drifted td:first-child{color:#8a1c12;font-weight:600}td.bad{color:#8a1c12;font-weight:600}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+_CSS = charts.PAGE_CSS + """
+td.bad{color:#8a1c12;font-weight:600}
 .yes{background:#fdd9d7;color:#8a1c12}.no{background:#d7f5dd;color:#17602a}
-.panels,.features{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}
-.panel,.feature{border:1px solid #e3e6ea;border-radius:4px;padding:8px;background:#fff}
-.feature.drifted{border-color:#d9473b}.muted{color:#667}details{margin:4px 0}summary{cursor:pointer}
-""" + charts.CSS
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+details{margin:4px 0}summary{cursor:pointer}
+"""
 
 
 def chunk_distributions(profile: Profile, table: Table, chunk: dict[str, Any],
