@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from agent.component import StatusProvider
 
-_ORDER = {"ok": 0, "degraded": 1, "failing": 2}
+HEALTH_ORDER = {"ok": 0, "degraded": 1, "failing": 2}  # the worse, the larger
 ERROR_RATE = (0.05, 0.20)  # degraded, failing
 ACCURACY_DROP = (0.05, 0.10)
 MIN_REQUESTS = 20  # fewer in the recent interval: its error rate says too little
@@ -68,7 +68,7 @@ def served_health(entry: dict[str, Any]) -> dict[str, Any]:
     verdict = entry["health"]
     status = verdict.get("status")
     reasons = [str(r) for r in verdict.get("reasons") or []]
-    if status not in _ORDER:
+    if status not in HEALTH_ORDER:
         return {"status": "failing", "reasons": [f"the receiver's health {status!r} is not a known word", *reasons]}
     return {"status": status, "reasons": reasons}
 
@@ -113,7 +113,7 @@ def health(service: Any, name: str, version: str | None = None) -> dict[str, Any
         verdicts.append((entry.get("version") or "", where, served_health(entry)))
     if not verdicts:
         return None
-    worst = max((v["status"] for _, _, v in verdicts), key=_ORDER.__getitem__)
+    worst = max((v["status"] for _, _, v in verdicts), key=HEALTH_ORDER.__getitem__)
     many = len(verdicts) > 1
     versions: dict[str, dict[str, Any]] = {}
     reasons = []
@@ -132,7 +132,7 @@ def version_health(entry: dict[str, Any], snapshot: dict[str, Any]) -> dict[str,
     def worse(level: str, reason: str) -> None:
         nonlocal status
         reasons.append(reason)
-        if _ORDER[level] > _ORDER[status]:
+        if HEALTH_ORDER[level] > HEALTH_ORDER[status]:
             status = level
 
     if entry.get("phase") == "learning":

@@ -18,7 +18,9 @@ from typing import Any
 from agent.admin import charts
 from agent.admin.charts import escape as _e
 from agent.admin.charts import fmt, percent
+from agent.admin.models import HEALTH_ORDER
 from agent.admin.report import duration, human, seconds, served_details, served_latency, served_snapshots
+from agent.alerts.rules import SEVERITY_ORDER
 
 _CSS = charts.PAGE_CSS + """
 .ok,.running,.ready,.up{background:#d7f5dd;color:#17602a}.degraded,.pending,.warning{background:#fff1c7;color:#7a5600}
@@ -37,7 +39,6 @@ DETAIL = 4  # columns per model version drawn in full (drifted first); the rest 
 SPARK_WINDOWS = 16  # windows a column's sparkline spans
 MAX_ALERTS = 100
 MAX_EXEMPLARS = 6
-_HEALTH_ORDER = {"failing": 0, "degraded": 1, "ok": 2}
 
 
 def _badge(text: str, cls: str | None = None) -> str:
@@ -60,8 +61,8 @@ def render(status: dict[str, Any], health: dict[tuple[str, str], dict[str, Any]]
     ready = "ready" if status.get("ready") else "not ready"
     verdicts = [v.get("status") for v in health.values()] + [
         (m.get("health") or {}).get("status") for _, snap in served_snapshots(status) for m in snap.get("models", [])]
-    verdicts = [v for v in verdicts if v in _HEALTH_ORDER]
-    worst = min(verdicts, key=_HEALTH_ORDER.__getitem__) if verdicts else None
+    verdicts = [v for v in verdicts if v in HEALTH_ORDER]
+    worst = max(verdicts, key=HEALTH_ORDER.__getitem__) if verdicts else None
     models_badge = (f" &middot; models {_badge(worst)}" if worst else " &middot; no model seen yet")
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -94,7 +95,6 @@ def render(status: dict[str, Any], health: dict[tuple[str, str], dict[str, Any]]
 # --- alerts --------------------------------------------------------------------------------------
 
 _STATE_ORDER = {"firing": 0, "pending": 1, "silenced": 2}
-_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
 def _alerts(found: list[dict[str, Any]], now: float) -> str:
@@ -105,7 +105,7 @@ def _alerts(found: list[dict[str, Any]], now: float) -> str:
             rows.append((state, a, source.get("processor", "")))
     if not found:
         return ""
-    rows.sort(key=lambda r: (_STATE_ORDER.get(r[0], 9), _SEVERITY_ORDER.get(r[1].get("labels", {}).get("severity"), 9),
+    rows.sort(key=lambda r: (_STATE_ORDER.get(r[0], 9), SEVERITY_ORDER.get(r[1].get("labels", {}).get("severity"), 9),
                              r[1].get("rule", "")))
     counts = {s: sum(1 for r in rows if r[0] == s) for s in _STATE_ORDER}
     summary = " &middot; ".join(f"{n} {s}" for s, n in counts.items())
@@ -258,7 +258,7 @@ def _models(status: dict[str, Any], health: dict[tuple[str, str], dict[str, Any]
             continue
         for m in snapshot.get("models", []):
             verdict = health.get((m.get("model"), m.get("version") or ""))
-            rank = _HEALTH_ORDER.get((verdict or {}).get("status"), 3)
+            rank = -HEALTH_ORDER.get((verdict or {}).get("status"), -1)  # no verdict: after "ok"
             cards.append((rank, str(m.get("model")), str(m.get("version")),
                           _model(cid, m, verdict, snapshot.get("drift_share_threshold"), now)))
     if not cards:
