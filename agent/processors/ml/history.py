@@ -45,14 +45,14 @@ class History:
             self.drift = (names, deque(maxlen=self._size))
         cols = result.columns.values()
         self.drift[1].append({
-            "time_unix_nano": time.time_ns(), "rows": rows, "share": _finite(result.share),
+            "time_unix_nano": time.time_ns(), "rows": rows, "share": finite(result.share),
             "detected": result.detected,
             "scores": array("f", (col.score for col in cols)),
             "drifted": tuple(i for i, col in enumerate(cols) if col.drifted),
             "multivariate": None if not multivariate else {
-                "statistic": _finite(multivariate.get("statistic")),
-                "threshold": _finite(multivariate.get("threshold")), "drifted": bool(multivariate.get("drifted"))},
-            "estimated": {k: _finite(v) for k, v in (estimate or {}).items() if k != "rows"},
+                "statistic": finite(multivariate.get("statistic")),
+                "threshold": finite(multivariate.get("threshold")), "drifted": bool(multivariate.get("drifted"))},
+            "estimated": {k: finite(v) for k, v in (estimate or {}).items() if k != "rows"},
         })
 
     def interval(self, interval: Interval, seconds: float) -> None:
@@ -61,13 +61,13 @@ class History:
         self.intervals.append({
             "time_unix_nano": time.time_ns(), "seconds": seconds, "requests": interval.requests,
             "errors": interval.errors,
-            "latency_seconds": {f"p{round(q * 100)}": _finite(latency.quantile(q)) if interval.requests else None
+            "latency_seconds": {f"p{round(q * 100)}": finite(latency.quantile(q)) if interval.requests else None
                                 for q in (0.5, 0.95, 0.99)}})
 
     def realized(self, summary: dict[str, float]) -> None:
         """A window of joined labels just evaluated."""
         self.labels.append({"time_unix_nano": time.time_ns(),
-                            "realized": {k: _finite(v) for k, v in summary.items()}})
+                            "realized": {k: finite(v) for k, v in summary.items()}})
 
     def status(self) -> dict[str, Any]:
         """{"columns": names, "windows": [{…, "scores": [effect size per column], "drifted": [column
@@ -83,7 +83,8 @@ def _rounded(value: float) -> float | None:
     return round(value, 4) if math.isfinite(value) else None
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """`value` as JSON can carry it: a float, or None for NaN, infinities and None."""
     if value is None:
         return None
     value = float(value)

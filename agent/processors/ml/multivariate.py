@@ -10,7 +10,6 @@ the status entry's `multivariate` and a reason in model health.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from agent.ml import multivariate as mv
 from agent.ml.columns import RawColumn
 from agent.ml.profile import Profile
 from agent.ml.vocabulary import EMBEDDING
+from agent.processors.ml.history import finite
 
 if TYPE_CHECKING:
     from agent.ml.predictions import Predictions
@@ -127,8 +127,8 @@ def evaluate(config: MultivariateConfig, profile: Profile, window_rows: int, col
         rows = mv.feature_rows([columns[n] if n in columns else RawColumn.missing(window_rows)
                                 for n in reference.columns], sentinels)
     result = mv.test(reference, method, rows, seed=seed)
-    out.update(statistic=_finite(result.statistic), threshold=_finite(result.threshold),
-               p_value=_finite(result.p_value), drifted=result.drifted, tested=result.tested, rows=result.rows)
+    out.update(statistic=finite(result.statistic), threshold=finite(result.threshold),
+               p_value=finite(result.p_value), drifted=result.drifted, tested=result.tested, rows=result.rows)
     if not result.tested:
         out["reason"] = f"{result.rows} usable rows; testing needs {mv.Settings().min_rows}"
     return out
@@ -136,7 +136,3 @@ def evaluate(config: MultivariateConfig, profile: Profile, window_rows: int, col
 
 def _input(config: MultivariateConfig, names: list[str]) -> str:
     return EMBEDDING if config.input == "embedding" else f"any of {', '.join(names)}"
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
