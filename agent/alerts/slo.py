@@ -23,8 +23,9 @@ alert resolve soon after the burn stops):
 
 The burn rate of a row is its budget spent × the objective's window / the
 row's long window, so a 30-day objective gets the workbook's figures. Rows
-whose long window exceeds the objective's window, or whose threshold would
-need more than every event to be bad (a low target), are left out.
+that would burn below 1× (firing within budget), whose long window exceeds
+the objective's window, or whose threshold would need more than every event
+to be bad (a low target), are left out; an objective left with none is refused.
 
 Indicators (what counts as bad, and of what), for models (the `ml` processor) and served models (the
 `inference` receiver, which writes the same names):
@@ -39,7 +40,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from agent.alerts.matchers import Matcher
 from agent.configmodel import StrictModel, parse_duration
@@ -52,6 +54,8 @@ BURN_RATE_ALERTS = (
     (86400.0, 7200.0, 0.10, "warning"),
     (259200.0, 21600.0, 0.10, "warning"),
 )
+# The shortest objective window over which some row burns at 1× or more (50h: the 1h row).
+MIN_WINDOW = min(long / spent for long, _, spent, _ in BURN_RATE_ALERTS)
 Indicator = Literal["error_ratio", "latency", "ttft"]
 # What each indicator reads by default: (bad events or the histogram, all events).
 DEFAULT_METRICS: dict[str, tuple[str, str | None]] = {
@@ -141,8 +145,17 @@ class SloConfig(StrictModel):
                 raise ValueError(f"indicator {self.indicator} needs threshold_seconds (slower than it is bad)")
             if self.total_metric:
                 raise ValueError("total_metric applies to indicator error_ratio (a histogram counts its own)")
-        if self.window < 3600:
-            raise ValueError("window must be at least 1h (objectives span days: 30d is usual)")
+        rows = self.burn_rates()
+        if not rows:
+            raise _field_error("window", self.window, (
+                f"{_text(self.window)} leaves no burn-rate alert that fires only when the budget is being "
+                f"overspent (each row of the table is longer or burns below 1x); use {_text(MIN_WINDOW)} or more "
+                f"(30d is usual)"))
+        if all(_threshold(row[-1], self.budget) >= 1 for row in rows):
+            raise _field_error("target", self.target, (
+                f"{self.target * 100:.6g}% leaves no burn-rate alert that can fire over {_text(self.window)}: "
+                f"{rows[-1][-1]:g}x a budget of {self.budget:.3g} is more than every event being bad; raise the "
+                f"target or lengthen the window"))
         reserved = {"alertname", "severity", "slo"} & set(self.labels)
         if reserved:
             raise ValueError(f"labels: {', '.join(sorted(reserved))} is set by the objective itself")
@@ -160,6 +173,19 @@ class SloConfig(StrictModel):
             out.insert(0, Matcher(v.SERVICE_NAME, "=", self.server))
         return tuple(out)
 
+    def burn_rates(self) -> list[tuple[float, float, float, str, float]]:
+        """The rows of BURN_RATE_ALERTS that fit the objective's window, each with its burn rate.
+
+        A row alerts when `spent` of the budget goes within its long window, a burn rate of spent × window
+        / long (the workbook's). Below 1× that is slower than the budget allows, so the row would fire on
+        traffic that meets the objective: such rows are left out, as are rows longer than the window."""
+        rows = []
+        for long, short, spent, severity in BURN_RATE_ALERTS:
+            burn = round(spent * self.window / long, 12)  # 0.1 x 30d / 3d is 1.0, not 0.9999999999999999
+            if long <= self.window and burn >= 1:
+                rows.append((long, short, spent, severity, burn))
+        return rows
+
     def rule_specs(self) -> list[dict[str, Any]]:
         """The objective's burn-rate rules, one per row of BURN_RATE_ALERTS that applies, as the `rules:`
         entries a rule file would hold (`agent.alerts.rules.RuleConfig` reads them)."""
@@ -170,10 +196,9 @@ class SloConfig(StrictModel):
         what = ("of events failed" if self.indicator == "error_ratio"
                 else f"of events slower than {self.threshold_seconds:g}s")
         out: list[dict[str, Any]] = []
-        for long, short, spent, severity in BURN_RATE_ALERTS:
-            burn = spent * self.window / long
-            threshold = round(burn * self.budget, 12)  # 1 - 0.995 is 0.0050000000000000044
-            if long > self.window or threshold >= 1:
+        for long, short, spent, severity, burn in self.burn_rates():
+            threshold = _threshold(burn, self.budget)
+            if threshold >= 1:
                 continue
             query: dict[str, Any] = {"metric": bad, "matchers": matchers, "window": _seconds(long)}
             if self.indicator == "error_ratio":
@@ -199,3 +224,13 @@ class SloConfig(StrictModel):
                                f"all of it in {_text(self.window / burn)}.",
             })
         return out
+
+
+def _threshold(burn: float, budget: float) -> float:
+    return round(burn * budget, 12)  # 1 - 0.995 is 0.0050000000000000044
+
+
+def _field_error(field: str, value: Any, message: str) -> ValidationError:
+    """An error on one field, so that its path names the field to change (`slos[0].window: ...`)."""
+    return ValidationError.from_exception_data("SloConfig", [InitErrorDetails(
+        type="value_error", loc=(field,), input=value, ctx={"error": ValueError(message)})])

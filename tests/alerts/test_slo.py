@@ -18,6 +18,7 @@ from agent.alerts.rules import RuleConfig, load_rule_file
 from agent.alerts.slo import SloConfig
 from agent.alerts.store import SeriesStore, fraction_over, histogram_counts, increase
 from agent.component import ComponentId, Settings
+from agent.configmodel import format_validation_error
 from agent.telemetry import SelfTelemetry
 from tests.alerts.helpers import Clock, counter, histogram
 from tests.alerts.test_inference_rules import Host, Interval
@@ -130,11 +131,12 @@ async def test_a_slow_burn_raises_the_ticket_only(tmp_path):
     await engine.shutdown()
 
 
-async def test_no_burn_raises_nothing(tmp_path):
+@pytest.mark.parametrize("window", ["30d", "7d"])
+async def test_no_burn_raises_nothing(tmp_path, window):
     clock = Clock()
-    engine = await make(slo_config(AVAILABILITY), clock, tmp_path)
+    engine = await make(slo_config({**AVAILABILITY, "window": window}), clock, tmp_path)
     model = Model(engine, clock)
-    # 0.4% of predictions fail for four days: within the 0.5% budget.
+    # 0.4% of predictions fail for four days: within the 0.5% budget, however long the objective.
     await model.serve(4 * 24 * HOUR, 0.004, step=600)
     assert model.changes == []
     await engine.shutdown()
@@ -196,10 +198,10 @@ async def test_a_served_models_time_to_first_token_objective(tmp_path):
                           {"ml.model.name": "llama-3-8b"}, time_s=clock(), resource=served)
         await stage.consume(batch)
         fired |= {c.alert.rule for c in await engine.tick() if c.state == FIRING}
-    # A 7-day objective: the rows' burn rates are scaled to it (1h: 2% of a 7-day budget is 3.36x).
+    # A 7-day objective: the rows' burn rates are scaled to it (1h: 2% of a 7-day budget is 3.36x); the
+    # 1d and 3d rows would burn below 1x (0.7x, 0.23x), firing within budget, and are left out.
     assert {r.name: r.labels["slo.burn_rate"] for r in cfg.all_rules()} == {
-        "llama-ttft:burn:1h": "3.36", "llama-ttft:burn:6h": "1.4", "llama-ttft:burn:1d": "0.7",
-        "llama-ttft:burn:3d": "0.233333"}
+        "llama-ttft:burn:1h": "3.36", "llama-ttft:burn:6h": "1.4"}
     assert {"llama-ttft:burn:1h", "llama-ttft:burn:6h"} <= fired
     await engine.shutdown()
 
@@ -221,9 +223,30 @@ def test_a_low_target_or_a_short_window_leaves_out_the_rows_that_cannot_fire():
     low = SloConfig.model_validate({**AVAILABILITY, "target": "90%"})  # 14.4 x 10% would need 144% bad
     assert [r["name"] for r in low.rule_specs()] == ["fraud-availability:burn:6h", "fraud-availability:burn:1d",
                                              "fraud-availability:burn:3d"]
-    short = SloConfig.model_validate({**AVAILABILITY, "window": "1d"})
-    assert [r["name"] for r in short.rule_specs()] == ["fraud-availability:burn:1h", "fraud-availability:burn:6h",
-                                               "fraud-availability:burn:1d"]
+    # 7 days: the 1d and 3d rows would burn below 1x (0.7x, 0.23x), firing within budget.
+    short = SloConfig.model_validate({**AVAILABILITY, "window": "7d"})
+    assert [(r["name"], r["labels"]["slo.burn_rate"]) for r in short.rule_specs()] == [
+        ("fraud-availability:burn:1h", "3.36"), ("fraud-availability:burn:6h", "1.4")]
+
+
+@pytest.mark.parametrize("window, burn_rates", [
+    ("30d", ["14.4", "6", "3", "1"]), ("10d", ["4.8", "2", "1"]), ("5d", ["2.4", "1"]), ("50h", ["1"])])
+def test_every_rule_burns_at_least_the_rate_the_budget_allows(window, burn_rates):
+    slo = SloConfig.model_validate({**AVAILABILITY, "window": window})
+    assert [r["labels"]["slo.burn_rate"] for r in slo.rule_specs()] == burn_rates
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"window": "1h"}, "slos[0].window: 1h leaves no burn-rate alert that fires only when the budget is being "
+                       "overspent"),
+    ({"window": "2d"}, "slos[0].window: 2d leaves no burn-rate alert"),
+    ({"window": "30m"}, "use 50h or more (30d is usual)"),
+    ({"window": "3d", "target": "30%"}, "slos[0].target: 30% leaves no burn-rate alert that can fire over 3d"),
+])
+def test_an_objective_with_no_rule_that_fires_only_on_overspending_is_refused(settings, message):
+    with pytest.raises(ValidationError) as info:
+        AlertsConfig.model_validate({"slos": [{**AVAILABILITY, **settings}]})
+    assert any(message in problem for problem in format_validation_error(info.value, ""))
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -231,7 +254,6 @@ def test_a_low_target_or_a_short_window_leaves_out_the_rows_that_cannot_fire():
     ({"threshold_seconds": 0.5}, "applies to indicators latency and ttft"),
     ({"target": "100%"}, "below 100%"),
     ({"target": "abc"}, "invalid target"),
-    ({"window": "30m"}, "at least 1h"),
     ({"window": "30x"}, "invalid duration"),
     ({"matchers": ["nope"]}, "invalid matcher"),
     ({"labels": {"slo": "x"}}, "set by the objective"),
