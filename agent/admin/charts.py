@@ -72,8 +72,8 @@ def percent(x: float | None) -> str:
 
 
 def seconds(x: float | None) -> str:
-    """A latency: ms below a second."""
-    if x is None or not math.isfinite(x):
+    """A latency or a duration, as every page and `vigil status` show one: ms below a second."""
+    if not isinstance(x, (int, float)) or not math.isfinite(x):
         return "-"
     return f"{x * 1000:.3g}ms" if abs(x) < 1 else f"{x:.3g}s"
 

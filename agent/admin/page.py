@@ -17,9 +17,9 @@ from typing import Any
 
 from agent.admin import charts
 from agent.admin.charts import escape as _e
-from agent.admin.charts import fmt, percent
+from agent.admin.charts import fmt, percent, seconds
 from agent.admin.models import HEALTH_ORDER
-from agent.admin.report import duration, human, seconds, served_details, served_latency, served_snapshots
+from agent.admin.report import duration, human, served_details, served_latency, served_snapshots
 from agent.alerts.rules import SEVERITY_ORDER
 
 _CSS = charts.PAGE_CSS + """
@@ -318,9 +318,9 @@ def _panels(m: dict[str, Any], history: dict[str, Any], threshold: float | None)
     i_times = [i["time_unix_nano"] for i in intervals]
     latency = [(q, i_times, [(i.get("latency_seconds") or {}).get(q) for i in intervals]) for q in ("p50", "p95", "p99")]
     current = m.get("latency_seconds") or {}
-    now_text = " · ".join(f"{q} {charts.seconds(current.get(q))}" for q in ("p50", "p95", "p99"))
+    now_text = " · ".join(f"{q} {seconds(current.get(q))}" for q in ("p50", "p95", "p99"))
     out.append(_panel("latency", f"Latency ({now_text})", charts.time_series(
-        latency, label="latency quantiles per interval", y_format=charts.seconds)))
+        latency, label="latency quantiles per interval", y_format=seconds)))
     out.append(_panel("throughput", "Requests per second", charts.time_series(
         [("requests/s", i_times, [i["requests"] / i["seconds"] if i.get("seconds") else None for i in intervals])],
         label="requests per second per interval")))

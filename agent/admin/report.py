@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from agent.admin.charts import seconds
 from agent.netconfig import split_host_port
 
 WIDTH = 80
@@ -136,11 +137,6 @@ def served_snapshots(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]
         if isinstance(snapshot, dict) and isinstance(snapshot.get("servers"), list):
             out.append((cid, snapshot))
     return out
-
-
-def seconds(value: Any) -> str:
-    return f"{value * 1000:.0f}ms" if isinstance(value, (int, float)) and value < 10 else \
-        f"{value:.1f}s" if isinstance(value, (int, float)) else "-"
 
 
 def served_latency(m: dict[str, Any]) -> str:

@@ -111,3 +111,12 @@ def test_a_point_alone_between_gaps_is_drawn_as_a_dash():
     svg = parse(charts.time_series([("errors", t, [None, 0.2, None])], label="error rate"))
     (line,) = [p for p in svg.iter("path") if "l0" in (p.get("class") or "")]
     assert re.fullmatch(r"M\d+ \d+m-2 0h4", line.get("d"))
+
+
+def test_a_latency_reads_the_same_in_a_chart_a_table_and_vigil_status():
+    from agent.admin import report
+
+    assert charts.seconds(3.2) == report.served_latency({"latency_p95_s": 3.2}) == "3.2s"
+    assert charts.seconds(0.0042) == report.served_latency({"latency_p95_s": 0.0042}) == "4.2ms"
+    assert report.served_latency({"latency_mean_s": 0.25}) == "~250ms"
+    assert charts.seconds(None) == charts.seconds(float("nan")) == charts.seconds("?") == "-"
