@@ -13,8 +13,8 @@ the attributes of every span, metric data point or log record, optionally only t
 
 `hash` writes the SHA-256 of the value as lowercase hex (the Collector's since its SHA-1 was
 retired); a value's bytes are those the Collector hashes (a string's UTF-8, an int or double as
-8 little-endian bytes, a bool as one byte). Regexes are Python's `re`, which reads RE2's common
-syntax the same; `(?P<name>...)` names an extract's groups.
+8 little-endian bytes, a bool as one byte). Regexes are RE2's, as in the Collector; `(?P<name>...)`
+names an extract's groups.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import base64
 import hashlib
 import json
 import math
-import re
 import struct
 from typing import Any, Literal
 
@@ -33,18 +32,12 @@ from pydantic import field_validator, model_validator
 from agent import attributes
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.configmodel import StrictModel
+from agent.processors.regex import compile_user_regex
 from agent.signals import Batch, Signal
 
 # --- config ---------------------------------------------------------------------------------------
 
 _VALUE_SOURCES = ("value", "from_attribute", "from_context")
-
-
-def _compile(pattern: str) -> re.Pattern:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
 
 
 class AttributeAction(StrictModel):
@@ -66,7 +59,7 @@ class AttributeAction(StrictModel):
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
-            _compile(value)
+            compile_user_regex(value)
         return value
 
     @model_validator(mode="after")
@@ -90,7 +83,7 @@ class AttributeAction(StrictModel):
         if action == "extract":
             if self.pattern is None:
                 raise ValueError("extract needs a pattern with named groups")
-            regex = _compile(self.pattern)
+            regex = compile_user_regex(self.pattern)
             if regex.groups == 0:
                 raise ValueError("extract: the pattern has no named groups, (?P<name>...)")
             if len(regex.groupindex) != regex.groups:
@@ -122,7 +115,7 @@ class SeverityNumberMatch(StrictModel):
 
 
 class RegexpOptions(StrictModel):
-    # The Collector's LRU cache of regex results: Python's re caches its compiled patterns already.
+    # The Collector's LRU cache of regex results: each pattern is compiled once, when the processor is made.
     cacheenabled: bool = False
     cachemaxnumentries: int = 0
 
@@ -144,16 +137,26 @@ class MatchProperties(StrictModel):
     @model_validator(mode="after")
     def _check(self) -> MatchProperties:
         if self.match_type == "regexp":
-            texts = [*self.services, *self.span_names, *self.span_kinds, *self.metric_names, *self.log_bodies,
-                     *self.log_severity_texts, *(lib.name for lib in self.libraries),
-                     *(lib.version for lib in self.libraries if lib.version is not None),
-                     *(kv.value for kv in [*self.attributes, *self.resources] if isinstance(kv.value, str))]
-            for text in texts:
-                _compile(text)
+            for field, text in self._patterns():
+                compile_user_regex(text, field)
             for kv in [*self.attributes, *self.resources]:
                 if kv.value is not None and not isinstance(kv.value, str):
                     raise ValueError(f"{kv.key}: match_type regexp needs a string value to match with")
         return self
+
+    def _patterns(self):
+        """(field, pattern) for each text that match_type regexp reads as a regex."""
+        for name in ("services", "span_names", "span_kinds", "metric_names", "log_bodies", "log_severity_texts"):
+            for i, text in enumerate(getattr(self, name)):
+                yield f"{name}[{i}]", text
+        for i, lib in enumerate(self.libraries):
+            yield f"libraries[{i}].name", lib.name
+            if lib.version is not None:
+                yield f"libraries[{i}].version", lib.version
+        for name in ("attributes", "resources"):
+            for i, kv in enumerate(getattr(self, name)):
+                if isinstance(kv.value, str):
+                    yield f"{name}[{i}].value", kv.value
 
 
 # Which match fields each signal has (the Collector refuses the others when the processor is made).
@@ -192,7 +195,7 @@ class AttributesProcessorConfig(StrictModel):
                "finds a value" + (" and default_value applies" if a.default_value is not None else
                                   " and the action does nothing")
                for i, a in enumerate(self.actions) if a.from_context is not None]
-        out += [f"{name}.regexp: accepted and ignored (Python's re caches compiled patterns itself)"
+        out += [f"{name}.regexp: accepted and ignored (each pattern is compiled once, when the processor is made)"
                 for name in ("include", "exclude")
                 if getattr(self, name) is not None and getattr(self, name).regexp is not None]
         return out
@@ -240,7 +243,7 @@ class _Strings:
 
     def __init__(self, texts: list[str], regexp: bool) -> None:
         self._texts = set(texts)
-        self._regexes = [re.compile(t) for t in texts] if regexp else None
+        self._regexes = [compile_user_regex(t) for t in texts] if regexp else None
 
     def __call__(self, text: str) -> bool:
         if self._regexes is None:
@@ -271,7 +274,7 @@ class _Matcher:
                            for lib in p.libraries]
 
     def _pairs(self, pairs: list[KeyValueMatch]):
-        return [(kv.key, None if kv.value is None else (re.compile(kv.value) if self._regexp else kv.value))
+        return [(kv.key, None if kv.value is None else (compile_user_regex(kv.value) if self._regexp else kv.value))
                 for kv in pairs]
 
     def _pairs_match(self, pairs, kvs) -> bool:
@@ -389,7 +392,7 @@ class _Actions:
             if a.default_value is not None:
                 default = AnyValue()
                 attributes.set_any_value(default, a.default_value)
-            regex = re.compile(a.pattern) if a.pattern is not None else None
+            regex = compile_user_regex(a.pattern) if a.pattern is not None else None
             self._actions.append((a, constant if a.value is not None else None, default, regex))
 
     def apply(self, kvs) -> None:

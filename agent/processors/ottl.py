@@ -5,9 +5,9 @@ item's context. The subset: paths (`name`, `attributes["k"]`, `resource.attribut
 `instrumentation_scope.name`, `status.code`, `severity_number`, `body`, `metric.type`, ... with the
 context's own prefix allowed, `span.name`), string / number / bool / nil literals, the enums
 (`SPAN_KIND_SERVER`, `STATUS_CODE_ERROR`, `SEVERITY_NUMBER_WARN`, `METRIC_DATA_TYPE_SUM`, ...),
-comparisons (== != < <= > >=), `IsMatch`, `IsRootSpan`, `HasAttrKeyOnDatapoint`, `HasAttrOnDatapoint`,
-`and`, `or`, `not` and parentheses. Anything else is refused by `parse` with the reason, so
-`vigil validate` names it.
+comparisons (== != < <= > >=), `IsMatch` (an RE2 pattern, as in the Collector), `IsRootSpan`,
+`HasAttrKeyOnDatapoint`, `HasAttrOnDatapoint`, `and`, `or`, `not` and parentheses. Anything else is
+refused by `parse` with the reason, so `vigil validate` names it.
 
 Comparisons follow OTTL's rules: nil equals only nil, numbers compare across int and double, values
 of different types are only unequal. Indexing into a value that is not a map or a list is an error
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -28,6 +27,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from agent import attributes as attrs
 from agent.processors.attributes import format_number
+from agent.processors.regex import compile_user_regex
 
 _GRAMMAR = r"""
 ?start: or_expr
@@ -370,9 +370,9 @@ class _Compiler(Transformer):
             if pattern is None:
                 raise _Refused("IsMatch's pattern must be a string literal")
             try:
-                regex = re.compile(pattern)
-            except re.error as exc:
-                raise _Refused(f"IsMatch: invalid regex {pattern!r}: {exc}") from None
+                regex = compile_user_regex(pattern, "IsMatch")
+            except ValueError as exc:
+                raise _Refused(str(exc)) from None
             target = args[0]
 
             def is_match(item: Item) -> bool:

@@ -14,13 +14,12 @@ Masked means `****`, or the value's hex digest when `hash_function` is `md5`, `s
 read as their text, and a masked one becomes a string). A string holding JSON, as GenAI
 instrumentations put whole prompts in `gen_ai.input.messages`, is masked inside as any string.
 `summary` adds what was done to the item: `debug` the `redaction.*.keys` and counts, `info` the
-counts only, `silent` nothing. Regexes are Python's `re`, which reads RE2's common syntax the same.
+counts only, `silent` nothing. Regexes are RE2's, as in the Collector.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Annotated, Any, Literal
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -30,16 +29,14 @@ from agent import attributes
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.configmodel import StrictModel
 from agent.processors.attributes import as_string
+from agent.processors.regex import compile_user_regex
 from agent.signals import Batch, Signal
 
 MASK = "****"
 
 
 def _regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+    compile_user_regex(pattern)  # the config path names the field and its index
     return pattern
 
 
@@ -112,18 +109,16 @@ _SHORT = 256
 _VALUES_REMEMBERED = 10_000
 
 
-def _any_of(patterns: list[str]) -> re.Pattern | None:
+def _any_of(patterns: list[str]) -> Any:
     """One regex that finds where any of `patterns` would, to skip values none matches in one scan;
-    None where they cannot be joined (back-references would change meaning, flags not at the start)."""
-    if not patterns or any(re.search(r"\\[1-9]|\(\?P=", p) for p in patterns):
-        return None
+    None where the joined pattern is past RE2's memory limit (each alone is within it)."""
     try:
-        return re.compile("|".join(f"(?:{p})" for p in patterns))
-    except re.error:
+        return compile_user_regex("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+    except ValueError:
         return None
 
 
-def _replace_all(regex: re.Pattern, text: str, replace) -> str:
+def _replace_all(regex: Any, text: str, replace) -> str:
     """Every match replaced, as Go's ReplaceAllStringFunc does: an empty match right after a match is skipped."""
     parts, last, previous_end = [], 0, -1
     for match in regex.finditer(text):
@@ -157,9 +152,9 @@ class RedactionProcessor:
         self._config = config
         self._allowed = set(config.allowed_keys) | _OWN_KEYS
         self._ignored = set(config.ignored_keys)
-        self._blocked_values = [re.compile(p) for p in config.blocked_values]
-        self._allowed_values = [re.compile(p) for p in config.allowed_values]
-        self._blocked_keys = [re.compile(p) for p in config.blocked_key_patterns]
+        self._blocked_values = [compile_user_regex(p) for p in config.blocked_values]
+        self._allowed_values = [compile_user_regex(p) for p in config.allowed_values]
+        self._blocked_keys = [compile_user_regex(p) for p in config.blocked_key_patterns]
         self._any_blocked = _any_of(config.blocked_values)
         self._keys_seen: dict[str, bool] = {}  # attribute keys repeat: each key's verdict, once
         self._short_seen: dict[str, str] = {}

@@ -110,7 +110,10 @@ def test_log_and_metric_contexts():
     ('kind == SPAN_KIND_SERVERX', "span", "unknown enum 'SPAN_KIND_SERVERX' in the span context"),
     ('attributes["grpc"]', "span", "a path alone is not a condition: compare it (== nil, == true, ...)"),
     ('"yes"', "span", "a condition must be a boolean, got string"),
-    ('IsMatch(name, "(")', "span", "IsMatch: invalid regex '(': missing ), unterminated subpattern at position 0"),
+    ('IsMatch(name, "(")', "span", "IsMatch: invalid regex '(': missing ): ("),
+    # RE2, as the Collector: what would need backtracking is refused.
+    ('IsMatch(name, "^(?!health)")', "span", "IsMatch: invalid regex '^(?!health)': invalid perl operator: (?! "
+     "(RE2 syntax, as in the Collector: no lookaround, backreferences or possessive repeats)"),
     ('IsMatch(name, attributes["p"])', "span", "IsMatch's pattern must be a string literal"),
     ('IsMatch(name)', "span", "IsMatch takes 2 arguments (target, pattern), got 1"),
     ('IsRootSpan()', "log", "unknown function 'IsRootSpan' in the log context"),
@@ -121,6 +124,15 @@ def test_outside_the_subset_is_refused_with_the_reason(condition, context, reaso
     with pytest.raises(ValueError) as refused:
         ottl.parse(condition, context)
     assert str(refused.value) == reason
+
+
+def test_is_match_runs_in_linear_time_on_a_pattern_that_backtracks_in_pythons_re():
+    # Python's re takes about four times longer for every two more characters here; RE2 does not backtrack.
+    span = Span(name="a" * 10_000 + "!")
+    item = ottl.Item(resource=Resource(), scope=InstrumentationScope(), span=span)
+    assert ottl.parse('IsMatch(name, "^(a+)+$")', "span")(item) is False
+    span.name = "a" * 10_000
+    assert ottl.parse('IsMatch(name, "^(a+)+$")', "span")(item) is True
 
 
 def test_indexing_into_a_scalar_fails_at_run_time():

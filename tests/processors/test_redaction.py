@@ -233,12 +233,39 @@ def test_bad_settings_are_refused_by_field():
     hash_function: sha256
     summary: loud
 """) == [
-        "processors.redaction.blocked_values[1]: invalid regex '(unclosed': missing ), unterminated subpattern at "
-        "position 0",
-        "processors.redaction.allowed_values[0]: invalid regex '[z-a]': bad character range z-a at position 1",
+        "processors.redaction.blocked_values[1]: invalid regex '(unclosed': missing ): (unclosed",
+        "processors.redaction.allowed_values[0]: invalid regex '[z-a]': invalid character class range: z-a",
         "processors.redaction.hash_function: Input should be 'md5', 'sha1', 'sha3', 'none' or '' (got 'sha256')",
         "processors.redaction.summary: Input should be 'debug', 'info', 'silent' or '' (got 'loud')",
     ]
+
+
+def test_patterns_that_need_backtracking_are_refused_as_the_collector_refuses_them():
+    # RE2's syntax, as Go's regexp: no lookaround, no backreferences.
+    assert problems("""
+  redaction:
+    allow_all_keys: true
+    blocked_values: ["(?=4[0-9]{15})"]
+    blocked_key_patterns: ["(a)\\\\1"]
+""") == [
+        "processors.redaction.blocked_key_patterns[0]: invalid regex '(a)\\\\1': invalid escape sequence: \\1 (RE2 "
+        "syntax, as in the Collector: no lookaround, backreferences or possessive repeats)",
+        "processors.redaction.blocked_values[0]: invalid regex '(?=4[0-9]{15})': invalid perl operator: (?= (RE2 "
+        "syntax, as in the Collector: no lookaround, backreferences or possessive repeats)",
+    ]
+
+
+async def test_a_pattern_that_backtracks_in_pythons_re_runs_in_linear_time():
+    # With backtracking, `(a+)+$` on a long run of `a`s that fails at the end would never finish.
+    config = load("""
+  redaction:
+    allow_all_keys: true
+    blocked_values: ["^(a+)+$"]
+    blocked_key_patterns: ["^(a+)+$"]
+""")
+    long = "a" * 10_000 + "!"
+    out = await run(config, "redaction", Signal.TRACES, one_span({long: long, "k": "a" * 50}))
+    assert attributes.as_dict(span_of(out).attributes) == {long: long, "k": "****"}
 
 
 async def test_a_batch_with_nothing_to_redact_goes_on_as_the_bytes_it_came_with():
