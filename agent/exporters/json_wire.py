@@ -60,6 +60,7 @@ class _Plan:
 _PLANS: dict[str, _Plan] = {}
 _CACHE: dict[bytes, str] = {}
 _KEYS: dict[bytes, str] = {}  # a KeyValue's key field -> the text before its value
+_DOUBLE_HEADS: dict[bytes, str] = {}  # the same, with the start of a double's value
 
 _SCALARS = {
     FieldDescriptor.TYPE_DOUBLE: (_DOUBLE, 1), FieldDescriptor.TYPE_FLOAT: (_FLOAT, 5),
@@ -208,16 +209,18 @@ def _key_values(p: _Plan, wire: bytes, start: int, pos: int, end: int, tag: int,
 
     A double's text is made each time (such values seldom repeat); any other KeyValue's is kept by
     its bytes. The usual layouts (a non-empty key, then a double or a string) are read here directly."""
-    get, keys, append = _CACHE.get, _KEYS, items.append
+    get, double_heads, append, unpack, text_of = _CACHE.get, _DOUBLE_HEADS, items.append, _UNPACK_DOUBLE, float.__repr__
     while True:
         value = pos - 11  # where a double's AnyValue field would start
-        if wire[pos - 9] == 0x21 and wire[pos - 10] == 9 and wire[value] == 0x12 and wire[start] == 0x0A \
-                and 0 < wire[start + 1] == value - start - 2:
-            head = keys.get(wire[start:value])
+        if wire[value:pos - 8] == b"\x12\x09\x21" and wire[start] == 0x0A and 0 < wire[start + 1] == value - start - 2:
+            head = double_heads.get(wire[start:value])
             if head is None:
-                head = _key_head(wire, start, value)
-            number = _UNPACK_DOUBLE(wire, pos - 8)[0]
-            append(head + '{"doubleValue":' + (repr(number) if number - number == 0 else _double(number)) + "}}")
+                head = _key_head(wire, start, value) + '{"doubleValue":'
+                if len(_DOUBLE_HEADS) >= _CACHE_ENTRIES:
+                    _DOUBLE_HEADS.clear()
+                _DOUBLE_HEADS[wire[start:value]] = head
+            number = unpack(wire, pos - 8)[0]
+            append(head + (text_of(number) if number - number == 0 else _double(number)) + "}}")
         elif pos - start > _CACHE_KEY_BYTES:
             append(_message(p, wire, start, pos, depth))
         else:

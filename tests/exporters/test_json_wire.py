@@ -203,6 +203,7 @@ def test_kept_attribute_texts_stay_bounded():
     span = request.resource_spans[0].scope_spans[0].spans[0]
     for i in range(3 * json_wire._CACHE_ENTRIES):
         span.attributes.add(key=f"id.{i}").value.string_value = f"{i:08d}"
+        span.attributes.add(key=f"feature.{i}").value.double_value = i / 7
     _assert_written_as_protobuf_would(Signal.TRACES, request.SerializeToString())
-    assert len(json_wire._CACHE) <= json_wire._CACHE_ENTRIES
-    assert len(json_wire._KEYS) <= json_wire._CACHE_ENTRIES
+    for kept in (json_wire._CACHE, json_wire._KEYS, json_wire._DOUBLE_HEADS):
+        assert 0 < len(kept) <= json_wire._CACHE_ENTRIES
