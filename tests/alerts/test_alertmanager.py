@@ -189,12 +189,16 @@ async def test_two_alertmanagers_one_down_the_other_gets_every_alert(tmp_path, c
             await drifted(engine, clock, a=1.0, b=0.0)
             await evaluate(engine, clock, 15)
             assert await async_wait_for(lambda: len(posted(live)) == 3)  # b's resolution
-            status = engine.status()["notifiers"]["alertmanager"]
-            down = status["alertmanagers"][f"http://127.0.0.1:{dead.rsplit(':', 1)[1]}"]
-            assert await async_wait_for(lambda: down["failed"] >= 2)
+            dead_name = f"http://127.0.0.1:{dead.rsplit(':', 1)[1]}"
+
+            def status() -> dict[str, Any]:
+                return engine.status()["notifiers"]["alertmanager"]
+
+            assert await async_wait_for(lambda: status()["alertmanagers"][dead_name]["failed"] >= 2)
+            down = status()["alertmanagers"][dead_name]
             assert down["up"] is False and down["queued"] == 2  # a's firing and b's resolution, latest each
             assert "ConnectionRefused" in down["last_error"] or "Cannot connect" in down["last_error"]
-            assert status["alertmanagers"][live.url]["up"] is True
+            assert status()["alertmanagers"][live.url]["up"] is True
             await engine.shutdown()
     assert [a["labels"]["ml_feature_name"] for a in posted(live)] == ["a", "b", "b"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
