@@ -10,8 +10,8 @@ of the wire, so memory stays a small multiple of that slice:
 At each level, children are walked on the wire; small ones are encoded a group
 at a time (up to `_GROUP_BYTES`), and a large one is opened and walked in turn.
 Items are the leaves: a single item is never split. A group's children are
-written straight from their bytes (`json_wire`); a group whose layout that
-leaves to protobuf is parsed and encoded by `otlp_json.encode`.
+written straight from their bytes (`json_wire`); a group in a layout
+`json_wire` leaves to protobuf is parsed and encoded by `otlp_json.encode`.
 """
 
 from __future__ import annotations
