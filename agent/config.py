@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from agent.component import ComponentId, Factory, Kind
 from agent.configmodel import Duration, StrictModel, format_validation_error, join_path
-from agent.netconfig import split_host_port
+from agent.netconfig import listen_endpoint
 from agent.signals import Signal
 
 log = logging.getLogger("vigil.config")
@@ -121,9 +121,7 @@ class MetricsTelemetryConfig(StrictModel):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if value is not None:
-            split_host_port(value)
-        return value
+        return None if value is None else listen_endpoint(value)
 
     def endpoints(self) -> list[str]:
         """The host:port addresses that serve /metrics."""
@@ -168,11 +166,10 @@ class AdminConfig(StrictModel):
     # Loopback by default: it can reload the agent. null turns the endpoint off.
     endpoint: str | None = "127.0.0.1:13133"
 
-    @model_validator(mode="after")
-    def _check(self) -> AdminConfig:
-        if self.endpoint is not None:
-            split_host_port(self.endpoint)
-        return self
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else listen_endpoint(value)
 
 
 class ServiceConfig(StrictModel):

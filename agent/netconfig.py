@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, model_validator
 
@@ -21,13 +21,17 @@ def split_host_port(endpoint: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _check_listen(value: Any) -> str:
+def listen_endpoint(value: str) -> str:
+    """A `host:port` to listen on, checked; `:port` (Go's form, which Collector configs use) is every
+    interface, `0.0.0.0:port`."""
+    if value.startswith(":"):
+        value = "0.0.0.0" + value
     split_host_port(value)
     return value
 
 
-ListenEndpoint = Annotated[str, AfterValidator(_check_listen)]
-"""`host:port` to listen on; port 0 picks a free port."""
+ListenEndpoint = Annotated[str, AfterValidator(listen_endpoint)]
+"""`host:port` (or `:port`) to listen on; port 0 picks a free port."""
 
 
 class TlsClientConfig(StrictModel):

@@ -464,3 +464,30 @@ def test_bad_duration_in_service_section():
         from_dict(doc)
     assert info.value.problems == [
         "service.shutdown_timeout: invalid duration '30': use a number with a unit, e.g. 200ms, 10s, 5m"]
+
+
+def test_an_endpoint_written_port_only_listens_on_every_interface():
+    # Go's ":port", which Collector configs use, is every interface: the receivers', the prometheus
+    # exporter's, the health check's, the telemetry address's and the admin endpoint's.
+    loaded = from_dict(yaml.safe_load("""
+receivers:
+  otlp: {protocols: {grpc: {endpoint: ":4317"}, http: {endpoint: ":4318"}}}
+exporters:
+  prometheus: {endpoint: ":8889"}
+extensions:
+  health_check: {endpoint: ":13134"}
+service:
+  extensions: [health_check]
+  admin: {endpoint: ":13133"}
+  telemetry: {metrics: {address: ":8888"}}
+  pipelines: {metrics: {receivers: [otlp], exporters: [prometheus]}}
+"""))
+    def config_of(kind: Kind, name: str):
+        return loaded.component(kind, ComponentId(name)).config
+
+    otlp = config_of(Kind.RECEIVER, "otlp").protocols
+    assert (otlp.grpc.endpoint, otlp.http.endpoint) == ("0.0.0.0:4317", "0.0.0.0:4318")
+    assert config_of(Kind.EXPORTER, "prometheus").endpoint == "0.0.0.0:8889"
+    assert config_of(Kind.EXTENSION, "health_check").endpoint == "0.0.0.0:13134"
+    assert loaded.service.admin.endpoint == "0.0.0.0:13133"
+    assert loaded.service.telemetry.metrics.address == "0.0.0.0:8888"

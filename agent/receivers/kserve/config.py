@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from agent.configmodel import Duration, StrictModel
+from agent.netconfig import ListenEndpoint
 from agent.receivers.payloads import PayloadConfig
 from agent.receivers.security import TlsServerConfig
 
@@ -14,7 +15,7 @@ _MIB = 1024 * 1024
 
 
 class KServeReceiverConfig(StrictModel):
-    endpoint: str = "127.0.0.1:8088"  # the InferenceService's `logger.url` points here
+    endpoint: ListenEndpoint = "127.0.0.1:8088"  # the InferenceService's `logger.url` points here
     tls: TlsServerConfig | None = None  # for an https `logger.url` (the logger trusts the CA it is given)
     # `auto`: a body with `inputs` is the Open Inference Protocol (V2), one with `instances` V1.
     protocol: Literal["auto", "v2", "v1"] = "auto"
