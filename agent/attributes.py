@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -53,3 +55,34 @@ def find(attributes: Any, key: str) -> KeyValue | None:
 
 def as_dict(attributes: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in attributes}
+
+
+def as_string(value: Any) -> str:
+    """A plain value (as `any_value` gives) as the Collector's pdata AsString writes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return format_number(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return "" if value is None else value
+
+
+def format_number(value: int | float) -> str:
+    """A number as Go's strconv formats it in the Collector (`1.5`, `100000000000000000000`, `1e+21`)."""
+    if isinstance(value, int):
+        return str(value)
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e21:
+        return str(int(value))
+    text = repr(value)
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        sign = "-" if exponent.startswith("-") else "+"
+        return f"{mantissa}e{sign}{abs(int(exponent)):02d}"
+    return text

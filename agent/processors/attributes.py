@@ -1,27 +1,12 @@
 """The `attributes` processor: insert, update, upsert, delete, hash, extract or convert item attributes.
 
-Its config is the Collector's (contrib's attributesprocessor): a list of actions applied in order to
-the attributes of every span, metric data point or log record, optionally only to the items that
-`include` selects and `exclude` does not.
-
-    attributes:
-      include: {match_type: strict, services: [fraud-api]}
-      actions:
-        - {key: db.statement, action: delete}
-        - {key: user.email, action: hash}
-        - {key: http.url, pattern: '^(?P<http_protocol>.*):\\/\\/(?P<http_domain>.*)\\/', action: extract}
-
-`hash` writes the SHA-256 of the value as lowercase hex (the Collector's since its SHA-1 was
-retired); a value's bytes are those the Collector hashes (a string's UTF-8, an int or double as
-8 little-endian bytes, a bool as one byte). Regexes are RE2's, as in the Collector; `(?P<name>...)`
-names an extract's groups.
+Contrib's attributesprocessor, key for key (docs/collector-compatibility.md lists them): its actions,
+in order, on every span, data point or log record that `include` selects and `exclude` does not.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
 import struct
 from typing import Any, Literal
@@ -207,37 +192,6 @@ _SPAN_KINDS = {0: "SPAN_KIND_UNSPECIFIED", 1: "SPAN_KIND_INTERNAL", 2: "SPAN_KIN
                4: "SPAN_KIND_PRODUCER", 5: "SPAN_KIND_CONSUMER"}
 
 
-def as_string(value: Any) -> str:
-    """A value as the Collector's AsString writes it (what regexp matching and `convert` to string see)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return format_number(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
-    return "" if value is None else value
-
-
-def format_number(value: int | float) -> str:
-    """A number as Go's strconv formats it in the Collector (`1.5`, `100000000000000000000`, `1e+21`)."""
-    if isinstance(value, int):
-        return str(value)
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        sign = "-" if exponent.startswith("-") else "+"
-        return f"{mantissa}e{sign}{abs(int(exponent)):02d}"
-    return text
-
-
 class _Strings:
     """Matches a string against a list: equal to one (strict) or searched by one regex (regexp)."""
 
@@ -254,7 +208,7 @@ class _Strings:
 class _Matcher:
     """One include or exclude block: every field it names must match the item."""
 
-    def __init__(self, p: MatchProperties, signal: Signal) -> None:
+    def __init__(self, p: MatchProperties) -> None:
         regexp = p.match_type == "regexp"
 
         def strings(texts):
@@ -288,7 +242,7 @@ class _Matcher:
                 continue
             have = present[key]
             if self._regexp:
-                if want.search(as_string(have)) is None:
+                if want.search(attributes.as_string(have)) is None:
                     return False
             elif type(have) is not type(want) or have != want:  # strict: the same type and value
                 return False
@@ -298,7 +252,7 @@ class _Matcher:
         """The checks that depend only on the resource and the scope (done once per scope)."""
         if self._services is not None:
             service = attributes.find(resource.attributes, "service.name")
-            if service is None or not self._services(as_string(attributes.any_value(service.value))):
+            if service is None or not self._services(attributes.as_string(attributes.any_value(service.value))):
                 return False
         if not self._pairs_match(self._resources, resource.attributes):
             return False
@@ -357,7 +311,7 @@ def _convert(value, to: str) -> None:
     current = attributes.any_value(value)
     if to == "string":
         if kind != "string_value":
-            value.string_value = as_string(current)
+            value.string_value = attributes.as_string(current)
         return
     if kind == "string_value":
         try:
@@ -380,20 +334,21 @@ def _convert(value, to: str) -> None:
         value.double_value = float(number)
 
 
+def _any(value: Any) -> AnyValue | None:
+    """A config value as an AnyValue, made once (None stays None)."""
+    if value is None:
+        return None
+    out = AnyValue()
+    attributes.set_any_value(out, value)
+    return out
+
+
 class _Actions:
     def __init__(self, actions: list[AttributeAction]) -> None:
         self._actions = []
         for a in actions:
-            constant = None
-            if a.value is not None or a.default_value is not None:
-                constant = AnyValue()
-                attributes.set_any_value(constant, a.value if a.value is not None else a.default_value)
-            default = None
-            if a.default_value is not None:
-                default = AnyValue()
-                attributes.set_any_value(default, a.default_value)
             regex = compile_user_regex(a.pattern) if a.pattern is not None else None
-            self._actions.append((a, constant if a.value is not None else None, default, regex))
+            self._actions.append((a, _any(a.value), _any(a.default_value), regex))
 
     def apply(self, kvs) -> None:
         for a, constant, default, regex in self._actions:
@@ -448,8 +403,8 @@ class AttributesProcessor:
         self._signal = signal
         self._next = next
         self._actions = _Actions(config.actions)
-        self._include = _Matcher(config.include, signal) if config.include is not None else None
-        self._exclude = _Matcher(config.exclude, signal) if config.exclude is not None else None
+        self._include = _Matcher(config.include) if config.include is not None else None
+        self._exclude = _Matcher(config.exclude) if config.exclude is not None else None
 
     async def start(self) -> None:
         pass

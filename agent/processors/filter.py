@@ -1,20 +1,8 @@
 """The `filter` processor: drops spans, span events, metrics, data points and log records by OTTL condition.
 
-Its config is the Collector's: per signal, a list of conditions per OTTL context; an item any of
-whose conditions is true is dropped (agent/processors/ottl.py runs the subset Vigil knows, and refuses
-the rest when the config is read).
-
-    filter:
-      error_mode: ignore
-      traces:
-        span: ['attributes["http.route"] == "/healthz"']
-      logs:
-        log_record: ['severity_number < SEVERITY_NUMBER_WARN']
-
-As in the Collector, a dropped span takes its events with it, a metric whose data points are all
-dropped goes too, and a batch left empty goes no further. `error_mode` says what a condition that
-fails on an item does: `ignore` logs it and counts the condition false, `silent` does the same
-without the log, `propagate` refuses the whole batch (the sender is told the data is invalid).
+Contrib's filterprocessor, key for key (docs/collector-compatibility.md lists them): an item any of
+whose conditions is true is dropped, with what lies under it; `processors/ottl.py` compiles the
+conditions. `error_mode` decides what a condition that fails on an item does.
 """
 
 from __future__ import annotations
@@ -63,7 +51,8 @@ class LogConditions(StrictModel):
     log_record: list[LogCondition] = []
 
 
-_CONTEXTS = {"traces": "span, spanevent", "metrics": "metric, datapoint", "logs": "log_record"}
+# The context blocks of each signal, named in the refusal of the deprecated match form.
+_CONTEXT_HELP = {"traces": "span, spanevent", "metrics": "metric, datapoint", "logs": "log_record"}
 
 
 _ErrorMode = Literal["ignore", "silent", "propagate"]
@@ -125,7 +114,7 @@ class FilterProcessorConfig(StrictModel):
                                  "write OTTL conditions under traces: {span, spanevent}")
             if "profile_conditions" in data or "profiles" in data:
                 raise ValueError("profiles: Vigil has no profiles signal")
-            for section, contexts in _CONTEXTS.items():
+            for section, contexts in _CONTEXT_HELP.items():
                 conditions = data.get(section)
                 old = [k for k in ("include", "exclude", "regexp") if isinstance(conditions, dict) and k in conditions]
                 if old:

@@ -26,7 +26,6 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from agent import attributes as attrs
-from agent.processors.attributes import format_number
 from agent.processors.regex import compile_user_regex
 
 _GRAMMAR = r"""
@@ -271,7 +270,7 @@ def _as_string(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return format_number(value)
+        return attrs.format_number(value)
     if isinstance(value, bytes):
         return value.hex()
     return json.dumps(value, separators=(",", ":"), sort_keys=True)

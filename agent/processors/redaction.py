@@ -1,20 +1,8 @@
 """The `redaction` processor: removes attributes not allowed, masks values and keys that are blocked.
 
-Its config is the Collector's (contrib's redactionprocessor). In every resource, span, span event,
-metric data point and log record (and a log record's body), in this order per attribute:
-
-- a key in `ignored_keys` passes untouched;
-- a key not in `allowed_keys` is removed, unless `allow_all_keys`;
-- a value matching one of `allowed_values` passes untouched;
-- a key matching one of `blocked_key_patterns` has its whole value masked;
-- each part of the value matching one of `blocked_values` is masked.
-
-Masked means `****`, or the value's hex digest when `hash_function` is `md5`, `sha1` or `sha3`
-(SHA3-256). Only string values are read unless `redact_all_types` (then ints, doubles and bools are
-read as their text, and a masked one becomes a string). A string holding JSON, as GenAI
-instrumentations put whole prompts in `gen_ai.input.messages`, is masked inside as any string.
-`summary` adds what was done to the item: `debug` the `redaction.*.keys` and counts, `info` the
-counts only, `silent` nothing. Regexes are RE2's, as in the Collector.
+Contrib's redactionprocessor, key for key (docs/collector-compatibility.md lists them), on resource,
+span, span event, data point and log record attributes and log bodies; `_attributes` holds the order
+of its rules per value.
 """
 
 from __future__ import annotations
@@ -28,7 +16,6 @@ from pydantic import AfterValidator, field_validator, model_validator
 from agent import attributes
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.configmodel import StrictModel
-from agent.processors.attributes import as_string
 from agent.processors.regex import compile_user_regex
 from agent.signals import Batch, Signal
 
@@ -208,7 +195,7 @@ class RedactionProcessor:
         if kind == "string_value":
             return value.string_value
         if self._config.redact_all_types and kind in ("int_value", "double_value", "bool_value"):
-            return as_string(attributes.any_value(value))
+            return attributes.as_string(attributes.any_value(value))
         return ""
 
     def _blocked(self, text: str) -> str:
@@ -275,12 +262,12 @@ class RedactionProcessor:
             return
         found = _Found()
         if kind == "kvlist_value":
-            self._body_map(body.kvlist_value.values, None, found, top=True)
+            self._body_map(body.kvlist_value.values, None, found)
         elif kind == "array_value":
             for i, item in enumerate(body.array_value.values):
                 self._body_value(item, f"[{i}]", found)
         else:
-            text = as_string(attributes.any_value(body))
+            text = attributes.as_string(attributes.any_value(body))
             if self._value_allowed(text):
                 found.allowed.append("body")
             else:
@@ -290,7 +277,7 @@ class RedactionProcessor:
                     body.string_value = masked
         self._add_summary(found, record.attributes, _BODY_SUMMARY)
 
-    def _body_map(self, kvs, path: str | None, found: _Found, top: bool = False) -> None:
+    def _body_map(self, kvs, path: str | None, found: _Found) -> None:
         gone = []
         for kv in kvs:
             where = kv.key if path is None else f"{path}.{kv.key}"
@@ -318,7 +305,7 @@ class RedactionProcessor:
             for i, item in enumerate(value.array_value.values):
                 self._body_value(item, f"{where}.[{i}]", found)
         else:
-            text = as_string(attributes.any_value(value))
+            text = attributes.as_string(attributes.any_value(value))
             if self._value_allowed(text):
                 found.allowed.append(where)
                 return
