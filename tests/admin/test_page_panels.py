@@ -53,11 +53,7 @@ PAGE_FACTS = """(() => {
 
 async def look(tools: DevTools, url: str, shot: Path) -> tuple[dict[str, Any], list[str]]:
     """Open `url`, read the page's facts, keep a screenshot; the facts and the browser's problems."""
-    await tools.call("Page.navigate", url=url)
-    for _ in range(100):
-        if await tools.evaluate("document.readyState") == "complete":
-            break
-        await asyncio.sleep(0.1)
+    await tools.open(url)
     facts = await tools.evaluate(PAGE_FACTS)
     image = await tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     shot.write_bytes(base64.b64decode(image["data"]))

@@ -4,7 +4,6 @@ names of Triton v2.71.0's docs) and one vLLM endpoint that nothing answers (a fr
 
 from __future__ import annotations
 
-import asyncio
 
 from aiohttp import web
 
@@ -62,11 +61,7 @@ async def test_the_status_page_shows_served_models_and_a_down_server_with_its_re
         server.text = triton_page(200, 0)
         await served(vigil, "resnet50", requests=100)
         async with browser(tmp_path) as tools:
-            await tools.call("Page.navigate", url=vigil.admin_url("/"))
-            for _ in range(100):
-                if await tools.evaluate("document.readyState") == "complete":
-                    break
-                await asyncio.sleep(0.1)
+            await tools.open(vigil.admin_url("/"))
             facts = await tools.evaluate("""(() => ({
                 served: [...document.querySelectorAll('#served tr.served')].map(r =>
                     [...r.querySelectorAll('td')].map(td => td.textContent)),

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -58,6 +59,17 @@ class DevTools:
     async def evaluate(self, expression: str) -> Any:
         result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         return result["result"].get("value")
+
+    async def open(self, url: str, timeout: float = 30) -> None:
+        """Go to `url` and wait until it has loaded; fails the test when it does not within `timeout`."""
+        await self.call("Page.navigate", url=url)
+        check = f"document.URL === {json.dumps(url)} && document.readyState"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (state := await self.evaluate(check)) != "complete":
+            if loop.time() > deadline:
+                pytest.fail(f"{url} did not load in {timeout}s (document: {state or 'not this URL yet'})")
+            await asyncio.sleep(0.1)
 
 
 @contextlib.asynccontextmanager
@@ -123,11 +135,7 @@ async def test_the_status_page_shows_the_drifted_feature_first(tmp_path):
         assert await async_wait_for(lambda: engine.status()["models"][0]["windows_evaluated"] == 1)
 
         async with browser(tmp_path) as tools:
-            await tools.call("Page.navigate", url=vigil.admin_url("/"))
-            for _ in range(100):
-                if await tools.evaluate("document.readyState") == "complete":
-                    break
-                await asyncio.sleep(0.1)
+            await tools.open(vigil.admin_url("/"))
             facts = await tools.evaluate("""(() => {
                 const features = [...document.querySelectorAll('.model .feature')];
                 const age = document.querySelector('.feature[data-feature="ml.feature.age"]')
@@ -182,3 +190,33 @@ def test_the_page_escapes_what_apps_send():
     text = page.render(status)
     assert "<script>" not in text and "<i>" not in text and "x'><b>" not in text
     assert "&lt;script&gt;" in text
+
+
+async def test_opening_a_page_that_never_finishes_loading_fails_the_test(tmp_path):
+    from aiohttp import web
+
+    answered, release = asyncio.Event(), asyncio.Event()
+
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/html"})
+        await response.prepare(request)
+        await response.write(b"<!doctype html><html><body>half a page")
+        answered.set()
+        await release.wait()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", stalls)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+    try:
+        async with browser(tmp_path) as tools:
+            with pytest.raises(pytest.fail.Exception, match="did not load in 2s .document: loading"):
+                await tools.open(url, timeout=2)
+            assert answered.is_set()
+    finally:
+        release.set()
+        await runner.cleanup()

@@ -69,11 +69,7 @@ def joined(*parts: dict[str, list]) -> dict[str, list]:
 
 async def open_report(tmp: Path, report: Path, shot: str) -> tuple[dict[str, Any], list[str]]:
     async with browser(tmp) as tools:
-        await tools.call("Page.navigate", url=report.as_uri())
-        for _ in range(100):
-            if await tools.evaluate("document.readyState") == "complete":
-                break
-            await asyncio.sleep(0.1)
+        await tools.open(report.as_uri())
         facts = await tools.evaluate(REPORT_FACTS)
         image = await tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         (tmp / shot).write_bytes(base64.b64decode(image["data"]))
