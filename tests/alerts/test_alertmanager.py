@@ -72,6 +72,14 @@ async def evaluate(engine: AlertsEngine, clock: Clock, seconds: float, step: flo
         await engine.tick()
 
 
+async def delivered(engine: AlertsEngine) -> None:
+    """Until the alertmanager notifier has posted (or dropped) all it was handed: what an endpoint has
+    then is all it gets until the next evaluation."""
+    notifier = engine.deliveries["alertmanager"]
+    assert isinstance(notifier, AlertmanagerNotifier)
+    await asyncio.wait_for(notifier.idle(), 10)
+
+
 def posted(server: HttpEndpoint) -> list[dict[str, Any]]:
     """Every alert posted to the endpoint, in order."""
     return [alert for body in server.bodies(API) for alert in body]
@@ -116,7 +124,7 @@ async def test_resent_after_the_resend_interval_with_a_renewed_lease_then_resolv
         first_sent = clock()
         assert await async_wait_for(lambda: len(posted(server)) == 1)
         await evaluate(engine, clock, 60)  # 15, 30, 45, 60 s: none is past the resend interval
-        await asyncio.sleep(0.2)
+        await delivered(engine)
         assert len(posted(server)) == 1
         await evaluate(engine, clock, 15)  # 75 s: the first evaluation after 1 minute
         assert await async_wait_for(lambda: len(posted(server)) == 2)
@@ -133,10 +141,23 @@ async def test_resent_after_the_resend_interval_with_a_renewed_lease_then_resolv
         assert at(posted(server)[4]["endsAt"]) == pytest.approx(resolved_at)
         # Resolutions are re-sent for 15 minutes (an Alertmanager that missed one learns of it), then not.
         await evaluate(engine, clock, 1800)
-        await asyncio.sleep(0.2)
+        await delivered(engine)
         resends = posted(server)[5:]
         assert len(resends) == 12  # every 75 s (the first evaluation after each minute) up to 900 s
         assert all(at(a["endsAt"]) == pytest.approx(resolved_at) for a in resends)
+        await engine.shutdown()
+
+
+async def test_idle_waits_for_a_post_in_flight_and_for_its_retries(tmp_path):
+    clock = Clock()
+    async with http_endpoint() as server:
+        server.answers, server.delay = [(503, {}), (200, {})], 0.2  # slow to answer, and fails once
+        engine = await make(config(server.url), clock, tmp_path)
+        await drifted(engine, clock, a=1.0)
+        await engine.tick()
+        await delivered(engine)
+        assert len(server.received) == 2
+        assert engine.status()["notifiers"]["alertmanager"]["sent"] == 1
         await engine.shutdown()
 
 
@@ -167,9 +188,9 @@ async def test_a_refused_post_is_dropped_not_retried(tmp_path, caplog):
         await drifted(engine, clock, a=1.0)
         with caplog.at_level(logging.WARNING):
             await engine.tick()
-            assert await async_wait_for(lambda: engine.status()["notifiers"]["alertmanager"]["failed"] == 1)
-            await asyncio.sleep(0.3)
+            await delivered(engine)
         assert len(server.received) == 1  # not retried
+        assert engine.status()["notifiers"]["alertmanager"]["failed"] == 1
         (am,) = engine.status()["notifiers"]["alertmanager"]["alertmanagers"].values()
         assert am["dropped"] == 1 and am["queued"] == 0
         assert "1 alerts for http://127.0.0.1" in caplog.text and "HTTP 400" in caplog.text
@@ -225,8 +246,7 @@ async def test_an_alert_silenced_before_it_is_sent_stays_out(tmp_path):
         await engine.add_silence((Matcher.parse('ml.feature.name="a"'),), clock() + 3600)
         await drifted(engine, clock, a=1.0, b=1.0)
         await engine.tick()
-        assert await async_wait_for(lambda: len(posted(server)) == 1)
-        await asyncio.sleep(0.2)
+        await delivered(engine)
         await engine.shutdown()
     assert [a["labels"]["ml_feature_name"] for a in posted(server)] == ["b"]
 
@@ -240,8 +260,7 @@ async def test_only_alerts_routed_to_it_go_to_alertmanager(tmp_path):
         engine = await make(cfg, clock, tmp_path)
         await drifted(engine, clock, a=1.0, b=1.0)
         await engine.tick()
-        assert await async_wait_for(lambda: len(posted(server)) == 1)
-        await asyncio.sleep(0.2)
+        await delivered(engine)
         await engine.shutdown()
     assert [a["labels"]["ml_feature_name"] for a in posted(server)] == ["a"]
 

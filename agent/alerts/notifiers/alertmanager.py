@@ -136,6 +136,7 @@ class _Target:
     name: str  # scheme://host:port, for logs and metrics (no credentials, no path)
     pending: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while nothing is queued or in flight
     task: asyncio.Task | None = None
     sent: int = 0
     failed: int = 0
@@ -166,6 +167,8 @@ class AlertmanagerNotifier:
         self._generator_url = config.generator_url or generator_url
         self._tracked: dict[str, _Tracked] = {}
         self._targets = [_Target(_api_url(url), _display(url)) for url in config.urls]
+        for target in self._targets:
+            target.idle.set()
         self._headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT, **config.headers}
         if config.basic_auth is not None:
             token = f"{config.basic_auth.username}:{config.basic_auth.password}".encode()
@@ -271,6 +274,7 @@ class AlertmanagerNotifier:
                 for _ in range(over):
                     target.pending.popitem(last=False)
                 self._drop(target, over, "queue_full", "the queue is full (the Alertmanager is slow or down)")
+            target.idle.clear()
             target.wake.set()
 
     # --- delivery ---------------------------------------------------------------------------
@@ -278,6 +282,8 @@ class AlertmanagerNotifier:
     async def _work(self, target: _Target) -> None:
         failures = 0
         while True:
+            if not target.pending:
+                target.idle.set()
             await target.wake.wait()
             target.wake.clear()
             while target.pending:
@@ -357,6 +363,12 @@ class AlertmanagerNotifier:
         if self.config.basic_auth is not None:
             out += [self.config.basic_auth.password, self._headers["Authorization"]]
         return out
+
+    async def idle(self) -> None:
+        """Return once every Alertmanager's queue is empty and no post is in flight: what was handed over
+        by update() has been delivered or dropped (a failing Alertmanager keeps this waiting)."""
+        while not all(t.idle.is_set() for t in self._targets):
+            await next(t.idle for t in self._targets if not t.idle.is_set()).wait()
 
     @property
     def queued(self) -> int:
