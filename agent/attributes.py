@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import decimal
 import json
+import math
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -66,23 +68,49 @@ def as_string(value: Any) -> str:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
+        try:
+            return _go_json(value)
+        except ValueError:
+            return ""  # a NaN or infinity inside: Go's json.Marshal fails and AsString gives ""
     return "" if value is None else value
 
 
-def format_number(value: int | float) -> str:
-    """A number as Go's strconv formats it in the Collector (`1.5`, `100000000000000000000`, `1e+21`)."""
+# What Go's json.Marshal escapes beyond what Python's json does with ensure_ascii=False.
+_GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                             "\u2029": "\\u2029"})
+
+
+def _go_json(value: Any) -> str:
+    """`value` as Go's encoding/json writes it (map keys sorted, HTML characters escaped, numbers as
+    format_number); ValueError for a NaN or an infinity, which it refuses."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        sign = "-" if exponent.startswith("-") else "+"
-        return f"{mantissa}e{sign}{abs(int(exponent)):02d}"
-    return text
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError("unsupported value")
+        return format_number(value)
+    if isinstance(value, bytes):
+        return '"' + base64.b64encode(value).decode() + '"'
+    if isinstance(value, list):
+        return "[" + ",".join(_go_json(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_go_json(key)}:{_go_json(value[key])}" for key in sorted(value)) + "}"
+    return json.dumps(value, ensure_ascii=False).translate(_GO_ESCAPES)
+
+
+def format_number(value: int | float) -> str:
+    """A number as pdata's AsString writes it: an int in decimal, a double as Go's float64AsString (the
+    shortest digits that read back the same; fixed point unless below 1e-6 or from 1e21 up, `1e-7`,
+    `1e+21`; NaN and infinities as the JSON encoder's refusal the Collector keeps)."""
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value) or math.isinf(value):
+        return "json: unsupported value: " + ("NaN" if math.isnan(value) else "+Inf" if value > 0 else "-Inf")
+    magnitude = abs(value)
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        return repr(value).replace("e-0", "e-")  # repr: the shortest round trip, in e form at these sizes
+    return format(decimal.Decimal(repr(value)).normalize(), "f")

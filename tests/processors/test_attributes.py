@@ -305,6 +305,42 @@ async def test_convert_as_the_collector_converts():
         "g": ("double_value", 1000.0)}
 
 
+# pdata's Value.AsString (opentelemetry-collector pdata/pcommon/value.go, commit 10d00402): a double as
+# float64AsString, the JSON encoder's numbers (fixed point from 1e-6 up to 1e21, `e-7` not `e-07`), NaN and
+# infinities as that encoder's refusal; maps and lists as encoding/json writes them.
+AS_STRING = [
+    (1.5e-5, "0.000015"), (1e-7, "1e-7"), (1.2345678901234568e20, "123456789012345680000"), (1e21, "1e+21"),
+    (2.5e-10, "2.5e-10"), (100.0, "100"), (-0.0, "-0"), (0.1, "0.1"),
+    (float("nan"), "json: unsupported value: NaN"), (float("inf"), "json: unsupported value: +Inf"),
+    (float("-inf"), "json: unsupported value: -Inf"),
+    ({"z": 1.5e-5, "a": [b"\x00\xff", 7, True], "html": "<a&b>"},
+     '{"a":["AP8=",7,true],"html":"\\u003ca\\u0026b\\u003e","z":0.000015}'),
+    ({"x": float("nan")}, ""),  # encoding/json refuses it and AsString keeps the empty result
+]
+
+
+async def test_convert_to_string_writes_numbers_as_the_collectors_as_string():
+    config = load("\n".join(["  attributes/to_string:", "    actions:"] + [
+        f"      - {{key: v{i}, action: convert, converted_type: string}}" for i in range(len(AS_STRING))]), TRACES)
+    out = await run(config, "attributes/to_string", Signal.TRACES,
+                    spans(("s", "op", {f"v{i}": value for i, (value, _) in enumerate(AS_STRING)})))
+    assert span_attributes(out) == [{f"v{i}": text for i, (_, text) in enumerate(AS_STRING)}]
+
+
+async def test_regexp_matches_a_double_as_the_collectors_as_string():
+    config = load("""
+  attributes/small:
+    include:
+      match_type: regexp
+      attributes: [{key: ratio, value: '^0\\.0000'}]
+    actions:
+      - {key: small, value: true, action: insert}
+""", TRACES)
+    out = await run(config, "attributes/small", Signal.TRACES, spans(("s", "a", {"ratio": 1.5e-5}),
+                                                                     ("s", "b", {"ratio": 0.5})))
+    assert span_attributes(out) == [{"ratio": 1.5e-5, "small": True}, {"ratio": 0.5}]
+
+
 async def test_metrics_per_data_point_selected_by_metric_name():
     config = load("""
   attributes/points:
