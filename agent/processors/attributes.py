@@ -271,8 +271,8 @@ class _Matcher:
             return self._pairs_match(self._attributes, item.attributes)
         if signal is Signal.METRICS:
             return self._metric_names is None or self._metric_names(metric.name)
-        if self._log_bodies is not None:
-            if item.body.WhichOneof("value") != "string_value" or not self._log_bodies(item.body.string_value):
+        if self._log_bodies is not None:  # any body, as its AsString text (as contrib matches it)
+            if not self._log_bodies(attributes.as_string(attributes.any_value(item.body))):
                 return False
         if self._severity_texts is not None and not self._severity_texts(item.severity_text):
             return False

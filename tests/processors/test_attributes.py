@@ -401,6 +401,36 @@ async def test_logs_selected_by_body_and_severity_text_as_the_testdata_says():
         {"password": "obfuscated", "token": "t"}, {"password": "pw", "token": "t"}]
 
 
+async def test_log_bodies_match_any_body_as_its_text():
+    config = load("""
+  attributes/bodies_regexp:
+    include:
+      match_type: regexp
+      log_bodies: ['"event":"login"', "^404$", "^true$"]
+    actions:
+      - {key: matched, value: true, action: insert}
+  attributes/bodies_strict:
+    include:
+      match_type: strict
+      log_bodies: ["0.000015", '["a",1]']
+    actions:
+      - {key: matched, value: true, action: insert}
+""", (Signal.LOGS,))
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for body in ({"event": "login", "user": "ann"}, 404, True, 1.5e-5, ["a", 1], "plain", {"event": "logout"}):
+        attributes.set_any_value(records.add().body, body)
+
+    def matched(out):
+        return [attributes.as_dict(r.attributes) == {"matched": True}
+                for r in out.resource_logs[0].scope_logs[0].log_records]
+
+    assert matched(await run(config, "attributes/bodies_regexp", Signal.LOGS, request)) == [
+        True, True, True, False, False, False, False]
+    assert matched(await run(config, "attributes/bodies_strict", Signal.LOGS, request)) == [
+        False, False, False, True, True, False, False]
+
+
 def test_bad_configs_are_refused_by_field():
     assert problems("""
   attributes/bad:
