@@ -10,6 +10,7 @@ import logging
 
 from aiohttp import web
 
+from agent.listen import listen
 from agent.netconfig import split_host_port
 from agent.telemetry import SelfTelemetry
 
@@ -26,18 +27,8 @@ class MetricsEndpoint:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
-        await runner.setup()
-        host, port = split_host_port(self.endpoint)
-        site = web.TCPSite(runner, host or None, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = site._server.sockets[0].getsockname()[1]
-        log.info("Vigil's own metrics on http://%s:%d/metrics", host, self.port)
+        self._runner, self.port = await listen(app, self.endpoint, shutdown_timeout=1)
+        log.info("Vigil's own metrics on http://%s:%d/metrics", split_host_port(self.endpoint)[0], self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from agent.admin import models, origin, page, status
 from agent.component import AdminRoutes
+from agent.listen import listen
 from agent.netconfig import split_host_port
 
 log = logging.getLogger("vigil.admin")
@@ -63,18 +64,8 @@ class AdminServer:
         app.router.add_get("/api/v1/models/{name}/health", self._model_health)
         app.router.add_get("/", self._page)
         app.router.add_route("*", "/api/v1/{tail:.*}", self._component_route)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
-        await runner.setup()
-        host, port = split_host_port(self._endpoint)
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
-        log.info("admin endpoint listening on http://%s:%d/", host, self.port)
+        self._runner, self.port = await listen(app, self._endpoint)  # the real port when 0 was asked
+        log.info("admin endpoint listening on http://%s:%d/", split_host_port(self._endpoint)[0], self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

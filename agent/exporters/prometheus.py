@@ -54,6 +54,7 @@ from pydantic import Field
 from agent.attributes import any_value
 from agent.component import Factory, Kind, Settings
 from agent.configmodel import Duration, StrictModel
+from agent.listen import listen
 from agent.netconfig import ListenEndpoint, split_host_port
 from agent.signals import Batch, Signal
 
@@ -196,18 +197,9 @@ class PrometheusExporter:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._serve)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
-        await runner.setup()
-        host, port = split_host_port(self._config.endpoint)
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._log.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
+        self._runner, self.port = await listen(app, self._config.endpoint)
+        self._log.info("Prometheus metrics on http://%s:%d/metrics", split_host_port(self._config.endpoint)[0],
+                       self.port)
 
     async def shutdown(self) -> None:
         if self._runner is not None:

@@ -127,20 +127,12 @@ class HealthCheck:
             return
         from aiohttp import web
 
+        from agent.listen import listen
+
         app = web.Application()
         app.router.add_get(self.path, self.handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        host, port = split_host_port(self.config.endpoint)
-        site = web.TCPSite(runner, host or None, port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._log.info("health check on %s:%d%s", host, self.port, self.path)
+        self._runner, self.port = await listen(app, self.config.endpoint)
+        self._log.info("health check on %s:%d%s", split_host_port(self.config.endpoint)[0], self.port, self.path)
 
     async def shutdown(self) -> None:
         self.not_ready()
