@@ -168,13 +168,16 @@ class RuleEngine:
         for series in self.store.select(query, now, max(stale, query.window or 0.0)):
             key = tuple(series.labels.get(name, "") for name in group_by)
             groups.setdefault(key, []).append(series)
+        # A trace older than what the value reads is not behind it: the window, else the staleness horizon.
+        oldest = now - (query.window or stale)
         out: dict[tuple[str, ...], _Point] = {}
         for key, members in groups.items():
             value = _aggregate_group(query, members, now)
             if value is None or math.isnan(value):
                 continue
             labels = {name: v for name, v in zip(group_by, key) if v != ""}
-            exemplar = max((s.exemplar for s in members if s.exemplar), key=lambda e: e[2], default=None)
+            exemplar = max((s.exemplar for s in members if s.exemplar and s.exemplar[2] >= oldest),
+                           key=lambda e: e[2], default=None)
             out[key] = _Point(value, labels, max(s.last_seen for s in members), exemplar)
         return out
 
@@ -227,13 +230,11 @@ class RuleEngine:
         return changes
 
     def _annotate(self, alert: Alert, rule: RuleConfig, point: _Point) -> None:
-        trace = alert.annotations.get("trace_id"), alert.annotations.get("span_id")
         _annotate(alert, rule, point.value)
-        if point.exemplar is not None:
-            trace = point.exemplar[:2]
-        if trace[0]:  # the latest trace behind the value, kept until a newer one comes
-            alert.annotations["trace_id"], alert.annotations["span_id"] = trace[0], trace[1] or ""
-            link = self._trace_url(trace[0], trace[1] or "") if self._trace_url else None
+        if point.exemplar is not None:  # the latest trace within what the value reads (see _aggregate)
+            trace_id, span_id = point.exemplar[:2]
+            alert.annotations["trace_id"], alert.annotations["span_id"] = trace_id, span_id
+            link = self._trace_url(trace_id, span_id) if self._trace_url else None
             if link:
                 alert.annotations["trace_url"] = link
 

@@ -69,8 +69,9 @@ class Series:
     running: float = 0.0  # a delta sum's running total; a delta histogram's running count
     point_counts: tuple[int, ...] = ()  # a delta histogram's latest point's own counts
     trimmed: bool = False  # samples were forgotten early: the oldest kept is not where the series began
-    # The latest point's last exemplar with a trace: (trace id, span id, observed), ids as hex. An alert
-    # on the series links it (a slow prediction behind a latency alert, a failed one behind errors).
+    # The last exemplar with a trace its points carried: (trace id, span id, observed), ids as hex. An
+    # alert on the series links it (a slow prediction behind a latency alert, a failed one behind errors)
+    # while it is within what the rule reads (the engine leaves older ones out).
     exemplar: tuple[str, str, float] | None = None
 
     @property

@@ -319,3 +319,63 @@ def test_restore_keeps_firing_alerts_and_drops_those_of_changed_rules():
     assert changed.restore(saved) == 0
     gone = RuleEngine([rule(name="Other", threshold=0.5)])
     assert gone.restore(saved) == 0
+
+
+def _with_trace(batch, trace: int):
+    """The batch, its first point carrying an exemplar of trace `trace` (as an SDK inside a span sets)."""
+    metric = batch.message.resource_metrics[0].scope_metrics[0].metrics[0]
+    point = (metric.sum if metric.WhichOneof("data") == "sum" else metric.gauge).data_points[0]
+    point.exemplars.add(trace_id=bytes([trace] * 16), span_id=bytes([trace] * 8), as_double=1.0)
+    return batch
+
+
+def test_an_alert_links_only_a_trace_from_within_its_rules_window():
+    """A 5-minute error-burst rule: the trace of an error days ago is not behind today's burst; one
+    within the window is, and it goes from the alert once the window has passed it."""
+    clock = Clock()
+    engine = RuleEngine([rule(name="Burst", metric="errors", aggregation="increase", window="5m", threshold=5)])
+    errors = 0.0
+
+    def export(new_errors: float, trace: int | None = None) -> None:
+        nonlocal errors
+        errors += new_errors
+        batch = counter("errors", [(errors, DRIFT)], time_s=clock(), start_s=1.0)
+        engine.store.observe(batch if trace is None else _with_trace(batch, trace), clock())
+
+    def traces() -> set[str]:
+        return {a.annotations.get("trace_id", "") for a in engine.alerts.values()}
+
+    export(1, trace=7)  # one error, two days ago, inside trace 7
+    engine.evaluate(clock())
+    for _ in range(2 * 24 * 60):
+        clock.advance(60)
+        export(0)
+    for _ in range(5):  # today's burst: errors whose points carry no exemplar
+        clock.advance(60)
+        export(3)
+    assert states(engine.evaluate(clock())) == [(INACTIVE, PENDING), (PENDING, FIRING)]
+    assert traces() == {""}
+    clock.advance(60)
+    export(3, trace=9)
+    engine.evaluate(clock())
+    assert traces() == {bytes([9] * 16).hex()}
+    for _ in range(6):  # still bursting, no new exemplar: trace 9 ages out of the 5 minutes
+        clock.advance(60)
+        export(3)
+        engine.evaluate(clock())
+    assert engine.alerts and traces() == {""}
+
+
+def test_an_alert_without_a_window_links_a_trace_no_older_than_stale_after():
+    clock = Clock()
+    engine = RuleEngine([rule(name="Drift", metric="m", threshold=0.5, stale_after="10m")])
+    engine.store.observe(_with_trace(gauge("m", [(0.9, DRIFT)], time_s=clock()), 4), clock())
+    engine.evaluate(clock())
+    (alert,) = engine.alerts.values()
+    assert alert.annotations["trace_id"] == bytes([4] * 16).hex()
+    for _ in range(11):  # the value holds, reported each minute without an exemplar
+        clock.advance(60)
+        feed(engine, clock, 0.9)
+        engine.evaluate(clock())
+    (alert,) = engine.alerts.values()
+    assert alert.state == FIRING and "trace_id" not in alert.annotations and "span_id" not in alert.annotations
