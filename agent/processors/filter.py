@@ -59,26 +59,44 @@ _ErrorMode = Literal["ignore", "silent", "propagate"]
 
 
 class ContextConditions(StrictModel):
-    """The Collector's advanced form of `trace_conditions` (...): a context named, with its own error_mode."""
+    """The Collector's advanced form of `trace_conditions` (...): conditions with their own error_mode, in
+    the context named or, without one, the one inferred from all the group's paths."""
 
-    context: str
+    context: str | None = None
     conditions: list[str]
     error_mode: _ErrorMode | None = None
+
+
+def _group_context(group: ContextConditions, signal: str) -> str:
+    """The context named, or else the lowest any of the conditions' paths names: as the Collector's
+    ParseConditions, one context for the whole group."""
+    contexts = ottl.SIGNAL_CONTEXTS[signal]
+    if group.context is not None:
+        context = group.context.lower()
+        if context not in contexts:
+            raise ValueError(f"context {group.context!r}: not one of {', '.join(contexts)}")
+        return context
+    if not group.conditions:
+        raise ValueError("conditions: name at least one, or the context")
+    inferred = []
+    for i, text in enumerate(group.conditions):
+        try:
+            inferred.append(contexts.index(ottl.infer_context(text, signal)))
+        except ValueError as exc:
+            raise ValueError(f"conditions[{i}]: {exc}") from None
+    return contexts[min(inferred)]
 
 
 def _grouped(signal: str):
     """`trace_conditions` (...): a list of conditions whose context is inferred from their paths, or of
     {context, conditions, error_mode}, not both (as in the Collector). Each checked, by its index."""
-    contexts = ottl.SIGNAL_CONTEXTS[signal]
 
     def check(item: Any) -> Any:
         if isinstance(item, str):
             ottl.parse(item, ottl.infer_context(item, signal))
             return item
         group = ContextConditions.model_validate(item)
-        context = group.context.lower()
-        if context not in contexts:
-            raise ValueError(f"context {group.context!r}: not one of {', '.join(contexts)}")
+        context = _group_context(group, signal)
         for i, text in enumerate(group.conditions):
             try:
                 ottl.parse(text, context)

@@ -170,6 +170,75 @@ async def test_the_advanced_form_names_the_context_and_its_own_error_mode(caplog
     assert _names(out, Signal.LOGS) == [["error"]]
 
 
+async def test_a_group_without_a_context_has_it_inferred_from_its_conditions():
+    # The advanced form as the OpenTelemetry blog writes it (2026-02-17): a group with an error_mode of its
+    # own and no context, which the conditions' paths give.
+    config = load("""
+  filter:
+    error_mode: ignore
+    log_conditions:
+      - error_mode: propagate
+        conditions:
+          - log.severity_number < SEVERITY_NUMBER_WARN
+          - resource.attributes["service.name"] == "noisy"
+""", (Signal.LOGS,))
+    request = ExportLogsServiceRequest()
+    for service, body, severity in (("noisy", "noise", 17), ("api", "debug", 5), ("api", "error", 17)):
+        resource_logs = request.resource_logs.add()
+        set_attributes(resource_logs.resource.attributes, {"service.name": service})
+        resource_logs.scope_logs.add().log_records.add(severity_number=severity).body.string_value = body
+    assert _names(await run(config, "filter", Signal.LOGS, request), Signal.LOGS) == [["error"]]
+
+    # The group's own error_mode: a condition that fails refuses the batch, though the processor's is ignore.
+    failing = load("""
+  filter:
+    error_mode: ignore
+    log_conditions:
+      - error_mode: propagate
+        conditions: ['log.attributes["user"]["id"] == "42"']
+""", (Signal.LOGS,))
+    record = request.resource_logs[0].scope_logs[0].log_records[0]
+    set_attributes(record.attributes, {"user": "ann"})
+    with pytest.raises(InvalidDataError, match="type string does not support string indexing"):
+        await make(failing, "filter", Signal.LOGS, InMemorySink()).consume(Batch(Signal.LOGS, request))
+
+
+async def test_a_group_without_a_context_runs_all_its_conditions_in_the_lowest_one_named():
+    # As the Collector's ParseConditions: one context for the group, so a span condition next to a
+    # spanevent one is read for each event of the span (its events go, the span stays).
+    config = load("""
+  filter:
+    trace_conditions:
+      - conditions: ['span.name == "checkout"', 'spanevent.name == "cache.miss"']
+""", (Signal.TRACES,))
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    checkout = spans.add(name="checkout")
+    checkout.events.add(name="sent")
+    other = spans.add(name="other")
+    other.events.add(name="cache.miss")
+    other.events.add(name="cache.hit")
+    out = await run(config, "filter", Signal.TRACES, request)
+    assert [(s.name, [e.name for e in s.events]) for s in out.resource_spans[0].scope_spans[0].spans] == [
+        ("checkout", []), ("other", ["cache.hit"])]
+
+
+def test_a_group_without_a_context_is_refused_where_none_can_be_inferred():
+    assert problems("""
+  filter:
+    trace_conditions:
+      - conditions: ['span.name == "a"', 'name == "b"']
+    metric_conditions:
+      - error_mode: silent
+        conditions: []
+""") == [
+        "processors.filter.trace_conditions[0]: conditions[1]: path 'name' does not start with a context of "
+        "traces: write spanevent., span., resource. before it, or name the context ({context: ..., conditions: "
+        "[...]})",
+        "processors.filter.metric_conditions[0]: conditions: name at least one, or the context",
+    ]
+
+
 def test_the_inferred_form_is_refused_where_no_context_can_be_inferred():
     assert problems("""
   filter:
