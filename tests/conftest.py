@@ -153,13 +153,18 @@ def rotel_process(binary: str, tmp_path: Path, exporter_endpoint: str):
             raise RuntimeError(f"rotel did not start: {(tmp_path / 'rotel.log').read_text()}")
         yield f"127.0.0.1:{grpc_port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a process the test started: asked to end, killed if still there after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _port_open(port: int) -> bool:

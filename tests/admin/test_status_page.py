@@ -25,7 +25,7 @@ from agent.admin import page
 from agent.component import ComponentId
 from agent.signals import Signal
 from tests.admin.traffic import ml_vigil_config, prediction_spans
-from tests.conftest import async_wait_for, free_port, running_vigil
+from tests.conftest import async_wait_for, free_port, running_vigil, stop_process
 from tests.otlp_data import send_grpc
 
 
@@ -100,12 +100,7 @@ async def browser(tmp_path: Path) -> AsyncIterator[DevTools]:
                     await tools.call(f"{domain}.enable")
                 yield tools
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

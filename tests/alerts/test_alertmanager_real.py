@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from agent.component import ComponentId
 from tests.alerts.servers import HttpEndpoint, http_endpoint
-from tests.conftest import async_wait_for, free_port, otlp_receiver_config, running_vigil
+from tests.conftest import async_wait_for, free_port, otlp_receiver_config, running_vigil, stop_process
 
 
 def alertmanager_binary() -> str:
@@ -88,12 +88,7 @@ async def alertmanager(tmp: Path, webhook: str) -> AsyncIterator[Alertmanager]:
         assert proc.poll() is None and await up(), (tmp / "alertmanager.log").read_text()
         yield am
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.attributes import set_any_value
 from agent.exporters.prometheus import label_name, metric_name
 from agent.signals import Signal
-from tests.conftest import async_wait_for, free_port, otlp_receiver_config, running_vigil
+from tests.conftest import free_port, otlp_receiver_config, running_vigil, stop_process
 from tests.otlp_data import send_grpc
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
@@ -271,10 +271,5 @@ async def test_a_real_prometheus_scrapes_the_exporter_and_the_admin_endpoint(tmp
             up = await wait_result("up")
             assert {r["metric"]["job"]: r["value"][1] for r in up} == {"vigil-exporter": "1", "vigil-self": "1"}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.attributes import set_any_value
 from agent.signals import Signal
-from tests.conftest import free_port, running_vigil
+from tests.conftest import free_port, running_vigil, stop_process
 from tests.exporters.test_prometheus import prometheus_binary, scrape, vigil_config
 from tests.otlp_data import send_grpc
 
@@ -158,12 +158,7 @@ async def test_a_real_prometheus_stores_the_exemplars(tmp_path: Path):
                     break
                 await asyncio.sleep(0.5)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
     assert found, (tmp_path / "prometheus.log").read_text()[-3000:]
     by_bucket = {series["seriesLabels"]["le"]: series["exemplars"] for series in found}
