@@ -109,6 +109,15 @@ def test_what_the_sdk_sends_is_written_as_protobufs_printer_writes_it(signal, bu
     _assert_written_as_protobuf_would(signal, build())
 
 
+@pytest.mark.parametrize("group_bytes", [64, 1])
+def test_what_the_sdk_sends_is_the_same_text_however_the_stream_cuts_it(monkeypatch, group_bytes):
+    # Small groups open every resource and scope: json_wire writes single spans between the walker's pieces.
+    monkeypatch.setattr(json_stream, "_GROUP_BYTES", group_bytes)
+    for signal, wire in ((Signal.TRACES, _sdk_spans()), (Signal.METRICS, _sdk_metrics()), (Signal.LOGS, _sdk_logs())):
+        reference = otlp_json.encode_with_json_format(signal.request_type.FromString(wire))
+        assert "".join(json_stream.pieces(signal, wire)) == reference
+
+
 def test_odd_values_are_written_as_protobufs_printer_writes_them():
     request = traces(3, resources=2, scopes=2, payload="é\"\\\n\x00\u2028" * 40)  # longer than a kept attribute
     span = request.resource_spans[0].scope_spans[0].spans[0]
