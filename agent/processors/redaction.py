@@ -83,9 +83,9 @@ _BODY_SUMMARY = {
     "allowed": ("redaction.body.allowed.keys", "redaction.body.allowed.count"),
     "ignored": (None, "redaction.body.ignored.count"),
 }
-# The processor's own summary keys stay, so a second redaction processor keeps what the first wrote.
-_OWN_KEYS = {"redaction.redacted.keys", "redaction.redacted.count", "redaction.masked.keys",
-             "redaction.masked.count", "redaction.ignored.count"}
+# The summary keys pass every rule untouched, so a second redaction processor keeps what the first wrote.
+_OWN_KEYS = frozenset(name for names in (_SUMMARY, _BODY_SUMMARY) for pair in names.values() for name in pair
+                      if name is not None)
 
 _HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha3": hashlib.sha3_256}
 
@@ -137,7 +137,7 @@ class RedactionProcessor:
     def __init__(self, config: RedactionProcessorConfig, next: Consumer) -> None:
         self._next = next
         self._config = config
-        self._allowed = set(config.allowed_keys) | _OWN_KEYS
+        self._allowed = set(config.allowed_keys)
         self._ignored = set(config.ignored_keys)
         self._blocked_values = [compile_user_regex(p) for p in config.blocked_values]
         self._allowed_values = [compile_user_regex(p) for p in config.allowed_values]
@@ -231,6 +231,8 @@ class RedactionProcessor:
         found = _Found()
         for kv in kvs:
             key = kv.key
+            if key in _OWN_KEYS:
+                continue
             if key in self._ignored:
                 found.ignored.append(key)
                 continue

@@ -211,6 +211,40 @@ async def test_log_bodies_string_and_structured():
         "redaction.body.masked.count": 2}
 
 
+async def test_a_second_redaction_processor_keeps_the_first_ones_summary():
+    config = load("""
+  redaction/first:
+    allowed_keys: [name, email, card, note, mail]
+    blocked_values: ["4[0-9]{12}(?:[0-9]{3})?"]
+    allowed_values: [".+@mycompany.com"]
+    summary: debug
+  redaction/second:
+    allowed_keys: [name, card, note, mail]
+    blocked_values: ["secret|mycompany"]
+    summary: debug
+""", (Signal.LOGS,))
+    request = ExportLogsServiceRequest()
+    record = request.resource_logs.add().scope_logs.add().log_records.add()
+    set_attributes(record.attributes, {"name": "x", "email": "ann@mycompany.com", "secret": "s"})
+    attributes.set_any_value(record.body, {"card": "4111111111111111", "note": "hi", "mail": "bob@mycompany.com"})
+    once = await run(config, "redaction/first", Signal.LOGS, request)
+    twice = await run(config, "redaction/second", Signal.LOGS, once)
+    allowed = {"redaction.allowed.keys": "email", "redaction.allowed.count": 1,
+               "redaction.body.allowed.keys": "mail", "redaction.body.allowed.count": 1}
+    (record,) = once.resource_logs[0].scope_logs[0].log_records
+    assert attributes.as_dict(record.attributes) == {
+        "name": "x", "email": "ann@mycompany.com", "redaction.redacted.keys": "secret",
+        "redaction.redacted.count": 1, "redaction.body.masked.keys": "card", "redaction.body.masked.count": 1,
+        **allowed}
+    # The second adds what it removed and masked to the first's summary, which its own rules leave alone
+    # (not removed though not allowed, "secret" in redacted.keys not masked).
+    (record,) = twice.resource_logs[0].scope_logs[0].log_records
+    assert attributes.any_value(record.body) == {"card": "****", "note": "hi", "mail": "bob@****.com"}
+    assert attributes.as_dict(record.attributes) == {
+        "name": "x", "redaction.redacted.keys": "email,secret", "redaction.redacted.count": 2,
+        "redaction.body.masked.keys": "card,mail", "redaction.body.masked.count": 2, **allowed}
+
+
 async def test_data_point_attributes_and_ml_feature_strings():
     config = load("""
   redaction:
