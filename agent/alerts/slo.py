@@ -1,38 +1,9 @@
 """Service level objectives, made into the SRE workbook's multi-window, multi-burn-rate alert rules.
 
-    slos:
-      - name: fraud-availability
-        indicator: error_ratio          # error_ratio | latency | ttft
-        model: fraud                    # ml.model.name (or server: service.name, or matchers)
-        target: 99.5%
-        window: 30d
-
-An objective allows a share of bad events, its error budget (1 - target)
-over its window. The burn rate is how fast a stretch of time spends it: the
-bad share over that stretch divided by the budget (1× spends exactly the
-budget by the window's end). Each objective becomes four rules, one per row
-of the SRE workbook's table (chapter 5, "Alerting on SLOs"), each holding
-only while both of its windows burn that fast (the short window makes an
-alert resolve soon after the burn stops):
-
-    severity           long window  short window  budget spent  burn rate (30d)
-    critical (page)    1h           5m            2%            14.4×
-    critical (page)    6h           30m           5%            6×
-    warning (ticket)   1d           2h            10%           3×
-    warning (ticket)   3d           6h            10%           1×
-
-The burn rate of a row is its budget spent × the objective's window / the
-row's long window, so a 30-day objective gets the workbook's figures. Rows
-that would burn below 1× (firing within budget), whose long window exceeds
-the objective's window, or whose threshold would need more than every event
-to be bad (a low target), are left out; an objective left with none is refused.
-
-Indicators (what counts as bad, and of what), for models (the `ml` processor) and served models (the
-`inference` receiver, which writes the same names):
-
-    error_ratio  ml.prediction.errors over ml.predictions, each counter's increase in the window
-    latency      the share of ml.prediction.duration above threshold_seconds
-    ttft         the share of gen_ai.server.time_to_first_token above threshold_seconds
+An objective (`target` over `window`) allows a share of bad events, its error budget. Each row of
+BURN_RATE_ALERTS that fits the window becomes a rule firing while both of its windows spend the budget
+faster than the row's burn rate. The rules come out as rule-file entries (`rule_specs`) for the rule
+loader to read, so this module needs nothing of `rules`. What users see: docs/user-guide.md, "Error budgets".
 """
 
 from __future__ import annotations

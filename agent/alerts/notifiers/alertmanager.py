@@ -1,32 +1,9 @@
 """The `alertmanager` notifier: alerts into Prometheus Alertmanager's API v2, sent as Prometheus sends them.
 
-    notifiers:
-      alertmanager:
-        urls: [http://alertmanager-1:9093, http://alertmanager-2:9093]   # HA: each gets every alert
-        resend_interval: 1m
-    route:
-      notifiers: [alertmanager]
-
-Alertmanager groups, waits, repeats and silences by itself, so alerts routed
-here skip Vigil's grouping and timings. At each evaluation, an alert routed
-here that fires is sent (`POST /api/v2/alerts`) when it is new, and again
-once `resend_interval` has passed since it was last sent. Each send is a
-lease: `endsAt` is the send time plus 4 × max(resend_interval,
-evaluation_interval), Prometheus's rule, so Alertmanager resolves an alert
-by itself only after two sends in a row were lost. A resolved alert is sent
-at once with `endsAt` its resolve time, and re-sent for 15 minutes (as
-Prometheus keeps resolved alerts), so an Alertmanager that was down or
-restarted meanwhile still learns of it.
-
-Every URL has its own queue and worker: a dead Alertmanager delays only
-itself. The queue holds the latest body of each alert (a newer one replaces
-an older one, so what a retry sends is never stale) and at most
-`queue_size` alerts (beyond, the oldest are dropped and counted). A failed
-post is retried with backoff until it gets through.
-
-Vigil's silences hold back an alert that was not sent yet; one already in
-Alertmanager goes on being renewed until it resolves (a lease left to run
-out would read as a false resolution there): silence it in Alertmanager.
+Alertmanager groups, waits and silences by itself, so this notifier is handed alerts (`update`), not
+notifications: each goes to every URL when it fires, again every `resend_interval` as a lease (`endsAt`),
+and resolved for 15 minutes. Each URL has its own queue (the latest body per alert) and worker, so a dead
+Alertmanager delays only itself. What users see: docs/user-guide.md, "Into Alertmanager".
 """
 
 from __future__ import annotations
