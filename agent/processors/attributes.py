@@ -306,32 +306,39 @@ def _hash(value) -> None:
     value.string_value = hashlib.sha256(data).hexdigest() if data is not None else ""
 
 
-def _convert(value, to: str) -> None:
+def _convert(value, to: str) -> bool:
+    """Convert `value` in place as the Collector does; whether that changed it."""
     kind = value.WhichOneof("value")
     current = attributes.any_value(value)
     if to == "string":
-        if kind != "string_value":
-            value.string_value = attributes.as_string(current)
-        return
+        if kind == "string_value":
+            return False
+        value.string_value = attributes.as_string(current)
+        return True
     if kind == "string_value":
         try:
             number = int(current, 10) if to == "int" else float(current)
         except ValueError:
-            return  # as the Collector: a string that is not a number stays as it is
+            return False  # as the Collector: a string that is not a number stays as it is
         if to == "int" and not -2**63 <= number < 2**63:
-            return
+            return False
     elif kind in ("int_value", "double_value", "bool_value"):
         number = current
     else:
-        return
+        return False
     if to == "int":
         if isinstance(number, float):
             if math.isnan(number) or math.isinf(number):
-                return
+                return False
             number = int(number)  # truncates toward zero, as Go's int64(x)
+        if kind == "int_value" and current == number:
+            return False
         value.int_value = int(number)
     else:
+        if kind == "double_value":
+            return False
         value.double_value = float(number)
+    return True
 
 
 def _any(value: Any) -> AnyValue | None:
@@ -350,16 +357,20 @@ class _Actions:
             regex = compile_user_regex(a.pattern) if a.pattern is not None else None
             self._actions.append((a, _any(a.value), _any(a.default_value), regex))
 
-    def apply(self, kvs) -> None:
+    def apply(self, kvs) -> bool:
+        """Run the actions on one item's attributes; whether any of them changed something."""
+        changed = False
         for a, constant, default, regex in self._actions:
             action = a.action
             if action == "delete":
                 for kv in [kv for kv in kvs if kv.key == a.key or (regex is not None and regex.search(kv.key))]:
                     kvs.remove(kv)
+                    changed = True
             elif action == "hash":
                 for kv in kvs:
                     if kv.key == a.key or (regex is not None and regex.search(kv.key)):
                         _hash(kv.value)
+                        changed = True
             elif action == "extract":
                 source = attributes.find(kvs, a.key)
                 if source is None or source.value.WhichOneof("value") != "string_value":
@@ -368,13 +379,18 @@ class _Actions:
                 if found is None:
                     continue
                 for name, text in found.groupdict(default="").items():
-                    target = attributes.find(kvs, name) or kvs.add(key=name)
+                    target = attributes.find(kvs, name)
+                    if target is not None and target.value.WhichOneof("value") == "string_value" \
+                            and target.value.string_value == text:
+                        continue
+                    target = target or kvs.add(key=name)
                     target.value.Clear()
                     target.value.string_value = text
+                    changed = True
             elif action == "convert":
                 target = attributes.find(kvs, a.key)
-                if target is not None:
-                    _convert(target.value, a.converted_type)
+                if target is not None and _convert(target.value, a.converted_type):
+                    changed = True
             else:
                 if constant is not None:
                     source = constant
@@ -389,11 +405,15 @@ class _Actions:
                 existing = attributes.find(kvs, a.key)
                 if (action == "insert" and existing is not None) or (action == "update" and existing is None):
                     continue
+                if existing is not None and existing.value == source:
+                    continue  # the value it has already
                 value = AnyValue()
                 value.CopyFrom(source)  # before adding: the source may be another of these attributes
                 if existing is None:
                     existing = kvs.add(key=a.key)
                 existing.value.CopyFrom(value)
+                changed = True
+        return changed
 
 
 class AttributesProcessor:
@@ -422,7 +442,9 @@ class AttributesProcessor:
         return True
 
     async def consume(self, batch: Batch) -> None:
-        batch.edit(same_items=True)
+        # Read on the parsed message; only a batch an action changed is edited, so one no action touches
+        # goes on as the bytes it came with.
+        changed = False
         signal = self._signal
         for resource_items in batch.resources():
             resource = resource_items.resource
@@ -434,11 +456,13 @@ class AttributesProcessor:
                             continue
                         kind = metric.WhichOneof("data")
                         for point in (getattr(metric, kind).data_points if kind else ()):
-                            self._actions.apply(point.attributes)
+                            changed |= self._actions.apply(point.attributes)
                 else:
                     for item in getattr(scope_items, _ITEMS[signal]):
                         if self._selected(resource, scope, item):
-                            self._actions.apply(item.attributes)
+                            changed |= self._actions.apply(item.attributes)
+        if changed:
+            batch.edit(same_items=True)
         await self._next.consume(batch)
 
 

@@ -15,8 +15,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agent import attributes
-from agent.signals import Signal
-from tests.processors.collector_docs import load, problems, run, set_attributes, typed
+from agent.signals import Batch, Signal
+from tests.processors.collector_docs import load, make, problems, run, set_attributes, typed
+from tests.sink import InMemorySink
 
 TRACES = (Signal.TRACES,)
 
@@ -484,6 +485,33 @@ async def test_patterns_run_in_linear_time_where_pythons_re_would_backtrack():
     out = await run(config, "attributes/linear", Signal.TRACES,
                     spans(("api", long, {"long": long, "keep": 1}), ("api", "aaaa", {"long": "aaaa", "aaa": 1})))
     assert span_attributes(out) == [{"long": long, "keep": 1}, {"long": "aaaa", "run": "aaaa"}]
+
+
+async def test_a_batch_no_action_changes_goes_on_as_the_bytes_it_came_with():
+    config = load("""
+  attributes/idle:
+    actions:
+      - {key: db.statement, action: delete}
+      - {key: env, value: prod, action: upsert}
+      - {key: region, value: eu, action: insert}
+      - {key: missing, value: x, action: update}
+      - {key: status, action: convert, converted_type: int}
+      - {key: url, pattern: '^(?P<scheme>https?)://', action: extract}
+      - {key: copy, from_attribute: absent, action: upsert}
+""", TRACES)
+    untouched = spans(("api", "op", {"env": "prod", "region": "us", "status": 200, "url": "ftp://x"}))
+    wire = untouched.SerializeToString()
+    down = InMemorySink()
+    await make(config, "attributes/idle", Signal.TRACES, down).consume(Batch(Signal.TRACES, wire=wire))
+    assert down.batches[0].wire() is wire
+
+    changed = spans(("api", "op", {"env": "dev", "region": "us", "status": "200", "url": "https://x"}))
+    wire = changed.SerializeToString()
+    down = InMemorySink()
+    await make(config, "attributes/idle", Signal.TRACES, down).consume(Batch(Signal.TRACES, wire=wire))
+    out = ExportTraceServiceRequest.FromString(down.batches[0].wire())
+    assert span_attributes(out) == [{"env": "prod", "region": "us", "status": 200, "url": "https://x",
+                                     "scheme": "https"}]
 
 
 def test_match_fields_of_another_signal_are_refused_by_pipeline():
