@@ -257,26 +257,13 @@ class RedactionProcessor:
                 kvs.remove(kv)
         self._add_summary(found, kvs, _SUMMARY)
 
+    # Log bodies follow contrib's body rules, not its attribute rules: a blocked key is masked before
+    # allowed_values is read, and every scalar is read as its AsString text (redact_all_types or not).
     def _body(self, record) -> None:
-        body = record.body
-        kind = body.WhichOneof("value")
-        if kind is None:
+        if record.body.WhichOneof("value") is None:
             return
         found = _Found()
-        if kind == "kvlist_value":
-            self._body_map(body.kvlist_value.values, None, found)
-        elif kind == "array_value":
-            for i, item in enumerate(body.array_value.values):
-                self._body_value(item, f"[{i}]", found)
-        else:
-            text = attributes.as_string(attributes.any_value(body))
-            if self._value_allowed(text):
-                found.allowed.append("body")
-            else:
-                masked = self._blocked(text)
-                if masked != text:
-                    found.masked.append("body")
-                    body.string_value = masked
+        self._body_value(record.body, None, found)
         self._add_summary(found, record.attributes, _BODY_SUMMARY)
 
     def _body_map(self, kvs, path: str | None, found: _Found) -> None:
@@ -299,14 +286,16 @@ class RedactionProcessor:
             found.redacted.append(kv.key if path is None else f"{path}.{kv.key}")
             kvs.remove(kv)
 
-    def _body_value(self, value: AnyValue, where: str, found: _Found) -> None:
+    def _body_value(self, value: AnyValue, where: str | None, found: _Found) -> None:
+        """A body or a part of one at `where` (None: the body itself, a scalar one reported as `body`)."""
         kind = value.WhichOneof("value")
         if kind == "kvlist_value":
             self._body_map(value.kvlist_value.values, where, found)
         elif kind == "array_value":
             for i, item in enumerate(value.array_value.values):
-                self._body_value(item, f"{where}.[{i}]", found)
+                self._body_value(item, f"[{i}]" if where is None else f"{where}.[{i}]", found)
         else:
+            where = where or "body"
             text = attributes.as_string(attributes.any_value(value))
             if self._value_allowed(text):
                 found.allowed.append(where)

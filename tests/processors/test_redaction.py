@@ -245,6 +245,30 @@ async def test_a_second_redaction_processor_keeps_the_first_ones_summary():
         "redaction.body.masked.keys": "card,mail", "redaction.body.masked.count": 2, **allowed}
 
 
+async def test_a_log_body_follows_contribs_body_rules_not_its_attribute_rules():
+    # processor.go (commit 8dfdf20f, and still at 051a8b70): in a body, a blocked key is masked before
+    # allowed_values is read, and every scalar is read as its AsString text without redact_all_types.
+    config = load("""
+  redaction:
+    allow_all_keys: true
+    blocked_key_patterns: ["token"]
+    allowed_values: ['@mycompany\\.com$']
+    blocked_values: ["4[0-9]{15}"]
+    summary: debug
+""", (Signal.LOGS,))
+    values = {"api_token": "ops@mycompany.com", "card": 4111111111111111, "ok": True}
+    request = ExportLogsServiceRequest()
+    record = request.resource_logs.add().scope_logs.add().log_records.add()
+    set_attributes(record.attributes, values)
+    attributes.set_any_value(record.body, values)
+    out = await run(config, "redaction", Signal.LOGS, request)
+    (record,) = out.resource_logs[0].scope_logs[0].log_records
+    assert attributes.any_value(record.body) == {"api_token": "****", "card": "****", "ok": True}
+    assert attributes.as_dict(record.attributes) == {
+        **values, "redaction.allowed.keys": "api_token", "redaction.allowed.count": 1,
+        "redaction.body.masked.keys": "api_token,card", "redaction.body.masked.count": 2}
+
+
 async def test_data_point_attributes_and_ml_feature_strings():
     config = load("""
   redaction:
