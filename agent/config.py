@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from agent.component import ComponentId, Factory, Kind
 from agent.configmodel import Duration, StrictModel, format_validation_error, join_path
-from agent.netconfig import listen_endpoint
+from agent.netconfig import listen_endpoint, split_host_port
 from agent.signals import Signal
 
 log = logging.getLogger("vigil.config")
@@ -508,12 +508,21 @@ def _resolve_storage(components: dict, state_dir: str, extensions: tuple, proble
 
 
 def _health_check_on_admin(components: dict, extensions: tuple, service: ServiceConfig) -> list[str]:
-    from agent.extensions.health_check import shares_port
+    from agent.extensions.health_check import listens_beside, shares_port
 
     out = []
     for cid in extensions:
+        if cid.type != "health_check":
+            continue
         component = components[(Kind.EXTENSION, cid)]
-        if cid.type == "health_check" and shares_port(component.config.endpoint, service.admin.endpoint):
-            out.append(f"extensions.{cid}: endpoint {component.config.endpoint} is the admin endpoint's "
-                       f"({service.admin.endpoint}), which serves the health check at {component.config.path}")
+        endpoint, admin, path = component.config.endpoint, service.admin.endpoint, component.config.path
+        if not shares_port(endpoint, admin):
+            continue
+        if listens_beside(endpoint, admin):
+            out.append(f"extensions.{cid}: endpoint {endpoint} shares the admin endpoint's port ({admin}): "
+                       f"the health check answers at {path} on every interface, the admin endpoint's page and "
+                       f"API only on {split_host_port(admin)[0]}")
+        else:
+            out.append(f"extensions.{cid}: endpoint {endpoint} is the admin endpoint's ({admin}), which serves "
+                       f"the health check at {path}")
     return out

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from agent import pipeline
-from agent.component import Component
+from agent.component import Component, Kind
 from agent.config import ConfigError, VigilConfig, load as load_config
 from agent.netconfig import split_host_port
 from agent.pipeline import Graph, Node, NodeKind
@@ -376,12 +376,18 @@ class Service:
     async def _start_admin(self, config: VigilConfig) -> None:
         if config.service.admin.endpoint is None:
             return
-        self.admin = await self._new_admin(config.service.admin.endpoint)
+        self.admin = await self._new_admin(config)
 
-    async def _new_admin(self, endpoint: str):
+    async def _new_admin(self, config: VigilConfig):
         from agent.admin import AdminServer  # aiohttp's web app, only when it serves
+        from agent.extensions.health_check import listens_beside
 
-        admin = AdminServer(self, endpoint)
+        endpoint = config.service.admin.endpoint
+        # A health check on every interface of this port listens beside it: both sockets must allow it.
+        beside = any(cid.type == "health_check"
+                     and listens_beside(config.component(Kind.EXTENSION, cid).config.endpoint, endpoint)
+                     for cid in config.extensions)
+        admin = AdminServer(self, endpoint, reuse_port=beside)
         await admin.start()
         return admin
 
@@ -394,7 +400,7 @@ class Service:
             return None
         if self.admin is not None and split_host_port(endpoint)[1] == self.admin.port:
             return None
-        return await self._new_admin(endpoint)
+        return await self._new_admin(config)
 
     async def _move_admin(self, config: VigilConfig, opened: Any) -> None:
         await asyncio.sleep(0.1)  # let the answer to a POST /-/reload go out first
@@ -408,7 +414,7 @@ class Service:
         if old is not None:
             await old.stop()
         try:
-            self.admin = await self._new_admin(config.service.admin.endpoint)
+            self.admin = await self._new_admin(config)
             return
         except OSError as exc:
             log.error("cannot move the admin endpoint to %s: %s", config.service.admin.endpoint, exc)

@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.component import ComponentId, Kind, Settings
 from agent.config import VigilConfig
-from agent.extensions.health_check import HealthCheck, shares_port
+from agent.extensions.health_check import HealthCheck, listens_beside, shares_port
 from agent.telemetry import SelfTelemetry
 
 log = logging.getLogger("vigil.service")
@@ -33,6 +33,7 @@ class Extensions:
         extension = component.factory.create(component.config, settings)
         if isinstance(extension, HealthCheck):
             extension.on_admin = shares_port(component.config.endpoint, config.service.admin.endpoint)
+            extension.beside_admin = listens_beside(component.config.endpoint, config.service.admin.endpoint)
         return extension
 
     async def start(self, config: VigilConfig) -> None:

@@ -41,9 +41,10 @@ def json_response(data: Any, status_code: int = 200) -> web.Response:
 
 
 class AdminServer:
-    def __init__(self, service: Any, endpoint: str) -> None:
+    def __init__(self, service: Any, endpoint: str, reuse_port: bool = False) -> None:
         self._service = service
         self._endpoint = endpoint
+        self._reuse_port = reuse_port  # a health check listens beside it on this port
         self._runner: web.AppRunner | None = None
         self._routes_for: Any = None  # the graph the component router was built for
         self._component_router: web.UrlDispatcher | None = None
@@ -64,7 +65,8 @@ class AdminServer:
         app.router.add_get("/api/v1/models/{name}/health", self._model_health)
         app.router.add_get("/", self._page)
         app.router.add_route("*", "/api/v1/{tail:.*}", self._component_route)
-        self._runner, self.port = await listen(app, self._endpoint)  # the real port when 0 was asked
+        # the real port when 0 was asked
+        self._runner, self.port = await listen(app, self._endpoint, reuse_port=self._reuse_port)
         log.info("admin endpoint listening on http://%s:%d/", split_host_port(self._endpoint)[0], self.port)
 
     async def stop(self) -> None:

@@ -70,6 +70,16 @@ def shares_port(endpoint: str, other: str | None) -> bool:
             or (host in _LOOPBACK and other_host in _LOOPBACK))
 
 
+def listens_beside(endpoint: str, admin: str | None) -> bool:
+    """True when a health check on `endpoint` shares the admin endpoint's port but on every interface while
+    the admin endpoint keeps to its own address (loopback, usually): it then listens beside it on that port
+    (SO_REUSEPORT on both), answering what comes to the host's other addresses, and the admin endpoint
+    answers it on its own address."""
+    if admin is None or not shares_port(endpoint, admin):
+        return False
+    return split_host_port(endpoint)[0] in _WILDCARD and split_host_port(admin)[0] not in _WILDCARD
+
+
 def go_duration(seconds: float) -> str:
     """A duration as Go's time.Duration.String() writes it: 1h2m3.5s, 3.25s, 12ms."""
     if seconds < 1:
@@ -89,6 +99,7 @@ class HealthCheck:
         self.config = config
         self.path = config.path
         self.on_admin = False  # set by the service when the endpoint is the admin endpoint's
+        self.beside_admin = False  # and listens beside it on every interface (`listens_beside`)
         self._log = settings.logger
         self._up_since: float | None = None
         self._runner = None
@@ -108,12 +119,12 @@ class HealthCheck:
             if custom is not None and custom.unhealthy:
                 return 503, "text/plain", custom.unhealthy
             body = {"status": "Server not available", "upSince": "0001-01-01T00:00:00Z", "uptime": ""}
-            return 503, "application/json", json.dumps(body)
+            return 503, "application/json", json.dumps(body, separators=(",", ":"))
         if custom is not None and custom.healthy:
             return 200, "text/plain", custom.healthy
         since = datetime.fromtimestamp(self._up_since, timezone.utc).isoformat().replace("+00:00", "Z")
         body = {"status": "Server available", "upSince": since, "uptime": go_duration(time.time() - self._up_since)}
-        return 200, "application/json", json.dumps(body)
+        return 200, "application/json", json.dumps(body, separators=(",", ":"))
 
     async def handle(self, _request):
         from aiohttp import web
@@ -122,7 +133,7 @@ class HealthCheck:
         return web.Response(status=status, text=body, content_type=content_type)
 
     async def start(self) -> None:
-        if self.on_admin:
+        if self.on_admin and not self.beside_admin:
             self._log.info("health check served by the admin endpoint at %s", self.path)
             return
         from aiohttp import web
@@ -131,7 +142,7 @@ class HealthCheck:
 
         app = web.Application()
         app.router.add_get(self.path, self.handle)
-        self._runner, self.port = await listen(app, self.config.endpoint)
+        self._runner, self.port = await listen(app, self.config.endpoint, reuse_port=self.beside_admin)
         self._log.info("health check on %s:%d%s", split_host_port(self.config.endpoint)[0], self.port, self.path)
 
     async def shutdown(self) -> None:

@@ -147,3 +147,25 @@ def test_uptime_is_written_as_go_writes_durations():
     assert go_duration(0.012) == "12ms"
     assert go_duration(62) == "1m2s"
     assert go_duration(3723.5) == "1h2m3.5s"
+
+
+async def test_on_every_interface_of_the_admin_endpoints_port_it_answers_beside_it():
+    # The Kubernetes form, 0.0.0.0:13133, beside Vigil's admin endpoint on 127.0.0.1:13133: the probe
+    # reaches the health check on the host's other addresses (127.0.0.2 stands for one here), where the
+    # admin endpoint's page and API are not served; on 127.0.0.1 the admin endpoint answers both.
+    port = free_port()
+    config = config_module.from_dict(_config({"endpoint": f"0.0.0.0:{port}"}, admin=f"127.0.0.1:{port}"))
+    assert (f"extensions.health_check: endpoint 0.0.0.0:{port} shares the admin endpoint's port "
+            f"(127.0.0.1:{port}): the health check answers at / on every interface, the admin endpoint's "
+            f"page and API only on 127.0.0.1") in config.warnings
+    service = Service(config)
+    await service.start()
+    try:
+        for host in ("127.0.0.2", "127.0.0.1"):
+            status, content_type, text = await _get(f"http://{host}:{port}/")
+            assert (status, content_type) == (200, "application/json"), host
+            assert text.startswith('{"status":"Server available","upSince":"'), text  # the Collector's bytes
+        assert (await _get(f"http://127.0.0.2:{port}/api/v1/status"))[0] == 404
+        assert (await _get(f"http://127.0.0.1:{port}/api/v1/status"))[0] == 200
+    finally:
+        await service.shutdown()
