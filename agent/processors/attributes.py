@@ -202,7 +202,7 @@ class _Strings:
     def __call__(self, text: str) -> bool:
         if self._regexes is None:
             return text in self._texts
-        return any(r.search(text) for r in self._regexes)
+        return any(r.found(text) for r in self._regexes)
 
 
 class _Matcher:
@@ -242,7 +242,7 @@ class _Matcher:
                 continue
             have = present[key]
             if self._regexp:
-                if want.search(attributes.as_string(have)) is None:
+                if not want.found(attributes.as_string(have)):
                     return False
             elif type(have) is not type(want) or have != want:  # strict: the same type and value
                 return False
@@ -363,12 +363,12 @@ class _Actions:
         for a, constant, default, regex in self._actions:
             action = a.action
             if action == "delete":
-                for kv in [kv for kv in kvs if kv.key == a.key or (regex is not None and regex.search(kv.key))]:
+                for kv in [kv for kv in kvs if kv.key == a.key or (regex is not None and regex.found(kv.key))]:
                     kvs.remove(kv)
                     changed = True
             elif action == "hash":
                 for kv in kvs:
-                    if kv.key == a.key or (regex is not None and regex.search(kv.key)):
+                    if kv.key == a.key or (regex is not None and regex.found(kv.key)):
                         _hash(kv.value)
                         changed = True
             elif action == "extract":

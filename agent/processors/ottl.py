@@ -376,7 +376,7 @@ class _Compiler(Transformer):
 
             def is_match(item: Item) -> bool:
                 text = _as_string(target(item))
-                return text is not None and regex.search(text) is not None
+                return text is not None and regex.found(text)
 
             return is_match
         if name == "IsRootSpan" and self._context.name == "span":

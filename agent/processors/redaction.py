@@ -16,7 +16,7 @@ from pydantic import AfterValidator, field_validator, model_validator
 from agent import attributes
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.configmodel import StrictModel
-from agent.processors.regex import compile_user_regex
+from agent.processors.regex import UserRegex, compile_user_regex
 from agent.signals import Batch, Signal
 
 MASK = "****"
@@ -96,7 +96,7 @@ _SHORT = 256
 _VALUES_REMEMBERED = 10_000
 
 
-def _any_of(patterns: list[str]) -> Any:
+def _any_of(patterns: list[str]) -> UserRegex | None:
     """One regex that finds where any of `patterns` would, to skip values none matches in one scan;
     None where the joined pattern is past RE2's memory limit (each alone is within it)."""
     try:
@@ -105,7 +105,7 @@ def _any_of(patterns: list[str]) -> Any:
         return None
 
 
-def _replace_all(regex: Any, text: str, replace) -> str:
+def _replace_all(regex: UserRegex, text: str, replace) -> str:
     """Every match replaced, as Go's ReplaceAllStringFunc does: an empty match right after a match is skipped."""
     parts, last, previous_end = [], 0, -1
     for match in regex.finditer(text):
@@ -209,22 +209,22 @@ class RedactionProcessor:
         return masked
 
     def _mask_blocked(self, text: str) -> str:
-        if self._any_blocked is not None and self._any_blocked.search(text) is None:
+        if self._any_blocked is not None and not self._any_blocked.found(text):
             return text  # the common case: one scan says no blocked value is in it
         for regex in self._blocked_values:
-            if regex.search(text):
+            if regex.found(text):
                 text = _replace_all(regex, text, self._mask)
         return text
 
     def _value_allowed(self, text: str) -> bool:
-        return any(regex.search(text) for regex in self._allowed_values)
+        return any(regex.found(text) for regex in self._allowed_values)
 
     def _key_blocked(self, key: str) -> bool:
         blocked = self._keys_seen.get(key)
         if blocked is None:
             if len(self._keys_seen) >= _KEYS_REMEMBERED:
                 self._keys_seen.clear()
-            blocked = self._keys_seen[key] = any(regex.search(key) for regex in self._blocked_keys)
+            blocked = self._keys_seen[key] = any(regex.found(key) for regex in self._blocked_keys)
         return blocked
 
     def _attributes(self, kvs) -> None:

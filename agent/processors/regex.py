@@ -7,7 +7,7 @@ backtracking (lookaround, backreferences), as Go's regexp in the Collector does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import re2
 
@@ -18,13 +18,50 @@ _OPTIONS.log_errors = False  # a refused pattern is the config error below, not 
 _UNSUPPORTED = ("invalid perl operator", "invalid escape sequence", "bad repetition operator")
 
 
-def compile_user_regex(pattern: str, field: str | None = None) -> Any:
-    """`pattern` compiled with RE2 (search, finditer, groups and groupindex as `re`'s).
+# Short texts repeat (span, service and metric names, routes, model names): each one's answer is
+# remembered, up to this many per pattern.
+_SHORT = 256
+_REMEMBERED = 4096
+
+
+class UserRegex:
+    """A compiled pattern: `found` for a yes or no, `search` and `finditer` for matches (as `re`'s)."""
+
+    __slots__ = ("_regex", "_seen", "pattern", "groups", "groupindex")
+
+    def __init__(self, regex: Any) -> None:
+        self._regex = regex
+        self._seen: dict[str, bool] = {}
+        self.pattern: str = regex.pattern
+        self.groups: int = regex.groups
+        self.groupindex: dict[str, int] = dict(regex.groupindex)
+
+    def found(self, text: str) -> bool:
+        """Whether the pattern matches anywhere in `text`."""
+        hit = self._seen.get(text)
+        if hit is None:
+            # On the UTF-8 bytes RE2 reads anyway: the same answer, without mapping offsets back to a str's.
+            hit = self._regex.search(text.encode()) is not None
+            if len(text) <= _SHORT:
+                if len(self._seen) >= _REMEMBERED:
+                    self._seen.clear()
+                self._seen[text] = hit
+        return hit
+
+    def search(self, text: str) -> Any:
+        return self._regex.search(text)
+
+    def finditer(self, text: str) -> Iterator[Any]:
+        return self._regex.finditer(text)
+
+
+def compile_user_regex(pattern: str, field: str | None = None) -> UserRegex:
+    """`pattern` compiled with RE2.
 
     ValueError when RE2 refuses it, starting with `field` where the config path does not name it.
     """
     try:
-        return re2.compile(pattern, _OPTIONS)
+        return UserRegex(re2.compile(pattern, _OPTIONS))
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         if reason.startswith(_UNSUPPORTED):
