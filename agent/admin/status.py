@@ -11,7 +11,8 @@
      "telemetry": [{"name", "attributes", "value"}, ...]}
 
 `notices` are what the service found wrong with how data flows, but that
-does not stop it (predictions that reach no `ml` processor). Counters come from the self-telemetry, by the component's id; `status` is
+does not stop it (predictions that reach no `ml` processor), and what a
+component's status lists as `notices` (a notifier that cannot deliver). Counters come from the self-telemetry, by the component's id; `status` is
 what the component's `status()` returns (for a processor with shared state,
 like `ml`, that state's).
 """
@@ -113,6 +114,10 @@ def collect(service: Any) -> dict[str, Any]:
             entry["queue"] = {"size": _total(values, "vigil_exporter_queue_size", exporter=str(cid)),
                               "capacity": sum(capacity)}
         out["components"]["exporters"][str(cid)] = entry
+    for section in out["components"].values():  # what a component says is wrong, beside the service's
+        for entry in section.values():
+            if isinstance(entry.get("status"), dict):
+                out["notices"] += [str(n) for n in entry["status"].get("notices", [])]
     return out
 
 

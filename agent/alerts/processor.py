@@ -358,6 +358,8 @@ class AlertsEngine:
             "pending": sum(a.state == PENDING for a in alerts),
             "silences": sum(s.active(now) for s in self.silences.all()),
             "notifiers": {nid: d.status() for nid, d in self.deliveries.items()},
+            # The service lists these among its notices (the status page, vigil status).
+            "notices": [p for p in (d.problem() for d in self.deliveries.values()) if p],
         }
 
     def admin_routes(self) -> list[tuple[str, str, Callable[..., Any]]]:

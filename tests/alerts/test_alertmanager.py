@@ -220,6 +220,10 @@ async def test_two_alertmanagers_one_down_the_other_gets_every_alert(tmp_path, c
             assert down["up"] is False and down["queued"] == 2  # a's firing and b's resolution, latest each
             assert "ConnectionRefused" in down["last_error"] or "Cannot connect" in down["last_error"]
             assert status()["alertmanagers"][live.url]["up"] is True
+            # On call sees it among the service's notices (the status page, vigil status), the secret left out.
+            (notice,) = engine.status()["notices"]
+            assert notice.startswith(f"notifier alertmanager: 1 of 2 Alertmanagers unreachable: {dead_name} (2 alerts")
+            assert live.url not in notice and "t0ken-xyz" not in notice
             await engine.shutdown()
     assert [a["labels"]["ml_feature_name"] for a in posted(live)] == ["a", "b", "b"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -351,6 +351,14 @@ class AlertmanagerNotifier:
     def queued(self) -> int:
         return sum(len(t.pending) for t in self._targets)
 
+    def problem(self) -> str | None:
+        """Which Alertmanagers are not getting the alerts, else None."""
+        down = [t for t in self._targets if t.failing]
+        if not down:
+            return None
+        which = ", ".join(f"{t.name} ({len(t.pending)} alerts waiting: {t.last_error})" for t in down)
+        return f"notifier {self.id}: {len(down)} of {len(self._targets)} Alertmanagers unreachable: {which}"
+
     def status(self) -> dict[str, Any]:
         targets = {t.name: t.status() for t in self._targets}
         return {"sent": sum(t.sent for t in self._targets), "failed": sum(t.failed for t in self._targets),

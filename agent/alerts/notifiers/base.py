@@ -172,6 +172,7 @@ class Delivery:
         self.sent = 0
         self.failed = 0
         self.last_error = ""
+        self.failing = False  # the latest attempt failed: what it carries is not getting through
 
     async def start(self) -> None:
         await self.notifier.start()
@@ -229,6 +230,7 @@ class Delivery:
                 async with asyncio.timeout(self._timeout):  # not wait_for, which can swallow a cancellation
                     await self.notifier.send(notification)
                 self.sent += 1
+                self.failing = False
                 self._sent.add(1, self._attrs)
                 return
             except DeliveryError as exc:
@@ -240,6 +242,7 @@ class Delivery:
             except Exception as exc:  # aiohttp's client errors and the like
                 error, retryable, wait = f"{type(exc).__name__}: {exc}", True, None
             error = redact(error, self.notifier.secrets())
+            self.failing, self.last_error = True, error
             backoff = min(self._retry.initial_interval * 2 ** (attempt - 1), self._retry.max_interval)
             backoff *= random.uniform(0.8, 1.2)
             if wait is not None:
@@ -262,4 +265,12 @@ class Delivery:
         self._log.warning("notifier %s: dropped notification%s%s: %s", self.notifier.id, what, tries, error)
 
     def status(self) -> dict[str, Any]:
-        return {"sent": self.sent, "failed": self.failed, "queued": self.queued, "last_error": self.last_error}
+        return {"sent": self.sent, "failed": self.failed, "queued": self.queued, "last_error": self.last_error,
+                "up": not self.failing}
+
+    def problem(self) -> str | None:
+        """What an on-call should know while notifications are not getting through, else None."""
+        if not self.failing:
+            return None
+        return (f"notifier {self.notifier.id} cannot deliver: {self.last_error} (retrying; {self.failed} "
+                f"dropped so far, {self.queued} more waiting)")
