@@ -48,6 +48,7 @@ from agent.processors.ml.engine import MlEngine  # noqa: E402
 from agent.signals import Batch, Signal  # noqa: E402
 from agent.telemetry import SelfTelemetry  # noqa: E402
 from bench.passthrough import make_request  # noqa: E402
+from bench.realistic_payload import make_request as realistic_request, numbered  # noqa: E402
 
 
 def parsed(bodies: list[bytes]) -> list[Batch]:
@@ -94,17 +95,31 @@ def main() -> None:
     parser.add_argument("--window", type=int, action="append",
                         help="window size, repeatable (default: 1000, the processor's default, and 5000, "
                              "passthrough --ml's)")
+    parser.add_argument("--payload", choices=["prediction-only", "realistic"], default="prediction-only",
+                        help="passthrough --ml's payload: prediction-only (default) or realistic (every span "
+                             "with an ml.prediction.id, each request's ids new to the run)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each part")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
-    bodies = [make_request(Signal.TRACES, args.items, args.attributes, True, seed=s) for s in range(8)]
-    request_bodies = [bodies[i % len(bodies)] for i in range(args.requests)]
+    if args.payload == "realistic":
+        bodies = [realistic_request(args.items, seed=s) for s in range(1, 9)]
+        sent = iter(range(1000, 10**6))
+
+        def request_bodies() -> list[bytes]:
+            # Renumbered per request, as passthrough.py sends them: the label join sees each id once.
+            return [numbered(bodies[i % 8], i % 8 + 1, next(sent)) for i in range(args.requests)]
+    else:
+        bodies = [make_request(Signal.TRACES, args.items, args.attributes, True, seed=s) for s in range(8)]
+        fixed = [bodies[i % len(bodies)] for i in range(args.requests)]
+
+        def request_bodies() -> list[bytes]:
+            return fixed
     for window in args.window or [1000, 5000]:
         run(args, bodies, request_bodies, window)
 
 
-def run(args: argparse.Namespace, bodies: list[bytes], request_bodies: list[bytes], window: int) -> None:
+def run(args: argparse.Namespace, bodies: list[bytes], request_bodies, window: int) -> None:
     spans = args.requests * Batch.from_wire(Signal.TRACES, bodies[0]).items
     print(f"payload: {spans // args.requests} prediction spans x ~{args.attributes} attributes per request, "
           f"{args.requests} requests ({spans:,} spans) per round, {args.repeat} rounds; "
@@ -114,13 +129,19 @@ def run(args: argparse.Namespace, bodies: list[bytes], request_bodies: list[byte
         extractor = Extractor()
         engine, jobs = make_engine(Path(tmp), args.warmup, window)
         learn(engine, jobs, bodies)
+        if args.payload == "realistic":
+            # The label join at capacity, as in a run where ids never repeat: each new prediction
+            # expires the oldest one waiting.
+            n = engine._join.max_pending
+            engine._join.add_predictions("fill", "", [f"fill-{i}" for i in range(n)], [None] * n, [0.0] * n,
+                                         [0.0] * n, time.time())
         extract_s, observe_s, evaluate_s, windows, window_rows = [], [], [], [], []
         profiles = {name: cProfile.Profile() for name in ("extract", "observe", "evaluate")} if args.profile \
             else {}
         for _ in range(args.repeat):
-            batches = parsed(request_bodies)
+            batches = parsed(request_bodies())
             extract_s.append(timed(lambda: [extractor.extract_all(b) for b in batches]))
-            batches = parsed(request_bodies)
+            batches = parsed(request_bodies())
             jobs.clear()
             observe_s.append(timed(lambda: [engine.observe(b) for b in batches]))
             closed = [job for job in jobs if job[0] == "window"]
@@ -129,16 +150,15 @@ def run(args: argparse.Namespace, bodies: list[bytes], request_bodies: list[byte
             windows.append(len(closed))
             window_rows.append(sum(job[2] for job in closed))
         if profiles:
-            batches = parsed(request_bodies)
+            batches = parsed(request_bodies())
             profiles["extract"].runcall(lambda: [extractor.extract_all(b) for b in batches])
-            batches = parsed(request_bodies)
+            batches = parsed(request_bodies())
             jobs.clear()
             profiles["observe"].runcall(lambda: [engine.observe(b) for b in batches])
             closed = [job for job in jobs if job[0] == "window"]
             profiles["evaluate"].runcall(lambda: [engine._evaluate(state, rows, columns, started)
                                                   for _, state, rows, columns, started, *_ in closed])
 
-    extract_us = statistics.median(extract_s) / spans * 1e6
     observe_us = statistics.median(observe_s) / spans * 1e6
     per_window = statistics.median(e / w for e, w in zip(evaluate_s, windows) if w) if any(windows) else 0.0
     evaluate_us = statistics.median(e / r for e, r in zip(evaluate_s, window_rows) if r) * 1e6 \
