@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import repeat
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,11 @@ def _oldest(items: dict, order: deque, at: int) -> tuple[Any, tuple] | None:
     return None
 
 
+_SLACK = 1024  # stale entries a deque may hold beyond twice its dict's size
+
+
 def _compact(items: dict, order: deque, at: int) -> None:
-    if len(order) > 2 * len(items) + 1024:
+    if len(order) > 2 * len(items) + _SLACK:
         order.clear()
         order.extend((key, entry[at]) for key, entry in items.items())
 
@@ -103,10 +107,36 @@ class LabelJoin:
     def add_predictions(self, model: str, version: str, ids: Iterable[str], predicted: Iterable[str | None],
                         scores: Iterable[float], values: Iterable[float], now: float) -> list[Joined]:
         """Predictions to wait for their labels; returns those whose label was already waiting."""
+        columns = [c if isinstance(c, list) else list(c) for c in (ids, predicted, scores, values)]
+        n = min(map(len, columns))
+        ids, predicted, scores, values = (c if len(c) == n else c[:n] for c in columns)  # as zip() reads them
+        keys = list(zip(repeat(model), ids))
+        if not (self.waiting and not self.waiting.keys().isdisjoint(keys)) and self.pending.keys().isdisjoint(keys) \
+                and len(set(ids)) == len(ids):
+            # Every id new, none with its label waiting (as apps send them): the same steps in bulk.
+            self._add_new(model, version, keys, predicted, scores, values, now)
+            return []
+        return self._add_one_by_one(model, version, keys, predicted, scores, values, now)
+
+    def _add_new(self, model: str, version: str, keys: list[tuple[str, str]], predicted: Iterable[str | None],
+                 scores: Iterable[float], values: Iterable[float], now: float) -> None:
+        pending = self.pending
+        pending.update(zip(keys, zip(repeat(version), predicted, scores, values, repeat(now))))
+        self._pending_order.extend(zip(keys, repeat(now)))
+        if keys:
+            self.pending_count[(model, version)] += len(keys)
+        self.changed = True
+        excess = len(pending) - self.max_pending
+        if excess > 0:
+            self._expire_oldest(excess, now)
+        _compact(pending, self._pending_order, 4)
+
+    def _add_one_by_one(self, model: str, version: str, keys: list[tuple[str, str]],
+                        predicted: Iterable[str | None], scores: Iterable[float], values: Iterable[float],
+                        now: float) -> list[Joined]:
         joined = []
         pending, waiting = self.pending, self.waiting
-        for id_, label_, score, value in zip(ids, predicted, scores, values):
-            key = (model, id_)
+        for key, label_, score, value in zip(keys, predicted, scores, values):
             early = waiting.pop(key, None) if waiting else None
             if early is not None:
                 self._close(key, True, now)
@@ -126,6 +156,51 @@ class LabelJoin:
             self._expire(key, entry, CAPACITY, now)
         _compact(pending, self._pending_order, 4)
         return joined
+
+    def _expire_oldest(self, count: int, now: float) -> None:
+        """Expire the `count` oldest pending predictions (beyond `max_pending`) as `_expire` one at a
+        time would: the same entries, counters, closed ids and the same orders left behind."""
+        pending, order = self.pending, self._pending_order
+        gone: list[tuple[str, str]] = []
+        versions: list[str] = []
+        newest = False  # one of them came at `now`
+        while len(gone) < count:
+            key, t = order.popleft()
+            entry = pending.get(key)
+            if entry is not None and entry[4] == t:
+                del pending[key]
+                gone.append(key)
+                versions.append(entry[0])
+                newest = newest or t == now
+        order.appendleft((key, t))  # `_oldest` leaves the last one taken at the front: so do we
+        by_version = Counter(zip([key[0] for key in gone], versions))
+        counts, expired = self.pending_count, self.expired
+        for (model, version), n in by_version.items():
+            counts[(model, version)] -= n
+            if counts[(model, version)] <= 0:
+                del counts[(model, version)]
+            expired[(model, version, CAPACITY)] += n
+        self.changed = True
+        closed, closed_order = self.closed, self._closed_order
+        # In bulk when that is the same as one at a time: ids not closed before, none of them taken at
+        # `now` (whose earlier entries, if any, would look current), no compaction halfway.
+        if newest or not closed.keys().isdisjoint(gone) or \
+                len(closed_order) + len(gone) > 2 * len(closed) + _SLACK:
+            for key in gone:
+                self._close(key, False, now)
+            return
+        closed.update(zip(gone, repeat((False, now))))
+        closed_order.extend(zip(gone, repeat(now)))
+        last = None
+        while len(closed) > self.max_pending:
+            key, t = closed_order.popleft()
+            entry = closed.get(key)
+            if entry is not None and entry[1] == t:
+                del closed[key]
+                last = (key, t)
+        if last is not None:
+            closed_order.appendleft(last)
+        _compact(closed, closed_order, 1)
 
     def add_labels(self, model: str, ids: Iterable[str], labels: Iterable[str | float], now: float) -> list[Joined]:
         """Labels to join; returns those whose prediction was waiting."""
