@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -81,6 +82,39 @@ class Item:
     metric: Any = None          # the metric, or a data point's metric
     datapoint: Any = None
     log: Any = None             # LogRecord
+
+
+# --- OTTL's own functions ----------------------------------------------------------------------
+
+# The functions of opentelemetry-collector-contrib's pkg/ottl/ottlfuncs (README.md), so a condition pasted
+# from the Collector's docs is told that Vigil does not run the one it calls, not that it does not exist.
+_OTTL_CONVERTERS = frozenset("""
+    All Any Base64Decode Base64Encode Bool Coalesce CommunityID Concat ContainsValue ConvertAttributesToElementsXML
+    ConvertCase ConvertTextToElementsXML Day Decode Double Duration ExtractGrokPatterns ExtractPatterns Filter Find
+    FNV Format FormatTime GetXML HasPrefix HasSuffix Hex Hour Hours Index InsertXML Int IsBool IsDouble IsEmpty
+    IsInCIDR IsInt IsList IsMap IsMatch IsRootSpan IsString IsValidLuhn Keys Len Log MapEach MD5 Microseconds
+    Milliseconds Minute Minutes Month Murmur3Hash Murmur3Hash128 Nanosecond Nanoseconds Now ParseCSV ParseInt
+    ParseJSON ParseKeyValue ParseSeverity ParseSimplifiedXML ParseXML ProfileID RemoveXML Second Seconds SHA1
+    SHA256 SHA512 SliceToMap Sort SpanID Split String Substring Time ToCamelCase ToKeyValueString ToLowerCase
+    ToSnakeCase ToUpperCase TraceID Trim TrimPrefix TrimSuffix TruncateTime Unix UnixMicro UnixMilli UnixNano
+    UnixSeconds URL UserAgent UUID UUIDv7 Values Weekday When XXH3 XXH128 Year
+""".split())
+_OTTL_EDITORS = frozenset("""
+    append delete_index delete_key delete_matching_keys flatten keep_keys keep_matching_keys limit merge_maps
+    replace_all_matches replace_all_patterns replace_match replace_pattern set stringify_all truncate_all
+""".split())
+# The functions Vigil runs, and the context each runs in (None: every context).
+_SUBSET = {"IsMatch": None, "IsRootSpan": "span", "HasAttrKeyOnDatapoint": "metric", "HasAttrOnDatapoint": "metric"}
+_SUBSET_TEXT = ", ".join(_SUBSET)
+
+
+def _not_run(name: str) -> str | None:
+    """Why a call of `name` is refused where it is an OTTL function outside the subset."""
+    if name in _OTTL_EDITORS:
+        return f"{name!r} is an OTTL editor, which changes telemetry: a condition only reads it"
+    if name in _OTTL_CONVERTERS and name not in _SUBSET:
+        return f"{name!r} is an OTTL function Vigil does not run (the subset: {_SUBSET_TEXT})"
+    return None
 
 
 # --- enums ---------------------------------------------------------------------------------------
@@ -303,7 +337,11 @@ class _Compiler(Transformer):
 
     # values
     def string(self, token: Token):
-        return _Const(json.loads(token))
+        try:
+            return _Const(json.loads(token))
+        except ValueError:
+            raise _Refused(f"invalid escape in the string at column {token.column} "
+                           "(write \\\\ for a backslash, as in \"\\\\d+\")") from None
 
     def number(self, token: Token):
         text = str(token)
@@ -389,7 +427,9 @@ class _Compiler(Transformer):
             if len(args) != want or None in literals:
                 raise _Refused(f"{name} takes {want} string literal argument{'s' if want > 1 else ''}")
             return functools.partial(_has_attr_on_datapoint, literals[0], literals[1] if want == 2 else None)
-        raise _Refused(f"unknown function {name!r} in the {self._context.name} context")
+        if name in _SUBSET:  # one of the subset's, called where it does not run
+            raise _Refused(f"{name!r} runs only in the {_SUBSET[name]} context, not the {self._context.name} one")
+        raise _Refused(_not_run(name) or f"unknown function {name!r} in the {self._context.name} context")
 
     # booleans
     def compare(self, left, op: Token, right):
@@ -463,22 +503,46 @@ def infer_context(text: str, signal: str) -> str:
     raise ValueError("no path names a context to infer: name the context ({context: ..., conditions: [...]})")
 
 
+_STRINGS = re.compile(r'"(?:\\.|[^"\\])*"')
+_CALLS = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+_OUTSIDE = "(outside the OTTL subset Vigil runs)"
+
+
 def _syntax(text: str):
     try:
         return _PARSER.parse(text)
-    except UnexpectedEOF:
-        raise ValueError("incomplete condition: it ends too early") from None
-    except UnexpectedCharacters as exc:
-        raise ValueError(f"unexpected {text[exc.pos_in_stream]!r} at column {exc.column} "
-                         "(outside the OTTL subset Vigil runs)") from None
-    except UnexpectedInput as exc:
+    except LarkError as exc:
+        raise ValueError(_syntax_reason(text, exc)) from None
+
+
+def _syntax_reason(text: str, exc: LarkError) -> str:
+    """What is wrong with a condition the grammar refused, in the words of what was written."""
+    outside_strings = _STRINGS.sub(lambda m: " " * len(m.group()), text)
+    # A call of an OTTL function outside the subset, however its arguments are written (a list, a lambda).
+    for call in _CALLS.finditer(outside_strings):
+        reason = _not_run(call.group(1))
+        if reason is not None:
+            return reason
+    # A quote left over once the strings are paired opens one that never closes.
+    unpaired = outside_strings.find('"')
+    if unpaired >= 0:
+        column = unpaired - text.rfind("\n", 0, unpaired)
+        return f"unterminated string starting at column {column}"
+    if isinstance(exc, UnexpectedEOF):
+        return "incomplete condition: it ends too early"
+    if isinstance(exc, UnexpectedCharacters):
+        found = text[exc.pos_in_stream]
+    elif isinstance(exc, UnexpectedInput):
         token = getattr(exc, "token", None)
         if token is None or token.type == "$END":
-            raise ValueError("incomplete condition: it ends too early") from None
-        raise ValueError(f"unexpected {str(token)!r} at column {exc.column} "
-                         "(outside the OTTL subset Vigil runs)") from None
-    except LarkError as exc:
-        raise ValueError(f"invalid condition: {exc}") from None
+            return "incomplete condition: it ends too early"
+        found = str(token)
+    else:
+        return f"invalid condition: {exc}"
+    # `a - b` stops at the '-', `a -1` at the number its sign was read into.
+    if found and found[0] in "+-*/":
+        return f"arithmetic (+ - * /) is outside the OTTL subset Vigil runs: {found[:1]!r} at column {exc.column}"
+    return f"unexpected {found!r} at column {exc.column} {_OUTSIDE}"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -356,26 +356,38 @@ processors:
         - 'XYZ(name) == true'
       spanevent:
         - 'attributes[grpc] == true'
+        - 'IsString(attributes["grpc"])'
     logs:
       log_record:
         - 'severity_number < SEVERITY_NUMBER_WARNING'
         - 'Len(body) > 10'
+        - 'attributes["a"] == "b'
+    metrics:
+      datapoint:
+        - 'time_unix_nano - start_time_unix_nano < 1000000'
 exporters:
   debug: {}
 service:
   pipelines:
     traces: {receivers: [otlp], processors: [filter/ottl], exporters: [debug]}
     logs: {receivers: [otlp], processors: [filter/ottl], exporters: [debug]}
+    metrics: {receivers: [otlp], processors: [filter/ottl], exporters: [debug]}
 """)
     result = run_cli("validate", "-c", str(path))
+    not_run = ("is an OTTL function Vigil does not run "
+               "(the subset: IsMatch, IsRootSpan, HasAttrKeyOnDatapoint, HasAttrOnDatapoint)")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{path}: processors.filter/ottl.traces.span[1]: unknown function 'XYZ' in the span context",
         f"{path}: processors.filter/ottl.traces.spanevent[0]: unexpected 'grpc' at column 12 "
         "(outside the OTTL subset Vigil runs)",
+        f"{path}: processors.filter/ottl.traces.spanevent[1]: 'IsString' {not_run}",
+        f"{path}: processors.filter/ottl.metrics.datapoint[0]: arithmetic (+ - * /) is outside the OTTL subset "
+        "Vigil runs: '-' at column 16",
         f"{path}: processors.filter/ottl.logs.log_record[0]: unknown enum 'SEVERITY_NUMBER_WARNING' in the log "
         "context",
-        f"{path}: processors.filter/ottl.logs.log_record[1]: unknown function 'Len' in the log context",
+        f"{path}: processors.filter/ottl.logs.log_record[1]: 'Len' {not_run}",
+        f"{path}: processors.filter/ottl.logs.log_record[2]: unterminated string starting at column 20",
     ]
 
 

@@ -52,6 +52,7 @@ SPAN = _span_item()
     ('attributes["missing"] == nil', True),
     ('attributes["missing"] != nil', False),
     ('attributes["missing"] < 5', False),
+    ('attributes["http.response.status_code"] > -1', True),  # a sign, not arithmetic
     ('attributes["nested"]["inner"] == "x"', True),
     ('attributes["list"][1] == "b"', True),
     ('name < "b"', True),  # strings order
@@ -95,15 +96,37 @@ def test_log_and_metric_contexts():
     assert ottl.parse('attributes["http.method"] == "GET" and metric.name == "my.metric"', "datapoint")(on_point)
 
 
+NOT_RUN = ("is an OTTL function Vigil does not run "
+           "(the subset: IsMatch, IsRootSpan, HasAttrKeyOnDatapoint, HasAttrOnDatapoint)")
+
+
 @pytest.mark.parametrize("condition,context,reason", [
     ('XYZ(name)', "span", "unknown function 'XYZ' in the span context"),
-    ('Concat(["a", name], "") == "a"', "span", "unexpected '[' at column 8 (outside the OTTL subset Vigil runs)"),
+    # OTTL's own functions outside the subset, however their arguments are written.
+    ('Concat(["a", name], "") == "a"', "span", f"'Concat' {NOT_RUN}"),
+    ('IsString(attributes["a"])', "span", f"'IsString' {NOT_RUN}"),
+    ('Len(body) > 10', "log", f"'Len' {NOT_RUN}"),
+    ('ConvertCase(name, "lower") == "x"', "span", f"'ConvertCase' {NOT_RUN}"),
+    ('Int(attributes["a"]) > 1 and Substring(name, 0, 3) == "app"', "span", f"'Int' {NOT_RUN}"),
+    ('IsMap(ParseJSON(body))', "log", f"'ParseJSON' {NOT_RUN}"),
+    ('Any(attributes["tags"], (_, v) => v == "prod")', "span", f"'Any' {NOT_RUN}"),
+    ('set(attributes["a"], "b")', "span", "'set' is an OTTL editor, which changes telemetry: a condition only reads it"),
+    ('name == "Len(x)" or XYZ(name)', "span", "unknown function 'XYZ' in the span context"),  # text, not a call
+    ('HasAttrOnDatapoint("a", "b")', "span", "'HasAttrOnDatapoint' runs only in the metric context, not the span one"),
     ('attributes[test] == "pass"', "span", "unexpected 'test' at column 12 (outside the OTTL subset Vigil runs)"),
     ('resource.attributes[test] == "pass"', "metric",
      "unexpected 'test' at column 21 (outside the OTTL subset Vigil runs)"),
     ('name == ', "span", "incomplete condition: it ends too early"),
-    ('end_time_unix_nano - start_time_unix_nano > 1000', "span",
-     "unexpected '-' at column 20 (outside the OTTL subset Vigil runs)"),
+    ('end_time_unix_nano - start_time_unix_nano < 1000000', "span",
+     "arithmetic (+ - * /) is outside the OTTL subset Vigil runs: '-' at column 20"),
+    ('time_unix_nano -1000 > 0', "log", "arithmetic (+ - * /) is outside the OTTL subset Vigil runs: '-' at column 16"),
+    ('severity_number + 1 > 9', "log", "arithmetic (+ - * /) is outside the OTTL subset Vigil runs: '+' at column 17"),
+    ('attributes["n"] * 2 > 9', "span", "arithmetic (+ - * /) is outside the OTTL subset Vigil runs: '*' at column 17"),
+    ('attributes["n"] / 2 > 9', "span", "arithmetic (+ - * /) is outside the OTTL subset Vigil runs: '/' at column 17"),
+    ('attributes["a"] == "b', "span", "unterminated string starting at column 20"),
+    ('IsMatch(name, "a) and name == "b"', "span", "unterminated string starting at column 33"),
+    ('IsMatch(name, "\\d+")', "span",
+     'invalid escape in the string at column 15 (write \\\\ for a backslash, as in "\\\\d+")'),
     ('foo == 1', "span", "unknown path 'foo' in the span context"),
     ('severity_number == 1', "span", "unknown path 'severity_number' in the span context"),
     ('kind == SEVERITY_NUMBER_WARN', "span", "unknown enum 'SEVERITY_NUMBER_WARN' in the span context"),
@@ -116,7 +139,7 @@ def test_log_and_metric_contexts():
      "(RE2 syntax, as in the Collector: no lookaround, backreferences or possessive repeats)"),
     ('IsMatch(name, attributes["p"])', "span", "IsMatch's pattern must be a string literal"),
     ('IsMatch(name)', "span", "IsMatch takes 2 arguments (target, pattern), got 1"),
-    ('IsRootSpan()', "log", "unknown function 'IsRootSpan' in the log context"),
+    ('IsRootSpan()', "log", "'IsRootSpan' runs only in the span context, not the log one"),
     ('name = "x"', "span", "unexpected '=' at column 6 (outside the OTTL subset Vigil runs)"),
     ("name == 'x'", "span", "unexpected \"'\" at column 9 (outside the OTTL subset Vigil runs)"),
 ])
