@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from itertools import repeat
+from operator import itemgetter
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,37 +290,43 @@ class LabelJoin:
             return list(map(names.__getitem__, column))
 
         message = labels_pb2.LabelJoinState(saved_time_unix_nano=time.time_ns())
-        # Column by column with list comprehensions (zip(*rows) over 100k rows is far slower).
+        # Column by column, each a map() of an itemgetter over the dict's keys or values (zip(*rows)
+        # and list comprehensions over 100k rows are several times slower).
+        first, second = itemgetter(0), itemgetter(1)
         if self.pending:
-            items = list(self.pending.items())
+            keys, entries = self.pending.keys(), self.pending.values()
             p = message.pending
-            p.model.extend(index([k[0] for k, _ in items]))
-            p.id.extend([k[1] for k, _ in items])
-            p.version.extend(index([e[0] for _, e in items]))
-            predicted = [e[1] for _, e in items]
-            p.predicted.extend(["" if x is None else x for x in predicted])
-            p.has_predicted.extend([x is not None for x in predicted])
-            p.score.extend([e[2] for _, e in items])
-            p.value.extend([e[3] for _, e in items])
-            p.time.extend([e[4] for _, e in items])
+            p.model.extend(index(list(map(first, keys))))
+            p.id.extend(list(map(second, keys)))
+            p.version.extend(index(list(map(first, entries))))
+            predicted = list(map(second, entries))
+            if None in predicted:
+                p.predicted.extend(["" if x is None else x for x in predicted])
+                p.has_predicted.extend([x is not None for x in predicted])
+            else:
+                p.predicted.extend(predicted)
+                p.has_predicted.extend([True] * len(predicted))
+            p.score.extend(list(map(itemgetter(2), entries)))
+            p.value.extend(list(map(itemgetter(3), entries)))
+            p.time.extend(list(map(itemgetter(4), entries)))
         if self.waiting:
-            items = list(self.waiting.items())
+            keys, entries = self.waiting.keys(), self.waiting.values()
             w = message.waiting
-            w.model.extend(index([k[0] for k, _ in items]))
-            w.id.extend([k[1] for k, _ in items])
-            found = [e[0] for _, e in items]
+            w.model.extend(index(list(map(first, keys))))
+            w.id.extend(list(map(second, keys)))
+            found = list(map(first, entries))
             is_number = [not isinstance(x, str) for x in found]
             w.label_string.extend(["" if n else x for x, n in zip(found, is_number)])
             w.label_number.extend([float(x) if n else math.nan for x, n in zip(found, is_number)])
             w.label_is_number.extend(is_number)
-            w.time.extend([e[1] for _, e in items])
+            w.time.extend(list(map(second, entries)))
         if self.closed:
-            items = list(self.closed.items())
+            keys, entries = self.closed.keys(), self.closed.values()
             c = message.closed
-            c.model.extend(index([k[0] for k, _ in items]))
-            c.id.extend([k[1] for k, _ in items])
-            c.matched.extend([e[0] for _, e in items])
-            c.time.extend([e[1] for _, e in items])
+            c.model.extend(index(list(map(first, keys))))
+            c.id.extend(list(map(second, keys)))
+            c.matched.extend(list(map(first, entries)))
+            c.time.extend(list(map(second, entries)))
         message.names.extend(names)
         return message
 
