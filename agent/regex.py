@@ -1,8 +1,9 @@
-"""Regexes written in a config, compiled with RE2, the Collector's syntax and semantics.
+"""Regexes written in a config, compiled with RE2: the syntax and semantics of Go's regexp, which the
+Collector, Prometheus and Alertmanager use.
 
 RE2 runs in time linear in the text, so no pattern lets a sender's value stall the event loop
 (Python's `re` backtracks: `^(a+)+$` on a long run of `a`s never ends). RE2 refuses what would need
-backtracking (lookaround, backreferences), as Go's regexp in the Collector does.
+backtracking (lookaround, backreferences), as Go's regexp does.
 """
 
 from __future__ import annotations
@@ -55,16 +56,24 @@ class UserRegex:
         return self._regex.finditer(text)
 
 
-def compile_user_regex(pattern: str, field: str | None = None) -> UserRegex:
-    """`pattern` compiled with RE2.
+def compile_user_regex(pattern: str, field: str | None = None, *, anchored: bool = False,
+                       peer: str = "the Collector") -> UserRegex:
+    """`pattern` compiled with RE2; `anchored`: it must match the whole text, `^(?:pattern)$` as
+    Prometheus anchors a label matcher's regex.
 
-    ValueError when RE2 refuses it, starting with `field` where the config path does not name it.
+    ValueError when RE2 refuses it, in the words of `pattern` as written, starting with `field` where the
+    config path does not name it; `peer` is whose syntax it is, for the note on what RE2 leaves out.
     """
+    regex = _compile(pattern, field, peer)
+    return UserRegex(_compile(f"^(?:{pattern})$", field, peer)) if anchored else UserRegex(regex)
+
+
+def _compile(pattern: str, field: str | None, peer: str) -> Any:
     try:
-        return UserRegex(re2.compile(pattern, _OPTIONS))
+        return re2.compile(pattern, _OPTIONS)
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         if reason.startswith(_UNSUPPORTED):
-            reason += " (RE2 syntax, as in the Collector: no lookaround, backreferences or possessive repeats)"
+            reason += f" (RE2 syntax, as in {peer}: no lookaround, backreferences or possessive repeats)"
         prefix = f"{field}: " if field else ""
         raise ValueError(f"{prefix}invalid regex {pattern!r}: {reason}") from None

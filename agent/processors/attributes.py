@@ -17,7 +17,7 @@ from pydantic import field_validator, model_validator
 from agent import attributes
 from agent.component import Consumer, Factory, Kind, Settings
 from agent.configmodel import StrictModel
-from agent.processors.regex import compile_user_regex
+from agent.regex import compile_user_regex
 from agent.signals import Batch, Signal
 
 # --- config ---------------------------------------------------------------------------------------

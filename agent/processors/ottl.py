@@ -27,7 +27,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from agent import attributes as attrs
-from agent.processors.regex import compile_user_regex
+from agent.regex import compile_user_regex
 
 _GRAMMAR = r"""
 ?start: or_expr
