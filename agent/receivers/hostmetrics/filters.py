@@ -1,14 +1,17 @@
-"""Include/exclude filters in the Collector's shape: `{devices: [...], match_type: strict|regexp}`."""
+"""Include/exclude filters in the Collector's shape: `{devices: [...], match_type: strict|regexp}`.
+
+A `regexp` pattern is RE2's, as Go's regexp in the Collector, and matches anywhere in the name.
+"""
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
 from agent.configmodel import StrictModel
+from agent.regex import UserRegex, compile_user_regex
 
 
 class _Filter(StrictModel):
@@ -18,21 +21,17 @@ class _Filter(StrictModel):
     @model_validator(mode="after")
     def _check_patterns(self) -> _Filter:
         if self.match_type == "regexp":
-            for pattern in getattr(self, self._field):
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise ValueError(f"invalid regexp {pattern!r}: {exc}") from None
+            self._patterns  # compiled here, so a pattern RE2 refuses is a config error naming it
         return self
 
     @cached_property
-    def _patterns(self) -> list[re.Pattern]:
-        return [re.compile(p) for p in getattr(self, self._field)]
+    def _patterns(self) -> list[UserRegex]:
+        return [compile_user_regex(p, f"{self._field}[{i}]") for i, p in enumerate(getattr(self, self._field))]
 
     def matches(self, value: str) -> bool:
         if self.match_type == "strict":
             return value in getattr(self, self._field)
-        return any(p.search(value) for p in self._patterns)
+        return any(p.found(value) for p in self._patterns)
 
 
 class DevicesFilter(_Filter):
