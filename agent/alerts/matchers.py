@@ -5,6 +5,9 @@
     ml.feature.name=~"ml\\.prediction\\..*"   the whole value matches the regex
     hw.sensor_location!~"memory|board"        the whole value does not match
 
+Regexes are RE2's (Go's regexp, as Prometheus and Alertmanager compile them), anchored at both ends as
+`^(?:regex)$`: linear in the value, so a label value a sender chose cannot stall the agent.
+
 The value may be quoted ("...", with backslash escapes) or bare. A label that
 is absent reads as the empty string, as in Prometheus: `team=""` matches
 series without `team`, and `team!=""` requires one.
@@ -17,7 +20,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-_MATCHER = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.:\-/]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.S)
+from agent.regex import UserRegex, compile_user_regex
+
+# Read from a stripped text, so the value needs no lazy match against trailing blanks.
+_MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_.:\-/]*)\s*(=~|!~|!=|=)\s*(.*)", re.S)
 OPS = ("=", "!=", "=~", "!~")
 
 
@@ -26,13 +32,13 @@ class Matcher:
     name: str
     op: str
     value: str
-    _regex: re.Pattern | None = field(default=None, compare=False, repr=False)
+    _regex: UserRegex | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> Matcher:
         if not isinstance(text, str):
             raise ValueError(f"a matcher is a string like 'name=\"value\"' (got {text!r})")
-        found = _MATCHER.fullmatch(text)
+        found = _MATCHER.fullmatch(text.strip())
         if found is None:
             raise ValueError(f"invalid matcher {text!r}: expected name=\"value\", name!=\"value\", "
                              f"name=~\"regex\" or name!~\"regex\"")
@@ -41,9 +47,9 @@ class Matcher:
         regex = None
         if op in ("=~", "!~"):
             try:
-                regex = re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid matcher {text!r}: bad regular expression: {exc}") from None
+                regex = compile_user_regex(value, anchored=True, peer="Prometheus")
+            except ValueError as exc:
+                raise ValueError(f"invalid matcher {text!r}: {exc}") from None
         return cls(name, op, value, regex)
 
     def matches(self, labels: Mapping[str, Any]) -> bool:
@@ -53,7 +59,7 @@ class Matcher:
             return text == self.value
         if self.op == "!=":
             return text != self.value
-        hit = self._regex.fullmatch(text) is not None  # type: ignore[union-attr]
+        hit = self._regex.found(text)  # type: ignore[union-attr]
         return hit if self.op == "=~" else not hit
 
     def __str__(self) -> str:

@@ -57,7 +57,7 @@ def test_matchers(text, labels, expected):
 
 @pytest.mark.parametrize("text, message", [
     ("nonsense", "expected name=\"value\""),
-    ('a=~"("', "bad regular expression"),
+    ('a=~"("', "invalid regex '(': missing ): ("),
     ('a="unterminated', "unterminated quote"),
 ])
 def test_bad_matchers(text, message):
