@@ -24,6 +24,7 @@ from agent.errors import InvalidDataError
 from agent.receivers.otlp import OtlpReceiver, OtlpReceiverConfig
 from agent.signals import Batch, Signal
 from agent.telemetry import SelfTelemetry
+from tests.conftest import async_wait_for
 from tests.http2 import StallingClient
 from tests.otlp_data import send_grpc, traces
 from tests.sink import InMemorySink
@@ -253,9 +254,14 @@ async def test_grpc_calls_waiting_for_their_message_are_bounded_the_longest_wait
     receiver, recorder, telemetry = await start(grpc={"max_receiving_calls": 4})
     try:
         clients = await stalled_calls(receiver, 1, connections=6)  # 6 stalled calls: 2 too many
-        await asyncio.sleep(0.3)
-        evicted = telemetry.total("vigil_receiver_incomplete_requests", reason="evicted")
-        reset = sum(len(c.reset) for c in clients)
+
+        def evictions() -> tuple[float, int]:
+            return (telemetry.total("vigil_receiver_incomplete_requests", reason="evicted"),
+                    sum(len(c.reset) for c in clients))
+
+        # Both sides of an eviction (the counter, the client's reset) come when the loop gets to them.
+        await async_wait_for(lambda: evictions() == (2, 2), timeout=10)
+        evicted, reset = evictions()
         # A well-behaved call still gets through: it makes room by cancelling the longest waiting.
         await send_grpc(f"127.0.0.1:{receiver.grpc_port}", Signal.TRACES, traces(2))
         evicted_after = telemetry.total("vigil_receiver_incomplete_requests", reason="evicted")
