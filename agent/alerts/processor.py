@@ -152,7 +152,8 @@ class AlertsEngine:
         silences = await asyncio.to_thread(self._silences_file.load)
         try:
             if isinstance(silences, list):
-                self.silences.restore(silences)
+                for problem in self.silences.restore(silences):
+                    self._log.warning("%s: a saved silence is left out: %s", self.id, problem)
             if isinstance(state, dict):
                 restored = self.engine.restore(state.get("alerts", []))
                 self.dispatcher.restore(state.get("groups", []))

@@ -100,7 +100,16 @@ class Silences:
     def to_json(self) -> list[dict[str, Any]]:
         return [s.to_json() for s in self.all()]
 
-    def restore(self, data: list[dict[str, Any]]) -> None:
-        for item in data:
-            silence = Silence.from_json(item)
+    def restore(self, data: list[dict[str, Any]]) -> list[str]:
+        """The saved silences back; why each one that no longer reads (a matcher this version refuses, say
+        a lookahead RE2 does not run) was left out. The others are restored."""
+        problems = []
+        for index, item in enumerate(data):
+            try:
+                silence = Silence.from_json(item)
+            except (KeyError, TypeError, ValueError) as exc:
+                name = item.get("id", index) if isinstance(item, dict) else index
+                problems.append(f"silence {name}: {exc}")
+                continue
             self._silences[silence.id] = silence
+        return problems
