@@ -57,7 +57,8 @@ def _names(message, signal: Signal) -> list[list[str]]:
     return [[r.body.string_value for sl in rl.scope_logs for r in sl.log_records] for rl in message.resource_logs]
 
 
-async def test_the_readme_example_drops_spans_and_span_events():
+def readme_spans() -> ExportTraceServiceRequest:
+    """Spans each of the README example's conditions is about, and some none is."""
     request = ExportTraceServiceRequest()
     web = request.resource_spans.add()
     set_attributes(web.resource.attributes, {"host.name": "web-1"})
@@ -71,6 +72,11 @@ async def test_the_readme_example_drops_spans_and_span_events():
     local = request.resource_spans.add()
     set_attributes(local.resource.attributes, {"host.name": "localhost"})
     local.scope_spans.add().spans.add(name="local")
+    return request
+
+
+async def test_the_readme_example_drops_spans_and_span_events():
+    request = readme_spans()
 
     out = await run(load(README_EXAMPLE), "filter/ottl", Signal.TRACES, request)
     assert _names(out, Signal.TRACES) == [["checkout"]]  # the localhost resource went with its only span
@@ -123,19 +129,7 @@ INFERRED = """
 
 async def test_the_inferred_context_form_drops_what_the_context_blocks_do():
     legacy, inferred = load(README_EXAMPLE, (Signal.TRACES,)), load(INFERRED, (Signal.TRACES,))
-    request = ExportTraceServiceRequest()
-    web = request.resource_spans.add()
-    set_attributes(web.resource.attributes, {"host.name": "web-1"})
-    spans = web.scope_spans.add().spans
-    spans.add(name="app_3")
-    kept = spans.add(name="checkout")
-    set_attributes(kept.events.add(name="sent").attributes, {"grpc": True})
-    kept.events.add(name="my.grpc.call")
-    kept.events.add(name="cache.miss")
-    set_attributes(spans.add(name="in-container").attributes, {"container.name": "app_container_1"})
-    local = request.resource_spans.add()
-    set_attributes(local.resource.attributes, {"host.name": "localhost"})
-    local.scope_spans.add().spans.add(name="local")
+    request = readme_spans()
     by_blocks = await run(legacy, "filter/ottl", Signal.TRACES, request)
     by_inference = await run(inferred, "filter", Signal.TRACES, request)
     assert by_inference == by_blocks
