@@ -95,15 +95,19 @@ def main() -> None:
     parser.add_argument("--window", type=int, action="append",
                         help="window size, repeatable (default: 1000, the processor's default, and 5000, "
                              "passthrough --ml's)")
-    parser.add_argument("--payload", choices=["prediction-only", "realistic"], default="prediction-only",
-                        help="passthrough --ml's payload: prediction-only (default) or realistic (every span "
-                             "with an ml.prediction.id, each request's ids new to the run)")
+    parser.add_argument("--payload", choices=["prediction-only", "realistic", "realistic-no-id"],
+                        default="prediction-only",
+                        help="passthrough --ml's payload: prediction-only (default), realistic (every span "
+                             "with an ml.prediction.id, each request's ids new to the run) or realistic-no-id")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each part")
+    parser.add_argument("--sort", default="tottime", help="with --profile: the order (default tottime; cumulative)")
+    parser.add_argument("--lines", type=int, default=14, help="with --profile: the functions shown (default 14)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
-    if args.payload == "realistic":
-        bodies = [realistic_request(args.items, seed=s) for s in range(1, 9)]
+    if args.payload.startswith("realistic"):
+        bodies = [realistic_request(args.items, seed=s, prediction_id=args.payload == "realistic")
+                  for s in range(1, 9)]
         sent = iter(range(1000, 10**6))
 
         def request_bodies() -> list[bytes]:
@@ -179,8 +183,8 @@ def run(args: argparse.Namespace, bodies: list[bytes], request_bodies, window: i
     print(f"\nobserve + evaluate: {total_us:.2f} us per span = {1e6 / total_us:,.0f} spans per CPU-second "
           f"(the ml processor alone; issue 9's target end to end: >= 100,000)")
     for name, profile in profiles.items():
-        print(f"\n--- cProfile: {name}, window {window} (by own time) ---")
-        pstats.Stats(profile).sort_stats("tottime").print_stats(14)
+        print(f"\n--- cProfile: {name}, window {window} (by {args.sort}) ---")
+        pstats.Stats(profile).sort_stats(args.sort).print_stats(args.lines)
     print()
 
 
