@@ -12,6 +12,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Iterable
 
+from agent.processors.ml.history import finite
+
 if TYPE_CHECKING:
     from agent.ml.drift import DriftResult
     from agent.ml.labels import LabelJoin
@@ -60,7 +62,7 @@ def model_status(state: ModelState, config: MlProcessorConfig, join: LabelJoin) 
                 distribution = {"bounds": reference.bin_edges.tolist(),
                                 "reference": reference.bin_counts.tolist(),
                                 "current": None if col.current_counts is None else col.current_counts.tolist(),
-                                "range": [_finite(float(reference.min)), _finite(float(reference.max))],
+                                "range": [finite(float(reference.min)), finite(float(reference.max))],
                                 "window": state.last_window_bins.get(name)}
             else:
                 current = state.last_counts.get(name, {})
@@ -70,7 +72,7 @@ def model_status(state: ModelState, config: MlProcessorConfig, join: LabelJoin) 
                                 "current": [current.get(c, 0) for c in names]}
             features[name] = {"kind": reference.kind, "output": name in profile.predictions,
                               "tested": col.tested, "drifted": col.drifted, "method": col.method,
-                              "score": _finite(col.score), "p_value": _finite(col.p_adjusted),
+                              "score": finite(col.score), "p_value": finite(col.p_adjusted),
                               "distribution": distribution}
         entry["drift"] = {"share": result.share, "detected": result.detected,
                           "drifted_features": result.drifted_columns,
@@ -88,21 +90,17 @@ def _traffic_status(state: ModelState, join: LabelJoin) -> dict[str, Any]:
     latency = recent.duration
     return {
         "errors": traffic.errors,
-        "error_rate": _finite(traffic.errors / traffic.requests) if traffic.requests else None,
+        "error_rate": finite(traffic.errors / traffic.requests) if traffic.requests else None,
         "recent": {"requests": recent.requests, "errors": recent.errors,
-                   "error_rate": _finite(recent.errors / recent.requests) if recent.requests else None},
-        "latency_seconds": {f"p{round(q * 100)}": _finite(latency.quantile(q)) for q in (0.5, 0.95, 0.99)},
-        "confidence_mean": _finite(recent.confidence.mean()),
-        "low_confidence_ratio": _finite(recent.low_confidence / recent.confidence.count)
+                   "error_rate": finite(recent.errors / recent.requests) if recent.requests else None},
+        "latency_seconds": {f"p{round(q * 100)}": finite(latency.quantile(q)) for q in (0.5, 0.95, 0.99)},
+        "confidence_mean": finite(recent.confidence.mean()),
+        "low_confidence_ratio": finite(recent.low_confidence / recent.confidence.count)
         if recent.confidence.count else None,
-        "estimated_accuracy": _finite(state.last_estimate.get("accuracy", math.nan)),
-        "realized_accuracy": _finite(state.last_realized.get("accuracy", math.nan)),
-        "performance": {"estimated": {k: _finite(v) for k, v in state.last_estimate.items()},
-                        "realized": {k: _finite(v) for k, v in state.last_realized.items()},
+        "estimated_accuracy": finite(state.last_estimate.get("accuracy", math.nan)),
+        "realized_accuracy": finite(state.last_realized.get("accuracy", math.nan)),
+        "performance": {"estimated": {k: finite(v) for k, v in state.last_estimate.items()},
+                        "realized": {k: finite(v) for k, v in state.last_realized.items()},
                         "degraded": dict(state.degraded)},
         "pending_labels": join.pending_count.get((state.model, state.version), 0),
     }
-
-
-def _finite(value: float) -> float | None:
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
