@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.admin.models import HEALTH_ORDER
 from agent.receivers.inference.config import HealthConfig
-
-_ORDER = {"ok": 0, "degraded": 1, "failing": 2}
 
 
 def judge(entry: dict[str, Any], interval_requests: float, generative: bool, thresholds: HealthConfig,
@@ -26,7 +25,7 @@ def judge(entry: dict[str, Any], interval_requests: float, generative: bool, thr
     def worse(level: str, reason: str) -> None:
         nonlocal status
         reasons.append(reason)
-        if _ORDER[level] > _ORDER[status]:
+        if HEALTH_ORDER[level] > HEALTH_ORDER[status]:
             status = level
 
     if not entry["up"]:
