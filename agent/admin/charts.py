@@ -67,6 +67,20 @@ def fmt(x: float | None) -> str:
     return f"{x:.0f}" if a >= 1000 else f"{x:.3g}"
 
 
+def axis(x: float | None) -> str:
+    """A number as a y-axis label, short enough for the left margin (about 6 characters): 2 significant
+    digits in scientific form below 0.1 (a density per unit of a column in the hundreds: 9.5e-3)."""
+    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return "-"
+    a = abs(x)
+    if a == 0 or a >= 1:
+        return fmt(x)
+    if a >= 0.1:
+        return f"{x:.2g}"
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def percent(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.1%}"
 
@@ -117,7 +131,8 @@ def histogram(ref_bounds: Sequence[float], ref_counts: Sequence[float], cur_boun
 
     Each series is its own bins: n + 1 finite bounds for n counts. Where the current values reach
     beyond the reference's range, dashed lines mark that range."""
-    left, bottom, top = 36, 16, 6
+    # The "density" label sits above the plot, clear of the axis numbers and of the bars.
+    left, bottom, top = 40, 16, 14
     plot_w, plot_h = width - left - 4, height - bottom - top
     edges = [b for b in (*ref_bounds, *cur_bounds) if math.isfinite(b)]
     if not edges:
@@ -157,9 +172,9 @@ def histogram(ref_bounds: Sequence[float], ref_counts: Sequence[float], cur_boun
             out.append(f"<path class=rg d='M{x(v):.0f} {top}V{base}'/>")
     for v, anchor in ((lo, "start"), ((lo + hi) / 2, "middle"), (hi, "end")):
         out.append(f"<text x={x(v):.0f} y={height - 3} text-anchor={anchor}>{_e(fmt(v))}</text>")
-    out.append(f"<text x={left - 3} y={top + 8} text-anchor=end>{_e(fmt(peak))}</text>"
+    out.append(f"<text x={left - 3} y={top + 8} text-anchor=end>{_e(axis(peak))}</text>"
                f"<text x={left - 3} y={base} text-anchor=end>0</text>"
-               f"<text x={left + 3} y={top + 8}>density</text></svg>")
+               f"<text x={left} y={top - 4}>density</text></svg>")
     return "".join(out)
 
 

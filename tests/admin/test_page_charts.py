@@ -120,3 +120,16 @@ def test_a_latency_reads_the_same_in_a_chart_a_table_and_vigil_status():
     assert charts.seconds(0.0042) == report.served_latency({"latency_p95_s": 0.0042}) == "4.2ms"
     assert report.served_latency({"latency_mean_s": 0.25}) == "~250ms"
     assert charts.seconds(None) == charts.seconds(float("nan")) == charts.seconds("?") == "-"
+
+
+def test_a_small_density_fits_the_margin_and_keeps_clear_of_the_density_label():
+    # A column in the hundreds: the densest bin holds about 0.0095 of the rows per unit.
+    bounds, counts = [100, 150, 200, 250, 300], [10, 95, 60, 35]
+    svg = parse(charts.histogram(bounds, counts, bounds, counts, label="price"))
+    texts = {t.text: t for t in svg.iter("text")}
+    assert "9.5e-3" in texts  # not 0.00949, whose start the margin cut off
+    peak, label = texts["9.5e-3"], texts["density"]
+    # The peak's number ends left of the axis; "density" starts at the axis, on a line above it.
+    assert peak.get("text-anchor") == "end" and int(peak.get("x")) <= int(label.get("x"))
+    assert int(label.get("y")) < int(peak.get("y")) - 8
+    assert [charts.axis(v) for v in (0.0123, 0.5, 3.25, 94.9, 123456, 0)] == ["1.2e-2", "0.5", "3.25", "94.9", "123k", "0"]
