@@ -8,7 +8,8 @@ small. Every text that comes from data is escaped here.
   linear value axis, as densities (share of rows per unit), so bins of any width
   compare and a window that moved far shows where it went;
 - `categories`: shares per category, the largest first, the rest as "other";
-- `time_series`: lines over time with labelled axes and an optional threshold;
+- `time_series`: lines over time with labelled axes, an optional threshold and, per line, the
+  bound it is judged by (dashed, in its colour);
 - `sparkline`: a small line with marked points, for tables.
 
 `PAGE_CSS` is the base look of the pages that hold them (the status page, the
@@ -24,7 +25,7 @@ from typing import Sequence
 
 CSS = """
 svg.chart text{font:10px system-ui,sans-serif;fill:#555}svg.chart .ax{stroke:#c5ccd3;fill:none}
-svg.chart .th{stroke:#d9473b;stroke-dasharray:4 3;fill:none}svg.chart .rg{stroke:#7b8794;stroke-dasharray:2 2}
+svg.chart .th{stroke:#d9473b;stroke-dasharray:4 3;fill:none}svg.chart .bd{stroke-dasharray:5 3;stroke-width:1.2}svg.chart .rg{stroke:#7b8794;stroke-dasharray:2 2}
 .r{fill:#9aa5b1;fill-opacity:.75}.c{fill:#2f6fdb;fill-opacity:.55}.c.d{fill:#d9473b}
 .l{fill:none;stroke-width:1.6}.l0{stroke:#2f6fdb}.l1{stroke:#e8a33d}.l2{stroke:#d9473b}.l3{stroke:#6b4fbb}
 text.k0{fill:#2f6fdb!important}text.k1{fill:#b87b16!important}text.k2{fill:#d9473b!important}
@@ -210,27 +211,35 @@ def categories(names: Sequence[str], ref_counts: Sequence[float], cur_counts: Se
 def time_series(series: Sequence[tuple[str, Sequence[int], Sequence[float | None]]], *, label: str,
                 y_format=fmt, threshold: float | None = None, y_min: float | None = 0.0, y_max: float | None = None,
                 marks: Sequence[int] | None = None, width: int = 300, height: int = 120,
-                x_format=None) -> str:
+                x_format=None, bounds: Sequence[Sequence[float | None] | None] | None = None) -> str:
     """Lines over time: each series is (name, times in ns, values; None a gap), coloured in order.
 
-    `threshold` draws a dashed line; `marks` (times) puts a dot on the first series there (drifted
-    windows). The x axis shows the first and the last time (UTC), the y axis its bounds. With
-    `x_format` the x values are any numbers (chunk indexes), labelled by it."""
+    `threshold` draws a dashed line; `bounds`, one per series (None: none), the values that series is
+    judged by at its times, dashed in its colour (the y range takes them in). `marks` (times) puts a
+    dot on the first series there (drifted windows). The x axis shows the first and the last time
+    (UTC), the y axis its bounds. With `x_format` the x values are any numbers (chunk indexes),
+    labelled by it."""
+    bounds = list(bounds or [])
     left, bottom, top = 44, 16, 14
     plot_w, plot_h = width - left - 6, height - bottom - top
-    times = [t for _, ts, vs in series for t, v in zip(ts, vs) if v is not None]
+    bounds = bounds + [None] * (len(series) - len(bounds))
+    times = [t for (_, ts, vs), limit in zip(series, bounds) for t, v, b in zip(ts, vs, limit or [None] * len(ts))
+             if v is not None or b is not None]
     values = [v for _, _, vs in series for v in vs if v is not None and math.isfinite(v)]
+    limits = [v for b in bounds if b for v in b if v is not None and math.isfinite(v)]
     out = [_open(label, width, height)]
     legend_x = left
     for i, (name, _, _) in enumerate(series):
         out.append(f"<text class=k{i % SERIES_CLASSES} x={legend_x} y=10>{_e(name)}</text>")
         legend_x += 8 + 6 * len(name)
+    if limits and values:
+        out.append(f"<text x={legend_x} y=10>dashed: bounds</text>")
     if not values:
         out.append(f"<text x={left} y={top + plot_h // 2}>no data yet</text></svg>")
         return "".join(out)
     t0, t1 = min(times), max(times)
-    lo = min(values) if y_min is None else min(y_min, min(values))
-    hi = max(values + ([threshold] if threshold is not None else []))
+    lo = min(values + limits) if y_min is None else min(y_min, min(values + limits))
+    hi = max(values + limits + ([threshold] if threshold is not None else []))
     if y_max is not None:
         hi = max(hi, y_max)
     if hi <= lo:
@@ -249,6 +258,10 @@ def time_series(series: Sequence[tuple[str, Sequence[int], Sequence[float | None
     for i, (_, ts, vs) in enumerate(series):
         line = _line([None if v is None or not math.isfinite(v) else (x(t), y(v)) for t, v in zip(ts, vs)])
         out.append(f"<path class='l l{i % SERIES_CLASSES}' d='{line}'/>")
+        limit = bounds[i]
+        if limit and any(v is not None and math.isfinite(v) for v in limit):
+            line = _line([None if v is None or not math.isfinite(v) else (x(t), y(v)) for t, v in zip(ts, limit)])
+            out.append(f"<path class='l l{i % SERIES_CLASSES} bd' d='{line}'/>")
     if marks and series:
         _, ts, vs = series[0]
         at = dict(zip(ts, vs))

@@ -63,6 +63,14 @@ def path_extent(d: str) -> tuple[float, float]:
     return min(xs), max(xs)
 
 
+def last_point(d: str) -> tuple[int, int]:
+    """Where a line (an M, then relative moves) ends."""
+    start, moves = d[1:].split("l", 1) if "l" in d else (d[1:], "")
+    x, y = map(int, start.split())
+    numbers = [int(n) for n in re.findall(r"-?\d+", moves)]
+    return x + sum(numbers[0::2]), y + sum(numbers[1::2])
+
+
 def test_a_far_shift_is_drawn_where_the_window_went():
     ref_bounds, ref_counts = [0, 1, 2, 3], [10, 30, 10]
     cur_bounds, cur_counts = [0, 1, 2, 3, 30, 60, 90], [0, 0, 0, 10, 20, 10]  # widened to the window's range
@@ -133,3 +141,25 @@ def test_a_small_density_fits_the_margin_and_keeps_clear_of_the_density_label():
     assert peak.get("text-anchor") == "end" and int(peak.get("x")) <= int(label.get("x"))
     assert int(label.get("y")) < int(peak.get("y")) - 8
     assert [charts.axis(v) for v in (0.0123, 0.5, 3.25, 94.9, 123456, 0)] == ["1.2e-2", "0.5", "3.25", "94.9", "123k", "0"]
+
+
+def test_each_line_gets_the_bound_it_is_judged_by_within_the_y_range():
+    # Realised accuracy below the estimate's bound but above its own: the chunk is not degraded, and
+    # the chart shows why (each line against its own dashed bound, in its colour).
+    chunks = [0, 1, 2]
+    svg = parse(charts.time_series(
+        [("estimated", chunks, [0.72, 0.71, 0.70]), ("realized", chunks, [0.70, 0.69, 0.674])],
+        label="accuracy", y_min=None, x_format=str,
+        bounds=[[0.6951, 0.6951, 0.6951], [0.662, 0.662, 0.662]]))
+    dashed = {p.get("class"): p.get("d") for p in svg.iter("path") if "bd" in (p.get("class") or "").split()}
+    assert set(dashed) == {"l l0 bd", "l l1 bd"}
+    texts = [t.text for t in svg.iter("text")]
+    assert "0.662" in texts and "0.72" in texts  # the y range reaches down to the lowest bound
+    assert "dashed: bounds" in texts
+    lines = {p.get("class"): p.get("d") for p in svg.iter("path") if p.get("class") in ("l l0", "l l1")}
+    last_y = {cls: last_point(d)[1] for cls, d in {**lines, **dashed}.items()}
+    # SVG y grows downwards: realised's last point is below the estimate's bound and above its own.
+    assert last_y["l l0 bd"] < last_y["l l1"] < last_y["l l1 bd"]
+    # No bound: no dashed line, and no legend for one.
+    plain = charts.time_series([("estimated", chunks, [0.7, 0.7, 0.7])], label="f1", bounds=[None], x_format=str)
+    assert " bd" not in plain and "dashed" not in plain

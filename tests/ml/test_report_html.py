@@ -30,6 +30,14 @@ REPORT_FACTS = """(() => {
     columns: [...document.querySelectorAll('#columns tr.column')].map(r => [r.dataset.column,
         r.classList.contains('drifted'), text(r.cells[3])]),
     performance: [...document.querySelectorAll('#performance .panel')].map(p => p.dataset.metric),
+    // Per metric, the dashed bounds drawn and whether each lies within the plot (between the axis labels).
+    bounds: Object.fromEntries([...document.querySelectorAll('#performance .panel')].map(p => {
+        const height = p.querySelector('svg').height.baseVal.value;
+        return [p.dataset.metric, [...p.querySelectorAll('path.bd')].map(e => {
+            const box = e.getBBox();
+            return [e.getAttribute('class'), box.y >= 13 && box.y + box.height <= height - 15];
+        })];
+    })),
     multivariate: text(document.querySelector('#multivariate p')),
     health: [...document.querySelectorAll('#health tr')].slice(1).map(r => [...r.cells].map(c => text(c))),
     chunks: [...document.querySelectorAll('section.chunk')].map(s => ({
@@ -100,6 +108,10 @@ async def test_the_html_report_of_a_drifting_csv(tmp_path):
     assert columns["age"] == (True, "2 of 4") and columns["income"][0] is False
     assert [c[1] for c in facts["columns"]] == sorted((c[1] for c in facts["columns"]), reverse=True)  # drifted first
     assert {"accuracy", "roc_auc"} <= set(facts["performance"])
+    # The watched metrics: each line's own bound, dashed in its colour and inside the plot; f1 is not watched.
+    for metric in ("accuracy", "roc_auc"):
+        assert sorted(facts["bounds"][metric]) == [["l l0 bd", True], ["l l1 bd", True]], facts["bounds"]
+    assert facts["bounds"]["f1"] == []
     assert facts["multivariate"].startswith("Drifted in 2 of 4")
     health = {r[0]: r for r in facts["health"]}
     assert health["income"][1].startswith("10.0%") and "chunk 2" in health["income"][1]  # missing, where

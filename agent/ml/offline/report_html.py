@@ -152,13 +152,16 @@ def _performance(chunks: list[dict[str, Any]]) -> str:
         realized = [p.get(f"realized_{metric}") for p in perfs]
         if all(v is None for v in estimated + realized):
             continue
-        bound = next((p["bounds"].get(f"estimated_{metric}") for p in perfs
-                      if (p.get("bounds") or {}).get(f"estimated_{metric}") is not None), None)
+        # Each side is judged by its own bound, per chunk (it narrows with the chunk's rows): the verdict's.
+        bounds = [[(p.get("bounds") or {}).get(f"{side}_{metric}") for p in perfs] for side in ("estimated", "realized")]
         panels.append(f"<div class=panel data-metric={metric}><h3>{_e(metric)}</h3>" + charts.time_series(
             [("estimated", indexes, estimated), ("realized", indexes, realized)], label=f"{metric} over chunks",
-            y_min=None, threshold=bound, x_format=_chunk_label) + "</div>")
+            y_min=None, bounds=bounds, x_format=_chunk_label) + "</div>")
     return ("<section id=performance><h2>Performance: the label-free estimate against realised</h2>"
-            "<p class=muted>Dashed: the bound past which a chunk counts as degraded.</p>"
+            "<p class=muted>Solid: the metric per chunk, blue the label-free estimate, orange realised (from the "
+            "labels). Dashed, in the same colour: the bound that line is judged by, from the reference's spread "
+            "for a chunk of that size; a chunk is degraded when a line crosses its own bound (below it, or above "
+            "it for an error such as mae). A metric without dashed lines is not watched.</p>"
             f"<div class=panels>{''.join(panels)}</div></section>")
 
 
