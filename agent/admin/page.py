@@ -30,6 +30,7 @@ _CSS = charts.PAGE_CSS + """
 .feature.drifted{box-shadow:0 0 0 1px #d9473b}
 .legend span{margin-right:12px}.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}
 .problems,.reason{color:#8a1c12}
+#alerts td.since{white-space:nowrap}#alerts td.summary{min-width:16em}#alerts td.labels{min-width:12em;overflow-wrap:anywhere}
 """
 
 REFERENCE_COLOUR = "#9aa5b1"
@@ -46,10 +47,12 @@ def _badge(text: str, cls: str | None = None) -> str:
 
 
 def _ago(time_s: float | None, now: float) -> str:
+    """How long ago, as markup ("12m0s ago"); the full UTC time is its tooltip (a full time in a
+    table cell wrapped over lines at a laptop's width)."""
     if not time_s:
         return "-"
-    return (f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(time_s))} UTC "
-            f"({duration(max(now - time_s, 0))} ago)")
+    return (f"<span title='{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(time_s))} UTC'>"
+            f"{_e(duration(max(now - time_s, 0)))} ago</span>")
 
 
 def render(status: dict[str, Any], health: dict[tuple[str, str], dict[str, Any]] | None = None,
@@ -123,7 +126,8 @@ def _alerts(found: list[dict[str, Any]], now: float) -> str:
         out.append(f"<tr class=alert data-state='{_e(state)}' data-rule='{_e(a.get('rule'))}' "
                    f"data-severity='{_e(severity)}'><td>{_badge(state)}{detail}</td>"
                    f"<td>{_badge(severity or '-', severity or 'info')}</td><td>{_e(a.get('rule'))}</td>"
-                   f"<td>{_e(shown)}</td><td>{_e(_ago(since, now))}</td><td class=n>{_e(fmt(a.get('value')))}</td>"
+                   f"<td class=labels>{_e(shown)}</td><td class=since>{_ago(since, now)}</td>"
+                   f"<td class=n>{_e(fmt(a.get('value')))}</td>"
                    f"<td class=summary>{_e(summary_text)}</td><td class=muted>{_e(processor)}</td></tr>")
     more = f"<p>and {len(rows) - MAX_ALERTS} more (vigil alerts lists them all)</p>" if len(rows) > MAX_ALERTS else ""
     return (f"<section id=alerts><h2>Alerts <small>{summary}</small></h2><table><tr><th>state</th>"
@@ -287,7 +291,7 @@ def _model(processor: str, m: dict[str, Any], verdict: dict[str, Any] | None, th
     last = drift.get("time_unix_nano")
     summary = (f"{human(m.get('requests'))} requests &middot; {human(m.get('windows_evaluated'))} windows &middot; "
                f"{_e(ref_text)} &middot; last window <span class=last-window>"
-               f"{_e(_ago(last / 1e9 if last else None, now))}</span>")
+               f"{_ago(last / 1e9 if last else None, now)}</span>")
     if drift:
         summary += (f" &middot; drift share {drift.get('share', 0):.2f}"
                     + (f" &middot; drifted: {_e(', '.join(drift['drifted_features']))}"

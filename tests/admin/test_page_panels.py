@@ -41,7 +41,7 @@ PAGE_FACTS = """(() => {
         columns: [...m.querySelectorAll('tr.column')].map(r => [r.dataset.feature, r.classList.contains('drifted')]),
         sparks: m.querySelectorAll('tr.column svg.spark path').length,
         features: [...m.querySelectorAll('.feature')].map(f => f.dataset.feature),
-        lastWindow: text(m.querySelector('.last-window')),
+        lastWindow: [text(m.querySelector('.last-window')), m.querySelector('.last-window span').title],
         axisLabels: [...m.querySelectorAll('.feature svg.chart text')].map(t => t.textContent),
     })),
     scripts: document.querySelectorAll('script').length,
@@ -117,7 +117,7 @@ async def test_the_page_shows_the_model_getting_worse_its_alerts_and_the_gpus(tm
     assert drifted == sorted(drifted, reverse=True) and not drifted[-1]  # city did not move
     assert model["sparks"] == len(model["columns"])
     assert model["features"][0] == "age"
-    assert "UTC" in model["lastWindow"] and "ago" in model["lastWindow"]
+    assert model["lastWindow"][0].endswith("s ago") and model["lastWindow"][1].endswith(" UTC")
     assert any(label.replace(".", "").isdigit() for label in model["axisLabels"])  # value axes
     assert "paris" in model["axisLabels"]  # category names on the categorical chart
     assert (tmp_path / "status-page-panels.png").stat().st_size > 20_000
@@ -146,6 +146,45 @@ async def test_ten_models_of_fifty_columns_stay_within_the_page_weight(tmp_path)
     assert len(facts["alerts"]) == 12 and facts["alerts"][0]["state"] == "firing"
     assert facts["alerts"][-1]["state"] == "silenced"
     assert len(facts["gpus"]) == 8
+
+
+ALERT_FACTS = """(() => ({
+  pageWidth: document.documentElement.scrollWidth,
+  alertsWidth: document.querySelector('#alerts table').getBoundingClientRect().width,
+  since: [...document.querySelectorAll('#alerts tr.alert td.since')].map(c => {
+      const span = c.querySelector('span');
+      return [c.textContent, span.title, span.getClientRects().length];
+  }),
+  summaryLines: [...document.querySelectorAll('#alerts tr.alert td.summary')].map(c => {
+      return Math.round(c.getBoundingClientRect().height / parseFloat(getComputedStyle(c).lineHeight));
+  }),
+}))()"""
+
+
+async def test_the_alerts_fit_a_laptop_screen(tmp_path):
+    """At 1000 px the alerts table does not scroll sideways: "since" is one line (the full time is its
+    tooltip) and a long summary wraps."""
+    status, health, alerts = synthetic.status(models=1, features=3, gpus=0, alerts=4)
+    for a in alerts[0]["alerts"]:
+        a["annotations"]["summary"] = ("the drift share of model-7's columns went past the threshold in the last "
+                                       "three windows; look at age and income first, then the upstream feature job")
+    (tmp_path / "page.html").write_text(page.render(status, health, alerts, now=synthetic.NOW))
+    async with browser(tmp_path) as tools:
+        await tools.call("Emulation.setDeviceMetricsOverride", width=1000, height=900, deviceScaleFactor=1,
+                         mobile=False)
+        await tools.open((tmp_path / "page.html").as_uri())
+        facts = await tools.evaluate(ALERT_FACTS)
+        image = await tools.call("Page.captureScreenshot", format="png")
+        (tmp_path / "alerts-1000px.png").write_bytes(base64.b64decode(image["data"]))
+        await tools.evaluate("1")
+        found = problems(tools.events)
+
+    assert found == [], found
+    assert facts["pageWidth"] <= 1000 and facts["alertsWidth"] <= 1000 - 2 * 24, facts
+    firing = [s for s in facts["since"] if s[0] == "5m0s ago"]  # fired_at: 300 s before the page's time
+    assert firing and all(title.endswith(" UTC") and lines == 1 for _, title, lines in facts["since"]), facts
+    assert max(facts["summaryLines"]) >= 2, facts  # the summary wraps instead
+    print(f"screenshot: {tmp_path / 'alerts-1000px.png'}")
 
 
 def test_the_page_renders_what_it_is_given_without_the_newer_parts():
