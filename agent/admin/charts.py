@@ -211,14 +211,15 @@ def categories(names: Sequence[str], ref_counts: Sequence[float], cur_counts: Se
 def time_series(series: Sequence[tuple[str, Sequence[int], Sequence[float | None]]], *, label: str,
                 y_format=fmt, threshold: float | None = None, y_min: float | None = 0.0, y_max: float | None = None,
                 marks: Sequence[int] | None = None, width: int = 300, height: int = 120,
-                x_format=None, bounds: Sequence[Sequence[float | None] | None] | None = None) -> str:
+                x_format=None, bounds: Sequence[Sequence[float | None] | None] | None = None,
+                empty: str = "no data yet") -> str:
     """Lines over time: each series is (name, times in ns, values; None a gap), coloured in order.
 
     `threshold` draws a dashed line; `bounds`, one per series (None: none), the values that series is
     judged by at its times, dashed in its colour (the y range takes them in). `marks` (times) puts a
     dot on the first series there (drifted windows). The x axis shows the first and the last time
     (UTC), the y axis its bounds. With `x_format` the x values are any numbers (chunk indexes),
-    labelled by it."""
+    labelled by it. `empty`: what a chart without values says."""
     bounds = list(bounds or [])
     left, bottom, top = 44, 16, 14
     plot_w, plot_h = width - left - 6, height - bottom - top
@@ -235,7 +236,7 @@ def time_series(series: Sequence[tuple[str, Sequence[int], Sequence[float | None
     if limits and values:
         out.append(f"<text x={legend_x} y=10>dashed: bounds</text>")
     if not values:
-        out.append(f"<text x={left} y={top + plot_h // 2}>no data yet</text></svg>")
+        out.append(f"<text x={left} y={top + plot_h // 2}>{_e(empty)}</text></svg>")
         return "".join(out)
     t0, t1 = min(times), max(times)
     lo = min(values + limits) if y_min is None else min(y_min, min(values + limits))

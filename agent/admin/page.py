@@ -303,7 +303,7 @@ def _model(processor: str, m: dict[str, Any], verdict: dict[str, Any] | None, th
     charts_html = "".join(_feature(n, f) for n, f in order[:DETAIL]) or "<p>No window evaluated yet.</p>"
     return (f"<div class=model data-model='{_e(m.get('model'))}' data-version='{_e(m.get('version') or '')}'>"
             f"<h2>{_e(name)} <small>({_e(processor)})</small> {verdict_html}</h2>{reasons}<div>{summary}</div>"
-            f"<div class=panels>{_panels(m, history, threshold)}</div>"
+            f"<div class=panels>{_panels(m, history, threshold, now)}</div>"
             f"{_columns(order, history.get('windows') or [], history.get('columns') or [])}"
             f"<h3>Distributions: the reference against the last window</h3><div class=features>{charts_html}</div>"
             f"{_exemplars(m.get('exemplars') or [])}</div>")
@@ -313,8 +313,10 @@ def _panel(kind: str, title: str, body: str) -> str:
     return f"<div class=panel data-panel={kind}><h3>{_e(title)}</h3>{body}</div>"
 
 
-def _panels(m: dict[str, Any], history: dict[str, Any], threshold: float | None) -> str:
+def _panels(m: dict[str, Any], history: dict[str, Any], threshold: float | None, now: float) -> str:
     windows, intervals, labels = history.get("windows") or [], history.get("intervals") or [], history.get("labels") or []
+    if not intervals:
+        intervals = _current_interval(m, now)
     w_times = [w["time_unix_nano"] for w in windows]
     out = [_panel("drift", "Drift share per window", charts.time_series(
         [("share", w_times, [w.get("share") for w in windows])], label="drift share per window",
@@ -325,9 +327,11 @@ def _panels(m: dict[str, Any], history: dict[str, Any], threshold: float | None)
     now_text = " · ".join(f"{q} {seconds(current.get(q))}" for q in ("p50", "p95", "p99"))
     out.append(_panel("latency", f"Latency ({now_text})", charts.time_series(
         latency, label="latency quantiles per interval", y_format=seconds)))
+    so_far = (m.get("recent") or {}).get("requests")
     out.append(_panel("throughput", "Requests per second", charts.time_series(
         [("requests/s", i_times, [i["requests"] / i["seconds"] if i.get("seconds") else None for i in intervals])],
-        label="requests per second per interval")))
+        label="requests per second per interval",
+        empty=f"first interval not over yet: {human(so_far)} requests so far" if so_far else "no data yet")))
     out.append(_panel("errors", f"Error rate (all time {percent(m.get('error_rate'))})", charts.time_series(
         [("errors", i_times, [i["errors"] / i["requests"] if i.get("requests") else None for i in intervals])],
         label="error rate per interval", y_format=percent)))
@@ -354,6 +358,16 @@ def _panels(m: dict[str, Any], history: dict[str, Any], threshold: float | None)
             label="multivariate drift statistic per window", threshold=last.get("threshold"),
             marks=[t for t, v in found if v.get("drifted")])))
     return "".join(out)
+
+
+def _current_interval(m: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """Before the first interval ends: the current one so far (the header's latency and error rate) as a
+    point at `now`, without `seconds` (its length is not known yet, so no requests per second)."""
+    recent = m.get("recent") or {}
+    if not recent.get("requests"):
+        return []
+    return [{"time_unix_nano": int(now * 1e9), "requests": recent["requests"], "errors": recent.get("errors") or 0,
+             "latency_seconds": m.get("latency_seconds") or {}}]
 
 
 def _performance_metric(windows: list[dict[str, Any]], labels: list[dict[str, Any]]) -> str | None:

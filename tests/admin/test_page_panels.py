@@ -5,6 +5,7 @@ versions x 50 columns within its weight. Screenshots are kept in each test's tmp
 from __future__ import annotations
 
 import asyncio
+import re
 import base64
 import time
 from pathlib import Path
@@ -202,3 +203,24 @@ def test_the_page_renders_what_it_is_given_without_the_newer_parts():
     assert text.count("class=panel ") >= 4 and "no data yet" in text
     empty = page.render({"state": "starting", "ready": False, "components": {}, "pipelines": {}})
     assert "No predictions seen yet" in empty and "no model seen yet" in empty
+
+
+def test_before_the_first_interval_ends_the_panels_show_the_current_one():
+    """The header already gives p50 and the error rate: the panels show them too, not "no data yet"."""
+    status, health, _ = synthetic.status(models=1, features=3, gpus=0)
+    entry = status["components"]["processors"]["ml"]["status"]["models"][0]
+    entry["history"]["intervals"] = []
+    entry["recent"] = {"requests": 150, "errors": 3, "error_rate": 0.02}
+    entry["latency_seconds"] = {"p50": 0.021, "p95": 0.055, "p99": 0.1}
+    text = page.render(status, health, None, now=synthetic.NOW)
+    panels = {kind: text.split(f"data-panel={kind}>", 1)[1].split("</div>", 1)[0]
+              for kind in ("latency", "throughput", "errors")}
+    for kind in ("latency", "errors"):
+        assert "no data yet" not in panels[kind] and re.search(r"class='l l0' d='M\d+ \d+m-2 0h4'", panels[kind])
+    assert "100ms" in panels["latency"] and "2.0%" in panels["errors"]  # the y axes reach the current values
+    assert "first interval not over yet: 150 requests so far" in panels["throughput"]
+    # Nothing seen yet: nothing to show.
+    entry["recent"] = {"requests": 0, "errors": 0, "error_rate": None}
+    entry["latency_seconds"] = {"p50": None, "p95": None, "p99": None}
+    empty = page.render(status, health, None, now=synthetic.NOW)
+    assert empty.count("no data yet") >= 3 and "first interval" not in empty
