@@ -29,7 +29,7 @@ _CSS = charts.PAGE_CSS + """
 .model{background:#fff;border:1px solid #e3e6ea;border-radius:6px;padding:12px;margin-bottom:16px}
 .feature.drifted{box-shadow:0 0 0 1px #d9473b}
 .legend span{margin-right:12px}.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}
-.problems,.reason{color:#8a1c12}
+.problems,.reason{color:#8a1c12}.note{color:#556}
 #alerts td.since{white-space:nowrap}#alerts td.summary{min-width:16em}#alerts td.labels{min-width:12em;overflow-wrap:anywhere}
 """
 
@@ -44,6 +44,13 @@ MAX_EXEMPLARS = 6
 
 def _badge(text: str, cls: str | None = None) -> str:
     return f'<span class="badge {_e(cls or text.replace(" ", "-"))}">{_e(text)}</span>'
+
+
+def _reasons(verdict: dict[str, Any]) -> str:
+    """A verdict's reasons: red when they make it worse than ok, else neutral notes (learning the
+    reference, no window yet)."""
+    cls = "note" if verdict.get("status") == "ok" else "reason"
+    return "".join(f"<div class={cls}>{_e(r)}</div>" for r in verdict.get("reasons") or [])
 
 
 def _ago(time_s: float | None, now: float) -> str:
@@ -207,7 +214,7 @@ def _served_model(m: dict[str, Any]) -> str:
     verdict = m.get("health") or {}
     rate = m.get("error_rate")
     errors = human(m.get("errors")) + (f" ({rate:.1%})" if isinstance(rate, (int, float)) else "")
-    reasons = "".join(f"<div class=reason>{_e(r)}</div>" for r in verdict.get("reasons") or [])
+    reasons = _reasons(verdict)
     return (f"<tr class=served data-model='{_e(m.get('model'))}' data-version='{_e(m.get('version') or '')}' "
             f"data-health='{_e(verdict.get('status', ''))}'><td>{_e(m.get('model'))}</td>"
             f"<td>{_e(m.get('version') or '-')}</td><td>{_e(m.get('source'))}</td><td>{_e(m.get('server'))}</td>"
@@ -281,7 +288,7 @@ def _model(processor: str, m: dict[str, Any], verdict: dict[str, Any] | None, th
     verdict_html = reasons = ""
     if verdict is not None:
         verdict_html = _badge(verdict["status"])
-        reasons = "".join(f"<div class=reason>{_e(r)}</div>" for r in verdict["reasons"])
+        reasons = _reasons(verdict)
     reference = m.get("reference")
     if reference:
         ref_text = f"reference: {reference['source']} ({human(reference['rows'])} rows)"

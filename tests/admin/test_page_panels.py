@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.admin import page
+from agent.admin import models, page
 from agent.alerts.matchers import Matcher
 from agent.component import ComponentId
 from agent.signals import Signal
@@ -224,3 +224,17 @@ def test_before_the_first_interval_ends_the_panels_show_the_current_one():
     entry["latency_seconds"] = {"p50": None, "p95": None, "p99": None}
     empty = page.render(status, health, None, now=synthetic.NOW)
     assert empty.count("no data yet") >= 3 and "first interval" not in empty
+
+
+def test_learning_the_reference_is_a_note_beside_an_ok_verdict_not_a_red_reason():
+    status, _, _ = synthetic.status(models=2, features=3, gpus=0)
+    snapshot = status["components"]["processors"]["ml"]["status"]
+    drifting, learning = snapshot["models"]
+    learning.update(phase="learning", reference=None, drift=None, warmup={"rows": 150, "needed": 300})
+    health = {(m["model"], m["version"]): models.version_health(m, snapshot) for m in (learning, drifting)}
+    assert health[("model-1", "1")]["status"] == "ok" and health[("model-0", "0")]["status"] == "failing"
+    text = page.render(status, health, None, now=synthetic.NOW)
+    card = text.split("data-model='model-1'", 1)[1].split("<div class=model ", 1)[0]
+    assert "<div class=note>learning the reference (150 of 300 predictions)" in card and "class=reason" not in card
+    other = text.split("data-model='model-0'", 1)[1].split("<div class=model ", 1)[0]
+    assert "<div class=reason>" in other  # what makes a verdict worse stays red
