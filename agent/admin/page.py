@@ -19,7 +19,8 @@ from agent.admin import charts
 from agent.admin.charts import escape as _e
 from agent.admin.charts import fmt, percent, seconds
 from agent.admin.models import HEALTH_ORDER
-from agent.admin.report import duration, human, served_details, served_latency, served_snapshots
+from agent.admin.report import (duration, human, queue_fill, served_details, served_latency, served_snapshots,
+                                size)
 from agent.alerts.rules import SEVERITY_ORDER
 
 _CSS = charts.PAGE_CSS + """
@@ -158,7 +159,7 @@ def _host(status: dict[str, Any]) -> str:
     parts = ["<section id=host><h2>Host and GPUs</h2>"]
     if host:
         history = host.get("history", {})
-        memory = (f"{_bytes(host.get('memory_used_bytes'))} of {_bytes(host.get('memory_limit_bytes'))} "
+        memory = (f"{size(host.get('memory_used_bytes'))} of {size(host.get('memory_limit_bytes'))} "
                   f"({percent(host.get('memory_utilization'))})")
         parts.append("<table class=host><tr><th>CPU</th><th></th><th>memory</th><th></th></tr>"
                      f"<tr><td class=n data-value=cpu>{percent(host.get('cpu_utilization'))}</td>"
@@ -169,7 +170,7 @@ def _host(status: dict[str, Any]) -> str:
         rows = []
         for g in gpus:
             h = g.get("history", {})
-            memory = (f"{_bytes(g.get('memory_used_bytes'))} of {_bytes(g.get('memory_limit_bytes'))} "
+            memory = (f"{size(g.get('memory_used_bytes'))} of {size(g.get('memory_limit_bytes'))} "
                       f"({percent(g.get('memory_utilization'))})")
             rows.append(f"<tr class=gpu data-gpu='{_e(g.get('index'))}'><td>{_e(g.get('index'))}</td>"
                         f"<td>{_e(g.get('model') or '-')}</td>"
@@ -184,15 +185,6 @@ def _host(status: dict[str, Any]) -> str:
                      f"<th>temperature</th><th></th><th>power</th><th></th></tr>{''.join(rows)}</table>")
     parts.append("</section>")
     return "".join(parts)
-
-
-def _bytes(n: Any) -> str:
-    if not isinstance(n, (int, float)):
-        return "-"
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n:.0f} B"
 
 
 def _served(status: dict[str, Any]) -> str:
@@ -250,8 +242,7 @@ def _components(status: dict[str, Any]) -> str:
             for key, values in (c.get("items") or {}).items():
                 counts.append(f"{key}: " + ", ".join(f"{what.replace('_', ' ')} {human(n)}"
                                                       for what, n in values.items()))
-            queue = c.get("queue")
-            fill = f"{human(queue['size'])}/{human(queue['capacity'])}" if queue else "-"
+            fill = queue_fill(status, cid, c) if section == "exporters" else "-"
             rows.append(f"<tr class=component data-state='{_e(c['state'])}'><td>{_e(section[:-1])}</td>"
                         f"<td>{_e(cid)}</td><td>{_badge(c['state'])}</td><td>{_e('; '.join(counts))}</td>"
                         f"<td class=n>{_e(fill)}</td></tr>")

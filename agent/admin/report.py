@@ -111,8 +111,7 @@ def render(status: dict[str, Any], models: list[dict[str, Any]] | None = None) -
         out += ["", *_table(["PROCESSOR", "STATE", "PIPELINE", "IN", "OUT"], rows, {3, 4})]
     rows = []
     for cid, c in components.get("exporters", {}).items():
-        queue = c.get("queue")
-        fill = "-" if not queue else f"{human(queue['size'])}/{human(queue['capacity'])}"
+        fill = queue_fill(status, cid, c)
         for i, (items, n) in enumerate(c.get("items", {}).items() or [("-", {})]):
             failed = (n.get("send_failed") or 0) + (n.get("enqueue_failed") or 0)
             rows.append([cid if i == 0 else "", c["state"] if i == 0 else "", items,
@@ -127,6 +126,31 @@ def render(status: dict[str, Any], models: list[dict[str, Any]] | None = None) -
         out += notes
     out += _served(status)
     return "\n".join(out) + "\n"
+
+
+def queue_fill(status: dict[str, Any], exporter: str, entry: dict[str, Any]) -> str:
+    """An exporter's sending queue: requests held of its capacity in memory; a persistent queue (no
+    request capacity, bounded by bytes on disk) its requests and the bytes held of its capacity."""
+    queue = entry.get("queue")
+    if queue:
+        return f"{human(queue['size'])}/{human(queue['capacity'])}"
+    found = {t.get("name"): t.get("value") for t in status.get("telemetry") or []
+             if (t.get("attributes") or {}).get("exporter") == exporter}
+    if "vigil_exporter_queue_capacity_bytes" not in found:
+        return "-"
+    return (f"{human(found.get('vigil_exporter_queue_size'))} "
+            f"({size(found.get('vigil_exporter_queue_size_bytes'))} of "
+            f"{size(found['vigil_exporter_queue_capacity_bytes'])} on disk)")
+
+
+def size(n: Any) -> str:
+    """A size in bytes as pages and `vigil status` show one: 1.5 GiB."""
+    if not isinstance(n, (int, float)):
+        return "-"
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 def served_snapshots(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -5,21 +5,23 @@ versions x 50 columns within its weight. Screenshots are kept in each test's tmp
 from __future__ import annotations
 
 import asyncio
-import re
 import base64
+import re
 import time
 from pathlib import Path
 from typing import Any
 
-from agent.admin import models, page
+import aiohttp
+
+from agent.admin import models, page, report
 from agent.alerts.matchers import Matcher
 from agent.component import ComponentId
 from agent.signals import Signal
 from tests.admin import synthetic
 from tests.admin.test_status_page import DevTools, browser, problems
 from tests.admin.traffic import ml_vigil_config, prediction_spans
-from tests.conftest import async_wait_for, running_vigil
-from tests.otlp_data import send_grpc
+from tests.conftest import async_wait_for, free_port, otlp_receiver_config, running_vigil
+from tests.otlp_data import send_grpc, send_span_batches
 from tests.receivers.fake_pynvml import FakeNvml
 from tests.receivers.test_nvml import two_gpus
 
@@ -238,3 +240,40 @@ def test_learning_the_reference_is_a_note_beside_an_ok_verdict_not_a_red_reason(
     assert "<div class=note>learning the reference (150 of 300 predictions)" in card and "class=reason" not in card
     other = text.split("data-model='model-0'", 1)[1].split("<div class=model ", 1)[0]
     assert "<div class=reason>" in other  # what makes a verdict worse stays red
+
+
+async def test_a_persistent_queue_shows_what_it_holds_on_the_page_and_in_vigil_status(tmp_path):
+    """A file_storage queue has no request capacity, only bytes on disk: its row says what it holds."""
+    backend = f"127.0.0.1:{free_port()}"  # nothing listens: what is sent waits in the disk queue
+    exporter = {"endpoint": backend, "tls": {"insecure": True}, "timeout": "1s"}
+    config = {
+        "extensions": {"file_storage/queues": {"directory": str(tmp_path)}},
+        "receivers": {"otlp": otlp_receiver_config(http=False)},
+        "exporters": {"otlp/disk": {**exporter, "sending_queue": {"storage": "file_storage/queues"},
+                                    "retry_on_failure": {"initial_interval": "50ms", "max_interval": "200ms"}},
+                      "otlp/memory": {**exporter, "retry_on_failure": {"enabled": False}}},
+        "service": {"extensions": ["file_storage/queues"],
+                    "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/disk", "otlp/memory"]}}},
+    }
+
+    async def queues(session: aiohttp.ClientSession) -> dict[str, tuple[str, str]]:
+        """Per exporter, its queue as the status page's components table and `vigil status` show it."""
+        async with session.get(vigil.admin_url("/")) as response:
+            text = await response.text()
+        async with session.get(vigil.admin_url("/api/v1/status")) as response:
+            lines = {line.split()[0]: line for line in report.render(await response.json()).splitlines()
+                     if line.startswith("otlp/")}
+        rows = re.findall(r"<td>exporter</td><td>([^<]+)</td>.*?<td class=n>([^<]*)</td></tr>", text)
+        return {name: (fill, lines.get(name, "")) for name, fill in rows}
+
+    async with running_vigil(config) as vigil, aiohttp.ClientSession() as session:
+        await send_span_batches(vigil.grpc_endpoint(), 3)
+        for _ in range(200):  # until the three requests are on disk
+            held = await queues(session)
+            if held["otlp/disk"][0].startswith("3 ("):
+                break
+            await asyncio.sleep(0.05)
+    fill, line = held["otlp/disk"]
+    assert re.fullmatch(r"3 \(\d+(\.\d)? (B|KiB) of \d+(\.\d)? (MiB|GiB) on disk\)", fill), held
+    assert line.endswith(fill)  # vigil status's QUEUE column says the same
+    assert held["otlp/memory"][0] == "0/1000" and held["otlp/memory"][1].endswith("0/1000"), held
