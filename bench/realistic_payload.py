@@ -15,19 +15,13 @@ import time
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from agent.attributes import set_any_value
+
 MODELS = [("fraud", "v3"), ("fraud", "v4"), ("churn", "2024-06")]
 
 
 def _set(attributes, key: str, value) -> None:
-    v = attributes.add(key=key).value
-    if isinstance(value, bool):
-        v.bool_value = value
-    elif isinstance(value, int):
-        v.int_value = value
-    elif isinstance(value, float):
-        v.double_value = value
-    else:
-        v.string_value = value
+    set_any_value(attributes.add(key=key).value, value)
 
 
 def make_request(spans: int, seed: int, prediction_id: bool = True) -> bytes:

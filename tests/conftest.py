@@ -106,15 +106,21 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
 
 
 async def async_wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    """Poll `predicate` without blocking the event loop."""
+    """Poll `predicate` (a plain function, or one returning an awaitable: an HTTP call to the agent
+    running on this loop) without blocking the event loop."""
     import asyncio
+    import inspect
+
+    async def holds() -> bool:
+        result = predicate()
+        return bool(await result if inspect.isawaitable(result) else result)
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
+        if await holds():
             return True
         await asyncio.sleep(interval)
-    return predicate()
+    return await holds()
 
 
 @pytest.fixture(scope="session")

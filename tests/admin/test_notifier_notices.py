@@ -4,7 +4,6 @@ in the status API, on the status page and in `vigil status`; once the webhook an
 
 from __future__ import annotations
 
-import asyncio
 import html
 
 import aiohttp
@@ -49,7 +48,7 @@ async def test_a_notifier_that_cannot_deliver_is_a_notice_until_it_can(tmp_path)
             status.update((await get(vigil.admin_url("/api/v1/status")))[1])
             return bool(status["notices"])
 
-        assert await async_wait_for_async(noticed, timeout=20), status
+        assert await async_wait_for(noticed, timeout=20), status
         (notice,) = status["notices"]
         assert notice.startswith("notifier webhook/oncall cannot deliver: ") and "(retrying; 0 dropped" in notice
         assert "/hook" not in notice  # a URL's path may hold a secret
@@ -73,15 +72,7 @@ async def test_a_notifier_that_cannot_deliver_is_a_notice_until_it_can(tmp_path)
             async def cleared() -> bool:
                 return not (await get(vigil.admin_url("/api/v1/status")))[1]["notices"]
 
-            assert await async_wait_for_async(cleared, timeout=20)
+            assert await async_wait_for(cleared, timeout=20)
         finally:
             await runner.cleanup()
 
-
-async def async_wait_for_async(check, timeout: float) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
