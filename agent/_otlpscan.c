@@ -266,9 +266,8 @@ static PyObject *scalar_object(const Value *v) {
     }
 }
 
-/* An ArrayValue of scalars as a Python list; `*numeric` 1 when every element is an int or a double (an
- * embedding's test, made here so the reader need not look at each element again). */
-static PyObject *array_object(Cursor c, int *numeric) {
+/* An ArrayValue of scalars as a Python list. */
+static PyObject *array_object(Cursor c) {
     uint32_t field;
     int wire_type;
     Cursor sub = {0};
@@ -288,8 +287,6 @@ static PyObject *array_object(Cursor c, int *numeric) {
         Value element;
         if (read_value(sub, &element) < 0)
             goto fail;
-        if (element.kind != K_INT && element.kind != K_DOUBLE)
-            *numeric = 0;
         PyObject *item = scalar_object(&element);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
@@ -473,23 +470,14 @@ static int read_attribute(Scan *s, Cursor c, int32_t item) {
     case K_DOUBLE:
         memcpy(&as_number, &value.bits, 8);
         break;
-    case K_ARRAY: {
-        int numeric = 1;
-        if (s->is_vector[id]) {
-            object = packed_numbers(value.content);
-            if (object != NULL) {
-                as_int = object != Py_None;
-                as_number = object != Py_None ? (double)(PyBytes_GET_SIZE(object) / 8) : 0.0;
-            }
-            break;
-        }
-        object = array_object(value.content, &numeric);
-        if (object != NULL) {
-            as_int = numeric && PyList_GET_SIZE(object) > 0;
-            as_number = (double)PyList_GET_SIZE(object);
+    case K_ARRAY:
+        if (!s->is_vector[id]) {
+            object = array_object(value.content);
+        } else if ((object = packed_numbers(value.content)) != NULL && object != Py_None) {
+            as_int = 1; /* an embedding: the reader takes it */
+            as_number = (double)(PyBytes_GET_SIZE(object) / 8);
         }
         break;
-    }
     default: /* kvlist, bytes: only their kind matters */
         break;
     }

@@ -29,8 +29,8 @@ class ScanResult(TypedDict):
     item: bytes  # int32 per record: the item (span or log record) it belongs to, counted over the request
     key: bytes  # int32 per record: its key's index in `keys`
     kind: bytes  # uint8 per record: its value's kind (STRING ... BYTES)
-    number: bytes  # float64 per record: an INT's or DOUBLE's value, an ARRAY's length, NaN otherwise
-    int: bytes  # int64 per record: an INT's value, a BOOL's 0 or 1, an ARRAY's 1 when non-empty and all numbers, else 0
+    number: bytes  # float64 per record: an INT's or DOUBLE's value, a packed ARRAY's length, NaN otherwise
+    int: bytes  # int64 per record: an INT's value, a BOOL's 0 or 1, 1 for a packed ARRAY (see object), 0 otherwise
     object: list[Any]  # per record: a STRING's str, an ARRAY's list of scalars (of a vector key: its numbers as
     #                    packed float64 bytes when all are ints or doubles, else None), None otherwise
     items: int  # how many items the request holds (those in a skipped scope not counted)
