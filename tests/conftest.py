@@ -105,6 +105,17 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     return predicate()
 
 
+def debian_binary(package: str, *commands: str) -> str:
+    """The path of the first of `commands` (default: the package's name) on PATH; the test fails, saying
+    which Debian package `make test` installs for it, when none is there."""
+    for command in commands or (package,):
+        path = shutil.which(command)
+        if path:
+            return path
+    pytest.fail(f"{' or '.join(commands or (package,))} is not installed: `make test` installs Debian's "
+                f"`{package}` package (apt-get install {package})")
+
+
 async def async_wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll `predicate` (a plain function, or one returning an awaitable: an HTTP call to the agent
     running on this loop) without blocking the event loop."""

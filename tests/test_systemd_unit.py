@@ -15,17 +15,14 @@ from pathlib import Path
 import pytest
 
 from agent import __version__
+from tests.conftest import debian_binary
 from tests.vigil_cli import REPO, run_cli
 
 UNIT = REPO / "systemd" / "vigil.service"
 
 
 def systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        pytest.fail("systemd-analyze is not installed: `make test` installs Debian's `systemd` package "
-                    "(apt-get install systemd)")
-    return path
+    return debian_binary("systemd", "systemd-analyze")
 
 
 def unit_settings() -> dict[str, list[str]]:

@@ -13,7 +13,6 @@ import base64
 import contextlib
 import itertools
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -25,16 +24,12 @@ from agent.admin import page
 from agent.component import ComponentId
 from agent.signals import Signal
 from tests.admin.traffic import ml_vigil_config, prediction_spans
-from tests.conftest import async_wait_for, free_port, running_vigil, stop_process
+from tests.conftest import async_wait_for, debian_binary, free_port, running_vigil, stop_process
 from tests.otlp_data import send_grpc
 
 
 def chromium_binary() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("no Chromium: `make test` installs Debian's `chromium` package (apt-get install chromium)")
+    return debian_binary("chromium", "chromium", "chromium-browser", "google-chrome")
 
 
 class DevTools:

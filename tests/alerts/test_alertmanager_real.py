@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -25,15 +23,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from agent.component import ComponentId
 from tests.alerts.servers import HttpEndpoint, http_endpoint
-from tests.conftest import async_wait_for, free_port, otlp_receiver_config, running_vigil, stop_process
+from tests.conftest import (async_wait_for, debian_binary, free_port, otlp_receiver_config, running_vigil,
+                            stop_process)
 
 
 def alertmanager_binary() -> str:
-    path = shutil.which("prometheus-alertmanager")
-    if path is None:
-        pytest.fail("the prometheus-alertmanager binary is not installed: `make test` installs Debian's "
-                    "`prometheus-alertmanager` package (apt-get install prometheus-alertmanager)")
-    return path
+    return debian_binary("prometheus-alertmanager")
 
 
 @dataclass

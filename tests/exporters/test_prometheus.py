@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import urllib.parse
 import urllib.request
@@ -20,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.attributes import set_any_value
 from agent.exporters.prometheus import label_name, metric_name
 from agent.signals import Signal
-from tests.conftest import free_port, otlp_receiver_config, running_vigil, stop_process
+from tests.conftest import debian_binary, free_port, otlp_receiver_config, running_vigil, stop_process
 from tests.otlp_data import send_grpc
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
@@ -196,11 +195,7 @@ async def test_resource_to_telemetry_conversion_and_const_labels():
 
 
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        pytest.fail("the prometheus binary is not installed: `make test` installs Debian's `prometheus` "
-                    "package (apt-get install prometheus)")
-    return path
+    return debian_binary("prometheus")
 
 
 def query(base: str, promql: str) -> list[dict[str, Any]]:
