@@ -7,8 +7,9 @@ would get from scipy on the same data. They are computed here the way scipy
 computes them and tested against it (tests/ml/test_stats.py): scipy's argument
 handling costs more than the arithmetic of a window's columns, and scipy.stats
 holds a large share of a running agent's memory. Only the special functions
-come from scipy.special; scipy.stats is asked for the two rare KS branches
-that `agent.ml.kolmogorov` does not repeat.
+come from scipy.special; the exact KS p-value of unequal sizes comes from the
+compiled routine `ks_2samp` calls for it, and scipy.stats itself is asked only for
+the rare branch `agent.ml.kolmogorov` does not repeat.
 
 - `two_sample`: KS and Wasserstein-1 of a numeric column from one merge of the
   two sorted samples (the reservoir is kept sorted; the window is sorted once).
@@ -34,6 +35,7 @@ its function of a `Comparison` (a column's reference against a window).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -126,7 +128,7 @@ def _ks_test(u: np.ndarray, v: np.ndarray, values: np.ndarray, differences: np.n
     d = below if below > above else above
     if ks_method(u.size, v.size) == "exact":
         if u.size != v.size:
-            return _scipy_ks(u, v)  # scipy's compiled recursion, far slower in Python
+            return _exact_unequal_sizes(u, v, d)
         # The exact distribution is on whole steps of 1/n: ks_2samp rounds d to one, as here.
         h = int(np.round(d * u.size))
         d = h / u.size
@@ -136,8 +138,47 @@ def _ks_test(u: np.ndarray, v: np.ndarray, values: np.ndarray, differences: np.n
         if 0 <= p <= 1:
             return TestResult(d, p)
         # Rounding took the exact value out of [0, 1]: ks_2samp takes the asymptotic one then.
-    # ks_2samp's asymptotic p-value: the two-sided one-sample distribution at the effective size.
-    m, n = sorted([float(u.size), float(v.size)], reverse=True)
+    return _asymptotic(u.size, v.size, d)
+
+
+def _exact_unequal_sizes(u: np.ndarray, v: np.ndarray, d: float) -> TestResult:
+    """ks_2samp's exact p-value for samples of unequal sizes (its `_attempt_exact_2kssamp`), from the
+    compiled recursion it calls; where that routine is not found, ks_2samp itself."""
+    outer_prob_inside = _outer_prob_inside()
+    if outer_prob_inside is None:
+        return _scipy_ks(u, v)
+    n1, n2 = u.size, v.size
+    g = math.gcd(n1, n2)
+    if n1 // g >= np.iinfo(np.int32).max / (n2 // g):  # lcm past int32: ks_2samp goes asymptotic
+        return _asymptotic(n1, n2, d)
+    lcm = (n1 // g) * n2
+    h = int(np.round(d * lcm))
+    d = h * 1.0 / lcm
+    if h == 0:
+        return TestResult(d, 1.0)
+    try:
+        with np.errstate(invalid="raise", over="raise"):
+            p = float(outer_prob_inside(n1, n2, g, h))
+    except (FloatingPointError, OverflowError):
+        return _asymptotic(n1, n2, d)
+    return TestResult(d, p) if 0 <= p <= 1 else _asymptotic(n1, n2, d)
+
+
+@functools.cache
+def _outer_prob_inside() -> Callable[[int, int, int, int], float] | None:
+    # scipy's own (private) routine behind ks_2samp's exact p-value of unequal sizes: the same
+    # arithmetic without its argument handling, which costs as much again. tests/ml/test_stats.py
+    # holds the result to ks_2samp's; a scipy without it gets ks_2samp.
+    try:
+        from scipy.stats._stats_pythran import _compute_outer_prob_inside_method
+    except ImportError:
+        return None
+    return _compute_outer_prob_inside_method
+
+
+def _asymptotic(n1: int, n2: int, d: float) -> TestResult:
+    """ks_2samp's asymptotic p-value: the two-sided one-sample distribution at the effective size."""
+    m, n = sorted([float(n1), float(n2)], reverse=True)
     return TestResult(d, min(max(kolmogorov.kolmogorov_sf(d, round(m * n / (m + n))), 0.0), 1.0))
 
 

@@ -189,6 +189,27 @@ def test_two_sample_gives_scipys_ks_and_wasserstein(case: str) -> None:
     assert stats.two_sample(a, b).wasserstein == approx(wasserstein_1(a, b))
 
 
+@pytest.mark.parametrize("n_ref, n_cur", [(970, 968), (1000, 999), (968, 1000), (500, 1500), (37, 1000), (3, 7)])
+def test_exact_p_value_of_unequal_sizes_is_ks_2samps(n_ref: int, n_cur: int) -> None:
+    # Windows and references with a few values missing: the exact distribution of unequal sizes.
+    rng = np.random.default_rng(n_ref * n_cur)
+    for shift in (0.0, 0.08, 0.3):
+        a, b = rng.standard_normal(n_ref), rng.standard_normal(n_cur) + shift
+        expected = scipy_stats.ks_2samp(a, b, method="exact")
+        result = stats.two_sample(np.sort(a), b).ks
+        assert stats.ks_method(n_ref, n_cur) == "exact"
+        assert result.statistic == expected.statistic
+        assert result.p_value == pytest.approx(expected.pvalue, rel=TIGHT, abs=1e-300)
+
+
+def test_exact_p_value_of_unequal_sizes_without_scipys_routine(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal(970), rng.standard_normal(968) + 0.1
+    with_routine = stats.ks(a, b)
+    monkeypatch.setattr(stats, "_outer_prob_inside", lambda: None)
+    assert stats.ks(a, b) == with_routine == pytest.approx(tuple(scipy_stats.ks_2samp(a, b, method="exact"))[:2])
+
+
 def test_two_sample_does_not_change_its_inputs() -> None:
     a, b = samples("continuous, asymptotic")
     a_copy, b_copy = a.copy(), b.copy()
