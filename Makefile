@@ -6,15 +6,17 @@ BIN    := $(VENV)/bin
 
 .PHONY: run demo test install clean proto test-debs install-service uninstall-service
 
-# setup.py builds agent/_otlpscan.c (the ml processor's wire scanner) into the editable install.
-$(BIN)/vigil: pyproject.toml setup.py agent/_otlpscan.c
+# setup.py builds agent/_otlpscan.c (the ml processor's wire scanner) and agent/_otlpjson.c (the OTLP/JSON
+# writer) into the editable install.
+C_SOURCES := agent/_otlpscan.c agent/_otlpjson.c
+$(BIN)/vigil: pyproject.toml setup.py $(C_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
 # Test dependencies (rotel, the OpenTelemetry SDK exporters, pytest) come from the `test` extra.
-$(VENV)/.test-deps: pyproject.toml setup.py agent/_otlpscan.c $(BIN)/vigil
+$(VENV)/.test-deps: pyproject.toml setup.py $(C_SOURCES) $(BIN)/vigil
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -25,7 +27,7 @@ run: $(BIN)/vigil
 
 # The inference-app demo (examples/inference_app/): what it runs on (scikit-learn, the SDK's OTLP
 # exporter) from the `examples` extra, then the quick game day. DEMO_ARGS="--keep" leaves Vigil up.
-$(VENV)/.examples-deps: pyproject.toml setup.py agent/_otlpscan.c $(BIN)/vigil
+$(VENV)/.examples-deps: pyproject.toml setup.py $(C_SOURCES) $(BIN)/vigil
 	$(BIN)/pip install --quiet -e '.[examples]'
 	touch $@
 

@@ -124,11 +124,10 @@ def _children(levels: list[_Level], depth: int, wire: bytes, start: int, end: in
 def _group(level: _Level, wire: bytes, start: int, end: int) -> str:
     """Consecutive child fields, encoded as one message of this level would be; without brackets."""
     if level.child_plan is not None:
-        try:
-            return ",".join(json_wire.message(level.child_plan, wire, value_start, field_end)
-                            for _, _, _, value_start, field_end in _fields(wire, start, end))
-        except json_wire.Unusual:
-            pass  # a layout protobuf merges, drops or refuses: it parses the group
+        text = json_wire.messages(level.child_plan, wire, start, end)
+        if text is not None:
+            return text
+        # A layout protobuf merges, drops or refuses: it parses the group.
     text = otlp_json.encode(level.message_type.FromString(wire[start:end]))
     assert text.startswith(level.prefix) and text.endswith("]}"), text[:80]
     return text[len(level.prefix):-2]
@@ -176,9 +175,14 @@ def _field(wire: bytes, pos: int, end: int) -> tuple[int, int, int, int, int]:
         pos += 1
     else:
         tag, pos = _varint(wire, pos, end)
+        if pos - field_start > 5:  # protobuf refuses a tag padded beyond 5 bytes
+            raise ValueError(f"malformed field at byte {field_start}")
     wire_type = tag & 7
     if wire_type == _LENGTH_DELIMITED:
+        length_start = pos
         length, pos = _varint(wire, pos, end)
+        if pos - length_start > 5:  # and a length
+            raise ValueError(f"malformed field at byte {field_start}")
         value_start, pos = pos, pos + length
     elif wire_type == 0:
         value_start = pos

@@ -7,8 +7,13 @@ its bytes, since most attributes repeat from span to span (`service.name`, `http
 model's name). The text is `encode`'s, character for character.
 
 Only the wire layout protobuf itself writes is taken: fields in number order, a singular field
-once, one member per oneof, no unknown fields, valid UTF-8. Anything else raises `Unusual`, and
-the caller parses the message instead (protobuf then merges, drops or refuses what it must).
+once, one member per oneof, no unknown fields, valid UTF-8, tags and lengths of at most 5 bytes.
+Anything else raises `Unusual`, and the caller parses the message instead (protobuf then merges,
+drops or refuses what it must).
+
+The plans are built here, from the descriptors; agent/_otlpjson.c, where it is built, walks the
+bytes by them in C (`messages`, `message_text`) and writes the same text. Where it is not (no C
+compiler), or `COMPILED` is set False, the Python writer below does.
 """
 
 from __future__ import annotations
@@ -17,10 +22,19 @@ import base64
 import math
 import struct
 from json.encoder import encode_basestring_ascii as _json_string
+from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
+
+try:
+    from agent import _otlpjson
+except ImportError:  # built without a C compiler: the Python writer below
+    _otlpjson = None
+
+# Whether the compiled writer writes, where it is built (the tests run both writers).
+COMPILED = _otlpjson is not None
 
 # A KeyValue's text is kept by its bytes up to this size; the cache is emptied when this full.
 _CACHE_KEY_BYTES = 160
@@ -40,6 +54,7 @@ _UNPACK_Q = struct.Struct("<Q").unpack_from
 _UNPACK_q = struct.Struct("<q").unpack_from
 _UNPACK_I = struct.Struct("<I").unpack_from
 _UNPACK_i = struct.Struct("<i").unpack_from
+_32_BIT = frozenset({_INT32, _UINT32, _SINT32})
 _ZERO8 = bytes(8)
 _ZERO4 = bytes(4)
 
@@ -55,6 +70,7 @@ class _Plan:
         # tag -> (number, kind, '"jsonName":', repeated, has presence, plan of a message field,
         #         oneof index or -1, whether a message field's text is cached by its bytes)
         self.fields: dict[int, tuple] = {}
+        self.compiled: Any = None  # agent._otlpjson's table of this type and those within it; False: none
 
 
 _PLANS: dict[str, _Plan] = {}
@@ -139,7 +155,7 @@ def _message(p: _Plan, wire: bytes, pos: int, end: int, depth: int) -> str:
         tag = wire[pos]
         pos += 1
         if tag >= 0x80:
-            tag, pos = _varint(wire, pos - 1, end)
+            tag, pos = _short_varint(wire, pos - 1, end)
         f = fields.get(tag)
         if f is None:
             raise Unusual(f"field tag {tag}")
@@ -164,7 +180,7 @@ def _message(p: _Plan, wire: bytes, pos: int, end: int, depth: int) -> str:
             length = wire[pos]
             pos += 1
             if length >= 0x80:
-                length, pos = _varint(wire, pos - 1, end)
+                length, pos = _short_varint(wire, pos - 1, end)
             start, pos = pos, pos + length
             if pos > end:
                 raise Unusual("truncated")
@@ -182,7 +198,7 @@ def _message(p: _Plan, wire: bytes, pos: int, end: int, depth: int) -> str:
             else:
                 text = '"' + base64.b64encode(wire[start:pos]).decode() + '"'
         elif kind >= _PACKED:
-            length, pos = _varint(wire, pos, end)
+            length, pos = _short_varint(wire, pos, end)
             start, pos = pos, pos + length
             if pos > end or length == 0:
                 raise Unusual("a packed run cut short or empty")
@@ -212,7 +228,7 @@ def _key_values(p: _Plan, wire: bytes, start: int, pos: int, end: int, tag: int,
     get, double_heads, append, unpack, text_of = _CACHE.get, _DOUBLE_HEADS, items.append, _UNPACK_DOUBLE, float.__repr__
     while True:
         value = pos - 11  # where a double's AnyValue field would start
-        if wire[value:pos - 8] == b"\x12\x09\x21" and wire[start] == 0x0A and 0 < wire[start + 1] == value - start - 2:
+        if wire[value:pos - 8] == b"\x12\x09\x21" and wire[start] == 0x0A and 0 < wire[start + 1] == value - start - 2 < 0x80:
             head = double_heads.get(wire[start:value])
             if head is None:
                 head = _key_head(wire, start, value) + '{"doubleValue":'
@@ -237,7 +253,7 @@ def _key_values(p: _Plan, wire: bytes, start: int, pos: int, end: int, tag: int,
         length = wire[pos + 1]
         pos += 2
         if length >= 0x80:
-            length, pos = _varint(wire, pos - 1, end)
+            length, pos = _short_varint(wire, pos - 1, end)
         start, pos = pos, pos + length
         if pos > end:
             raise Unusual("truncated")
@@ -257,7 +273,7 @@ def _key_value(p: _Plan, wire: bytes, start: int, end: int, depth: int) -> str:
     length = wire[start + 1]
     value = start + 2 + length
     if wire[start] == 0x0A and 0 < length < 0x80 and value + 4 <= end and wire[value] == 0x12 \
-            and value + 2 + wire[value + 1] == end and wire[value + 2] == 0x0A and wire[value + 3] < 0x80 \
+            and wire[value + 1] < 0x80 and value + 2 + wire[value + 1] == end and wire[value + 2] == 0x0A and wire[value + 3] < 0x80 \
             and value + 4 + wire[value + 3] == end:
         head = _KEYS.get(wire[start:value]) or _key_head(wire, start, value)
         return head + '{"stringValue":' + _json_string(wire[value + 4:end].decode()) + "}}"
@@ -288,8 +304,8 @@ def _number(kind: int, wire: bytes, pos: int, end: int, keep_default: bool) -> t
         pos += 1
     else:
         value, pos = _varint(wire, pos, end)
-    if value == 0 and not keep_default:
-        return None, pos
+    if not keep_default and (value == 0 or kind in _32_BIT and value & 0xFFFFFFFF == 0):
+        return None, pos  # a 32-bit field's default is judged on the bits protobuf keeps
     return _varint_text(kind, value), pos
 
 
@@ -345,6 +361,14 @@ def _single(value: float) -> str:
     return _double(value)
 
 
+def _short_varint(wire: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A tag or a length: protobuf refuses either padded beyond 5 bytes, and a tag beyond 32 bits."""
+    value, after = _varint(wire, pos, end)
+    if after - pos > 5 or value > 0xFFFFFFFF:
+        raise Unusual("a tag or length of more than 5 bytes")
+    return value, after
+
+
 def _varint(wire: bytes, pos: int, end: int) -> tuple[int, int]:
     value = shift = 0
     while True:
@@ -363,8 +387,55 @@ def message_text(message_type: type[Message], wire: bytes) -> str | None:
     p = plan_of(message_type)
     if p is None:
         return None
+    table = _compiled(p)
+    if table:
+        return _otlpjson.message(table, 0, wire, 0, len(wire))
     try:
         return message(p, wire, 0, len(wire))
     except Unusual:
         return None
+
+
+def messages(p: _Plan, wire: bytes, start: int, end: int) -> str | None:
+    """The JSON objects of the messages (of plan `p`) in the length-delimited fields that make up
+    wire[start:end], comma-separated; None where a layout is not taken."""
+    table = _compiled(p)
+    if table:
+        return _otlpjson.messages(table, 0, wire, start, end)
+    texts = []
+    pos = start
+    try:
+        while pos < end:
+            tag, pos = _short_varint(wire, pos, end)
+            length, pos = _short_varint(wire, pos, end)
+            if tag & 7 != 2 or pos + length > end:
+                return None
+            texts.append(message(p, wire, pos, pos + length))
+            pos += length
+    except Unusual:
+        return None
+    return ",".join(texts)
+
+
+def _compiled(p: _Plan) -> Any:
+    """agent._otlpjson's table for `p` (its type first, then every type within it); None or False where
+    the Python writer writes."""
+    if not COMPILED:
+        return None
+    if p.compiled is None:
+        order, index = [p], {id(p): 0}
+        for q in order:  # grows as it goes: every type reached from `p`
+            for f in q.fields.values():
+                sub = f[5]
+                if sub is not None and id(sub) not in index:
+                    index[id(sub)] = len(order)
+                    order.append(sub)
+        types = [[(tag, number, kind, key.encode(), repeated, presence, index[id(sub)] if sub else -1, oneof)
+                  for tag, (number, kind, key, repeated, presence, sub, oneof, _) in q.fields.items()]
+                 for q in order]
+        try:
+            p.compiled = _otlpjson.table(types)
+        except ValueError:  # a type the table cannot hold: the Python writer writes it
+            p.compiled = False
+    return p.compiled
 

@@ -1,6 +1,7 @@
 """OTLP/JSON written straight off the wire (`json_wire`, under `json_stream.pieces`): protobuf's JSON
 printer's text, character for character, on what the OpenTelemetry SDK sends and on odd values; a
-layout protobuf would merge, drop or refuse is left to protobuf."""
+layout protobuf would merge, drop or refuse is left to protobuf. Every test runs on both writers:
+the compiled one (agent/_otlpjson.c) and the Python one."""
 
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ from agent.attributes import set_any_value
 from agent.exporters import json_stream, json_wire
 from agent.signals import Signal
 from tests.otlp_data import logs, metrics, traces
+
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def writer(request, monkeypatch):
+    if request.param == "compiled" and json_wire._otlpjson is None:
+        pytest.skip("agent/_otlpjson.c is not built (test_json_wire_parity.py fails on that)")
+    monkeypatch.setattr(json_wire, "COMPILED", request.param == "compiled")
+    return request.param
+
 
 RESOURCE = Resource.create({"service.name": "fraud-api", "service.version": "1.8.2", "host.name": "ip-10-0-3-17",
                             "process.pid": 4211, "process.runtime.name": "cpython"})
@@ -159,6 +170,9 @@ def _request(span: bytes) -> bytes:
     SPAN_NAME + b"\xa0\x06\x01",  # an unknown field (100)
     SPAN_NAME + b"\x29" + struct.pack("<d", 1.0),  # a known number (kind) with another wire type
     SPAN_NAME + bytes([0x38, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),  # a 10-byte varint
+    SPAN_NAME + bytes([0x30, 0x80, 0x80, 0x80, 0x80, 0x10]),  # kind 2^32: protobuf keeps 32 bits, 0, left out
+    SPAN_NAME + bytes([0x30, 0x81, 0x80, 0x80, 0x80, 0x10]),  # kind 2^32 + 1: 1
+    bytes([0xAA, 0x80, 0x80, 0x80, 0x00, 1]) + b"x",  # a tag padded to 5 bytes (taken)
     _field(5, b"\x00"),  # a NUL is valid UTF-8 (taken)
 ])
 def test_layouts_protobuf_merges_or_drops_come_out_as_protobuf_reads_them(span):
@@ -207,7 +221,45 @@ def _request_long(span: bytes) -> bytes:
     return b"\x0a" + _varint(len(resource)) + resource
 
 
-def test_kept_attribute_texts_stay_bounded():
+def _double_attribute_with_long_key(key_length: int) -> bytes:
+    # A key of 128 bytes or more has a two-byte length: its first byte alone must not be read as the length.
+    return _attribute(b"\x0a" + _varint(key_length) + b"k" * key_length + b"\x12\x09\x21" + struct.pack("<d", 0.5))
+
+
+def _attribute(key_value: bytes) -> bytes:
+    return b"\x4a" + _varint(len(key_value)) + key_value
+
+
+@pytest.mark.parametrize("span", [
+    bytes([0xAA, 0x80, 0x80, 0x80, 0x80, 0x00, 1]) + b"x",  # a tag padded beyond 5 bytes
+    bytes([0x2A, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00]) + b"x",  # a length padded beyond 5 bytes
+    # A key whose two-byte length 0x85 0x01 reads as 133 on its first byte alone: the bytes do not parse.
+    _attribute(b"\x0a\x85" + b"k" * 133 + b"\x12\x09\x21" + bytes(8)),
+], ids=["tag", "length", "key-length"])
+def test_padded_or_misread_lengths_are_refused_as_protobuf_refuses_them(span):
+    wire = _request_long(span)
+    with pytest.raises(DecodeError):
+        ExportTraceServiceRequest.FromString(wire)
+    with pytest.raises(DecodeError):
+        "".join(json_stream.pieces(Signal.TRACES, wire))
+
+
+def test_a_double_attribute_with_a_long_key_is_written():
+    _assert_written_as_protobuf_would(Signal.TRACES, _request_long(_double_attribute_with_long_key(200)))
+
+
+def test_a_child_tag_padded_beyond_5_bytes_is_not_walked():
+    # The walker refuses it (ValueError): the exporters then parse, and protobuf refuses the request.
+    wire = bytes([0x8A, 0x80, 0x80, 0x80, 0x80, 0x00, 4]) + _field(2, _field(2, b""))
+    with pytest.raises(DecodeError):
+        ExportTraceServiceRequest.FromString(wire)
+    with pytest.raises(ValueError):
+        "".join(json_stream.pieces(Signal.TRACES, wire))
+
+
+def test_kept_attribute_texts_stay_bounded(writer):
+    if writer == "compiled":
+        pytest.skip("the compiled writer keeps no texts")
     request = traces(1)
     span = request.resource_spans[0].scope_spans[0].spans[0]
     for i in range(3 * json_wire._CACHE_ENTRIES):
