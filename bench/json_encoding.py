@@ -2,15 +2,17 @@
 
 For each payload (`realistic_payload.py`'s prediction spans as apps send them, and
 `passthrough.py --ml`'s prediction-only spans), 512 spans a request, times
-`json_stream.pieces` three ways in one run, interleaved, on the CPU clock:
+`json_stream.pieces` four ways in one run, interleaved, on the CPU clock:
 
-- `wire`: as the exporters run it, each group of spans written straight from its bytes (`json_wire`);
+- `compiled`: as the exporters run it, each group of spans written straight from its bytes in C
+  (agent/_otlpjson.c, by `json_wire`'s plans);
+- `wire`: the same with `json_wire`'s Python writer (where the C one is not built);
 - `parsed`: the same pieces with every group parsed by protobuf and encoded by `otlp_json.encode`
   (what `pieces` did before `json_wire`, and still does for a layout `json_wire` leaves to protobuf);
 - `json_format`: `otlp_json.encode_with_json_format`, protobuf's own JSON printer (the reference).
 
 Every text is checked to be the reference's, character for character. Prints µs per span, medians
-of `--rounds`, and the ratios.
+of `--rounds`, and the ratios against `compiled`.
 
     .venv/bin/python bench/json_encoding.py                 # about 20 seconds
     .venv/bin/python bench/json_encoding.py --rounds 9 --profile
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
 from agent import otlp_json  # noqa: E402
-from agent.exporters import json_stream  # noqa: E402
+from agent.exporters import json_stream, json_wire  # noqa: E402
 from agent.signals import Signal  # noqa: E402
 from passthrough import make_request as prediction_only  # noqa: E402
 from realistic_payload import make_request as realistic  # noqa: E402
@@ -41,8 +43,21 @@ from realistic_payload import make_request as realistic  # noqa: E402
 SPANS = 512
 
 
-def _wire(wires: list[bytes]) -> list[str]:
+def _pieces(wires: list[bytes]) -> list[str]:
     return ["".join(json_stream.pieces(Signal.TRACES, w)) for w in wires]
+
+
+def _writing(compiled: bool):
+    def encode(wires: list[bytes]) -> list[str]:
+        saved, json_wire.COMPILED = json_wire.COMPILED, compiled
+        try:
+            return _pieces(wires)
+        finally:
+            json_wire.COMPILED = saved
+    return encode
+
+
+_compiled, _wire = _writing(True), _writing(False)
 
 
 def _parsed(wires: list[bytes]) -> list[str]:
@@ -51,7 +66,7 @@ def _parsed(wires: list[bytes]) -> list[str]:
     for level in levels:
         level.child_plan = None  # every group through protobuf and otlp_json.encode
     try:
-        return _wire(wires)
+        return _pieces(wires)
     finally:
         for level, plan in zip(levels, plans):
             level.child_plan = plan
@@ -61,15 +76,17 @@ def _json_format(wires: list[bytes]) -> list[str]:
     return [otlp_json.encode_with_json_format(ExportTraceServiceRequest.FromString(w)) for w in wires]
 
 
-WAYS = {"wire": _wire, "parsed": _parsed, "json_format": _json_format}
+WAYS = {"compiled": _compiled, "wire": _wire, "parsed": _parsed, "json_format": _json_format}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=8, help="requests per round (default 8)")
-    parser.add_argument("--profile", action="store_true", help="and a cProfile of `wire` on the realistic payload")
+    parser.add_argument("--profile", action="store_true", help="and a cProfile of `compiled` on the realistic payload")
     args = parser.parse_args()
+    if json_wire._otlpjson is None:
+        sys.exit("agent/_otlpjson.c is not built: .venv/bin/python setup.py build_ext --inplace")
     payloads = {"realistic": [realistic(SPANS, seed) for seed in range(args.requests)],
                 "prediction-only": [prediction_only(Signal.TRACES, SPANS, 20, True, seed)
                                     for seed in range(args.requests)]}
@@ -88,10 +105,10 @@ def main() -> None:
         medians = {way: statistics.median(ts) for way, ts in times.items()}
         for way, m in medians.items():
             print(f"  {way:12} {m:7.1f} µs/span  ({min(times[way]):.1f}-{max(times[way]):.1f})  "
-                  f"{m / medians['wire']:5.2f}x wire's")
+                  f"{m / medians['compiled']:6.2f}x compiled's")
     if args.profile:
         profile = cProfile.Profile()
-        profile.runcall(_wire, payloads["realistic"])
+        profile.runcall(_compiled, payloads["realistic"])
         pstats.Stats(profile).sort_stats("tottime").print_stats(12)
 
 

@@ -1,0 +1,150 @@
+"""The compiled OTLP/JSON writer (agent/_otlpjson.c) writes what json_wire's Python writer writes, and what
+protobuf's printer writes, character for character, on requests shaped as apps send them: the benchmark's
+prediction spans (bench/realistic_payload.py), and the OpenTelemetry SDK's own metrics and logs from an
+inference service."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from pathlib import Path
+
+import pytest
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from agent import otlp_json
+from agent.exporters import json_stream, json_wire
+from agent.signals import Signal
+
+_PAYLOAD = Path(__file__).resolve().parents[2] / "bench" / "realistic_payload.py"
+_spec = importlib.util.spec_from_file_location("realistic_payload", _PAYLOAD)
+realistic_payload = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(realistic_payload)
+
+# An SDK resource as an inference service has one: service.*, telemetry.sdk.* (added by the SDK), host.*, process.*.
+RESOURCE = Resource.create({"service.name": "fraud-api", "service.version": "1.8.2",
+                            "service.instance.id": "fraud-7f9c", "host.name": "ip-10-0-3-17", "host.arch": "amd64",
+                            "process.pid": 4211, "process.runtime.name": "cpython",
+                            "process.runtime.version": "3.11.7"})
+MODELS = [("fraud", "v3"), ("fraud", "v4"), ("churn", "2024-06")]
+
+needs_compiled = pytest.mark.skipif(json_wire._otlpjson is None, reason="agent/_otlpjson.c is not built")
+
+
+def test_the_compiled_writer_is_built():
+    # `make test` builds agent/_otlpjson.c; without a compiler json_wire's Python writer writes instead.
+    assert json_wire._otlpjson is not None
+    assert json_wire._compiled(json_wire.plan_of(Span))
+
+
+def _written(signal: Signal, wire: bytes, compiled: bool, monkeypatch) -> tuple[str, str | None]:
+    monkeypatch.setattr(json_wire, "COMPILED", compiled)
+    return "".join(json_stream.pieces(signal, wire)), json_wire.message_text(signal.request_type, wire)
+
+
+def _assert_both_write_the_reference(signal: Signal, wire: bytes, monkeypatch) -> None:
+    reference = otlp_json.encode_with_json_format(signal.request_type.FromString(wire))
+    assert _written(signal, wire, True, monkeypatch) == (reference, reference)
+    assert _written(signal, wire, False, monkeypatch) == (reference, reference)
+
+
+@needs_compiled
+@pytest.mark.parametrize("prediction_id", [True, False], ids=["with-id", "prediction-only"])
+def test_realistic_prediction_spans(monkeypatch, prediction_id):
+    for seed in range(4):
+        wire = realistic_payload.make_request(512, seed, prediction_id=prediction_id)
+        _assert_both_write_the_reference(Signal.TRACES, wire, monkeypatch)
+
+
+def _sdk_metrics(collections: int) -> list[bytes]:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(resource=RESOURCE, metric_readers=[reader], views=[
+        View(instrument_name="ml.prediction.confidence", aggregation=ExponentialBucketHistogramAggregation()),
+        View(instrument_name="*")])
+    meter = provider.get_meter("inference", "0.3.0")
+    predictions = meter.create_counter("ml.predictions", unit="{prediction}")
+    latency = meter.create_histogram("http.server.request.duration", unit="s")
+    confidence = meter.create_histogram("ml.prediction.confidence")
+    in_flight = meter.create_up_down_counter("http.server.active_requests")
+    drift = meter.create_gauge("ml.feature.mean")
+    rng = random.Random(7)
+    requests = []
+    for _ in range(collections):
+        for i in range(200):
+            model, version = MODELS[i % 3]
+            attrs = {"ml.model.name": model, "ml.model.version": version, "http.route": "/v1/predict"}
+            predictions.add(1, {**attrs, "ml.prediction.label": rng.choice(["approve", "review", "deny"])})
+            latency.record(rng.lognormvariate(-4, 0.6), {**attrs, "http.response.status_code": 200})
+            confidence.record(rng.uniform(0.5, 1.0), attrs)
+            in_flight.add(rng.choice([1, -1]), attrs)
+            drift.set(rng.gauss(0, 1), {**attrs, "ml.feature": f"f{i % 8}"})
+        requests.append(encode_metrics(reader.get_metrics_data()).SerializeToString())
+    return requests
+
+
+@needs_compiled
+def test_sdk_metrics_of_an_inference_service(monkeypatch):
+    for wire in _sdk_metrics(3):
+        _assert_both_write_the_reference(Signal.METRICS, wire, monkeypatch)
+
+
+def _sdk_logs() -> bytes:
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=RESOURCE)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = provider.get_logger("inference", "0.3.0")
+    tracer = TracerProvider(resource=RESOURCE).get_tracer("inference")
+    rng = random.Random(11)
+    for i in range(300):
+        model, version = MODELS[i % 3]
+        with tracer.start_as_current_span("predict"):  # the record carries the span's trace and span ids
+            if i % 25 == 0:
+                logger.emit(body=f"feature store timed out after {rng.uniform(0.1, 2):.3f}s — retrying",
+                            severity_number=SeverityNumber.ERROR, severity_text="ERROR",
+                            attributes={"exception.type": "TimeoutError", "ml.model.name": model})
+            else:
+                logger.emit(body={"event": "prediction", "label": rng.choice(["approve", "review", "deny"]),
+                                  "confidence": rng.uniform(0.5, 1.0), "features": [rng.gauss(0, 1) for _ in range(4)],
+                                  "cached": i % 4 == 0},
+                            severity_number=SeverityNumber.INFO, severity_text="INFO",
+                            attributes={"ml.model.name": model, "ml.model.version": version,
+                                        "ml.prediction.id": f"{i:06d}-{rng.getrandbits(32):08x}",
+                                        "code.lineno": 120 + i % 7, "request.digest": rng.randbytes(6)})
+    return encode_logs(exporter.get_finished_logs()).SerializeToString()
+
+
+@needs_compiled
+def test_sdk_logs_of_an_inference_service(monkeypatch):
+    _assert_both_write_the_reference(Signal.LOGS, _sdk_logs(), monkeypatch)
+
+
+@needs_compiled
+def test_damaged_realistic_requests_are_taken_or_left_alike(monkeypatch):
+    # A byte changed anywhere: both writers write protobuf's text or both leave the request to protobuf.
+    original = realistic_payload.make_request(24, 3)
+    rng = random.Random(5)
+    left = 0
+    for _ in range(400):
+        wire = bytearray(original)
+        wire[rng.randrange(len(wire))] ^= rng.randrange(1, 256)
+        wire = bytes(wire)
+        texts = []
+        for compiled in (True, False):
+            monkeypatch.setattr(json_wire, "COMPILED", compiled)
+            texts.append(json_wire.message_text(Signal.TRACES.request_type, wire))
+        assert texts[0] == texts[1]
+        if texts[0] is None:
+            left += 1
+        else:
+            assert texts[0] == otlp_json.encode_with_json_format(Signal.TRACES.request_type.FromString(wire))
+    assert 0 < left < 400  # some damage is only a changed value, some is a layout protobuf must judge
