@@ -130,6 +130,12 @@ def evaluate(profile: Profile, window: Mapping[str, RawColumn], rows: int, confi
     columns = profile.columns()
     results = dict(zip(columns, parallel.map_columns(
         lambda item: test_column(item[1], column_views[item[0]], config), columns.items(), rows)))
+    return decide(results, config)
+
+
+def decide(results: dict[str, ColumnDrift], config: DriftConfig) -> DriftResult:
+    """Which of the tested columns (`test_column`'s results, by name) drifted, after the correction
+    across them, and whether the model did."""
     p_values = np.array([r.p_value if r.tested else math.nan for r in results.values()])
     adjusted = stats.adjust_p_values(p_values, config.correction)
     for result, p_adjusted in zip(results.values(), adjusted):
@@ -148,4 +154,4 @@ def evaluate(profile: Profile, window: Mapping[str, RawColumn], rows: int, confi
     return DriftResult(results, share, bool(tested) and share >= config.drift_share)
 
 
-__all__ = ["CATEGORICAL", "NUMERIC", "DriftConfig", "DriftResult", "ColumnDrift", "evaluate", "test_column"]
+__all__ = ["CATEGORICAL", "NUMERIC", "DriftConfig", "DriftResult", "ColumnDrift", "decide", "evaluate", "test_column"]

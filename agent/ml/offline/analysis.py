@@ -12,14 +12,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from agent.ml import drift, health, multivariate as mv, parallel, performance as performances, statistics
-from agent.ml.columns import RawColumn
+from agent.ml.columns import ColumnView, RawColumn
 from agent.ml.config import DriftConfig
-from agent.ml.drift import DriftResult
+from agent.ml.drift import ColumnDrift, DriftResult
 from agent.ml.health import ColumnHealth
 from agent.ml.offline.errors import OfflineError
 from agent.ml.offline.reference import model_outputs
 from agent.ml.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS, PerformanceProfile
-from agent.ml.profile import Profile
+from agent.ml.profile import ColumnProfile, Profile
 from agent.ml.tables import Table
 from agent.ml.vocabulary import OUTPUTS
 
@@ -68,12 +68,11 @@ def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: 
     `slots` maps the stored outputs (`ml.prediction.score`, …) to the chunk's columns (default: the
     stored names). `multivariate` adds `drift.multivariate`; `loss` (a regression reference's
     `estimates.LossModel`) the estimated MAE and RMSE."""
-    # One view per column: drift and health share its masks and usable values, as the live processor does.
-    views = drift.views(reference, table.columns, table.rows, config.sentinels)
-    result = drift.evaluate(reference, table.columns, table.rows, config, views)
     profiled = reference.columns()
-    healths = dict(zip(profiled, parallel.map_columns(lambda item: health.column_health(item[1], views[item[0]]),
-                                                     profiled.items(), table.rows)))
+    tested = parallel.map_columns(lambda item: column_checks(item[0], item[1], table, config), profiled.items(),
+                                  table.rows)
+    result = drift.decide({name: found for name, (found, _) in zip(profiled, tested)}, config)
+    healths = {name: found for name, (_, found) in zip(profiled, tested)}
     report = chunk_report(index, table.rows, result, healths)
     if multivariate is not None:
         report["drift"]["multivariate"] = multivariate.run(table, config.sentinels, seed=index)
@@ -89,6 +88,16 @@ def analyze_chunk(reference: Profile, table: Table, config: DriftConfig, index: 
         if performance is not None:
             report["performance"] = performance
     return report
+
+
+def column_checks(name: str, reference: ColumnProfile, table: Table,
+                  config: DriftConfig) -> tuple[ColumnDrift, ColumnHealth]:
+    """One column's drift statistics and health, from one view of it (they share its masks and sorted
+    values, as the live processor's do). One task per column: the view's copies of the column go
+    when its task ends, so a chunk's columns are not all held at once."""
+    column = table.columns[name] if name in table.columns else RawColumn.missing(table.rows)
+    view = ColumnView(column, config.sentinels)
+    return drift.test_column(reference, view, config), health.column_health(reference, view)
 
 
 def chunk_report(index: int, rows: int, result: DriftResult, healths: dict[str, ColumnHealth]) -> dict[str, Any]:

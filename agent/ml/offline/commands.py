@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from pydantic import ValidationError
 
-from agent.ml import multivariate as mv, profile as profiles
+from agent.ml import multivariate as mv, parallel, profile as profiles
 from agent.ml.config import DriftConfig
 from agent.ml.offline import report
 from agent.ml.offline.analysis import Multivariate, analyze_chunk
@@ -103,7 +103,9 @@ def analyze(args: argparse.Namespace) -> int:
                for name, c in reference.profile.columns().items()}
     extra = [c for c in ((args.id_column if labels else None), (args.label if not labels else None))
              if c and c not in reference.columns]
-    chunks = _read_blocks(current, [*reference.columns, *dict.fromkeys(extra)], args.embedding, args.chunk_size)
+    # The next chunk is read while one is analysed.
+    chunks = parallel.read_ahead(_read_blocks(current, [*reference.columns, *dict.fromkeys(extra)], args.embedding,
+                                              args.chunk_size))
     # A table on stdout is printed chunk by chunk; JSON, and any report written to a file, at the end.
     stream_table = args.format == "table" and not args.output
     result: dict[str, Any] = {"reference_rows": int(reference.profile.rows), "chunks": []}
