@@ -171,18 +171,295 @@ static int put_signed(Out *o, int64_t v, int quoted) {
     return quoted ? put_char(o, '"') : 0;
 }
 
+/* ---- doubles: the shortest digits ------------------------------------- */
+
+/* repr() of a double is the shortest digit string that reads back as it (the closest such string
+ * where there are several), from CPython's dtoa, which works in big integers. Grisu3 (Loitsch,
+ * "Printing floating-point numbers quickly and accurately with integers", PLDI 2010) finds the same
+ * digits in 64-bit arithmetic for all but about 0.5% of doubles, and says so when it cannot be sure:
+ * those still go to CPython's dtoa. */
+
+typedef struct {
+    uint64_t f;
+    int e;
+} DiyFp; /* f * 2^e */
+
+/* 10^d as f * 2^e, f normalized and rounded to nearest, for d = -348, -340, ..., 340. */
+static const struct {
+    uint64_t f;
+    int16_t e, d;
+} cached_powers[] = {
+    {0xfa8fd5a0081c0288ULL, -1220, -348},
+    {0xbaaee17fa23ebf76ULL, -1193, -340},
+    {0x8b16fb203055ac76ULL, -1166, -332},
+    {0xcf42894a5dce35eaULL, -1140, -324},
+    {0x9a6bb0aa55653b2dULL, -1113, -316},
+    {0xe61acf033d1a45dfULL, -1087, -308},
+    {0xab70fe17c79ac6caULL, -1060, -300},
+    {0xff77b1fcbebcdc4fULL, -1034, -292},
+    {0xbe5691ef416bd60cULL, -1007, -284},
+    {0x8dd01fad907ffc3cULL, -980, -276},
+    {0xd3515c2831559a83ULL, -954, -268},
+    {0x9d71ac8fada6c9b5ULL, -927, -260},
+    {0xea9c227723ee8bcbULL, -901, -252},
+    {0xaecc49914078536dULL, -874, -244},
+    {0x823c12795db6ce57ULL, -847, -236},
+    {0xc21094364dfb5637ULL, -821, -228},
+    {0x9096ea6f3848984fULL, -794, -220},
+    {0xd77485cb25823ac7ULL, -768, -212},
+    {0xa086cfcd97bf97f4ULL, -741, -204},
+    {0xef340a98172aace5ULL, -715, -196},
+    {0xb23867fb2a35b28eULL, -688, -188},
+    {0x84c8d4dfd2c63f3bULL, -661, -180},
+    {0xc5dd44271ad3cdbaULL, -635, -172},
+    {0x936b9fcebb25c996ULL, -608, -164},
+    {0xdbac6c247d62a584ULL, -582, -156},
+    {0xa3ab66580d5fdaf6ULL, -555, -148},
+    {0xf3e2f893dec3f126ULL, -529, -140},
+    {0xb5b5ada8aaff80b8ULL, -502, -132},
+    {0x87625f056c7c4a8bULL, -475, -124},
+    {0xc9bcff6034c13053ULL, -449, -116},
+    {0x964e858c91ba2655ULL, -422, -108},
+    {0xdff9772470297ebdULL, -396, -100},
+    {0xa6dfbd9fb8e5b88fULL, -369, -92},
+    {0xf8a95fcf88747d94ULL, -343, -84},
+    {0xb94470938fa89bcfULL, -316, -76},
+    {0x8a08f0f8bf0f156bULL, -289, -68},
+    {0xcdb02555653131b6ULL, -263, -60},
+    {0x993fe2c6d07b7facULL, -236, -52},
+    {0xe45c10c42a2b3b06ULL, -210, -44},
+    {0xaa242499697392d3ULL, -183, -36},
+    {0xfd87b5f28300ca0eULL, -157, -28},
+    {0xbce5086492111aebULL, -130, -20},
+    {0x8cbccc096f5088ccULL, -103, -12},
+    {0xd1b71758e219652cULL, -77, -4},
+    {0x9c40000000000000ULL, -50, 4},
+    {0xe8d4a51000000000ULL, -24, 12},
+    {0xad78ebc5ac620000ULL, 3, 20},
+    {0x813f3978f8940984ULL, 30, 28},
+    {0xc097ce7bc90715b3ULL, 56, 36},
+    {0x8f7e32ce7bea5c70ULL, 83, 44},
+    {0xd5d238a4abe98068ULL, 109, 52},
+    {0x9f4f2726179a2245ULL, 136, 60},
+    {0xed63a231d4c4fb27ULL, 162, 68},
+    {0xb0de65388cc8ada8ULL, 189, 76},
+    {0x83c7088e1aab65dbULL, 216, 84},
+    {0xc45d1df942711d9aULL, 242, 92},
+    {0x924d692ca61be758ULL, 269, 100},
+    {0xda01ee641a708deaULL, 295, 108},
+    {0xa26da3999aef774aULL, 322, 116},
+    {0xf209787bb47d6b85ULL, 348, 124},
+    {0xb454e4a179dd1877ULL, 375, 132},
+    {0x865b86925b9bc5c2ULL, 402, 140},
+    {0xc83553c5c8965d3dULL, 428, 148},
+    {0x952ab45cfa97a0b3ULL, 455, 156},
+    {0xde469fbd99a05fe3ULL, 481, 164},
+    {0xa59bc234db398c25ULL, 508, 172},
+    {0xf6c69a72a3989f5cULL, 534, 180},
+    {0xb7dcbf5354e9beceULL, 561, 188},
+    {0x88fcf317f22241e2ULL, 588, 196},
+    {0xcc20ce9bd35c78a5ULL, 614, 204},
+    {0x98165af37b2153dfULL, 641, 212},
+    {0xe2a0b5dc971f303aULL, 667, 220},
+    {0xa8d9d1535ce3b396ULL, 694, 228},
+    {0xfb9b7cd9a4a7443cULL, 720, 236},
+    {0xbb764c4ca7a44410ULL, 747, 244},
+    {0x8bab8eefb6409c1aULL, 774, 252},
+    {0xd01fef10a657842cULL, 800, 260},
+    {0x9b10a4e5e9913129ULL, 827, 268},
+    {0xe7109bfba19c0c9dULL, 853, 276},
+    {0xac2820d9623bf429ULL, 880, 284},
+    {0x80444b5e7aa7cf85ULL, 907, 292},
+    {0xbf21e44003acdd2dULL, 933, 300},
+    {0x8e679c2f5e44ff8fULL, 960, 308},
+    {0xd433179d9c8cb841ULL, 986, 316},
+    {0x9e19db92b4e31ba9ULL, 1013, 324},
+    {0xeb96bf6ebadf77d9ULL, 1039, 332},
+    {0xaf87023b9bf0ee6bULL, 1066, 340},
+};
+#define CACHED_POWERS_OFFSET 348 /* -the first d */
+#define CACHED_POWERS_STEP 8
+
+static inline DiyFp diy_times(DiyFp x, DiyFp y) { /* the product's upper 64 bits, rounded */
+    const uint64_t m32 = 0xFFFFFFFFu;
+    uint64_t a = x.f >> 32, b = x.f & m32, c = y.f >> 32, d = y.f & m32;
+    uint64_t ac = a * c, bc = b * c, ad = a * d, bd = b * d;
+    uint64_t tmp = (bd >> 32) + (ad & m32) + (bc & m32) + ((uint64_t)1 << 31);
+    DiyFp r = {ac + (ad >> 32) + (bc >> 32) + (tmp >> 32), x.e + y.e + 64};
+    return r;
+}
+
+static inline DiyFp diy_normalize(DiyFp x) {
+    int shift = __builtin_clzll(x.f);
+    DiyFp r = {x.f << shift, x.e - shift};
+    return r;
+}
+
+/* Moves the last digit down while that brings the digits closer to w, then says whether they are surely
+ * the closest shortest digits (Grisu3's RoundWeed). */
+static int round_weed(char *digits, int length, uint64_t distance_too_high_w, uint64_t unsafe_interval,
+                      uint64_t rest, uint64_t ten_kappa, uint64_t unit) {
+    uint64_t small_distance = distance_too_high_w - unit, big_distance = distance_too_high_w + unit;
+    while (rest < small_distance && unsafe_interval - rest >= ten_kappa &&
+           (rest + ten_kappa < small_distance || small_distance - rest >= rest + ten_kappa - small_distance)) {
+        digits[length - 1]--;
+        rest += ten_kappa;
+    }
+    if (rest < big_distance && unsafe_interval - rest >= ten_kappa &&
+        (rest + ten_kappa < big_distance || big_distance - rest > rest + ten_kappa - big_distance))
+        return 0;
+    return 2 * unit <= rest && rest <= unsafe_interval - 4 * unit;
+}
+
+/* The shortest digits of v > 0 (finite) and the power of ten after them; 0 where Grisu3 is not sure. */
+static int grisu3(double v, char *digits, int *length, int *exponent) {
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    uint64_t significand = bits & 0x000FFFFFFFFFFFFFULL;
+    int biased = (int)(bits >> 52 & 0x7FF);
+    DiyFp value;
+    if (biased == 0) { /* subnormal */
+        value.f = significand;
+        value.e = -1074;
+    } else {
+        value.f = significand | 0x0010000000000000ULL;
+        value.e = biased - 1075;
+    }
+    DiyFp w = diy_normalize(value);
+    /* The boundaries halfway to the neighbouring doubles; the lower one is closer at a power of two. */
+    DiyFp plus = {(value.f << 1) + 1, value.e - 1};
+    plus = diy_normalize(plus);
+    DiyFp minus;
+    if (significand == 0 && biased > 1) {
+        minus.f = (value.f << 2) - 1;
+        minus.e = value.e - 2;
+    } else {
+        minus.f = (value.f << 1) - 1;
+        minus.e = value.e - 1;
+    }
+    minus.f <<= minus.e - plus.e;
+    minus.e = plus.e;
+    /* A cached power of ten c that brings w * c's binary exponent into [-60, -32]. */
+    int min_exponent = -60 - (w.e + 64);
+    int k = (int)ceil((min_exponent + 63) * 0.30102999566398114);
+    int index = (CACHED_POWERS_OFFSET + k - 1) / CACHED_POWERS_STEP + 1;
+    DiyFp ten_mk = {cached_powers[index].f, cached_powers[index].e};
+    int mk = cached_powers[index].d;
+    DiyFp scaled_w = diy_times(w, ten_mk), low = diy_times(minus, ten_mk), high = diy_times(plus, ten_mk);
+    /* Digit generation over the interval widened by one unit each way (the products' error). */
+    uint64_t unit = 1;
+    uint64_t too_low = low.f - unit, too_high = high.f + unit;
+    uint64_t unsafe_interval = too_high - too_low;
+    int shift = -scaled_w.e;
+    uint64_t one = (uint64_t)1 << shift;
+    uint32_t integrals = (uint32_t)(too_high >> shift);
+    uint64_t fractionals = too_high & (one - 1);
+    uint32_t divisor = 1;
+    int kappa = 1;
+    while (integrals / divisor >= 10) {
+        divisor *= 10;
+        kappa++;
+    }
+    *length = 0;
+    while (kappa > 0) {
+        digits[(*length)++] = (char)('0' + integrals / divisor);
+        integrals %= divisor;
+        kappa--;
+        uint64_t rest = ((uint64_t)integrals << shift) + fractionals;
+        if (rest < unsafe_interval) {
+            *exponent = -mk + kappa;
+            return round_weed(digits, *length, too_high - scaled_w.f, unsafe_interval, rest,
+                              (uint64_t)divisor << shift, unit);
+        }
+        divisor /= 10;
+    }
+    for (;;) {
+        fractionals *= 10;
+        unit *= 10;
+        unsafe_interval *= 10;
+        digits[(*length)++] = (char)('0' + (fractionals >> shift));
+        fractionals &= one - 1;
+        kappa--;
+        if (fractionals < unsafe_interval) {
+            *exponent = -mk + kappa;
+            return round_weed(digits, *length, (too_high - scaled_w.f) * unit, unsafe_interval, fractionals, one,
+                              unit);
+        }
+    }
+}
+
+/* repr() of a finite double, from its shortest digits: CPython's format for 'r' with a ".0" on integers. */
+static int put_repr(Out *o, double v) {
+    char digits[24];
+    int length, exponent;
+    if (v == 0)
+        return signbit(v) ? put(o, "-0.0", 4) : put(o, "0.0", 3);
+    if (!grisu3(fabs(v), digits, &length, &exponent)) {
+        char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (text == NULL)
+            return FAILED;
+        int rc = put(o, text, strlen(text));
+        PyMem_Free(text);
+        return rc;
+    }
+    while (length > 1 && digits[length - 1] == '0') {
+        length--;
+        exponent++;
+    }
+    int point = length + exponent; /* where the decimal point falls, counted from the first digit */
+    if (reserve(o, 32) < 0)
+        return FAILED;
+    char *w = o->data + o->len;
+    if (v < 0)
+        *w++ = '-';
+    if (point <= -4 || point > 16) { /* d.ddde+XX */
+        *w++ = digits[0];
+        if (length > 1) {
+            *w++ = '.';
+            memcpy(w, digits + 1, length - 1);
+            w += length - 1;
+        }
+        int e = point - 1;
+        *w++ = 'e';
+        *w++ = e < 0 ? '-' : '+';
+        if (e < 0)
+            e = -e;
+        if (e >= 100)
+            *w++ = (char)('0' + e / 100);
+        *w++ = (char)('0' + e / 10 % 10);
+        *w++ = (char)('0' + e % 10);
+    } else if (point <= 0) { /* 0.000ddd */
+        *w++ = '0';
+        *w++ = '.';
+        memset(w, '0', -point);
+        w += -point;
+        memcpy(w, digits, length);
+        w += length;
+    } else if (point >= length) { /* ddd000.0 */
+        memcpy(w, digits, length);
+        w += length;
+        memset(w, '0', point - length);
+        w += point - length;
+        *w++ = '.';
+        *w++ = '0';
+    } else { /* dd.ddd */
+        memcpy(w, digits, point);
+        w += point;
+        *w++ = '.';
+        memcpy(w, digits + point, length - point);
+        w += length - point;
+    }
+    o->len = w - o->data;
+    return 0;
+}
+
 /* As json_wire's _double: repr() of a finite double, NaN and the infinities as quoted names. */
 static int put_double(Out *o, double v) {
     if (isnan(v))
         return put(o, "\"NaN\"", 5);
     if (isinf(v))
         return v > 0 ? put(o, "\"Infinity\"", 10) : put(o, "\"-Infinity\"", 11);
-    char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (text == NULL)
-        return FAILED;
-    int rc = put(o, text, strlen(text));
-    PyMem_Free(text);
-    return rc;
+    return put_repr(o, v);
 }
 
 /* As json_wire's _single: the shortest %g text that reads back as the same float, then its repr(). */

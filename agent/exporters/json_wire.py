@@ -228,7 +228,8 @@ def _key_values(p: _Plan, wire: bytes, start: int, pos: int, end: int, tag: int,
     get, double_heads, append, unpack, text_of = _CACHE.get, _DOUBLE_HEADS, items.append, _UNPACK_DOUBLE, float.__repr__
     while True:
         value = pos - 11  # where a double's AnyValue field would start
-        if wire[value:pos - 8] == b"\x12\x09\x21" and wire[start] == 0x0A and 0 < wire[start + 1] == value - start - 2 < 0x80:
+        if wire[value:pos - 8] == b"\x12\x09\x21" and wire[start] == 0x0A \
+                and 0 < wire[start + 1] == value - start - 2 < 0x80:
             head = double_heads.get(wire[start:value])
             if head is None:
                 head = _key_head(wire, start, value) + '{"doubleValue":'
@@ -273,8 +274,8 @@ def _key_value(p: _Plan, wire: bytes, start: int, end: int, depth: int) -> str:
     length = wire[start + 1]
     value = start + 2 + length
     if wire[start] == 0x0A and 0 < length < 0x80 and value + 4 <= end and wire[value] == 0x12 \
-            and wire[value + 1] < 0x80 and value + 2 + wire[value + 1] == end and wire[value + 2] == 0x0A and wire[value + 3] < 0x80 \
-            and value + 4 + wire[value + 3] == end:
+            and wire[value + 1] < 0x80 and value + 2 + wire[value + 1] == end \
+            and wire[value + 2] == 0x0A and wire[value + 3] < 0x80 and value + 4 + wire[value + 3] == end:
         head = _KEYS.get(wire[start:value]) or _key_head(wire, start, value)
         return head + '{"stringValue":' + _json_string(wire[value + 4:end].decode()) + "}}"
     return _message(p, wire, start, end, depth)

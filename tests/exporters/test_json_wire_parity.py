@@ -1,18 +1,23 @@
 """The compiled OTLP/JSON writer (agent/_otlpjson.c) writes what json_wire's Python writer writes, and what
 protobuf's printer writes, character for character, on requests shaped as apps send them: the benchmark's
 prediction spans (bench/realistic_payload.py), and the OpenTelemetry SDK's own metrics and logs from an
-inference service."""
+inference service; and both write every double as repr() does, and every scalar type as protobuf's printer."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 import random
+import struct
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.proto.metrics.v1.metrics_pb2 import HistogramDataPoint
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -148,3 +153,113 @@ def test_damaged_realistic_requests_are_taken_or_left_alike(monkeypatch):
         else:
             assert texts[0] == otlp_json.encode_with_json_format(Signal.TRACES.request_type.FromString(wire))
     assert 0 < left < 400  # some damage is only a changed value, some is a layout protobuf must judge
+
+
+def _doubles(rng: random.Random, n: int) -> dict[str, list[float]]:
+    def of_bits(bits):
+        return [v for v in (struct.unpack("<d", struct.pack("<Q", b))[0] for b in bits) if math.isfinite(v)]
+    return {
+        "bit patterns": of_bits(rng.getrandbits(64) for _ in range(n)),
+        "gauss": [rng.gauss(0, 1) for _ in range(n)],
+        "decimals": [round(rng.uniform(-1000, 1000), rng.randrange(0, 8)) for _ in range(n)],
+        "integers": [float(rng.randrange(-10**17, 10**17)) for _ in range(n)],
+        "scaled": [rng.randrange(1, 10**6) * 10.0 ** rng.randrange(-330, 300) for _ in range(n)],
+        "powers of two": [2.0 ** e for e in range(-1074, 1024)],
+        "subnormals": of_bits(rng.getrandbits(52) for _ in range(n)) + [5e-324, 2.2250738585072014e-308],
+        "short significands": of_bits(rng.getrandbits(3) | rng.randrange(1, 2047) << 52 for _ in range(n)),
+        "long significands": of_bits((1 << 52) - 1 - rng.getrandbits(3) | rng.randrange(1, 2047) << 52
+                                     for _ in range(n)),
+        "format edges": [s * x for s in (1, -1) for x in (0.0, 1e16, 1e15, 9999999999999998.0, 1e-4, 1e-5, 0.1, 1 / 3,
+                                                            1.7976931348623157e308, 123456789012345678.0)],
+    }
+
+
+@needs_compiled
+def test_doubles_are_written_as_repr_writes_them():
+    # The compiled writer finds the shortest digits itself (Grisu3, dtoa where that is not sure): on doubles
+    # of every range and shape, the text is repr()'s, as the Python writer's.
+    table = json_wire._compiled(json_wire.plan_of(HistogramDataPoint))
+    tag = HistogramDataPoint.DESCRIPTOR.fields_by_name["explicit_bounds"].number << 3 | 2  # packed doubles
+    for shape, values in _doubles(random.Random(2), 20_000).items():
+        packed = struct.pack(f"<{len(values)}d", *values)
+        wire = bytes([tag]) + _varint(len(packed)) + packed
+        text = json_wire._otlpjson.message(table, 0, wire, 0, len(wire))
+        assert text == '{"explicitBounds":[' + ",".join(map(repr, values)) + "]}", shape
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+_F = descriptor_pb2.FieldDescriptorProto
+_SCALAR_TYPES = {"double": _F.TYPE_DOUBLE, "float": _F.TYPE_FLOAT, "int64": _F.TYPE_INT64, "uint64": _F.TYPE_UINT64,
+                 "int32": _F.TYPE_INT32, "fixed64": _F.TYPE_FIXED64, "fixed32": _F.TYPE_FIXED32, "bool": _F.TYPE_BOOL,
+                 "uint32": _F.TYPE_UINT32, "sfixed32": _F.TYPE_SFIXED32, "sfixed64": _F.TYPE_SFIXED64,
+                 "sint32": _F.TYPE_SINT32, "sint64": _F.TYPE_SINT64, "string": _F.TYPE_STRING, "bytes": _F.TYPE_BYTES}
+
+
+def _scalars_type():
+    """A proto3 message with every scalar type, singular, repeated (packed) and repeated unpacked: OTLP itself
+    has no float, sint or sfixed fields, but the writers take them."""
+    file = descriptor_pb2.FileDescriptorProto(name="vigil_test_scalars.proto", package="vigil.test", syntax="proto3")
+    message = file.message_type.add(name="Scalars")
+    for name, kind in _SCALAR_TYPES.items():
+        message.field.add(name=f"{name}_value", number=len(message.field) + 1, type=kind, label=_F.LABEL_OPTIONAL)
+        message.field.add(name=f"{name}_values", number=len(message.field) + 1, type=kind, label=_F.LABEL_REPEATED)
+        if kind not in (_F.TYPE_STRING, _F.TYPE_BYTES):
+            unpacked = message.field.add(name=f"{name}_unpacked", number=len(message.field) + 1, type=kind,
+                                         label=_F.LABEL_REPEATED)
+            unpacked.options.packed = False
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("vigil.test.Scalars"))
+
+
+def _scalar(rng: random.Random, name: str):
+    if name == "double":
+        if rng.random() < 0.5:
+            return struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        return rng.gauss(0, 1e3)
+    if name == "float":
+        if rng.random() < 0.5:
+            return struct.unpack("<f", struct.pack("<I", rng.getrandbits(32)))[0]
+        return struct.unpack("<f", struct.pack("<f", rng.gauss(0, 10)))[0]
+    if name in ("int64", "sfixed64", "sint64"):
+        return rng.randrange(-2**63, 2**63)
+    if name in ("uint64", "fixed64"):
+        return rng.randrange(2**64)
+    if name in ("int32", "sfixed32", "sint32"):
+        return rng.randrange(-2**31, 2**31)
+    if name in ("uint32", "fixed32"):
+        return rng.randrange(2**32)
+    if name == "bool":
+        return rng.random() < 0.5
+    if name == "string":
+        points = [rng.choice([rng.randrange(0x80), rng.randrange(0x80, 0xD800), rng.randrange(0x10000, 0x110000)])
+                  for _ in range(rng.randrange(6))]
+        return "".join(map(chr, points))
+    return rng.randbytes(rng.randrange(7))
+
+
+@needs_compiled
+def test_every_scalar_type_is_written_as_protobufs_printer_writes_it(monkeypatch):
+    scalars = _scalars_type()
+    rng = random.Random(3)
+    for _ in range(300):
+        message = scalars()
+        for name in _SCALAR_TYPES:
+            if rng.random() < 0.7:  # set, sometimes to its default (then left out)
+                value = _scalar(rng, name)
+                setattr(message, f"{name}_value", value if rng.random() < 0.8 else type(value)())
+            getattr(message, f"{name}_values").extend(_scalar(rng, name) for _ in range(rng.randrange(4)))
+            if hasattr(message, f"{name}_unpacked"):
+                getattr(message, f"{name}_unpacked").extend(_scalar(rng, name) for _ in range(rng.randrange(4)))
+        wire = message.SerializeToString()
+        reference = json.dumps(json_format.MessageToDict(message), separators=(",", ":"))
+        for compiled in (True, False):
+            monkeypatch.setattr(json_wire, "COMPILED", compiled)
+            assert json_wire.message_text(scalars, wire) == reference
