@@ -125,19 +125,24 @@ static int unsupported(const char *why) {
     return -1;
 }
 
-static int push(Buffer *b, const void *value, size_t size) {
-    if (b->len + size > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + size)
-            cap *= 2;
-        char *data = PyMem_Realloc(b->data, cap);
-        if (data == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        b->data = data;
-        b->cap = cap;
+static int grow(Buffer *b, size_t size) {
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    while (cap < b->len + size)
+        cap *= 2;
+    char *data = PyMem_Realloc(b->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+/* Inlined: every call has a constant size, so the copy is a store or two (a dozen calls a span). */
+static inline int push(Buffer *b, const void *value, size_t size) {
+    if (b->len + size > b->cap && grow(b, size) < 0)
+        return -1;
     memcpy(b->data + b->len, value, size);
     b->len += size;
     return 0;
@@ -356,7 +361,9 @@ fail:
 static int key_matches(const Scan *s, const uint8_t *key, Py_ssize_t len) {
     for (int i = 0; i < s->n_prefixes; i++) {
         const Span_ *prefix = &s->prefixes[i];
-        if (prefix->len <= len && memcmp(prefix->ptr, key, prefix->len) == 0)
+        /* the first byte first: most keys (http.*, service.*) differ from every prefix there */
+        if (prefix->len <= len && (prefix->len == 0 || prefix->ptr[0] == key[0]) &&
+            memcmp(prefix->ptr, key, prefix->len) == 0)
             return 1;
     }
     return 0;
