@@ -218,6 +218,38 @@ def test_two_sample_does_not_change_its_inputs() -> None:
     np.testing.assert_array_equal(b, b_copy)
 
 
+def pooled_by_argsort(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled values and ECDF differences from a stable argsort of u then v (the merge's oracle)."""
+    pooled = np.concatenate((u, v))
+    order = np.argsort(pooled, kind="stable")
+    u_count = np.cumsum(order < u.size)
+    v_count = np.arange(1, pooled.size + 1) - u_count
+    return pooled[order], u_count / u.size - v_count / v.size
+
+
+@pytest.mark.parametrize("values", ["ties", "signed zeros and infinities", "continuous"])
+def test_the_merge_gives_the_argsorts_values_and_differences_bit_for_bit(values: str) -> None:
+    rng = np.random.default_rng(11)
+    pool = np.array([0.0, -0.0, 1.0, -1.5, 3.25, np.inf, -np.inf, 1e-300])
+    for _ in range(300):
+        sizes = rng.integers(1, 80, 2)
+        if values == "ties":
+            u, v = (rng.integers(0, 6, n).astype(float) for n in sizes)
+        elif values == "signed zeros and infinities":
+            u, v = (rng.choice(pool, n) for n in sizes)
+        else:
+            u, v = (rng.normal(size=n) for n in sizes)
+        u, v = np.sort(u), np.sort(v)
+        for a, b in ((u, v), (v, u)):
+            merged, expected = stats._pooled_ecdf_differences(a, b), pooled_by_argsort(a, b)
+            for got, want in zip(merged, expected):
+                assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    # A window's size against the reservoir's: one large sample, one small, many ties.
+    u, v = np.sort(rng.integers(0, 50, 10_000).astype(float)), np.sort(rng.normal(size=200_000).round(2))
+    for got, want in zip(stats._pooled_ecdf_differences(u, v), pooled_by_argsort(u, v)):
+        assert got.tobytes() == want.tobytes()
+
+
 def test_two_sample_with_nan_propagates_it_as_scipy_does() -> None:
     # The engine leaves NaN out before testing (see test_drift); called with one, the result is NaN.
     a, b = samples("continuous, asymptotic")
