@@ -162,7 +162,9 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
         try:
             from agent.ml import parallel
             from agent.ml.offline import commands  # numpy, scipy, protobuf: only for a command that runs
+            from agent.ml.offline.memory import reuse_freed_memory
 
+            reuse_freed_memory()  # a batch command: freed chunks' memory is better reused than handed back
             if getattr(args, "threads", None):
                 parallel.set_threads(args.threads)
             return getattr(commands, name)(args)
