@@ -49,7 +49,7 @@ typedef struct {
 } Type;
 
 typedef struct {
-    Type types[MAX_TYPES];
+    Type *types;
     int n;
     char *keys;
 } Table;
@@ -792,6 +792,7 @@ static void free_table(PyObject *capsule) {
         return;
     for (int i = 0; i < table->n; i++)
         PyMem_Free(table->types[i].fields);
+    PyMem_Free(table->types);
     PyMem_Free(table->keys);
     PyMem_Free(table);
 }
@@ -815,6 +816,11 @@ static PyObject *make_table(PyObject *module, PyObject *types) {
         return NULL;
     }
     int n_types = (int)PyList_GET_SIZE(types);
+    table->types = PyMem_Calloc(n_types, sizeof(Type));
+    if (table->types == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     size_t key_bytes = 0;
     for (int i = 0; i < n_types; i++) { /* the keys' room first: fields point into one store */
         PyObject *fields = PyList_GET_ITEM(types, i);

@@ -263,3 +263,34 @@ def test_every_scalar_type_is_written_as_protobufs_printer_writes_it(monkeypatch
         for compiled in (True, False):
             monkeypatch.setattr(json_wire, "COMPILED", compiled)
             assert json_wire.message_text(scalars, wire) == reference
+
+
+@needs_compiled
+@pytest.mark.parametrize("types", [
+    [],  # no types
+    [[(10, 1, 0, b'"a":', False, True, 1, -1)]],  # a message field of a type not in the table
+    [[(10, 1, 1, b'"a":', False, False, -1, -1), (10, 1, 1, b'"a":', False, False, -1, -1)]],  # a tag twice
+    [[(10, 2, 1, b'"a":', False, False, -1, -1)]],  # a tag of another field number
+    [[(10, 1, 1, b'"a":', False, False, -1, 64)]],  # a oneof past the 64 it tracks
+    [[(10, 1, 99, b'"a":', False, False, -1, -1)]],  # no such kind
+    [[(10, 1, 1, '"a":', False, False, -1, -1)]],  # a key that is not bytes
+])
+def test_a_table_the_compiled_writer_cannot_hold_is_refused(types):
+    with pytest.raises((ValueError, TypeError)):
+        json_wire._otlpjson.table(types)
+
+
+@needs_compiled
+def test_a_plan_the_compiled_writer_cannot_hold_is_written_by_the_python_writer():
+    plan = json_wire._Plan()
+    plan.fields[10] = (1, json_wire._STRING, '"a":', False, False, None, 64, False)  # field 1, oneof 64
+    assert json_wire._compiled(plan) is False
+    assert json_wire.messages(plan, b"\x0a\x03\x0a\x01x" * 2, 0, 10) == '{"a":"x"},{"a":"x"}'
+
+
+@needs_compiled
+@pytest.mark.parametrize("type_index,start,end", [(1000, 0, 3), (-1, 0, 3), (0, 2, 1), (0, 0, 4), (0, -1, 3)])
+def test_a_range_outside_the_table_or_the_bytes_is_refused(type_index, start, end):
+    table = json_wire._compiled(json_wire.plan_of(Span))
+    with pytest.raises(ValueError):
+        json_wire._otlpjson.message(table, type_index, b"\x2a\x01x", start, end)
