@@ -1,9 +1,10 @@
-"""The offline commands keep freed memory for reuse (`agent.ml.offline.memory`): arrays of a column's
-size freed and allocated again, on two threads as a chunk's columns are, come back without the
-kernel faulting their pages in again."""
+"""How the offline commands take memory (`agent.ml.offline.memory`): arrays of a column's size freed
+and allocated again, as a chunk's are for the next, come back without the kernel faulting their
+pages in again; numpy asks for small pages unless told otherwise."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,28 +15,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 # In a process of its own: the setting is process-wide.
 CHURN = """
-import resource, sys, threading
+import resource, sys
 import numpy as np
 from agent.ml.offline.memory import reuse_freed_memory
 applied = reuse_freed_memory() if sys.argv[1] == "reuse" else None
-
-def work():
-    for _ in range(40):
-        arrays = [np.ones(1_000_000) for _ in range(6)]  # a 1 M-row column's worth each
-        del arrays
-
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-threads = [threading.Thread(target=work) for _ in range(2)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
+for _ in range(40):
+    arrays = [np.ones(1_000_000) for _ in range(6)]  # a chunk's worth of 1 M-row columns
+    del arrays
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
 def page_faults(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", CHURN, mode], capture_output=True, text=True, check=True, cwd=REPO)
+    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0"}  # a fault per 4 KiB page, whatever the kernel's setting
+    out = subprocess.run([sys.executable, "-c", CHURN, mode], capture_output=True, text=True, check=True, cwd=REPO,
+                         env=env)
     applied, faults = out.stdout.split()
     return applied, int(faults)
 
@@ -45,6 +40,22 @@ def test_freed_columns_are_reused_not_faulted_in_again() -> None:
     if applied != "True":
         pytest.skip("the C library has no mallopt (not glibc)")
     _, default = page_faults("default")
-    # 480 arrays of 8 MB: about 2,000 pages each when each is fresh memory.
-    assert reused * 4 < default
+    # 40 rounds of six 8 MB arrays: about 12,000 pages a round when each round's memory is fresh.
+    assert reused < 2 * 12_000 < 20 * 12_000 < default
 
+PAGES = """
+import os, sys
+from agent.ml.offline.memory import prefer_small_pages
+asked = prefer_small_pages()
+import numpy as np
+print(asked, np._core.multiarray._get_madvise_hugepage())
+"""
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "True False"), ("1", "False True")])
+def test_numpy_asks_for_small_pages_unless_told_otherwise(setting: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = setting
+    out = subprocess.run([sys.executable, "-c", PAGES], capture_output=True, text=True, check=True, cwd=REPO, env=env)
+    assert out.stdout.split() == expected.split()

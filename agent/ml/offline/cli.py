@@ -160,9 +160,11 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
     one-line message on stderr and exit status 1."""
     def run(args: argparse.Namespace) -> int:
         try:
+            from agent.ml.offline.memory import prefer_small_pages, reuse_freed_memory
+
+            prefer_small_pages()  # before numpy is imported
             from agent.ml import parallel
             from agent.ml.offline import commands  # numpy, scipy, protobuf: only for a command that runs
-            from agent.ml.offline.memory import reuse_freed_memory
 
             reuse_freed_memory()  # a batch command: freed chunks' memory is better reused than handed back
             if getattr(args, "threads", None):
