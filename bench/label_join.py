@@ -8,7 +8,10 @@
 new (as apps send them), none with its label waiting. Timed on the CPU clock, medians of
 `--rounds`: a prediction while fewer than `max_pending` wait, one at capacity (each new one
 expires the oldest, which is remembered as closed), and `save` of the full join (100,000
-pending and 100,000 closed) with its snapshot.
+pending and 100,000 closed) with its snapshot. Then what the join holds, in bytes per pending
+prediction (with its id string and predicted class, each a string of its own as the wire reader
+makes them) and per closed id, from tracemalloc: the join filled to `max_pending`, then fed as
+many again (each new one closing the oldest).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +58,33 @@ def feed(join, calls: list[list[tuple]], now: float) -> float:
     return time.process_time() - started
 
 
+def held_bytes() -> tuple[float, float]:
+    """Bytes the join holds per pending prediction (at max_pending, nothing closed) and per closed id."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        join = labels.LabelJoin(ttl=7 * 24 * 3600.0, max_pending=MAX_PENDING, wait=300.0)
+        start, now, n = tracemalloc.get_traced_memory()[0], time.time(), 0
+        used = []
+        for _ in range(2):  # to max_pending, then as many again
+            while n < MAX_PENDING * (len(used) + 1):
+                for model, version, size in VERSIONS:
+                    size = min(size, MAX_PENDING * (len(used) + 1) - n)
+                    # new strings each, as decoded from the wire
+                    ids = [f"{n + i:012d}-{(n + i) * 2654435761 % 2**32:08x}" for i in range(size)]
+                    predicted = [("approve", "review", "deny")[i % 3].encode().decode() for i in range(size)]
+                    join.add_predictions(model, version, ids, predicted, [0.7] * size, [math.nan] * size, now)
+                    n += size
+                now += 0.05
+            del ids, predicted
+            gc.collect()
+            used.append(tracemalloc.get_traced_memory()[0] - start)
+        assert len(join.pending) == len(join.closed) == MAX_PENDING
+        return used[0] / MAX_PENDING, (used[1] - used[0]) / MAX_PENDING
+    finally:
+        tracemalloc.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -82,6 +113,9 @@ def main() -> None:
     print(f"  a prediction at max_pending:    {statistics.median(at) * 1e6:6.2f} us "
           f"({min(at) * 1e6:.2f}-{max(at) * 1e6:.2f})")
     print(f"  saving the full join:           {statistics.median(save_s) * 1e3:6.1f} ms for {size / 1e6:.1f} MB")
+    held = [held_bytes() for _ in range(args.rounds)]
+    print(f"  held per pending prediction:    {statistics.median(h[0] for h in held):6.0f} bytes")
+    print(f"  held per closed id besides:     {statistics.median(h[1] for h in held):6.0f} bytes")
 
 
 if __name__ == "__main__":

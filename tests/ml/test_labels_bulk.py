@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-from itertools import repeat
-
 import pytest
 
 from agent.ml import labels as label_join
@@ -17,7 +15,7 @@ class OneByOne(LabelJoin):
     """The join taking every prediction one at a time (what a batch of new ids must match)."""
 
     def add_predictions(self, model, version, ids, predicted, scores, values, now):
-        return self._add_one_by_one(model, version, list(zip(repeat(model), ids)), predicted, scores, values, now)
+        return self._add_one_by_one(model, version, list(ids), predicted, scores, values, now)
 
 
 def state(join: LabelJoin) -> tuple:
@@ -26,8 +24,8 @@ def state(join: LabelJoin) -> tuple:
     return (list(join.pending.items()), list(join.waiting.items()), list(join.closed.items()),
             list(join.received.items()), list(join.matched.items()), list(join.expired.items()),
             list(join.unmatched.items()), list(join.pending_count.items()), saved.SerializeToString(),
-            # what decides which entry is the oldest next time
-            list(join._pending_order), list(join._waiting_order), list(join._closed_order))
+            # what decides which label that came first is the oldest next time
+            list(join._waiting_order))
 
 
 @pytest.mark.parametrize("seed", range(200))
@@ -63,8 +61,9 @@ def test_a_batch_in_bulk_is_the_same_as_one_at_a_time(seed, monkeypatch):
             got = [join.add_labels(model, ids, labels, now) for join in (bulk, reference)]
         else:
             got = [join.expire(now) for join in (bulk, reference)]
-        assert got[0] == got[1]
-        assert state(bulk) == state(reference)
+        # as reprs: NaN (a missing score or value) equal to NaN, every other number exactly
+        assert repr(got[0]) == repr(got[1])
+        assert repr(state(bulk)) == repr(state(reference))
 
 
 def test_at_capacity_each_new_prediction_expires_the_oldest_in_order():
