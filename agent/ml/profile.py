@@ -13,7 +13,6 @@ multivariate methods (`agent.ml.multivariate`) fitted on the reference.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +21,7 @@ import numpy as np
 
 from agent.ml import stats
 from agent.ml.calibration import BINNED, ISOTONIC, Calibration
-from agent.ml.columns import RawColumn
+from agent.ml.columns import ColumnView, RawColumn
 from agent.ml.multivariate import MmdReference, MultivariateReference, ReconstructionReference
 from agent.ml.performance import BINARY, MULTICLASS, REGRESSION, PerformanceProfile
 from agent.ml.statistics import CATEGORICAL, NUMERIC
@@ -106,15 +105,16 @@ def build_column(name: str, column: RawColumn, kind: str | None = None, bins: in
     categories), as windows leave them out of the tests: a sentinel is a missing value
     in disguise, and in the reference it would make every window look drifted.
     """
-    # The type masks are computed once: over a column of Python objects each is a full pass.
-    is_string, is_number = column.is_string, column.is_number
+    # One view: its type masks look at each Python object once, and only where there is no number.
+    view = ColumnView(column, sentinels)
+    is_string, is_number = view.is_string, view.is_number
     strings, numbers = int(is_string.sum()), int(is_number.sum())
     kind = kind or _infer_kind(column.numbers[is_number], strings)
     value_type = STRING if strings > numbers else NUMBER
     profile = ColumnProfile(name, kind, value_type, count=len(column),
                             missing=int((~(is_string | is_number)).sum()))
     if kind == CATEGORICAL:
-        counts = Counter(column.usable_categories(sentinels).tolist())  # not astype(str): see columns.is_in
+        counts = view.usable_category_counts  # RawColumn.usable_categories, counted
         profile.categories = {str(n): int(counts[n]) for n in sorted(counts)}
         return profile
     values = column.usable_numbers(sentinels)
