@@ -98,6 +98,11 @@ def _version(args: argparse.Namespace) -> int:
         print("wire reader: compiled (agent/_otlpscan.c)")
     except ImportError:
         print("wire reader: not built (no C compiler when Vigil was installed); protobuf reads every request")
+    try:
+        import agent._otlpjson  # noqa: F401
+        print("json writer: compiled (agent/_otlpjson.c)")
+    except ImportError:
+        print("json writer: not built (no C compiler when Vigil was installed); Python writes OTLP/JSON")
     return 0
 
 

@@ -42,11 +42,16 @@ fail() {  # the running service and its venv are untouched until the switch belo
 "$NEW/bin/pip" install --quiet --disable-pip-version-check $PIP_ARGS "$SRC" \
     || fail "pip could not install Vigil from $SRC into $NEW (its output is above)"
 "$NEW/bin/vigil" version >/dev/null || fail "the new $NEW/bin/vigil does not run (above: why)"
-# pip builds the compiled wire reader only where a C compiler is at hand; without it Vigil runs, slower.
+# pip builds the compiled wire reader and JSON writer only where a C compiler is at hand; without it Vigil runs, slower.
 if "$NEW/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("agent._otlpscan") is None)'; then
     echo "wire reader: compiled (agent/_otlpscan.c)"
 else
     echo "install.sh: built without the wire reader (no C compiler): Vigil runs, at several times the CPU per request; install gcc and the Python headers (Debian: gcc python3-dev) and run this again" >&2
+fi
+if "$NEW/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("agent._otlpjson") is None)'; then
+    echo "json writer: compiled (agent/_otlpjson.c)"
+else
+    echo "install.sh: built without the JSON writer (no C compiler): the file and otlphttp/json exporters write the same text, at several times the CPU" >&2
 fi
 
 # Config files: installed when absent, upgraded while unedited (their hash is what this script last

@@ -30,7 +30,8 @@ CASES = Path(__file__).parent / "testdata" / "config"
 def test_version():
     result = run_cli("version")
     assert result.returncode == 0
-    assert result.stdout == f"vigil {agent.__version__}\nwire reader: compiled (agent/_otlpscan.c)\n"
+    assert result.stdout == (f"vigil {agent.__version__}\nwire reader: compiled (agent/_otlpscan.c)\n"
+                             "json writer: compiled (agent/_otlpjson.c)\n")
     assert result.stderr == ""
 
 

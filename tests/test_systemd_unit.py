@@ -123,10 +123,12 @@ def installed_exec_start() -> list[str]:
     return shlex.split(line.partition("=")[2])
 
 
+@pytest.mark.timeout(600)  # three installs, each building a venv with pip (about 40 s each on 2 cores)
 def test_install_sh_installs_a_service_that_runs_and_upgrades_atomically(real_install):
     result = sh("install.sh")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "wire reader: compiled (agent/_otlpscan.c)" in result.stdout  # a C compiler is at hand here
+    assert "json writer: compiled (agent/_otlpjson.c)" in result.stdout
     assert "systemd is not running here" in result.stdout
 
     # What the unit runs and what an operator types, at their real paths.
@@ -176,6 +178,7 @@ def test_install_sh_installs_a_service_that_runs_and_upgrades_atomically(real_in
     assert not any(p.exists() or p.is_symlink() for p in INSTALLED)
 
 
+@pytest.mark.timeout(600)  # two installs, each building a venv with pip
 def test_install_and_uninstall_staged_under_destdir(tmp_path):
     root = tmp_path / "root"
     env = {**os.environ, "DESTDIR": str(root), "PYTHON": sys.executable}
@@ -183,6 +186,7 @@ def test_install_and_uninstall_staged_under_destdir(tmp_path):
                             env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "wire reader: compiled (agent/_otlpscan.c)" in result.stdout  # a C compiler is at hand here
+    assert "json writer: compiled (agent/_otlpjson.c)" in result.stdout
     assert (root / "etc/systemd/system/vigil.service").read_text() == UNIT.read_text()
     assert (root / "etc/vigil/vigil.yaml").read_text() == (REPO / "systemd/vigil.yaml").read_text()
     assert (root / "etc/vigil/alerts/inference-rules.yaml").read_text() == \
