@@ -185,10 +185,7 @@ class MlEngine(Windows):
                 columns = {n: c.rows(take, take + rows) for n, c in columns.items()}
                 traces = None if traces is None else traces.rows(take, take + rows)
                 vectors = None if vectors is None else vectors[take:take + rows]
-            state.window.add(rows, columns, traces)
-            state.window.vectors.add(rows, vectors)
-            if state.window.rows >= self._config.window.size:
-                self._close_window(state)
+            self._into_windows(state, rows, columns, traces, vectors)
         for found_labels in extracted.labels:
             self._take_labels(found_labels, now)
         if extracted.genai and self._config.genai.enabled:
@@ -197,6 +194,24 @@ class MlEngine(Windows):
                 self._genai.add(calls)
             if self._genai.dropped > dropped:
                 self._dropped_genai.add(self._genai.dropped - dropped, self._attrs)
+
+    def _into_windows(self, state: ModelState, rows: int, columns: dict[str, RawColumn], traces: Traces | None,
+                      vectors: np.ndarray | None) -> None:
+        """The rows into the open window; each window closes at exactly `window.size` rows, so the
+        windows are the same however the app (or a collector before Vigil) batched its spans."""
+        size = self._config.window.size
+        start = 0
+        while start < rows:
+            # While the reference is built the window grows past size (`_close_backlog` cuts it later).
+            take = rows - start if state.profile is None else min(rows - start, max(size - state.window.rows, 0))
+            if take:
+                whole = take == rows
+                part = columns if whole else {n: c.rows(start, start + take) for n, c in columns.items()}
+                state.window.add(take, part, traces if whole or traces is None else traces.rows(start, start + take))
+                state.window.vectors.add(take, vectors if whole or vectors is None else vectors[start:start + take])
+                start += take
+            if state.window.rows >= size:
+                self._close_window(state)
 
     def _wait_for_labels(self, state: ModelState, found: Predictions, outputs: dict[str, RawColumn],
                          now: float) -> None:
