@@ -455,6 +455,6 @@ async def test_the_ml_processor_sees_what_the_processors_before_it_left():
             "ml.model.name": "fraud", "ml.model.version": "canary" if i % 3 == 0 else "v3", "ml.feature.age": i})
     async with running_vigil(config) as vigil:
         await send_grpc(vigil.grpc_endpoint(), Signal.TRACES, request)
-        seen = {name: vigil.counter("vigil_ml_predictions", processor=name)
-                for name in ("ml/after_filter", "ml/before_filter")}
+        seen = {name: await vigil.counter_when(expected, "vigil_ml_predictions", processor=name)
+                for name, expected in (("ml/after_filter", 10), ("ml/before_filter", 15))}
     assert seen == {"ml/after_filter": 10, "ml/before_filter": 15}

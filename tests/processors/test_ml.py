@@ -645,7 +645,7 @@ async def test_bad_input_never_breaks_the_processor_nor_grows_its_state(tmp_path
                                   "ml.feature.a": float(i)} for i in range(30)])  # the fifth model
                 await reference_learned(log, "m" * 256, "v" * 256)  # names are cut at 256 characters
                 await send(app, [{"ml.model.name": f"model-{k}", "ml.feature.a": 1.0} for k in range(100)])
-                assert vigil.counter("vigil_ml_dropped_predictions", reason="limit") == 100
+                assert await vigil.counter_when(100, "vigil_ml_dropped_predictions", reason="limit") == 100
 
                 # After all that, valid data still makes metrics, junk too, and the agent answers.
                 await send(app, predictions(50, seed=82, shift_a=1.0))

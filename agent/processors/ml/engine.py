@@ -23,6 +23,7 @@ from agent.ml import profile as profiles
 from agent.ml.columns import RawColumn
 from agent.ml.exemplars import Traces
 from agent.ml.genai import GenAi
+from agent.ml.predictions import Extracted
 from agent.ml.paths import engine_state_dir, label_join_path, profile_path
 from agent.ml.sources.otlp import Extractor
 from agent.ml.traffic import Traffic
@@ -33,7 +34,7 @@ from agent.processors.ml.history import History
 from agent.processors.ml.multivariate import batch_vectors
 from agent.processors.ml.status import model_status, summary
 from agent.processors.ml.windows import Buffer, Windows
-from agent.signals import Batch, Signal
+from agent.signals import Batch, Signal, merge
 
 if TYPE_CHECKING:
     from agent.ml.predictions import Labels, Predictions
@@ -68,6 +69,34 @@ class ModelState:
     history: History = field(default_factory=History)  # the recent windows and intervals, for status()
 
 
+# Small requests are read together: reading a request costs about 1 ms beyond its spans (three model
+# versions' columns, each a few dozen numpy calls), as much as 200 spans. A run ends at this many items,
+# at this age, or when anything reads the engine's state.
+COALESCE_ITEMS = 4096
+COALESCE_SECONDS = 0.2
+
+
+class _Pending:
+    """The batches observed but not yet read, with the timer that reads them."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.items = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, batch: Batch) -> None:
+        # Its bytes as they are now: a processor after this one may edit the batch before it is read.
+        self.batches.append(Batch(batch.signal, wire=batch.wire(), items=batch.items))
+        self.items += batch.items
+
+    def take(self) -> list[Batch]:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        batches, self.batches, self.items = self.batches, [], 0
+        return batches
+
+
 class MlEngine(Windows):
     """One `ml` processor id: its models' state, windows and the metrics it derives."""
 
@@ -100,6 +129,7 @@ class MlEngine(Windows):
         self._genai = GenAi(config.genai.max_series)
         self._exemplars = config.exemplars.max_per_point if config.exemplars.enabled else 0
         self._trace_url = settings.trace_url
+        self._pending = _Pending()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -133,6 +163,7 @@ class MlEngine(Windows):
 
     def status(self) -> dict:
         """For `vigil status`, the status page and model health (see `status.py`)."""
+        self.flush()
         join = self._join
         entries = []
         for state in list(self._models.values()):
@@ -148,11 +179,62 @@ class MlEngine(Windows):
         self._failures.add(1, self._attrs)
 
     def observe(self, batch: Batch) -> None:
-        """Take the predictions in `batch` into their models' windows (the batch is not changed)."""
-        dropped_before = self._extractor.dropped_features
-        extracted = self._extractor.extract_all(batch)
-        if self._extractor.dropped_features > dropped_before:
-            self._dropped_features.add(self._extractor.dropped_features - dropped_before, self._attrs)
+        """Take the predictions in `batch` into their models' windows (the batch is not changed).
+
+        Batches are read in runs (see `_Pending`); what reads the state flushes the run first."""
+        pending = self._pending
+        if pending.batches and pending.batches[0].signal is not batch.signal:
+            self.flush()  # the engine sees every signal's batches in the order they came
+        pending.add(batch)
+        if pending.items >= COALESCE_ITEMS:
+            self.flush()
+        elif pending.timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a script, a test): nothing would flush the run later
+                self.flush()
+                return
+            pending.timer = loop.call_later(COALESCE_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Observe the batches that wait, as one."""
+        batches = self._pending.take()
+        if not batches:
+            return
+        try:
+            dropped_before = self._extractor.dropped_features
+            extracted = self._extract(batches)
+            if self._extractor.dropped_features > dropped_before:
+                self._dropped_features.add(self._extractor.dropped_features - dropped_before, self._attrs)
+            self._take(extracted)
+        except Exception:
+            self.record_failure()
+            self._log.exception("ml processor failed on %d %s batches; they were passed on unexamined",
+                                len(batches), batches[0].signal.value)
+
+    def _extract(self, batches: list[Batch]) -> Extracted:
+        """The predictions of `batches`, read as one request (their bytes joined); where that fails, each
+        batch on its own, so one damaged request costs only its own predictions."""
+        try:
+            return self._extractor.extract_all(merge(batches))
+        except Exception:
+            if len(batches) == 1:
+                raise
+        found = Extracted([], [], [])
+        for batch in batches:
+            try:
+                part = self._extractor.extract_all(batch)
+            except Exception:
+                self.record_failure()
+                self._log.exception("ml processor failed on a %s batch; it was passed on unexamined",
+                                    batch.signal.value)
+                continue
+            found.predictions += part.predictions
+            found.labels += part.labels
+            found.genai += part.genai
+        return found
+
+    def _take(self, extracted: Extracted) -> None:
         now = time.time()
         now_ns = int(now * 1e9)
         for found in extracted.predictions:

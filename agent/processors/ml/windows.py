@@ -99,6 +99,10 @@ class Windows:
     _dropped: Any  # self-telemetry counters
     _failures: Any
 
+    def flush(self) -> None:
+        """Observe the batches that wait to be read (`MlEngine.flush`)."""
+        raise NotImplementedError
+
     def __init__(self) -> None:
         self._jobs: asyncio.Queue[Job] = asyncio.Queue(maxsize=8)
         self._tasks: list[asyncio.Task] = []
@@ -123,6 +127,7 @@ class Windows:
         worker, ticker = self._tasks or (None, None)
         if ticker is not None:
             await asyncio.gather(ticker, return_exceptions=True)
+        self.flush()
         # Evaluate what is pending so the last partial windows are not lost, then stop.
         for state in self._models.values():
             self._close_window(state, final=True)
@@ -240,6 +245,7 @@ class Windows:
                 return
             except asyncio.TimeoutError:
                 pass
+            self.flush()
             now = time.monotonic()
             for state in list(self._models.values()):
                 window = state.window
@@ -277,6 +283,7 @@ class Windows:
 
     async def _flush_interval(self) -> None:
         """The interval's traffic, confidence, canary, label and GenAI metrics."""
+        self.flush()  # the predictions that came in the interval are counted in it
         async with self._flushing:
             now = time.monotonic()
             seconds, self._last_interval = now - self._last_interval, now
