@@ -69,9 +69,9 @@ class ModelState:
     history: History = field(default_factory=History)  # the recent windows and intervals, for status()
 
 
-# Small requests are read together: reading a request costs about 1 ms beyond its spans (three model
-# versions' columns, each a few dozen numpy calls), as much as 200 spans. A run ends at this many items,
-# at this age, or when anything reads the engine's state.
+# Small requests are read together: reading a request has a cost of its own beyond its spans' (a few
+# dozen numpy calls per model version in it), which many small requests pay many times over. A run ends
+# at this many items, at this age, or when anything reads the engine's state.
 COALESCE_ITEMS = 4096
 COALESCE_SECONDS = 0.2
 
