@@ -148,7 +148,7 @@ async def test_a_damaged_request_in_a_run_costs_only_its_own_predictions(tmp_pat
     assert telemetry.total("vigil_ml_errors") == 1  # the damaged one
 
 
-async def test_what_reads_the_engine_sees_every_batch_it_was_given(tmp_path: Path):
+async def test_what_reads_the_engine_sees_every_batch_it_was_given(tmp_path: Path, monkeypatch):
     engine, _ = engine_for(tmp_path)
     await engine.start()
     engine.observe(Batch.from_wire(Signal.TRACES, request(0, 30)))
@@ -159,9 +159,14 @@ async def test_what_reads_the_engine_sees_every_batch_it_was_given(tmp_path: Pat
     await asyncio.sleep(engine_module.COALESCE_SECONDS + 0.1)
     assert engine._pending.batches == []
     assert sum(state.requests for state in engine._models.values()) == 60
-    # A run that reaches COALESCE_ITEMS is read then.
+    # A run that reaches COALESCE_ITEMS is read then, and so is one that reaches COALESCE_BYTES.
     engine.observe(Batch.from_wire(Signal.TRACES, request(60, engine_module.COALESCE_ITEMS)))
     assert engine._pending.batches == []
+    monkeypatch.setattr(engine_module, "COALESCE_BYTES", 20_000)
+    for start in range(5000, 5300, 30):
+        engine.observe(Batch.from_wire(Signal.TRACES, request(start, 30)))
+        assert engine._pending.bytes < 20_000
+    assert engine._pending.items < 300
     await engine.shutdown()
 
 

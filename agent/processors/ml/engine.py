@@ -71,8 +71,10 @@ class ModelState:
 
 # Small requests are read together: reading a request has a cost of its own beyond its spans' (a few
 # dozen numpy calls per model version in it), which many small requests pay many times over. A run ends
-# at this many items, at this age, or when anything reads the engine's state.
+# at this many items or bytes (joining them copies the bytes once), at this age, or when anything reads
+# the engine's state.
 COALESCE_ITEMS = 4096
+COALESCE_BYTES = 4 << 20
 COALESCE_SECONDS = 0.2
 
 
@@ -81,19 +83,21 @@ class _Pending:
 
     def __init__(self) -> None:
         self.batches: list[Batch] = []
-        self.items = 0
+        self.items = self.bytes = 0
         self.timer: asyncio.TimerHandle | None = None
 
     def add(self, batch: Batch) -> None:
         # Its bytes as they are now: a processor after this one may edit the batch before it is read.
-        self.batches.append(Batch(batch.signal, wire=batch.wire(), items=batch.items))
+        wire = batch.wire()
+        self.batches.append(Batch(batch.signal, wire=wire, items=batch.items))
         self.items += batch.items
+        self.bytes += len(wire)
 
     def take(self) -> list[Batch]:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        batches, self.batches, self.items = self.batches, [], 0
+        batches, self.batches, self.items, self.bytes = self.batches, [], 0, 0
         return batches
 
 
@@ -186,7 +190,7 @@ class MlEngine(Windows):
         if pending.batches and pending.batches[0].signal is not batch.signal:
             self.flush()  # the engine sees every signal's batches in the order they came
         pending.add(batch)
-        if pending.items >= COALESCE_ITEMS:
+        if pending.items >= COALESCE_ITEMS or pending.bytes >= COALESCE_BYTES:
             self.flush()
         elif pending.timer is None:
             try:
