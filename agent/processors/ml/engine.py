@@ -23,8 +23,8 @@ from agent.ml import profile as profiles
 from agent.ml.columns import RawColumn
 from agent.ml.exemplars import Traces
 from agent.ml.genai import GenAi
-from agent.ml.predictions import Extracted
 from agent.ml.paths import engine_state_dir, label_join_path, profile_path
+from agent.ml.predictions import Extracted
 from agent.ml.sources.otlp import Extractor
 from agent.ml.traffic import Traffic
 from agent.ml.vocabulary import PREDICTION_LABEL, PREDICTION_SCORE, PREDICTION_VALUE
