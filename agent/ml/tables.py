@@ -64,8 +64,6 @@ class Table:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # rows × dims, NaN rows where missing
 
     def slice(self, start: int, stop: int) -> Table:
-        if start <= 0 and stop >= self.rows:  # the whole table: its columns as they are, what they know kept
-            return self
         columns = {name: RawColumn(c.numbers[start:stop], c.strings[start:stop]) for name, c in self.columns.items()}
         return Table(columns, max(0, min(stop, self.rows) - start),
                      {name: v[start:stop] for name, v in self.vectors.items()})

@@ -59,27 +59,6 @@ def test_a_string_columns_counts_from_its_codes_are_those_of_its_strings(array, 
     assert view.string_counts == Counter(s for s in array.to_pylist() if s is not None)
 
 
-@pytest.mark.parametrize("chunk_rows", [None, 4, 6])
-def test_a_parquet_files_string_columns_come_with_their_counts(tmp_path, chunk_rows) -> None:
-    # What vigil analyze reads: each chunk's string column knows its counts from the codes.
-    import pyarrow.parquet as pq
-
-    from agent.ml.tables import TableFile
-
-    path = tmp_path / "data.parquet"
-    words = ["de", None, "fr", "de", "us", "de", None, "fr"]
-    pq.write_table(pa.table({"country": pa.array(words)}), path, row_group_size=3)
-    tables = list(TableFile(str(path), progress=False).blocks(None, chunk_rows))
-    assert [t.rows for t in tables] == ([8] if chunk_rows is None else [4, 4] if chunk_rows == 4 else [6, 2])
-    start = 0
-    for table in tables:
-        column = table.columns["country"]
-        part = words[start:start + table.rows]
-        assert column.known_string_counts == Counter(w for w in part if w is not None)
-        assert column.known_is_string.tolist() == [w is not None for w in part]
-        start += table.rows
-
-
 def test_reading_parquet_does_not_import_pandas(tmp_path) -> None:
     # pyarrow's own conversions try `import pandas` where it is installed (a fifth of a second or more);
     # the reader must not even try, which a finder that records every attempt shows with or without pandas.
