@@ -22,10 +22,6 @@ import numpy as np
 class RawColumn:
     numbers: np.ndarray  # float64; NaN where the value is missing, NaN itself, or a string
     strings: np.ndarray  # object; the value where it is a string, else None
-    # Where a reader knows them without a pass over the strings (Arrow's dictionary codes): which rows
-    # hold a string, and how often each string came. Not kept by rows() and concat().
-    known_is_string: np.ndarray | None = None
-    known_string_counts: Counter | None = None
 
     @classmethod
     def from_values(cls, values: Iterable[Any]) -> RawColumn:
@@ -117,8 +113,6 @@ class ColumnView:
 
     @cached_property
     def is_string(self) -> np.ndarray:
-        if self.column.known_is_string is not None:
-            return self.column.known_is_string
         # A row holds a number or a string, never both (how every reader builds a RawColumn), so
         # only the rows without a number are looked at: a comparison per Python object is slow.
         is_string = np.zeros(len(self), dtype=bool)
@@ -139,8 +133,6 @@ class ColumnView:
     @cached_property
     def string_counts(self) -> Counter:
         """How often each string value came (UNREADABLE among them)."""
-        if self.column.known_string_counts is not None:
-            return self.column.known_string_counts
         return Counter(self.column.strings[self.is_string].tolist())
 
     @cached_property

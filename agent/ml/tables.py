@@ -34,7 +34,6 @@ import json
 import math
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
@@ -461,7 +460,7 @@ def arrow_column(array) -> RawColumn:
         return RawColumn(numbers[0] if len(numbers) == 1 else np.concatenate([np.empty(0), *numbers]),
                          _no_strings(n))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return _string_column(array)
+        return RawColumn(np.full(n, math.nan), _string_values(array))
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if pa.types.is_dictionary(array.type):
@@ -513,35 +512,6 @@ def _no_strings(n: int) -> np.ndarray:
     """A numeric column's strings, all None: one read-only None seen n times, not n slots (8 bytes a
     row, a seventh of a chunk's memory at 18 numeric columns of 20)."""
     return np.broadcast_to(np.array(None, dtype=object), (n,))
-
-
-def _string_column(array) -> RawColumn:
-    """A pyarrow string column. Dictionary-encoded (as the Parquet reader gives string columns), its
-    rows with a string and each string's count come from the codes, not from a pass over the objects."""
-    import pyarrow as pa
-
-    n = len(array)
-    column = RawColumn(np.full(n, math.nan), _string_values(array))
-    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
-    if not all(pa.types.is_dictionary(chunk.type) and not chunk.dictionary.null_count for chunk in chunks):
-        return column
-    is_string = np.ones(n, dtype=bool)
-    counts: Counter = Counter()
-    start = 0
-    for chunk in chunks:
-        codes = _int_values(chunk.indices)
-        if chunk.null_count:
-            valid = _validity(chunk)
-            is_string[start:start + len(chunk)] = valid
-            codes = codes[valid]
-        # A dictionary may hold a string twice: counted by the string, as Counter over the rows would.
-        for word, count in zip(chunk.dictionary.to_pylist(), np.bincount(codes, minlength=len(chunk.dictionary))
-                               .tolist()):
-            if count:
-                counts[word] += count
-        start += len(chunk)
-    column.known_is_string, column.known_string_counts = is_string, counts
-    return column
 
 
 def _string_values(array) -> np.ndarray:

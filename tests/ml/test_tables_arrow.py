@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import decimal
-from collections import Counter
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,6 @@ import pytest
 
 pa = pytest.importorskip("pyarrow")
 
-from agent.ml.columns import ColumnView, RawColumn  # noqa: E402
 from agent.ml.tables import arrow_column  # noqa: E402
 
 
@@ -39,24 +37,6 @@ def test_strings_keep_none_for_null() -> None:
     column = arrow_column(pa.array(["a", None, "c", "d"]).slice(1))
     assert list(column.strings) == [None, "c", "d"]
     assert column.strings.dtype == object and np.isnan(column.numbers).all()
-
-
-@pytest.mark.parametrize("array, from_codes", [
-    (pa.array(["de", None, "fr", "de", "us", None]).dictionary_encode(), True),
-    (pa.chunked_array([pa.array(["a", "b", "a"]).dictionary_encode(),
-                       pa.array([None, "c", "a", "c"]).dictionary_encode().slice(1)]), True),  # an offset into the codes
-    (pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, None, 1], type=pa.int32()), pa.array(["x", "y", "x"])),
-     True),  # "x" twice in the dictionary
-    (pa.array(["a", None, "b"]), False),  # not dictionary-encoded: counted over the objects
-    (pa.DictionaryArray.from_arrays(pa.array([0, 1, 0], type=pa.int8()), pa.array(["a", None])), False),  # a null word
-])
-def test_a_string_columns_counts_from_its_codes_are_those_of_its_strings(array, from_codes: bool) -> None:
-    column = arrow_column(array)
-    assert (column.known_string_counts is not None) == from_codes
-    view, over_objects = ColumnView(column), ColumnView(RawColumn(column.numbers, column.strings))
-    np.testing.assert_array_equal(view.is_string, over_objects.is_string)
-    assert view.string_counts == over_objects.string_counts
-    assert view.string_counts == Counter(s for s in array.to_pylist() if s is not None)
 
 
 def test_reading_parquet_does_not_import_pandas(tmp_path) -> None:
