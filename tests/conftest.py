@@ -21,9 +21,17 @@ from agent.service import Service
 
 def free_port() -> int:
     """A port that was free a moment ago, for peers that cannot bind port 0 themselves."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct ports that were free a moment ago: held open together while they are chosen, since
+    one port closed and asked for again may be given again."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def otlp_receiver_config(grpc: bool = True, http: bool = True) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.conftest import free_port
+from tests.conftest import free_ports
 from tests.servers.process import SERVERS, ServerProcess, server_process, server_venv
 from tests.vigil_cli import clean_env
 
@@ -32,7 +32,7 @@ def run_mlserver(tmp_path: Path) -> Iterator[MLServer]:
     shutil.copytree(MODEL, root / "iris")
     subprocess.run([str(venv / "bin" / "python"), str(SERVERS / "mlserver" / "train_iris.py"),
                     str(root / "iris" / "model.joblib")], check=True, timeout=120)
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, metrics_port = free_ports(3)
     (root / "settings.json").write_text(json.dumps(
         {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port}))
     # MLServer reads MLSERVER_* variables as settings; the test's own environment must not leak in.

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.conftest import free_port
+from tests.conftest import free_ports
 from tests.servers.process import SERVERS, ServerProcess, server_process, server_venv
 
 MODELS = SERVERS / "triton" / "models"
@@ -42,7 +42,7 @@ def run_triton(tmp_path: Path, traces_url: str | None = None) -> Iterator[Triton
     shutil.copy(dist / "python_backend_stubs" / python_version / "triton_python_backend_stub", backends / "python")
     models = tmp_path / "triton-models"
     shutil.copytree(MODELS, models)  # the stub writes __pycache__ beside the model
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, metrics_port = free_ports(3)
     args = [str(dist / "bin" / "tritonserver"), f"--model-repository={models}",
             f"--backend-directory={backends}", f"--cache-directory={dist / 'caches'}",
             "--http-address=127.0.0.1", f"--http-port={http_port}", "--grpc-address=127.0.0.1",
