@@ -33,7 +33,7 @@ from agent.processors.ml.exemplars import exemplar_status
 from agent.processors.ml.history import History
 from agent.processors.ml.multivariate import batch_vectors
 from agent.processors.ml.status import model_status, summary
-from agent.processors.ml.windows import Buffer, Windows
+from agent.processors.ml.windows import Buffer, Windows, rows_of
 from agent.signals import Batch, Signal, merge
 
 if TYPE_CHECKING:
@@ -255,7 +255,7 @@ class MlEngine(Windows):
                 self._wait_for_labels(state, found, outputs, now)
             columns = {**self._features(state, found), **outputs}
             vectors = batch_vectors(self._config.drift.multivariate, state.model, found)
-            rows = found.rows
+            rows, start = found.rows, 0
             if state.profile is None and not state.building:
                 # The reference is exactly the first `warmup` predictions; the rest of the batch
                 # that completes it goes on to the first window.
@@ -265,13 +265,8 @@ class MlEngine(Windows):
                 if state.warmup.rows < self._config.reference.warmup:
                     continue
                 self._build_reference(state)
-                rows -= take
-                if rows == 0:
-                    continue
-                columns = {n: c.rows(take, take + rows) for n, c in columns.items()}
-                traces = None if traces is None else traces.rows(take, take + rows)
-                vectors = None if vectors is None else vectors[take:take + rows]
-            self._into_windows(state, rows, columns, traces, vectors)
+                start = take
+            self._into_windows(state, rows, columns, traces, vectors, start)
         for found_labels in extracted.labels:
             self._take_labels(found_labels, now)
         if extracted.genai and self._config.genai.enabled:
@@ -282,19 +277,18 @@ class MlEngine(Windows):
                 self._dropped_genai.add(self._genai.dropped - dropped, self._attrs)
 
     def _into_windows(self, state: ModelState, rows: int, columns: dict[str, RawColumn], traces: Traces | None,
-                      vectors: np.ndarray | None) -> None:
-        """The rows into the open window; each window closes at exactly `window.size` rows, so the
-        windows are the same however the app (or a collector before Vigil) batched its spans."""
+                      vectors: np.ndarray | None, start: int = 0) -> None:
+        """Rows `start` and on into the open window; each window closes at exactly `window.size` rows, so
+        the windows are the same however the app (or a collector before Vigil) batched its spans."""
         size = self._config.window.size
-        start = 0
         while start < rows:
             # While the reference is built the window grows past size (`_close_backlog` cuts it later).
             take = rows - start if state.profile is None else min(rows - start, max(size - state.window.rows, 0))
             if take:
-                whole = take == rows
-                part = columns if whole else {n: c.rows(start, start + take) for n, c in columns.items()}
-                state.window.add(take, part, traces if whole or traces is None else traces.rows(start, start + take))
-                state.window.vectors.add(take, vectors if whole or vectors is None else vectors[start:start + take])
+                part = (columns, traces, vectors) if take == rows else \
+                    rows_of(columns, traces, vectors, start, start + take)
+                state.window.add(take, part[0], part[1])
+                state.window.vectors.add(take, part[2])
                 start += take
             if state.window.rows >= size:
                 self._close_window(state)

@@ -64,6 +64,14 @@ class Buffer:
                 for name in names}
 
 
+def rows_of(columns: dict[str, RawColumn], traces: Traces | None, vectors: np.ndarray | None, start: int,
+            stop: int) -> tuple[dict[str, RawColumn], Traces | None, np.ndarray | None]:
+    """Rows start..stop-1 of a batch's or a window's columns, trace ids and vectors (views)."""
+    return ({n: c.rows(start, stop) for n, c in columns.items()},
+            None if traces is None else traces.rows(start, stop),
+            None if vectors is None else vectors[start:stop])
+
+
 REFERENCE, WINDOW, LABELS = "reference", "window", "labels"
 
 
@@ -174,13 +182,12 @@ class Windows:
         full = window.rows - window.rows % size
         state.window = Buffer()
         for start in range(0, full, size):
-            self._submit(Job(WINDOW, state, size, {n: c.rows(start, start + size) for n, c in columns.items()},
-                             window.started_ns, None if traces is None else traces.rows(start, start + size),
-                             None if vectors is None else vectors[start:start + size]))
+            part, part_traces, part_vectors = rows_of(columns, traces, vectors, start, start + size)
+            self._submit(Job(WINDOW, state, size, part, window.started_ns, part_traces, part_vectors))
         if full < window.rows:
-            state.window.add(window.rows - full, {n: c.rows(full, window.rows) for n, c in columns.items()},
-                             None if traces is None else traces.rows(full, window.rows))
-            state.window.vectors.add(window.rows - full, None if vectors is None else vectors[full:])
+            part, part_traces, part_vectors = rows_of(columns, traces, vectors, full, window.rows)
+            state.window.add(window.rows - full, part, part_traces)
+            state.window.vectors.add(window.rows - full, part_vectors)
 
     def _close_labels(self, state: ModelState, final: bool = False) -> None:
         labeled = state.labeled
