@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -67,11 +66,8 @@ class RunningVigil:
     async def counter_when(self, expected: float, metric: str, timeout: float = 5.0, **attributes: str) -> float:
         """The counter once it reads `expected`, or when `timeout` passes: the `ml` processor reads small
         requests in runs (up to 0.2 s), so what it counts of a request comes a little after its reply."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (value := self.counter(metric, **attributes)) != expected \
-                and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        return value
+        await async_wait_for(lambda: self.counter(metric, **attributes) == expected, timeout)
+        return self.counter(metric, **attributes)
 
     def admin_url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.service.admin.port}{path}"
