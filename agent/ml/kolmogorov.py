@@ -6,8 +6,9 @@ distribution below it. Asking scipy.stats for them costs more in its distributio
 the arithmetic, and importing scipy.stats holds a large share of a long-running agent's memory.
 So each branch scipy takes is taken here too, in the same order with the same arithmetic, on top of
 `scipy.special` (which the agent needs anyway): tests/ml/test_kolmogorov.py holds every branch to
-scipy within 1e-12. Two rare branches still ask scipy.stats: the Pomeranz recursion (n <= 140 and
-0.754693 < n·x² <= 4) and the exact distribution of unequal sample sizes (a compiled recursion).
+scipy within 1e-12. One rare branch still asks scipy.stats: the Pomeranz recursion (n <= 140 and
+0.754693 < n·x² <= 4). The exact distribution of unequal sample sizes is scipy's compiled recursion,
+loaded without scipy.stats (`stats._outer_prob_inside`).
 
 - `kolmogorov_sf(x, n)`: `scipy.stats.kstwo.sf(x, n)`, scipy's `_kolmogn(n, x, cdf=False)`;
 - `smirnov_sf(n, x)`: `scipy.special.smirnov(n, x)` as one vectorised sum (scipy's is a loop in

@@ -7,9 +7,10 @@ would get from scipy on the same data. They are computed here the way scipy
 computes them and tested against it (tests/ml/test_stats.py): scipy's argument
 handling costs more than the arithmetic of a window's columns, and scipy.stats
 holds a large share of a running agent's memory. Only the special functions
-come from scipy.special; the exact KS p-value of unequal sizes comes from the
-compiled routine `ks_2samp` calls for it, and scipy.stats itself is asked only for
-the rare branch `agent.ml.kolmogorov` does not repeat.
+come from scipy.special; the exact KS p-value of unequal sizes (a column with a
+few values missing) comes from the compiled routine `ks_2samp` calls for it,
+loaded from its file without the scipy.stats package, and scipy.stats itself is
+asked only for the rare branch `agent.ml.kolmogorov` does not repeat.
 
 - `two_sample`: KS and Wasserstein-1 of a numeric column from one merge of the
   two sorted samples (the reservoir is kept sorted; the window is sorted once).
@@ -36,7 +37,12 @@ its function of a `Comparison` (a column's reference against a window).
 from __future__ import annotations
 
 import functools
+import importlib.machinery
+import importlib.util
 import math
+import os
+import sys
+from types import ModuleType
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -81,7 +87,7 @@ def two_sample(reference: np.ndarray, current: np.ndarray) -> TwoSample:
         return TwoSample(TestResult(math.nan, math.nan), math.nan)
     u, v = sort(reference), sort(current)
     if math.isnan(u[-1]) or math.isnan(v[-1]):  # NaN sorts last; scipy propagates it
-        return TwoSample(_scipy_ks(u, v), math.nan)
+        return TwoSample(TestResult(math.nan, math.nan), math.nan)
     values, differences = _pooled_ecdf_differences(u, v)
     return TwoSample(_ks_test(u, v, values, differences), _wasserstein(values, differences))
 
@@ -181,11 +187,31 @@ def _outer_prob_inside() -> Callable[[int, int, int, int], float] | None:
     # scipy's own (private) routine behind ks_2samp's exact p-value of unequal sizes: the same
     # arithmetic without its argument handling, which costs as much again. tests/ml/test_stats.py
     # holds the result to ks_2samp's; a scipy without it gets ks_2samp.
+    module = sys.modules.get(_PYTHRAN) or _load_alone(_PYTHRAN)
+    return getattr(module, "_compute_outer_prob_inside_method", None)
+
+
+_PYTHRAN = "scipy.stats._stats_pythran"
+
+
+def _load_alone(name: str) -> ModuleType | None:
+    """The compiled module `name` of scipy.stats, loaded from its file without scipy.stats's package,
+    whose import (every distribution) would stay resident in the agent at about 45 MiB."""
+    scipy_spec = importlib.util.find_spec("scipy")
+    if scipy_spec is None or not scipy_spec.submodule_search_locations:
+        return None
+    package, _, leaf = name.rpartition(".")
+    folder = os.path.join(scipy_spec.submodule_search_locations[0], *package.split(".")[1:])
+    loader = (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES)
+    spec = importlib.machinery.FileFinder(folder, loader).find_spec(name)
+    if spec is None:
+        return None
     try:
-        from scipy.stats._stats_pythran import _compute_outer_prob_inside_method
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     except ImportError:
         return None
-    return _compute_outer_prob_inside_method
+    return module
 
 
 def _asymptotic(n1: int, n2: int, d: float) -> TestResult:
