@@ -6,11 +6,11 @@ distribution below it. Asking scipy.stats for them costs more in its distributio
 the arithmetic, and importing scipy.stats holds a large share of a long-running agent's memory.
 So each branch scipy takes is taken here too, in the same order with the same arithmetic, on top of
 `scipy.special` (which the agent needs anyway): tests/ml/test_kolmogorov.py holds every branch to
-scipy within 1e-12. One rare branch still asks scipy.stats: the Pomeranz recursion (n <= 140 and
-0.754693 < n·x² <= 4). The exact distribution of unequal sample sizes is scipy's compiled recursion,
-loaded without scipy.stats (`stats._outer_prob_inside`).
+scipy within 1e-12. The exact distribution of unequal sample sizes is scipy's compiled recursion,
+loaded without importing scipy.stats (`stats._outer_prob_inside`).
 
 - `kolmogorov_sf(x, n)`: `scipy.stats.kstwo.sf(x, n)`, scipy's `_kolmogn(n, x, cdf=False)`;
+- `durbin_cdf(n, d)`, `pomeranz_cdf(n, d)`: P(D_n <= d) for small n, where kstwo.sf takes them;
 - `smirnov_sf(n, x)`: `scipy.special.smirnov(n, x)` as one vectorised sum (scipy's is a loop in
   double-double arithmetic);
 - `equal_sizes_sf(n, h)`: P(D_{n,n} >= h/n), ks_2samp's exact p-value when both samples have n values.
@@ -63,9 +63,7 @@ def kolmogorov_sf(x: float, n: int) -> float:
         if nxsquared <= 0.754693:
             return _clip(1.0 - durbin_cdf(n, x))
         if nxsquared <= 4:
-            from scipy import stats as scipy_stats  # the Pomeranz recursion, not repeated here
-
-            return float(scipy_stats.kstwo.sf(x, n))
+            return _clip(1.0 - _clip(pomeranz_cdf(n, x)))
         return _clip(2 * _special().smirnov(n, x))
     if nxsquared >= 370.0:
         return 0.0
@@ -184,6 +182,74 @@ def pelz_good_cdf(n: int, x: float) -> float:
         _PI_SQUARED * _SQRT2PI / (216 * zsix))
     root = math.sqrt(n)
     return k0 + k1 / root + k2 / n + k3 / (n * root)
+
+
+# --- Pomeranz's recursion --------------------------------------------------------------------------
+# scipy's `kstwo.sf(x, n)` for n <= 140 and 0.754693 < n·x² <= 4: a window of about a hundred values
+# that closed on `max_age`, against a reservoir of many thousands.
+
+def pomeranz_cdf(n: int, d: float) -> float:
+    """P(D_n <= d) by Pomeranz's recursion (scipy's `_kolmogn_Pomeranz`): 2n+1 rows, each the one
+    before convolved with one of three Poisson-like weight vectors. Only a band of a row can be
+    non-zero (`_pomeranz_band`); a row is rescaled by 2^128 before it underflows."""
+    t = n * d
+    ll = int(np.floor(t))
+    f = 1.0 * (t - ll)
+    g = min(f, 1.0 - f)
+    ceilf, roundf = (1 if f > 0 else 0), (1 if f > 0.5 else 0)
+    powers = 2 * (ll + 1)
+    g_powers, two_g_powers, rest_powers = np.empty(powers), np.empty(powers), np.empty(powers)  # (c/n)^m/m!
+    g_powers[0] = two_g_powers[0] = rest_powers[0] = 1.0
+    g_over_n, two_g_over_n, rest_over_n = g / n, 2 * g / n, (1 - 2 * g) / n
+    for m in range(1, powers):
+        g_powers[m] = g_powers[m - 1] * g_over_n / m
+        two_g_powers[m] = two_g_powers[m - 1] * two_g_over_n / m
+        rest_powers[m] = rest_powers[m - 1] * rest_over_n / m
+    row, previous = np.zeros(powers), np.zeros(powers)
+    row[0] = 1.0
+    row_start = previous_start = 0  # the entry each row's first element stands for
+    expnt = 0
+    j1, j2 = _pomeranz_band(0, n, ll, ceilf, roundf)
+    for i in range(1, 2 * n + 2):
+        k1 = j1
+        previous, row = row, previous
+        previous_start, row_start = row_start, previous_start
+        row.fill(0.0)
+        j1, j2 = _pomeranz_band(i, n, ll, ceilf, roundf)
+        weights = g_powers if i in (1, 2 * n + 1) else (two_g_powers if i % 2 else rest_powers)
+        width = j2 - k1 + 1
+        if width > 0:
+            conv = np.convolve(previous[k1 - previous_start:k1 - previous_start + width], weights[:width])
+            row[:j2 - j1 + 1] = conv[j1 - k1:j2 - k1 + 1]
+            if 0 < np.max(row) < _EM128:
+                row *= _EP128
+                expnt -= _E128
+            row_start = previous_start + j1 - k1
+    p = row[n - row_start]
+    for m in range(1, n + 1):  # times n!, kept below 2^128
+        if np.abs(p) > _EP128:
+            p *= _EM128
+            expnt += _E128
+        p *= m
+    if expnt != 0:
+        p = np.ldexp(p, expnt)
+    return float(p)
+
+
+def _pomeranz_band(i: int, n: int, ll: int, ceilf: int, roundf: int) -> tuple[int, int]:
+    """The first and last entries of row i of Pomeranz's recursion that can be non-zero."""
+    if i == 0:
+        j1, j2 = -ll - ceilf - 1, ll + ceilf - 1
+    else:
+        half, odd_row_number = divmod(i + 1, 2)
+        if odd_row_number == 0:  # i odd
+            if half == n + 1:
+                j1, j2 = n - ll - ceilf - 1, n + ll + ceilf - 1
+            else:
+                j1, j2 = half - 1 - ll - roundf - 1, half + ll - 1 + ceilf - 1
+        else:
+            j1, j2 = half - 1 - ll - 1, half + ll + roundf - 1
+    return max(j1 + 2, 0), min(j2, n)
 
 
 # --- the Smirnov sum ---------------------------------------------------------------------------

@@ -7,10 +7,10 @@ would get from scipy on the same data. They are computed here the way scipy
 computes them and tested against it (tests/ml/test_stats.py): scipy's argument
 handling costs more than the arithmetic of a window's columns, and scipy.stats
 holds a large share of a running agent's memory. Only the special functions
-come from scipy.special; the exact KS p-value of unequal sizes (a column with a
-few values missing) comes from the compiled routine `ks_2samp` calls for it,
-loaded from its file without the scipy.stats package, and scipy.stats itself is
-asked only for the rare branch `agent.ml.kolmogorov` does not repeat.
+come from scipy.special; the exact KS p-value of unequal sizes (a reference and
+a window of different sizes, as when a feature is missing on a few spans) comes
+from the compiled routine `ks_2samp` calls for it, loaded from its file without
+importing the scipy.stats package.
 
 - `two_sample`: KS and Wasserstein-1 of a numeric column from one merge of the
   two sorted samples (the reservoir is kept sorted; the window is sorted once).
@@ -182,25 +182,27 @@ def _exact_unequal_sizes(u: np.ndarray, v: np.ndarray, d: float) -> TestResult:
     return TestResult(d, p) if 0 <= p <= 1 else _asymptotic(n1, n2, d)
 
 
+_PYTHRAN = "scipy.stats._stats_pythran"
+
+
 @functools.cache
 def _outer_prob_inside() -> Callable[[int, int, int, int], float] | None:
     # scipy's own (private) routine behind ks_2samp's exact p-value of unequal sizes: the same
     # arithmetic without its argument handling, which costs as much again. tests/ml/test_stats.py
-    # holds the result to ks_2samp's; a scipy without it gets ks_2samp.
+    # holds the result to ks_2samp's (tests/ml/test_kolmogorov.py, loaded alone); a scipy without
+    # it gets ks_2samp.
     module = sys.modules.get(_PYTHRAN) or _load_alone(_PYTHRAN)
     return getattr(module, "_compute_outer_prob_inside_method", None)
 
 
-_PYTHRAN = "scipy.stats._stats_pythran"
-
-
 def _load_alone(name: str) -> ModuleType | None:
-    """The compiled module `name` of scipy.stats, loaded from its file without scipy.stats's package,
-    whose import (every distribution) would stay resident in the agent at about 45 MiB."""
+    """The compiled module `name` of scipy.stats, loaded from its file without importing the
+    scipy.stats package, whose every distribution would stay resident in the agent (about 45 MiB).
+    It enters sys.modules under its own name, so a later `import scipy.stats` uses it too."""
     scipy_spec = importlib.util.find_spec("scipy")
     if scipy_spec is None or not scipy_spec.submodule_search_locations:
         return None
-    package, _, leaf = name.rpartition(".")
+    package = name.rpartition(".")[0]
     folder = os.path.join(scipy_spec.submodule_search_locations[0], *package.split(".")[1:])
     loader = (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES)
     spec = importlib.machinery.FileFinder(folder, loader).find_spec(name)
@@ -209,7 +211,7 @@ def _load_alone(name: str) -> ModuleType | None:
     try:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    except ImportError:
+    except Exception:  # e.g. built against another numpy: ks_2samp itself, then
         return None
     return module
 

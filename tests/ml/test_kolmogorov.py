@@ -59,6 +59,17 @@ def test_equal_sizes_sf_is_scipys_exact_two_sample_distribution(n: int) -> None:
             assert kolmogorov.equal_sizes_sf(n, h) == _compute_prob_outside_square(n, h), h
 
 
+@pytest.mark.parametrize("n", [2, 10, 57, 100, 139, 140])
+def test_pomeranz_branch_is_kstwo_sf(n: int) -> None:
+    # n <= 140 and 0.754693 < n·x² <= 4: a window of about a hundred values against a large reservoir.
+    for nxsquared in np.linspace(0.7547, 4.0, 80):
+        x = math.sqrt(nxsquared / n)
+        if 1 < n * x < n - 1 and x < 0.5:  # not a Ruben-Gambino or Smirnov case
+            expected = float(scipy_stats.kstwo.sf(x, n))
+            assert kolmogorov.kolmogorov_sf(x, n) == pytest.approx(expected, rel=TIGHT), x
+            assert kolmogorov.pomeranz_cdf(n, x) == pytest.approx(float(scipy_stats.kstwo.cdf(x, n)), rel=TIGHT)
+
+
 def test_the_live_path_imports_no_scipy_stats() -> None:
     # scipy.stats holds about 45 MiB of a running agent; the p-values of a window need none of it.
     code = """
@@ -70,13 +81,24 @@ ref = np.sort(rng.standard_normal(1_024))
 for shift in (0.0, 0.05, 0.3, 3.0):
     stats.two_sample(ref, rng.standard_normal(1_000) + shift)  # asymptotic
     stats.two_sample(ref[:1_000], rng.standard_normal(1_000) + shift)  # exact, equal sizes
+    stats.two_sample(np.sort(rng.standard_normal(10_000)), rng.standard_normal(120) + shift)  # Pomeranz
+a, b = np.random.default_rng(3).standard_normal((2, 1_000))
+unequal = stats.two_sample(np.sort(a), b[:987] + 0.1).ks  # exact, a few values missing
 stats.chi2_two_sample(np.array([500, 500]), np.array([400, 600]))
 stats.chi2_two_sample(np.array([5, 50, 500]), np.array([40, 60, 7]))
 stats.jensen_shannon(np.array([5, 50, 500]), np.array([40, 60, 7]))
 stats.adjust_p_values(np.array([0.01, 0.2, np.nan, 0.03]), "benjamini_hochberg")
 for x in np.geomspace(1e-4, 0.999, 200):
     kolmogorov.kolmogorov_sf(float(x), 512)
-print(sorted(m for m in sys.modules if m.startswith("scipy.stats")))
+    kolmogorov.kolmogorov_sf(float(x), 100)  # Pomeranz's recursion among its branches
+print("scipy.stats" in sys.modules)
+print(sorted(m for m in sys.modules if m.startswith("scipy.stats.")))
+print(repr(unequal.p_value))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    package, modules, p_value = done.stdout.splitlines()
+    assert package == "False"
+    assert modules == "['scipy.stats._stats_pythran']"  # the compiled routine of unequal sizes, loaded alone
+    a, b = np.random.default_rng(3).standard_normal((2, 1_000))
+    assert float(p_value) == pytest.approx(scipy_stats.ks_2samp(a, b[:987] + 0.1, method="exact").pvalue, rel=TIGHT)

@@ -9,8 +9,6 @@ log base or a forgotten normalisation, cannot pass by agreeing with itself).
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -502,23 +500,3 @@ def test_every_statistic_of_the_table_has_a_function_and_each_kind_one_test() ->
         assert sum(statistics.BY_NAME[name].test for name in statistics.of_kind(kind)) == 1
         assert set(statistics.methods(kind)) == set(statistics.of_kind(kind))
 
-
-def test_a_window_with_values_missing_is_tested_without_importing_scipy_stats() -> None:
-    # Importing scipy.stats keeps every distribution resident (about 45 MiB in a running agent); the
-    # exact p-value of unequal sizes, the usual case when a feature is missing on a few spans, uses
-    # scipy's compiled routine loaded alone, and gives ks_2samp's p-value.
-    script = """
-import sys
-import numpy as np
-from agent.ml import stats
-rng = np.random.default_rng(3)
-a, b = rng.standard_normal(1000), rng.standard_normal(987) + 0.1
-result = stats.two_sample(np.sort(a), b).ks
-assert stats.ks_method(a.size, b.size) == "exact"
-print("scipy.stats" in sys.modules, repr(result.p_value))
-"""
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
-    rng = np.random.default_rng(3)
-    a, b = rng.standard_normal(1000), rng.standard_normal(987) + 0.1
-    assert out[0] == "False"
-    assert float(out[1]) == pytest.approx(scipy_stats.ks_2samp(a, b, method="exact").pvalue, rel=TIGHT)
