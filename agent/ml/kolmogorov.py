@@ -18,6 +18,7 @@ loaded without importing scipy.stats (`stats._outer_prob_inside`).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -307,7 +308,10 @@ def _stirling_remainder(k: np.ndarray) -> np.ndarray:
 
 
 # --- the exact two-sample distribution, equal sizes ----------------------------------------------
+# A loop of about n steps in Python, on arguments that recur: every full window of a column with no
+# values missing has the same n, and h (its KS statistic times n) takes a few dozen values.
 
+@functools.lru_cache(maxsize=4096)
 def equal_sizes_sf(n: int, h: int) -> float:
     """P(D_{n,n} >= h/n) for two samples of n values each, 1 <= h <= n (scipy's
     `_compute_prob_outside_square`): 2·(A0 − A0·A1 + A0·A1·A2 − …), each A_k a ratio of binomials
