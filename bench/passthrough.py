@@ -13,8 +13,9 @@ flight, and the collector's own CPU accounting (user + system time, from
     .venv/bin/python bench/passthrough.py --ml                  # prediction spans through the ml processor
     .venv/bin/python bench/passthrough.py --rate 10000 --duration 60   # steady state: CPU % and peak RSS
 
-With `--ml` the spans go through the `ml` processor, three payloads in turn, each to a fresh Vigil
-and a fresh rotel: the headline, prediction spans as apps send them (`realistic_payload.py`: SDK
+With `--ml` the spans go through the `ml` processor, three payloads, each to a fresh Vigil and a
+fresh rotel (all started first, then each collector once a round, the order turning round by
+round): the headline, prediction spans as apps send them (`realistic_payload.py`: SDK
 resources, `ml.prediction.id`, a confidence, 10 features, ordinary attributes, three model
 versions, exception events), each request's prediction ids new to the run as an app's are; the
 same without `ml.prediction.id` (what the label join costs); and spans carrying only a
@@ -320,25 +321,39 @@ def payloads(signal: Signal, args) -> dict[str, list[bytes]]:
     return {name: [builders[name](seed) for seed in SEEDS] for name in args.payload or ML_PAYLOADS}
 
 
-async def run_collectors(signal: Signal, args, bodies: list[bytes], items_per_request: int, tmp: Path,
-                         fresh_ids: bool) -> dict[str, list[dict]]:
-    """Vigil, then rotel, each fresh: a warm-up, then `--repeat` rounds of `bodies`."""
-    results: dict[str, list[dict]] = {}
-    for name in ("vigil", "rotel"):
-        requests = Requests(bodies, SEEDS if fresh_ids else None)
-        workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))
-        sink = Sink(signal)
-        await sink.start()
-        collector = (start_vigil(workdir, sink.port, args.ml) if name == "vigil"
-                     else start_rotel(workdir, sink.port))
-        try:
+async def run_collectors(signal: Signal, args, runs: dict[str, list[bytes]], items_per_request: dict[str, int],
+                         tmp: Path) -> dict[str, dict[str, list[dict]]]:
+    """A fresh Vigil and a fresh rotel for each payload, all started and warmed up first; then
+    `--repeat` rounds, each collector once a round, in an order that turns round by round. A change
+    in the machine's speed during the run falls on every payload and collector alike, so the ratios
+    between payloads (the label join's cost) hold as well as those between collectors."""
+    started: list[tuple[str, str, Collector, Sink, Requests]] = []
+    try:
+        for payload, bodies in runs.items():
+            for name in ("vigil", "rotel"):
+                requests = Requests(bodies, SEEDS if payload == "realistic" else None)
+                workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))
+                sink = Sink(signal)
+                await sink.start()
+                try:
+                    collector = (start_vigil(workdir, sink.port, args.ml) if name == "vigil"
+                                 else start_rotel(workdir, sink.port))
+                except BaseException:
+                    await sink.stop()
+                    raise
+                started.append((payload, name, collector, sink, requests))
+        for payload, _, collector, sink, requests in started:
             await send_all(collector, signal, requests, 20, args.concurrency, args.protocol, args.gzip)  # warm up
             deadline = time.monotonic() + 30
-            while sink.items < 20 * items_per_request and time.monotonic() < deadline:
+            while sink.items < 20 * items_per_request[payload] and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            results[name] = [await one_round(collector, sink, args, requests, items_per_request)
-                             for _ in range(args.repeat)]
-        finally:
+        results: dict[str, dict[str, list[dict]]] = {payload: {"vigil": [], "rotel": []} for payload in runs}
+        for round_ in range(args.repeat):
+            for payload, name, collector, sink, requests in (started if round_ % 2 == 0 else started[::-1]):
+                results[payload][name].append(
+                    await one_round(collector, sink, args, requests, items_per_request[payload]))
+    finally:
+        for _, _, collector, sink, _ in started:
             collector.stop()
             await sink.stop()
     return results
@@ -390,19 +405,20 @@ async def main() -> None:
         args.requests = max(1, int(args.rate * args.duration / min(items_per_request.values())))
         args.repeat = 1
 
-    costs: dict[str, dict[str, float]] = {}
+    for name, bodies in runs.items():
+        size = statistics.mean(len(b) for b in bodies)
+        print(f"payload {name}: {signal.value}, {items_per_request[name]} items per request, "
+              f"{size / 1024:.0f} KiB ({size / items_per_request[name]:.0f} B an item)"
+              f"{' (gzip)' if args.gzip else ''}, over {args.protocol}; {args.requests} requests per round, "
+              f"{args.concurrency} in flight, {args.repeat} rounds"
+              + (f"; paced at {args.rate:.0f} items/s for {args.duration:.0f} s" if args.rate else ""),
+              flush=True)
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
-        for name, bodies in runs.items():
-            size = statistics.mean(len(b) for b in bodies)
-            print(f"\npayload {name}: {signal.value}, {items_per_request[name]} items per request, "
-                  f"{size / 1024:.0f} KiB ({size / items_per_request[name]:.0f} B an item)"
-                  f"{' (gzip)' if args.gzip else ''}, over {args.protocol}; {args.requests} requests per round, "
-                  f"{args.concurrency} in flight, {args.repeat} rounds"
-                  + (f"; paced at {args.rate:.0f} items/s for {args.duration:.0f} s" if args.rate else ""),
-                  flush=True)
-            results = await run_collectors(signal, args, bodies, items_per_request[name], Path(tmp),
-                                           fresh_ids=name == "realistic")
-            costs[name] = print_table(results, args)
+        results = await run_collectors(signal, args, runs, items_per_request, Path(tmp))
+    costs: dict[str, dict[str, float]] = {}
+    for name in runs:
+        print(f"\npayload {name}:")
+        costs[name] = print_table(results[name], args)
 
     print()
     if not args.ml:
