@@ -45,10 +45,15 @@ def test_make_run_config_watches_predictions_and_runs_the_rule_pack(tmp_path):
         vigil.wait_running()
         alerts = fetch(f"{admin}/api/v1/alerts")  # the alerts processor serves its routes
         assert alerts["processor"] == "alerts" and alerts["alerts"] == [], alerts
-        # 1000 predictions teach the reference (warmup: 1000), 1000 more make a window.
-        for seed, start in ((1, 0), (2, 1000)):
-            asyncio.run(send_grpc(f"127.0.0.1:{grpc_port}", Signal.TRACES, prediction_spans(1000, seed=seed,
-                                                                                           start=start)))
+        # 1000 predictions teach the reference (warmup: 1000), 1000 more make a window, a feature missing
+        # on a few of them (so the window's KS test compares samples of unequal sizes).
+        window = prediction_spans(1000, seed=2, start=1000)
+        for span in window.resource_spans[0].scope_spans[0].spans[::33]:
+            kept = [a for a in span.attributes if a.key != "ml.feature.age"]
+            del span.attributes[:]
+            span.attributes.extend(kept)
+        for request in (prediction_spans(1000, seed=1, start=0), window):
+            asyncio.run(send_grpc(f"127.0.0.1:{grpc_port}", Signal.TRACES, request))
         assert wait_for(lambda: any(m["model"] == MODEL for m in fetch(f"{admin}/api/v1/models")["models"]), 20)
         assert wait_for(lambda: "ml.feature.drift.score" in (tmp_path / "vigil-data" / "metrics.json")
                         .read_text(errors="replace") if (tmp_path / "vigil-data" / "metrics.json").exists()
@@ -57,6 +62,11 @@ def test_make_run_config_watches_predictions_and_runs_the_rule_pack(tmp_path):
         assert status.returncode == 0, status.stderr
         assert any(line.split()[:2] == [MODEL, "3"] for line in status.stdout.splitlines()), status.stdout
         assert "no ml processor" not in vigil.stderr()
+        # The window's p-values load scipy's compiled routine for unequal sizes alone: importing the
+        # scipy.stats package would keep every distribution (~45 MiB) resident in the agent.
+        mapped = Path(f"/proc/{vigil.proc.pid}/maps").read_text().splitlines()
+        assert {Path(line.split()[-1]).name.split(".")[0] for line in mapped if "/scipy/stats/" in line} \
+            == {"_stats_pythran"}
 
 
 def test_the_built_in_default_runs_ml_and_the_rule_pack():
