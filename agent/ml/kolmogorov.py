@@ -195,17 +195,12 @@ def pomeranz_cdf(n: int, d: float) -> float:
     non-zero (`_pomeranz_band`); a row is rescaled by 2^128 before it underflows."""
     t = n * d
     ll = int(np.floor(t))
-    f = 1.0 * (t - ll)
+    f = t - ll
     g = min(f, 1.0 - f)
     ceilf, roundf = (1 if f > 0 else 0), (1 if f > 0.5 else 0)
     powers = 2 * (ll + 1)
-    g_powers, two_g_powers, rest_powers = np.empty(powers), np.empty(powers), np.empty(powers)  # (c/n)^m/m!
-    g_powers[0] = two_g_powers[0] = rest_powers[0] = 1.0
-    g_over_n, two_g_over_n, rest_over_n = g / n, 2 * g / n, (1 - 2 * g) / n
-    for m in range(1, powers):
-        g_powers[m] = g_powers[m - 1] * g_over_n / m
-        two_g_powers[m] = two_g_powers[m - 1] * two_g_over_n / m
-        rest_powers[m] = rest_powers[m - 1] * rest_over_n / m
+    g_powers, two_g_powers, rest_powers = (_powers_over_factorials(c, powers)
+                                           for c in (g / n, 2 * g / n, (1 - 2 * g) / n))
     row, previous = np.zeros(powers), np.zeros(powers)
     row[0] = 1.0
     row_start = previous_start = 0  # the entry each row's first element stands for
@@ -235,6 +230,15 @@ def pomeranz_cdf(n: int, d: float) -> float:
     if expnt != 0:
         p = np.ldexp(p, expnt)
     return float(p)
+
+
+def _powers_over_factorials(c: float, count: int) -> np.ndarray:
+    """c^m / m! for m < count, each from the one before (as scipy computes them)."""
+    out = np.empty(count)
+    out[0] = 1.0
+    for m in range(1, count):
+        out[m] = out[m - 1] * c / m
+    return out
 
 
 def _pomeranz_band(i: int, n: int, ll: int, ceilf: int, roundf: int) -> tuple[int, int]:

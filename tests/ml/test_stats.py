@@ -499,4 +499,3 @@ def test_every_statistic_of_the_table_has_a_function_and_each_kind_one_test() ->
     for kind in statistics.KINDS:
         assert sum(statistics.BY_NAME[name].test for name in statistics.of_kind(kind)) == 1
         assert set(statistics.methods(kind)) == set(statistics.of_kind(kind))
-
