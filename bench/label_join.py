@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from array import array
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,9 @@ def requests(first: int, count: int) -> list[list[tuple]]:
         for model, version, size in VERSIONS:
             ids = [f"{n + i:012d}-{(n + i) * 2654435761 % 2**32:08x}" for i in range(size)]
             n += size
-            calls.append((model, version, ids, ["approve"] * size, [0.7] * size, [math.nan] * size))
+            # scores and values as the ml processor hands them over: array("d")
+            calls.append((model, version, ids, ["approve"] * size, array("d", [0.7]) * size,
+                          array("d", [math.nan]) * size))
         out.append(calls)
     return out
 
@@ -73,7 +76,8 @@ def held_bytes() -> tuple[float, float]:
                     # new strings each, as decoded from the wire
                     ids = [f"{n + i:012d}-{(n + i) * 2654435761 % 2**32:08x}" for i in range(size)]
                     predicted = [("approve", "review", "deny")[i % 3].encode().decode() for i in range(size)]
-                    join.add_predictions(model, version, ids, predicted, [0.7] * size, [math.nan] * size, now)
+                    join.add_predictions(model, version, ids, predicted, array("d", [0.7]) * size,
+                                         array("d", [math.nan]) * size, now)
                     n += size
                 now += 0.05
             del ids, predicted

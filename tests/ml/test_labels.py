@@ -9,6 +9,7 @@ import pytest
 
 from agent.ml import labels, predictions
 from agent.ml.labels import LabelJoin
+from agent.proto.vigil.v1 import labels_pb2
 
 NAN = math.nan
 
@@ -115,6 +116,32 @@ def test_the_state_survives_a_restart(tmp_path: Path):
     assert again.expired == {} and again.pending
     again.expire(now=105)
     assert not again.pending
+
+
+def test_an_id_predicted_again_after_it_closed_waits_again():
+    join = LabelJoin(ttl=100, max_pending=10, wait=5)
+    predict(join, ["e1"], now=0)
+    join.add_labels("fraud", ["e1"], ["ok"], now=1)
+    assert list(join.closed) == [("fraud", "e1")]
+    predict(join, ["e1"], now=2, version="v2")  # an id an app uses again
+    assert list(join.pending) == [("fraud", "e1")] and not join.closed
+    assert [j.version for j in join.add_labels("fraud", ["e1"], ["fraud"], now=3)] == ["v2"]
+    assert join.add_labels("fraud", ["e1"], ["ok"], now=4) == [] and join.unmatched == {("fraud", "duplicate"): 1}
+
+
+def test_a_save_with_an_id_both_waiting_and_closed_reads_back_waiting():
+    # As an earlier Vigil saved an id predicted again after it closed: the prediction waits.
+    saved = labels_pb2.LabelJoinState(names=["fraud", "v1"])
+    saved.closed.model.extend([0, 0]), saved.closed.id.extend(["f1", "f2"])
+    saved.closed.matched.extend([True, False]), saved.closed.time.extend([1.0, 2.0])
+    p = saved.pending
+    p.model.append(0), p.id.append("f1"), p.version.append(1), p.predicted.append("ok")
+    p.has_predicted.append(True), p.score.append(0.5), p.value.append(NAN), p.time.append(3.0)
+    join = LabelJoin(ttl=100, max_pending=10, wait=5)
+    join.load_proto(saved)
+    assert list(join.pending) == [("fraud", "f1")] and join.closed.items() == [(("fraud", "f2"), (False, 2.0))]
+    assert [j.score for j in join.add_labels("fraud", ["f1", "f2"], ["ok", "ok"], now=4)] == [0.5]
+    assert join.unmatched == {("fraud", "late"): 1}
 
 
 def same(a: dict, b: dict) -> bool:

@@ -7,7 +7,7 @@ import math
 import random
 import pytest
 
-from agent.ml import labels as label_join
+from agent.ml import label_rows, labels as label_join
 from agent.ml.labels import CAPACITY, LabelJoin
 
 
@@ -32,7 +32,9 @@ def state(join: LabelJoin) -> tuple:
 def test_a_batch_in_bulk_is_the_same_as_one_at_a_time(seed, monkeypatch):
     rng = random.Random(seed)
     if seed % 2:  # the order deques compacted often, halfway through a batch too
-        monkeypatch.setattr(label_join, "_SLACK", rng.choice([0, 5, 50]))
+        slack = rng.choice([0, 5, 50])
+        monkeypatch.setattr(label_join, "_SLACK", slack)
+        monkeypatch.setattr(label_rows, "_SLACK", slack)
     ttl, max_pending, wait = rng.choice([5, 50]), rng.choice([1, 3, 8, 30, 400]), rng.choice([3, 30])
     bulk, reference = LabelJoin(ttl, max_pending, wait), OneByOne(ttl, max_pending, wait)
     now, fresh = 0.0, 0

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from agent.ml import labels as label_join
+from agent.ml import label_rows, labels as label_join
 from agent.ml.labels import CAPACITY, DUPLICATE, LATE, TTL, UNKNOWN_ID, Joined, LabelJoin
 
 
@@ -44,7 +44,8 @@ class Rules:
                 self.matched[(model, version)] += 1
                 joined.append(Joined(model, version, p, s, v, self.waiting.pop(key)[0]))
                 continue
-            self.pending.pop(key, None)  # predicted again: the latest one waits, as the newest
+            self.pending.pop(key, None)  # predicted again: the latest one waits, as the newest,
+            self.closed.pop(key, None)  # and an id closed before is no longer closed
             self.pending[key] = (version, p, s, v, now)
         while len(self.pending) > self.max_pending:
             self._expire(next(iter(self.pending)), CAPACITY, now)
@@ -92,7 +93,9 @@ def state(join) -> str:
 def test_the_join_follows_the_rules(seed, monkeypatch):
     rng = random.Random(seed)
     if seed % 2:  # gaps squeezed out and fronts cut often, halfway through a batch too
-        monkeypatch.setattr(label_join, "_SLACK", rng.choice([0, 5, 50]))
+        slack = rng.choice([0, 5, 50])
+        monkeypatch.setattr(label_join, "_SLACK", slack)
+        monkeypatch.setattr(label_rows, "_SLACK", slack)
     ttl, max_pending, wait = rng.choice([5, 50]), rng.choice([1, 3, 8, 30, 400]), rng.choice([3, 30])
     join, rules = LabelJoin(ttl, max_pending, wait), Rules(ttl, max_pending, wait)
     now, fresh = 0.0, 0

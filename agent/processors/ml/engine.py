@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -298,8 +299,9 @@ class MlEngine(Windows):
         rows = np.asarray(found.id_rows)
         n = rows.size
 
-        def numbers(name: str) -> list[float]:
-            return outputs[name].numbers[rows].tolist() if name in outputs else [math.nan] * n
+        def numbers(name: str) -> array:  # the join keeps them as an array("d"): no float per value
+            return array("d", outputs[name].numbers[rows].astype(float, copy=False).tobytes()) \
+                if name in outputs else array("d", [math.nan]) * n
 
         predicted = performance.categories(outputs[PREDICTION_LABEL])[rows].tolist() \
             if PREDICTION_LABEL in outputs else [None] * n
