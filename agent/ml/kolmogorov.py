@@ -3,10 +3,10 @@
 `stats.ks` promises `scipy.stats.ks_2samp`'s p-value: `kstwo.sf(d, n)` (the two-sided one-sample
 Kolmogorov distribution at the effective sample size) past the exact limit, and the exact two-sample
 distribution below it. Asking scipy.stats for them costs more in its distribution machinery than
-the arithmetic, and importing scipy.stats holds a large share of a long-running agent's memory.
-So each branch scipy takes is taken here too, in the same order with the same arithmetic, on top of
-`scipy.special` (which the agent needs anyway): tests/ml/test_kolmogorov.py holds every branch to
-scipy within 1e-12. The exact distribution of unequal sample sizes is scipy's compiled recursion,
+the arithmetic, and importing scipy.stats (or scipy.special) holds a large share of a long-running
+agent's memory. So each branch scipy takes is taken here too, in the same order with the same
+arithmetic, and scipy.special's Smirnov distribution as one sum: tests/ml/test_kolmogorov.py holds
+every branch to scipy within 1e-12. The exact distribution of unequal sample sizes is scipy's compiled recursion,
 loaded without importing scipy.stats (`stats._outer_prob_inside`).
 
 - `kolmogorov_sf(x, n)`: `scipy.stats.kstwo.sf(x, n)`, scipy's `_kolmogn(n, x, cdf=False)`;
@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-# scipy.special is imported where it is used: every `vigil` command would otherwise pay for importing
-# it at start-up.
+# scipy.special is imported only for a sample of over a million values (`smirnov_sf`), where scipy's
+# smirnov approximates.
 
 _SQRT2PI = math.sqrt(2 * math.pi)
 _SQRT3 = math.sqrt(3)
@@ -58,14 +58,14 @@ def kolmogorov_sf(x: float, n: int) -> float:
     if t >= n - 1:  # Ruben–Gambino
         return _clip(2 * (1.0 - x) ** n)
     if x >= 0.5:
-        return _clip(2 * _special().smirnov(n, x))
+        return _clip(2 * smirnov_sf(n, x))
     nxsquared = t * x
     if n <= 140:
         if nxsquared <= 0.754693:
             return _clip(1.0 - durbin_cdf(n, x))
         if nxsquared <= 4:
             return _clip(1.0 - _clip(pomeranz_cdf(n, x)))
-        return _clip(2 * _special().smirnov(n, x))
+        return _clip(2 * smirnov_sf(n, x))
     if nxsquared >= 370.0:
         return 0.0
     if nxsquared >= 2.2:
@@ -258,10 +258,10 @@ def _pomeranz_band(i: int, n: int, ll: int, ceilf: int, roundf: int) -> tuple[in
 
 
 # --- the Smirnov sum ---------------------------------------------------------------------------
-# scipy's `kstwo.sf(x, n)` for n > 140 and 2.2 <= n·x² < 370 (a drifted column of a large window)
-# is 2·`scipy.special.smirnov(n, x)`, an exact sum of about n terms in double-double arithmetic,
-# a loop per call. The same sum is taken here in one vectorised pass, in a form that keeps each
-# term's relative error near 1e-13.
+# scipy's `kstwo.sf(x, n)` is 2·`scipy.special.smirnov(n, x)` for x >= 0.5, for n <= 140 and
+# n·x² > 4, and for n > 140 and 2.2 <= n·x² < 370 (a drifted column of a large window): an exact
+# sum of about n terms in double-double arithmetic, a loop per call. The same sum is taken here in
+# one vectorised pass, in a form that keeps each term's relative error near 1e-13.
 
 _SMIRNOV_MAX_N = 1_000_000  # beyond it scipy's smirnov approximates, and so is asked itself
 

@@ -6,11 +6,13 @@ categorical columns as counts per category. The numbers are the ones a user
 would get from scipy on the same data. They are computed here the way scipy
 computes them and tested against it (tests/ml/test_stats.py): scipy's argument
 handling costs more than the arithmetic of a window's columns, and scipy.stats
-holds a large share of a running agent's memory. Only the special functions
-come from scipy.special; the exact KS p-value of unequal sizes (a reference and
-a window of different sizes, as when a feature is missing on a few spans) comes
-from the compiled routine `ks_2samp` calls for it, loaded from its file without
-importing the scipy.stats package.
+and scipy.special hold a large share of a running agent's memory: neither is
+imported by a window's statistics. The chi-squared p-value is
+`chi_squared.chi2_sf` (scipy.special.chdtrc's), the KS distributions are in
+`kolmogorov`; the exact KS p-value of unequal sizes (a reference and a window of
+different sizes, as when a feature is missing on a few spans) comes from the
+compiled routine `ks_2samp` calls for it, loaded from its file without importing
+the scipy.stats package.
 
 - `two_sample`: KS and Wasserstein-1 of a numeric column from one merge of the
   two sorted samples (the reservoir is kept sorted; the window is sorted once).
@@ -48,6 +50,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from agent.ml import kolmogorov, statistics
+from agent.ml.chi_squared import chi2_sf
 
 # scipy is imported where it is used: every `vigil` command would otherwise pay for importing it at
 # start-up.
@@ -269,12 +272,17 @@ def jensen_shannon(reference_counts: np.ndarray, current_counts: np.ndarray) -> 
     ref_total, cur_total = reference_counts.sum(), current_counts.sum()
     if ref_total == 0 or cur_total == 0:
         return math.nan
-    from scipy.special import rel_entr
-
     p, q = reference_counts / ref_total, current_counts / cur_total
     m = (p + q) / 2.0
-    divergence = (float(np.sum(rel_entr(p, m))) + float(np.sum(rel_entr(q, m)))) / 2.0
+    divergence = (_relative_entropy(p, m) + _relative_entropy(q, m)) / 2.0
     return math.sqrt(divergence) if divergence >= 0 else 0.0  # rounding below 0: scipy's NaN, taken as 0
+
+
+def _relative_entropy(p: np.ndarray, m: np.ndarray) -> float:
+    # The sum of scipy.special.rel_entr(p, m): p·log(p/m) where p > 0, 0 where p = 0 (m >= p/2 > 0
+    # wherever p > 0, so rel_entr's other cases cannot arise).
+    p_m = np.divide(p, m, out=np.ones_like(p), where=p > 0)
+    return float(np.sum(p * np.log(p_m)))
 
 
 def chi2_two_sample(reference_counts: np.ndarray, current_counts: np.ndarray) -> TestResult:
@@ -286,8 +294,6 @@ def chi2_two_sample(reference_counts: np.ndarray, current_counts: np.ndarray) ->
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return TestResult(0.0, 1.0)  # one category in both: nothing can differ
-    from scipy.special import chdtrc
-
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     dof = table.shape[1] - 1
     observed = table
@@ -295,7 +301,7 @@ def chi2_two_sample(reference_counts: np.ndarray, current_counts: np.ndarray) ->
         diff = expected - observed
         observed = observed + np.minimum(0.5, np.abs(diff)) * np.sign(diff)
     statistic = float(np.sum((observed - expected) ** 2 / expected))
-    return TestResult(statistic, float(chdtrc(dof, statistic)))
+    return TestResult(statistic, chi2_sf(dof, statistic))
 
 
 def adjust_p_values(p_values: np.ndarray, method: str) -> np.ndarray:

@@ -70,8 +70,9 @@ def test_pomeranz_branch_is_kstwo_sf(n: int) -> None:
             assert kolmogorov.pomeranz_cdf(n, x) == pytest.approx(float(scipy_stats.kstwo.cdf(x, n)), rel=TIGHT)
 
 
-def test_the_live_path_imports_no_scipy_stats() -> None:
-    # scipy.stats holds about 45 MiB of a running agent; the p-values of a window need none of it.
+def test_the_live_path_imports_neither_scipy_stats_nor_scipy_special() -> None:
+    # scipy.stats holds about 45 MiB of a running agent, scipy.special 26; a window's statistics need
+    # neither.
     code = """
 import sys
 import numpy as np
@@ -91,14 +92,14 @@ stats.adjust_p_values(np.array([0.01, 0.2, np.nan, 0.03]), "benjamini_hochberg")
 for x in np.geomspace(1e-4, 0.999, 200):
     kolmogorov.kolmogorov_sf(float(x), 512)
     kolmogorov.kolmogorov_sf(float(x), 100)  # Pomeranz's recursion among its branches
-print("scipy.stats" in sys.modules)
+print("scipy.stats" in sys.modules, "scipy.special" in sys.modules)
 print(sorted(m for m in sys.modules if m.startswith("scipy.stats.")))
 print(repr(unequal.p_value))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     package, modules, p_value = done.stdout.splitlines()
-    assert package == "False"
+    assert package == "False False"
     assert modules == "['scipy.stats._stats_pythran']"  # the compiled routine of unequal sizes, loaded alone
     a, b = np.random.default_rng(3).standard_normal((2, 1_000))
     assert float(p_value) == pytest.approx(scipy_stats.ks_2samp(a, b[:987] + 0.1, method="exact").pvalue, rel=TIGHT)
