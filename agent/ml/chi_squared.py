@@ -24,11 +24,11 @@ def chi2_sf(dof: int, x: float) -> float:
     """P(X > x) for X chi-squared with `dof` (>= 1) degrees of freedom."""
     if math.isnan(x) or x < 0:
         return math.nan
-    if x == 0:
+    y = x / 2.0
+    if y == 0:  # x = 0, or the smallest subnormal halved
         return 1.0
     if math.isinf(x):
         return 0.0
-    y = x / 2.0
     if dof % 2:
         powers = np.arange(1, dof // 2 + 1) - 0.5
         head = math.erfc(math.sqrt(y))

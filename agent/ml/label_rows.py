@@ -18,27 +18,26 @@ import math
 import re
 from array import array
 from collections import deque
-from itertools import repeat
+from itertools import groupby, repeat
 from typing import Iterable
 
 PENDING, EXPIRED, MATCHED, GONE = 0, 1, 2, 3
 _LIVE = re.compile(rb"[^\x03]")  # a row not gone
 _NONE: dict = {}
 _SLACK = 1024  # gone rows (stale closing numbers) kept beyond twice the live ones
+_MIN_CUT = 1024  # a gone front shorter than this (and than an eighth of the rows) stays
 VERSION, PREDICTED, SCORE, VALUE, TIME = range(5)  # the fields; TIME is when it came, then when it closed
 NO_ENTRY = ("", None, math.nan, math.nan)  # a closed row read back from a save: only its time is kept
 
 
 def runs(models: list[str]) -> list[tuple[str, int, int]]:
     """(model, start, end) of each run of one model in `models` (few models, long runs: C-speed scans)."""
-    out, start, n = [], 0, len(models)
+    n = len(models)
     if not n or models.count(models[0]) == n:
         return [(models[0], 0, n)] if n else []
-    others = set(models)
-    while start < n:
-        model = models[start]
-        rest = models[start:]
-        end = min((start + rest.index(o) for o in others if o != model and o in rest), default=n)
+    out, start = [], 0
+    for model, run in groupby(models):
+        end = start + len(list(run))
         out.append((model, start, end))
         start = end
     return out
@@ -76,6 +75,8 @@ class Rows:
         """Pending rows at the back for `ids` of `model`, one iterable of len(ids) per field; False,
         with nothing changed, unless the ids are distinct and none of them has a row."""
         n, seq = len(ids), self.next
+        if not n:
+            return True
         known = self.index.get(model)
         if known is None:
             known = self.index[model] = {}
@@ -85,10 +86,18 @@ class Rows:
                 if known.get(id_) == number:
                     del known[id_]
             return False
+        rows = len(self.state)
+        try:
+            for column, values in zip(self.fields, fields):
+                column.extend(values)  # a value an array cannot hold raises here
+        except BaseException:
+            for column in self.fields:
+                del column[rows:]
+            for id_ in ids:
+                del known[id_]
+            raise
         self.ids.extend(ids)
         self.models.extend(repeat(model, n))
-        for column, values in zip(self.fields, fields):
-            column.extend(values)
         self.state.extend(bytes(n))  # PENDING
         self.next += n
         self.pending += n
@@ -128,7 +137,7 @@ class Rows:
         p = seq - self.base
         self.state[p] = MATCHED if matched else EXPIRED
         self.fields[TIME][p] = now
-        self._closing(seq)
+        self._note_rise(seq)
         self.closing.append(seq)
         self.pending -= 1
         self.closed += 1
@@ -146,7 +155,7 @@ class Rows:
         if self.state.count(PENDING, h, end) == count:  # next to each other, as when every id is new
             self.state[h:end] = bytes([EXPIRED]) * count
             self.fields[TIME][h:end] = array("d", [now]) * count
-            self._closing(h + self.base)
+            self._note_rise(h + self.base)
             self.closing.extend(range(h + self.base, end + self.base))
             self.pending -= count
             self.closed += count
@@ -160,7 +169,7 @@ class Rows:
             self.close(seq, False, now)
         return models, versions
 
-    def _closing(self, seq: int) -> None:
+    def _note_rise(self, seq: int) -> None:
         """Before `seq` is put at the back of `closing`: does it rise?"""
         if self.closing and seq < self.closing[-1]:
             self.closing_rises_from = len(self.closing)
@@ -196,16 +205,16 @@ class Rows:
             self.closed -= 1
 
     def tidy(self) -> None:
-        """Cut the gone front off; squeeze the gone rows out once they outnumber the live ones."""
+        """Cut the gone front off; squeeze the gone rows out once they outnumber the live ones twice over."""
         found = _LIVE.search(self.state, self.live_from - self.base)
         cut = found.start() if found else len(self.state)
         self.live_from = cut + self.base
-        if cut >= max(1024, len(self.state) // 8):
+        if cut >= max(_MIN_CUT, len(self.state) // 8):
             for column in (self.ids, self.models, *self.fields, self.state):
                 del column[:cut]
             self.base += cut
             self.pending_from = max(self.pending_from, self.base)
-        if self.closing_from >= max(1024, len(self.closing) // 8):
+        if self.closing_from >= max(_MIN_CUT, len(self.closing) // 8):
             del self.closing[:self.closing_from]
             self.closing_rises_from = max(0, self.closing_rises_from - self.closing_from)
             self.closing_from = 0
@@ -213,21 +222,28 @@ class Rows:
         if len(self.state) - (self.live_from - self.base) > 3 * live + _SLACK:
             self._squeeze()
         elif len(self.closing) - self.closing_from > 3 * self.closed + _SLACK:
-            self.closing = array("q", [s for s in self.closing[self.closing_from:] if not self._is_stale(s)])
-            self.closing_from, self.closing_rises_from = 0, len(self.closing)
+            kept, rises_from = self._live_closing()
+            self.closing, self.closing_from, self.closing_rises_from = array("q", kept), 0, rises_from
+
+    def _live_closing(self) -> tuple[list[int], int]:
+        """`closing`'s live numbers, and where they rise from (a part of a rising run rises)."""
+        live = [s for s in self.closing[self.closing_from:] if not self._is_stale(s)]
+        before = max(0, self.closing_rises_from - self.closing_from)
+        return live, sum(1 for s in self.closing[self.closing_from:self.closing_from + before] if not self._is_stale(s))
 
     def _squeeze(self) -> None:
         state, base = self.state, self.base
         at = [p for p in range(self.live_from - base, len(state)) if state[p] != GONE]
         renumbered = {p + base: seq for seq, p in enumerate(at)}
-        closing = [renumbered[s] for s in self.closing[self.closing_from:] if s in renumbered]
+        kept, rises_from = self._live_closing()
+        closing = list(map(renumbered.__getitem__, kept))  # in the same order: still rising from there
         self.ids, self.models = [self.ids[p] for p in at], [self.models[p] for p in at]
         self.fields = [type(f)(f.typecode, map(f.__getitem__, at)) if isinstance(f, array)
                        else list(map(f.__getitem__, at)) for f in self.fields]
         self.state = bytearray(map(state.__getitem__, at))
         self.closing = array("q", closing)
         self.base = self.pending_from = self.live_from = self.closing_from = 0
-        self.closing_rises_from = len(closing)
+        self.closing_rises_from = rises_from
         self.next = len(at)
         for seq, (model, id_) in enumerate(zip(self.models, self.ids)):
             self.index[model][id_] = seq
@@ -257,7 +273,7 @@ class Rows:
                 [state[p] == MATCHED for p in at], [times[p] for p in at])
 
     def copy(self) -> Rows:
-        """The live rows (without the index: a copy to save, not to change)."""
+        """The live rows, to save (without the index: `find` on the copy finds nothing)."""
         copy, h = Rows(), self.live_from - self.base
         copy.ids, copy.models, copy.state = self.ids[h:], self.models[h:], self.state[h:]
         copy.fields = [f[h:] for f in self.fields]

@@ -29,9 +29,10 @@ def test_chi2_sf_with_thousands_of_degrees_of_freedom_is_chdtrc() -> None:
                                                          abs=1e-300)
 
 
-@pytest.mark.parametrize("x, expected", [(0.0, 1.0), (math.inf, 0.0)])
-def test_chi2_sf_at_the_ends(x: float, expected: float) -> None:
-    assert chi2_sf(3, x) == expected == special.chdtrc(3, x)
+@pytest.mark.parametrize("dof", [1, 2, 3])
+@pytest.mark.parametrize("x, expected", [(0.0, 1.0), (5e-324, 1.0), (math.inf, 0.0)])
+def test_chi2_sf_at_the_ends(dof: int, x: float, expected: float) -> None:
+    assert chi2_sf(dof, x) == expected == special.chdtrc(dof, x)
 
 
 @pytest.mark.parametrize("x", [math.nan, -1.0])

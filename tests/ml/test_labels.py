@@ -118,6 +118,16 @@ def test_the_state_survives_a_restart(tmp_path: Path):
     assert not again.pending
 
 
+def test_a_batch_with_a_score_that_is_not_a_number_is_refused_whole():
+    join = LabelJoin(ttl=100, max_pending=10, wait=5)
+    predict(join, ["g1"], now=0)
+    with pytest.raises(TypeError):
+        join.add_predictions("fraud", "v1", ["g2", "g3"], ["ok", "ok"], [0.1, "high"], [NAN, NAN], now=1)
+    assert list(join.pending) == [("fraud", "g1")]
+    predict(join, ["g2"], now=2)
+    assert [j.score for j in join.add_labels("fraud", ["g1", "g2", "g3"], ["ok"] * 3, now=3)] == [0.9, 0.2]
+
+
 def test_an_id_predicted_again_after_it_closed_waits_again():
     join = LabelJoin(ttl=100, max_pending=10, wait=5)
     predict(join, ["e1"], now=0)
