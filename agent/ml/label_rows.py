@@ -184,17 +184,30 @@ class Rows:
         self.closing_from = c
         return closing[c] if c < len(closing) else None
 
+    def _oldest_closed_together(self, count: int) -> int | None:
+        """The position of the first of the `count` oldest closed rows (there are at least as many)
+        when they are next to each other and closed in that order, as when every id expires in turn;
+        None otherwise."""
+        first, c = self.oldest_closed(), self.closing_from
+        if c < self.closing_rises_from or self.closing[c + count - 1] != first + count - 1:
+            return None
+        p = first - self.base  # count rising numbers from first to first + count - 1: those rows
+        return p if self.state.count(GONE, p, p + count) == 0 else None
+
+    def _live_numbers(self, end: int | None = None) -> list[int]:
+        """The live numbers of closing[closing_from:end], in order."""
+        base, state = self.base, self.state
+        return [s for s in self.closing[self.closing_from:end] if s >= base and state[s - base] != GONE]
+
     def forget_oldest(self, count: int) -> None:
         """Forget the `count` oldest closed rows (there are at least as many)."""
-        first, c = self.oldest_closed(), self.closing_from
-        p = first - self.base
-        if c >= self.closing_rises_from and self.closing[c + count - 1] == first + count - 1 \
-                and self.state.count(GONE, p, p + count) == 0:  # rows next to each other, none stale
+        p = self._oldest_closed_together(count)
+        if p is not None:
             ids = self.ids
             for model, start, end in runs(self.models[p:p + count]):
                 deque(map(self.index[model].__delitem__, ids[p + start:p + end]), 0)
             self.state[p:p + count] = bytes([GONE]) * count
-            self.closing_from = c + count
+            self.closing_from += count
             self.closed -= count
             return
         for _ in range(count):
@@ -227,9 +240,8 @@ class Rows:
 
     def _live_closing(self) -> tuple[list[int], int]:
         """`closing`'s live numbers, and where they rise from (a part of a rising run rises)."""
-        live = [s for s in self.closing[self.closing_from:] if not self._is_stale(s)]
         before = max(0, self.closing_rises_from - self.closing_from)
-        return live, sum(1 for s in self.closing[self.closing_from:self.closing_from + before] if not self._is_stale(s))
+        return self._live_numbers(), len(self._live_numbers(self.closing_from + before)) if before else 0
 
     def _squeeze(self) -> None:
         state, base = self.state, self.base
@@ -262,13 +274,12 @@ class Rows:
 
     def closed_rows(self) -> tuple[list[str], list[str], list[bool], list[float]]:
         """The closed rows' models, ids, whether matched and when closed, in the order they were closed."""
-        first, c = self.oldest_closed(), self.closing_from
-        state, base, times, n = self.state, self.base, self.fields[TIME], self.closed
-        if n and c >= self.closing_rises_from and len(self.closing) - c == n and self.closing[-1] == first + n - 1:
-            h, end = first - base, first - base + n  # rows next to each other, none stale
-            return (self.models[h:end], self.ids[h:end], [s == MATCHED for s in state[h:end]],
-                    list(times[h:end]))
-        at = [s - base for s in self.closing[c:] if s >= base and state[s - base] != GONE]
+        state, times, n = self.state, self.fields[TIME], self.closed
+        h = self._oldest_closed_together(n) if n else None
+        if h is not None:
+            return (self.models[h:h + n], self.ids[h:h + n], [s == MATCHED for s in state[h:h + n]],
+                    list(times[h:h + n]))
+        at = [s - self.base for s in self._live_numbers()]
         return ([self.models[p] for p in at], [self.ids[p] for p in at],
                 [state[p] == MATCHED for p in at], [times[p] for p in at])
 

@@ -178,12 +178,9 @@ class LabelJoin:
         """Expire the `count` oldest pending predictions (beyond `max_pending`) as `_expire` one at a
         time would: the same entries, counters and closed ids."""
         models, versions = self.rows.close_oldest(count, now)
-        counts, expired = self.pending_count, self.expired
         for (model, version), n in _counts(models, versions).items():
-            counts[(model, version)] -= n
-            if counts[(model, version)] <= 0:
-                del counts[(model, version)]
-            expired[(model, version, CAPACITY)] += n
+            self._uncount(model, version, n)
+            self.expired[(model, version, CAPACITY)] += n
         self._forget_beyond_capacity()
 
     def add_labels(self, model: str, ids: Iterable[str], labels: Iterable[str | float], now: float) -> list[Joined]:
@@ -235,9 +232,9 @@ class LabelJoin:
         rows.tidy()
         _compact(waiting, self._waiting_order)
 
-    def _uncount(self, model: str, version: str) -> None:
+    def _uncount(self, model: str, version: str, n: int = 1) -> None:
         counts = self.pending_count
-        counts[(model, version)] -= 1
+        counts[(model, version)] -= n
         if counts[(model, version)] <= 0:
             del counts[(model, version)]
 
